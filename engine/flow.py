@@ -131,6 +131,18 @@ class AdvFlow(nn.Module):
         nodes.append(_Node())                                           # concat
         nodes.append(_Node())                                           # output
         self.module_list = nn.ModuleList(nodes)
+        self._init_identity()
+
+    @torch.no_grad()
+    def _init_identity(self) -> None:
+        # As in Glow: the last layer of every subnet starts at zero, so each coupling starts as
+        # the identity and training is stable from the first step. Loaded weights replace this.
+        for node in self.module_list:
+            if isinstance(node, AffineCoupling):
+                for subnet in (node.s1, node.s2):
+                    last = subnet.conv3 if hasattr(subnet, "conv3") else subnet.fc3
+                    last.weight.zero_()
+                    last.bias.zero_()
 
     # -- the layer contract ------------------------------------------------------------------
     def _image_nodes(self) -> list[InvertibleLayer]:
