@@ -88,6 +88,13 @@ def evaluate_bpd(flow: AdvFlow, views: torch.Tensor, batch_size: int = 64, seed:
     return total / views.shape[0]
 
 
+def _learning_rate(args, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of --lr over the whole run."""
+    total = max(1, args.epochs * args.steps_per_epoch)
+    warm = min(1.0, (step + 1) / max(1, args.warmup_steps))
+    return args.lr * warm * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, step / total))))
+
+
 def _build_data(args, log):
     files = collect_media(args.data)
     if not files:
@@ -169,7 +176,7 @@ def main(args: argparse.Namespace) -> dict:
                    leave=False, file=sys.stderr)
         for _ in bar:
             batch = train.sample(args.batch_size, rng).to(device)
-            lr = args.lr * min(1.0, (step + 1) / max(1, args.warmup_steps))
+            lr = _learning_rate(args, step)
             for group in opt.param_groups:
                 group["lr"] = lr
             loss = flow.bits_per_dim(batch)
@@ -200,7 +207,7 @@ def main(args: argparse.Namespace) -> dict:
         meta = {
             "command": "s2vc train-flow " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])),
             "data": [str(d) for d in args.data], "val_data": args.val_data, "epochs_done": epoch,
-            "steps": step, "history": history, "torch": torch.__version__, "machine": platform.machine(),
+            "steps": step, "history": history, "torch": str(torch.__version__), "machine": platform.machine(),
             "skipped_files": skipped,
         }
         ckpt = flow_checkpoint(flow, meta)

@@ -61,7 +61,7 @@ def load_sources(files: list[Path], decode_size: int, max_frames: int | None = N
                 frames = torch.as_tensor(np.asarray(img)).unsqueeze(0)
             else:
                 frames = video_io.read_video(f, size=decode_size, max_frames=max_frames)
-        except (video_io.VideoDecodeError, OSError, ValueError) as e:
+        except (video_io.VideoDecodeError, video_io.ImageDecodeError, OSError, ValueError) as e:
             skipped.append(f"{f}: {e}")
             log(f"skipping {f}: {e}")
             continue

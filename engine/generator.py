@@ -1,0 +1,112 @@
+"""The motion-preserved video generator (the paper's Fig. 2, right), reference implementation.
+
+    video  float (B, C, T, H, W) in [0, 1]
+      -> frames (B*T, C, H, W) -> low = avgpool to r x r          r = the flow's resolution
+      -> z = flow.encode(low), (B, T, D)
+      -> z_p, mask = temporal_std_mask(z, alpha, strategy)       static cues suppressed
+      -> low_p = flow.decode(z_p)
+      -> out = frames + upsample(low_p - low, H x W)             the residual keeps the detail
+
+The official code's defaults: nearest upsampling, no clamp of the output.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+from .suppression import STRATEGIES, temporal_std_mask
+
+BACKENDS = ("auto", "eager")
+
+
+@dataclasses.dataclass
+class GenerationStats:
+    """Per clip: ``preserved`` float (B,), the fraction of latents kept; ``mask`` bool (B, D),
+    True where a latent was suppressed; ``z_std`` float (B, D), each latent's STD over time."""
+
+    preserved: torch.Tensor
+    mask: torch.Tensor
+    z_std: torch.Tensor
+
+
+class MotionPreservingGenerator(torch.nn.Module):
+    """``out, stats = gen(video)``; video and out float (B, C, T, H, W), same shape.
+
+    flow: an AdvFlow (or anything with ``config``, ``prepare()``); alpha: the STD threshold of
+    eq. (4); strategy: one of ``STRATEGIES``; upsample: "nearest" (official) or "bilinear";
+    clamp: clip the output to [0, 1]; chunk_frames: frames encoded/decoded at once (bounds memory);
+    seed: seeds the random strategies (None = nondeterministic).
+    """
+
+    def __init__(self, flow, alpha: float = 0.5, strategy: str = "zero", *, backend: str = "auto",
+                 keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
+                 chunk_frames: int = 256, seed: int | None = None):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"generator backend {backend!r} is not available; available: {BACKENDS}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown suppression strategy {strategy!r}; expected one of {STRATEGIES}")
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        self.config = flow.config
+        self.flow = flow.prepare()
+        self.alpha = alpha
+        self.strategy = strategy
+        self.keep_fraction = keep_fraction
+        self.backend = "eager"
+        self.upsample = upsample
+        self.clamp = clamp
+        self.chunk_frames = chunk_frames
+        self.seed = seed
+        # Validate the threshold now rather than on the first clip.
+        temporal_std_mask(torch.zeros(1, 2, 1), alpha, strategy, keep_fraction=keep_fraction)
+
+    def _check_video(self, video: torch.Tensor) -> None:
+        c = self.config.channels
+        if not isinstance(video, torch.Tensor) or video.dim() != 5 or video.shape[1] != c:
+            shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+            raise ValueError(f"generator expects video float (B, {c}, T, H, W) in [0, 1], got {shape}")
+        if not video.is_floating_point():
+            raise TypeError(f"video must be floating point in [0, 1] (convert uint8 with /255), got {video.dtype}")
+        if video.shape[2] < 2:
+            raise ValueError(f"the temporal STD needs T >= 2 frames per clip, got T = {video.shape[2]}")
+        if not torch.isfinite(video).all():
+            raise ValueError("video contains NaN/Inf values")
+        lo, hi = video.min().item(), video.max().item()
+        if lo < -0.5 or hi > 1.5:
+            raise ValueError(f"video values must be in [0, 1]; got range [{lo:.3g}, {hi:.3g}] "
+                             "(uint8 frames need /255; normalised ones need un-normalising)")
+        if min(video.shape[3:]) < self.config.resolution:
+            raise ValueError(f"frames of {tuple(video.shape[3:])} are smaller than the flow's "
+                             f"{self.config.resolution}x{self.config.resolution} input")
+
+    def _chunked(self, fn, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)])
+
+    @torch.no_grad()
+    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, GenerationStats]:
+        self._check_video(video)
+        b, c, t, h, w = video.shape
+        r = self.config.resolution
+        frames = video.transpose(1, 2).reshape(b * t, c, h, w)
+        low = F.adaptive_avg_pool2d(frames, r)
+        z = self._chunked(self.flow.encode, low).reshape(b, t, -1)
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=z.device).manual_seed(self.seed)
+        z_p, mask = temporal_std_mask(z, self.alpha, self.strategy, keep_fraction=self.keep_fraction,
+                                      generator=generator)
+        low_p = self._chunked(self.flow.decode, z_p.reshape(b * t, -1))
+        diff = low_p - low
+        up = F.interpolate(diff, size=(h, w), mode=self.upsample,
+                           **({} if self.upsample == "nearest" else {"align_corners": False}))
+        out = frames + up
+        if self.clamp:
+            out = out.clamp(0, 1)
+        out = out.reshape(b, t, c, h, w).transpose(1, 2).contiguous()
+        preserved = 1.0 - mask.float().mean(dim=1)
+        return out, GenerationStats(preserved=preserved, mask=mask, z_std=z.std(dim=1))

@@ -1,0 +1,59 @@
+"""The ``s2vc`` command: one entry point, one subcommand per job. Each subcommand is a thin
+wrapper over an importable ``main(args)``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _train_flow(args: argparse.Namespace) -> int:
+    from s2vc.training import flow_training
+    flow_training.main(args)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from s2vc.engine import generate
+    return generate.main(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from s2vc.engine import demo
+    return demo.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="s2vc", description="S²VC: suppress static visual cues in videos "
+                                     "with a normalizing flow (motion-preserved video generation).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from s2vc.engine import demo
+    p = sub.add_parser("demo", help="run the generator on the built-in default data and explain the output")
+    demo.add_arguments(p)
+    p.set_defaults(func=_demo)
+
+    from s2vc.engine import generate
+    p = sub.add_parser("generate", help="write motion-preserved versions of video files")
+    generate.add_arguments(p)
+    p.set_defaults(func=_generate)
+
+    from s2vc.training import flow_training
+    p = sub.add_parser("train-flow", help="train the flow by maximum likelihood on frames of videos/images")
+    flow_training.get_args_parser(p)
+    p.set_defaults(func=_train_flow)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("s2vc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
