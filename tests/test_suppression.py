@@ -1,0 +1,133 @@
+"""temporal_std_mask: eq. (4) against NumPy float64, every strategy's defining property, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from s2vc.engine.suppression import STRATEGIES, alpha_for_preserved_fraction, temporal_std_mask
+
+
+def _numpy_mask(z: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    z = z.astype(np.float64)
+    t = z.shape[1]
+    mean = z.sum(axis=1, keepdims=True) / t
+    std = np.sqrt(((z - mean) ** 2).sum(axis=1) / (t - 1))      # eq. (4), unbiased
+    return std < alpha, std
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 97), (1, 2, 5), (2, 32, 3072), (4, 7, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_strategy_matches_numpy(shape, dtype):
+    g = torch.Generator().manual_seed(sum(shape))
+    # latents whose scale over time varies per dim, so the mask is mixed
+    z = torch.randn(shape, generator=g, dtype=torch.float64) * torch.rand(shape[0], 1, shape[2], generator=g,
+                                                                          dtype=torch.float64) * 1.5
+    z = z.to(dtype)
+    alpha = 0.5
+    z_p, mask = temporal_std_mask(z, alpha)
+    ref_mask, std = _numpy_mask(z.double().numpy(), alpha)
+    flips = mask.numpy() != ref_mask
+    eps = 1e-5 if dtype == torch.float32 else 1e-12
+    assert np.all(np.abs(std[flips] - alpha) < eps), "a latent flipped away from the threshold"
+    if shape[2] > 50:
+        assert 0.05 < ref_mask.mean() < 0.95
+    expected = np.where(mask.numpy()[:, None, :], 0.0, z.numpy())
+    np.testing.assert_array_equal(z_p.numpy(), expected)
+
+
+def test_flip_only_at_threshold():
+    # latents constructed with an STD exactly at alpha, one ulp below and one above
+    t = 8
+    base = torch.tensor([1.0, -1.0] * (t // 2), dtype=torch.float64)
+    s = base.std()
+    z = torch.stack([base / s * a for a in (0.5 - 1e-9, 0.5, 0.5 + 1e-9, 0.2, 0.9)], dim=1)[None]
+    _, mask = temporal_std_mask(z, 0.5)
+    assert mask[0].tolist()[:1] == [True] and mask[0].tolist()[2:] == [False, True, False]
+
+
+def _mixed(seed=0, b=2, t=6, d=40):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(b, t, d, generator=g) * torch.linspace(0.05, 2.0, d)
+    return z
+
+
+def test_noise_is_fixed_over_time_and_seeded():
+    z = _mixed()
+    z_p, mask = temporal_std_mask(z, 0.5, "noise", generator=torch.Generator().manual_seed(1))
+    sup = mask.unsqueeze(1).expand_as(z)
+    assert mask.any() and (~mask).any()
+    replaced = z_p[sup].reshape(-1)
+    assert torch.all(z_p.std(dim=1)[mask] == 0)                  # the same value in every frame
+    assert not torch.allclose(replaced, torch.zeros_like(replaced))
+    assert torch.equal(z_p[~sup], z[~sup])
+    again, _ = temporal_std_mask(z, 0.5, "noise", generator=torch.Generator().manual_seed(1))
+    other, _ = temporal_std_mask(z, 0.5, "noise", generator=torch.Generator().manual_seed(2))
+    assert torch.equal(z_p, again) and not torch.equal(z_p, other)
+
+
+def test_shuffle_clip_permutes_each_latent_over_time():
+    z = _mixed(t=12)
+    z_p, mask = temporal_std_mask(z, 0.5, "shuffle_clip", generator=torch.Generator().manual_seed(0))
+    for b in range(z.shape[0]):
+        for d in range(z.shape[2]):
+            if mask[b, d]:
+                assert torch.equal(z_p[b, :, d].sort().values, z[b, :, d].sort().values)
+            else:
+                assert torch.equal(z_p[b, :, d], z[b, :, d])
+    assert not torch.equal(z_p, z)
+
+
+def test_shuffle_frame_permutes_suppressed_values_within_each_frame():
+    z = _mixed()
+    z_p, mask = temporal_std_mask(z, 0.5, "shuffle_frame", generator=torch.Generator().manual_seed(0))
+    for b in range(z.shape[0]):
+        idx = mask[b].nonzero().squeeze(1)
+        for t in range(z.shape[1]):
+            assert torch.equal(z_p[b, t, idx].sort().values, z[b, t, idx].sort().values)
+            assert torch.equal(z_p[b, t, ~mask[b]], z[b, t, ~mask[b]])
+    assert not torch.equal(z_p, z)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.37, 1.0])
+def test_topk_keeps_exactly_the_fraction(fraction):
+    z = _mixed(d=97)
+    z_p, mask = temporal_std_mask(z, 0.5, "topk", keep_fraction=fraction)
+    kept = (~mask).sum(dim=1)
+    assert kept.tolist() == [round(fraction * 97)] * 2
+    std = z.std(dim=1)
+    for b in range(2):
+        if 0 < kept[b] < 97:
+            assert std[b][~mask[b]].min() >= std[b][mask[b]].max()
+    assert torch.all(z_p[mask.unsqueeze(1).expand_as(z)] == 0)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_is_deterministic_under_a_seed(strategy):
+    z = _mixed()
+    kw = {"keep_fraction": 0.3} if strategy == "topk" else {}
+    a, ma = temporal_std_mask(z, 0.5, strategy, generator=torch.Generator().manual_seed(7), **kw)
+    b, mb = temporal_std_mask(z, 0.5, strategy, generator=torch.Generator().manual_seed(7), **kw)
+    assert torch.equal(a, b) and torch.equal(ma, mb)
+
+
+def test_alpha_for_preserved_fraction():
+    std = torch.rand(10, 1000)
+    alpha = alpha_for_preserved_fraction(std, 0.25)
+    assert (std >= alpha).float().mean().item() == pytest.approx(0.25, abs=0.002)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(z=torch.zeros(2, 1, 4)), ValueError, "T >= 2"),
+    (dict(z=torch.zeros(2, 4)), ValueError, r"\(B, T, D\)"),
+    (dict(z=torch.zeros(2, 3, 4, dtype=torch.int64)), TypeError, "floating point"),
+    (dict(z=torch.full((1, 3, 2), float("nan"))), ValueError, "NaN"),
+    (dict(z=torch.zeros(1, 3, 2), alpha=0.0), ValueError, "alpha"),
+    (dict(z=torch.zeros(1, 3, 2), alpha=float("inf")), ValueError, "alpha"),
+    (dict(z=torch.zeros(1, 3, 2), strategy="blur"), ValueError, "unknown suppression strategy"),
+    (dict(z=torch.zeros(1, 3, 2), strategy="topk"), ValueError, "keep_fraction"),
+    (dict(z=torch.zeros(1, 3, 2), backend="tensorrt"), ValueError, "not available"),
+])
+def test_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        temporal_std_mask(**kwargs)
