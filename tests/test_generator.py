@@ -127,3 +127,14 @@ def test_bad_video(small_flow, video, exc, match):
 def test_bad_settings(small_flow, kwargs, match):
     with pytest.raises(ValueError, match=match):
         MotionPreservingGenerator(small_flow, **{"alpha": 0.5, **kwargs})
+
+
+def test_tfd_keeps_the_most_varying_fifth_of_pixels():
+    from s2vc.engine.tfd import tfd_generator
+    clip, path = moving_square_clip(h=64, w=64)
+    out, stats = tfd_generator(resolution=32)(clip)
+    assert stats.preserved.item() == pytest.approx(0.2, abs=1 / 3072)
+    # the static background is zeroed (black) at pooled resolution, the square's path survives
+    low_out = torch.nn.functional.avg_pool2d(out[0].transpose(0, 1), 2)
+    path_low = torch.nn.functional.avg_pool2d(path[None, None].float(), 2)[0, 0] == 1
+    assert low_out[:, :, ~path_low].abs().mean() < 0.5 * low_out[:, :, path_low].abs().mean()
