@@ -22,6 +22,11 @@ import torch
 STRATEGIES = ("zero", "noise", "shuffle_clip", "shuffle_frame", "topk")
 
 
+# strategy codes of the compiled op s2vc::temporal_std_mask (cpp_ext/ops.cpp)
+_EXT_CODES = {"zero": 0, "noise": 1, "shuffle_clip": 2}
+BACKENDS = ("auto", "eager", "ext")
+
+
 def _check(z: torch.Tensor, alpha: float, strategy: str, keep_fraction: float | None) -> None:
     if not isinstance(z, torch.Tensor) or z.dim() != 3:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
@@ -30,8 +35,6 @@ def _check(z: torch.Tensor, alpha: float, strategy: str, keep_fraction: float | 
         raise TypeError(f"latents must be floating point, got {z.dtype}")
     if z.shape[1] < 2:
         raise ValueError(f"the temporal STD needs T >= 2 frames per clip, got T = {z.shape[1]}")
-    if not torch.isfinite(z).all():
-        raise ValueError("latents contain NaN/Inf")
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown suppression strategy {strategy!r}; expected one of {STRATEGIES}")
     if strategy == "topk":
@@ -46,6 +49,42 @@ def temporal_std(z: torch.Tensor) -> torch.Tensor:
     return z.std(dim=1, unbiased=True)
 
 
+def resolve_backend(backend: str, z: torch.Tensor) -> str:
+    """"eager" or "ext" for these latents. "auto" takes the compiled op when it has a kernel for
+    z's device; "ext" raises an error naming what is missing rather than falling back."""
+    from s2vc import _extension as ext
+    if backend not in BACKENDS:
+        raise ValueError(f"temporal_std_mask backend {backend!r} is not available; available: {BACKENDS}")
+    if backend == "eager":
+        return "eager"
+    if ext.ext_has_kernel("temporal_std_mask", z.device.type) and z.dtype in (torch.float32, torch.float64):
+        return "ext"
+    if backend == "auto":
+        return "eager"
+    ext.require_ext("temporal_std_mask(backend='ext')")
+    raise RuntimeError(f"temporal_std_mask(backend='ext'): s2vc._C has no {z.device.type} kernel for "
+                       f"{z.dtype} (kernels: float32/float64 on cpu, and cuda when built with a CUDA toolkit)")
+
+
+def _std_and_mask(z, alpha, strategy, keep_fraction, backend):
+    """The STD (B, D) and the mask (B, D) of eq. (4), or of the top-k rule."""
+    if backend == "ext":
+        _, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha if strategy != "topk" else 1.0), -1,
+                                                      None, None, None)
+    else:
+        s = temporal_std(z)
+        mask = s < alpha if strategy != "topk" else None
+    if not torch.isfinite(s).all():          # a NaN/Inf anywhere in a clip makes its STD non-finite
+        raise ValueError("latents contain NaN/Inf (their temporal STD is not finite)")
+    if strategy == "topk":
+        b, d = s.shape
+        keep = int(round(keep_fraction * d))
+        mask = torch.ones(b, d, dtype=torch.bool, device=z.device)
+        if keep:
+            mask.scatter_(1, s.topk(keep, dim=1).indices, False)
+    return s, mask
+
+
 def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero", *,
                       keep_fraction: float | None = None, generator: torch.Generator | None = None,
                       backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,29 +93,37 @@ def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero
     z: float (B, T, D), latents of B clips of T frames. Returns ``(z_p, mask)``: z_p float
     (B, T, D), mask bool (B, D), True where a latent was suppressed (STD over T < alpha, or not
     among the top ``keep_fraction`` for ``topk``). Random strategies draw from ``generator``
-    (seed it for determinism). ``backend``: "auto" or "eager" (the plain PyTorch reference).
+    (seed it for determinism); both backends draw the same numbers, so they agree exactly.
+    backend: "eager" (the plain PyTorch reference), "ext" (the compiled op: one pass that reads z
+    once and writes z_p once for zero / noise / shuffle_clip) or "auto".
     """
-    if backend not in ("auto", "eager"):
-        raise ValueError(f"temporal_std_mask backend {backend!r} is not available; available: 'auto', 'eager'")
     _check(z, alpha, strategy, keep_fraction)
-    s = temporal_std(z)
+    backend = resolve_backend(backend, z)
     b, t, d = z.shape
-    if strategy == "topk":
-        keep = int(round(keep_fraction * d))
-        mask = torch.ones(b, d, dtype=torch.bool, device=z.device)
-        if keep:
-            mask.scatter_(1, s.topk(keep, dim=1).indices, False)
-    else:
-        mask = s < alpha
+    noise = order = None
+    if strategy == "noise":
+        noise = torch.randn(b, d, generator=generator, dtype=z.dtype, device=z.device)
+    elif strategy == "shuffle_clip":
+        order = torch.rand(b, t, d, generator=generator, device=z.device).argsort(dim=1)
+
+    if backend == "ext" and strategy in _EXT_CODES:
+        z_p, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha), _EXT_CODES[strategy], noise, order, None)
+        if not torch.isfinite(s).all():
+            raise ValueError("latents contain NaN/Inf (their temporal STD is not finite)")
+        return z_p, mask
+
+    s, mask = _std_and_mask(z, alpha, strategy, keep_fraction, backend)
+    if backend == "ext" and strategy == "topk":
+        z_p, _, _ = torch.ops.s2vc.temporal_std_mask(z, 1.0, 0, None, None, mask)
+        return z_p, mask
     m = mask.unsqueeze(1)                                    # (B, 1, D), broadcast over T
     if strategy in ("zero", "topk"):
         replacement = torch.zeros((), dtype=z.dtype, device=z.device)
     elif strategy == "noise":
-        replacement = torch.randn(b, 1, d, generator=generator, dtype=z.dtype, device=z.device)
+        replacement = noise.unsqueeze(1)
     elif strategy == "shuffle_clip":
-        order = torch.rand(b, t, d, generator=generator, device=z.device).argsort(dim=1)
         replacement = z.gather(1, order)
-    else:  # shuffle_frame
+    else:  # shuffle_frame: the permutation depends on the mask, so it follows the mask pass
         replacement = z.clone()
         for i in range(b):
             idx = mask[i].nonzero().squeeze(1)                # the suppressed dims of clip i
