@@ -1,0 +1,77 @@
+"""Loads the compiled ops ``s2vc._C`` (built by setup.py from cpp_ext/) when they are present.
+
+Importing this module never fails: when the extension is missing or broken, ``EXT_AVAILABLE``
+is False and ``EXT_ERROR`` says why; callers that named the ``ext`` backend turn that into an
+error (see ``require_ext``), ``auto`` callers use the PyTorch reference instead.
+
+Once loaded, the ops are ``torch.ops.s2vc.*``. Each gets a fake kernel here, so that
+``torch.compile`` and ``torch.export`` can trace through it without running it.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+OP_NAMES = ("affine_coupling_inverse",)
+
+EXT_AVAILABLE: bool
+EXT_ERROR: str | None
+
+_BUILD_HINT = "build it with `pip install -e . --no-build-isolation` in the repository root"
+
+try:
+    # loading the library registers the ops (import_module: `from s2vc import _C` would report
+    # a missing file as a circular import while s2vc/__init__.py is running)
+    importlib.import_module("s2vc._C")
+except ModuleNotFoundError as exc:
+    EXT_AVAILABLE = False
+    EXT_ERROR = f"s2vc._C is not built ({exc}); {_BUILD_HINT}"
+except (ImportError, OSError) as exc:
+    EXT_AVAILABLE = False
+    EXT_ERROR = (f"s2vc._C is there but could not be loaded ({type(exc).__name__}: {exc}); "
+                 f"rebuild it against this torch {torch.__version__}: {_BUILD_HINT}")
+else:
+    EXT_AVAILABLE = True
+    EXT_ERROR = None
+
+
+# Which (op, device type) pairs have a compiled kernel. Fixed once the library is loaded, so it
+# is read here once: a plain dict lookup is also what torch.compile can trace without a break.
+_KERNELS: dict[tuple[str, str], bool] = {
+    (op, device_type): EXT_AVAILABLE
+    and torch._C._dispatch_has_kernel_for_dispatch_key(f"s2vc::{op}", key)
+    for op in OP_NAMES
+    for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+}
+
+
+def ext_has_kernel(op: str, device_type: str) -> bool:
+    """Whether ``s2vc::<op>`` has a compiled kernel for ``device_type`` ("cpu", "cuda")."""
+    return EXT_AVAILABLE and _KERNELS.get((op, device_type), False)
+
+
+def ext_has_cuda() -> bool:
+    """Whether the loaded extension was built with its CUDA kernels (a GPU need not be present)."""
+    return ext_has_kernel("affine_coupling_inverse", "cuda")
+
+
+def require_ext(what: str) -> None:
+    """Raise a RuntimeError naming ``what`` needed the extension and why it is not loaded."""
+    if not EXT_AVAILABLE:
+        raise RuntimeError(f"{what} needs the compiled extension s2vc._C, which is not loaded: "
+                           f"{EXT_ERROR}")
+
+
+if EXT_AVAILABLE:
+
+    @torch.library.register_fake("s2vc::affine_coupling_inverse")
+    def _affine_coupling_inverse_fake(v: torch.Tensor, raw: torch.Tensor, clamp: float):
+        # the same checks as the kernels where they concern shapes; output is contiguous
+        torch._check(v.dim() >= 2, lambda: f"expected v (N, n, *S), got shape {tuple(v.shape)}")
+        torch._check(raw.dim() == v.dim() and raw.shape[1] == 2 * v.shape[1],
+                     lambda: f"expected raw (N, 2n, *S) for v of shape {tuple(v.shape)}, "
+                             f"got raw of shape {tuple(raw.shape)}")
+        torch._check(raw.dtype == v.dtype,
+                     lambda: f"expected v and raw of one dtype, got {v.dtype} and {raw.dtype}")
+        return v.new_empty(v.shape)
