@@ -218,10 +218,11 @@ class AdvFlow(nn.Module):
         """Mean bits per dim over the batch under uniform dequantisation (a scalar tensor)."""
         return self.nll_bits_per_dim(frames, **kwargs).mean()
 
-    def prepare(self) -> "PreparedFlow":
-        """The inference form: constants folded, nothing computed per call but the flow itself."""
+    def prepare(self, ext: bool = False) -> "PreparedFlow":
+        """The inference form: constants folded, nothing computed per call but the flow itself.
+        ``ext=True`` runs the decoder's elementwise coupling steps in the compiled op."""
         from .prepared import PreparedFlow
-        return PreparedFlow(self)
+        return PreparedFlow(self, ext=ext)
 
     # -- input checks -------------------------------------------------------------------------
     def _check_floating(self, t: torch.Tensor, what: str) -> None:

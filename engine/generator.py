@@ -12,13 +12,15 @@ The official code's defaults: nearest upsampling, no clamp of the output.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import torch
 import torch.nn.functional as F
 
 from .suppression import STRATEGIES, temporal_std_mask
 
-BACKENDS = ("auto", "eager")
+BACKENDS = ("auto", "eager", "ext", "compile")
+log = logging.getLogger("s2vc")
 
 
 @dataclasses.dataclass
@@ -38,6 +40,10 @@ class MotionPreservingGenerator(torch.nn.Module):
     eq. (4); strategy: one of ``STRATEGIES``; upsample: "nearest" (official) or "bilinear";
     clamp: clip the output to [0, 1]; chunk_frames: frames encoded/decoded at once (bounds memory);
     seed: seeds the random strategies (None = nondeterministic).
+    backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
+    temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
+    reference flow) or "auto" (ext where the extension has kernels for the video's device, else
+    eager; ``last_backend`` says which ran). A named backend that cannot run raises an error.
     """
 
     def __init__(self, flow, alpha: float = 0.5, strategy: str = "zero", *, backend: str = "auto",
@@ -52,12 +58,20 @@ class MotionPreservingGenerator(torch.nn.Module):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        from s2vc import _extension
+        if backend == "ext":
+            _extension.require_ext("MotionPreservingGenerator(backend='ext')")
         self.config = flow.config
         self.flow = flow.prepare()
+        # the compiled-op form shares the subnets; it exists whenever the extension is loaded
+        self.flow_ext = flow.prepare(ext=True) if _extension.EXT_AVAILABLE and isinstance(
+            flow, torch.nn.Module) and hasattr(flow, "_fc_nodes") else None
+        self._compiled: dict[str, object] = {}
         self.alpha = alpha
         self.strategy = strategy
         self.keep_fraction = keep_fraction
-        self.backend = "eager"
+        self.backend = backend
+        self.last_backend: str | None = None
         self.upsample = upsample
         self.clamp = clamp
         self.chunk_frames = chunk_frames
@@ -84,6 +98,32 @@ class MotionPreservingGenerator(torch.nn.Module):
             raise ValueError(f"frames of {tuple(video.shape[3:])} are smaller than the flow's "
                              f"{self.config.resolution}x{self.config.resolution} input")
 
+    def _resolve(self, device: torch.device) -> str:
+        from s2vc import _extension
+        has_ext = all(_extension.ext_has_kernel(op, device.type)
+                      for op in ("temporal_std_mask", "affine_coupling_inverse"))
+        if self.backend == "auto":
+            choice = "ext" if has_ext and self.flow_ext is not None else "eager"
+            if choice != self.last_backend:
+                log.info("MotionPreservingGenerator: backend 'auto' runs %r on %s", choice, device.type)
+            return choice
+        if self.backend == "ext" and not has_ext:
+            raise RuntimeError(f"MotionPreservingGenerator(backend='ext'): s2vc._C has no {device.type} kernels "
+                               "(CUDA kernels need a build with a CUDA toolkit: S2VC_CUDA=1 pip install -e . "
+                               "--no-build-isolation)")
+        return self.backend
+
+    def _coders(self, backend: str):
+        """(encode, decode) for a resolved backend."""
+        if backend == "ext":
+            return self.flow_ext.encode, self.flow_ext.decode
+        if backend == "compile":
+            if not self._compiled:
+                self._compiled["encode"] = torch.compile(self.flow.encoder, dynamic=True)
+                self._compiled["decode"] = torch.compile(self.flow.decoder, dynamic=True)
+            return self._compiled["encode"], self._compiled["decode"]
+        return self.flow.encode, self.flow.decode
+
     def _chunked(self, fn, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)])
 
@@ -92,15 +132,18 @@ class MotionPreservingGenerator(torch.nn.Module):
         self._check_video(video)
         b, c, t, h, w = video.shape
         r = self.config.resolution
+        backend = self._resolve(video.device)
+        self.last_backend = backend
+        encode, decode = self._coders(backend)
         frames = video.transpose(1, 2).reshape(b * t, c, h, w)
         low = F.adaptive_avg_pool2d(frames, r)
-        z = self._chunked(self.flow.encode, low).reshape(b, t, -1)
+        z = self._chunked(encode, low).reshape(b, t, -1)
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=z.device).manual_seed(self.seed)
         z_p, mask = temporal_std_mask(z, self.alpha, self.strategy, keep_fraction=self.keep_fraction,
-                                      generator=generator)
-        low_p = self._chunked(self.flow.decode, z_p.reshape(b * t, -1))
+                                      generator=generator, backend="ext" if backend == "ext" else "eager")
+        low_p = self._chunked(decode, z_p.reshape(b * t, -1))
         diff = low_p - low
         up = F.interpolate(diff, size=(h, w), mode=self.upsample,
                            **({} if self.upsample == "nearest" else {"align_corners": False}))

@@ -87,6 +87,18 @@ class CouplingInverse(nn.Module):
         return torch.cat([u1, u2], dim=1)
 
 
+class CouplingInverseExt(CouplingInverse):
+    """The same inverse with its elementwise half-steps in the compiled op
+    ``s2vc::affine_coupling_inverse`` (one kernel per half instead of five temporaries)."""
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        n1 = self.n1
+        v1, v2 = y[:, :n1], y[:, n1:]
+        u2 = torch.ops.s2vc.affine_coupling_inverse(v2, self.s1(v1), self.clamp)
+        u1 = torch.ops.s2vc.affine_coupling_inverse(v1, self.s2(u2), self.clamp)
+        return torch.cat([u1, u2], dim=1)
+
+
 def _through_reshape(perm: torch.Tensor) -> torch.Tensor:
     """The channel index on 4C channels that equals permuting C channels before space-to-depth
     (or after depth-to-space): Q[g*C + c] = g*C + perm[c]."""
@@ -134,9 +146,9 @@ def _forward_step(node: nn.Module) -> nn.Module:
     raise TypeError(f"no inference form for {type(node).__name__}")
 
 
-def _inverse_step(node: nn.Module) -> nn.Module:
+def _inverse_step(node: nn.Module, ext: bool = False) -> nn.Module:
     if isinstance(node, AffineCoupling):
-        return CouplingInverse(node)
+        return CouplingInverseExt(node) if ext else CouplingInverse(node)
     if isinstance(node, Permutation):
         return Gather(node.perm_inv)
     if isinstance(node, IRevNetDownsampling):
@@ -167,13 +179,13 @@ class PreparedEncoder(nn.Module):
 
 
 class PreparedDecoder(nn.Module):
-    """z (N, D) -> frames (N, C, r, r)."""
+    """z (N, D) -> frames (N, C, r, r). ``ext``: coupling inverses use the compiled op."""
 
-    def __init__(self, flow):
+    def __init__(self, flow, ext: bool = False):
         super().__init__()
         image = [n for n in flow._image_nodes() if not isinstance(n, Flatten)]
-        self.image_steps = nn.ModuleList(_fold([_inverse_step(n) for n in reversed(image)]))
-        self.fc_steps = nn.ModuleList([_inverse_step(n) for n in reversed(flow._fc_nodes())])
+        self.image_steps = nn.ModuleList(_fold([_inverse_step(n, ext) for n in reversed(image)]))
+        self.fc_steps = nn.ModuleList([_inverse_step(n, ext) for n in reversed(flow._fc_nodes())])
         self.fc_features = flow.config.fc_features
         c, r = flow.config.channels, flow.config.resolution
         self.low_shape = [4 * c, r // 2, r // 2]
@@ -191,13 +203,17 @@ class PreparedDecoder(nn.Module):
 class PreparedFlow(nn.Module):
     """Inference-only flow: ``encode`` / ``decode`` without log-det; weights shared with the
     source flow's subnets, fixed matrices folded. Built by ``AdvFlow.prepare()``; call again
-    after the weights change."""
+    after the weights change. ``ext=True``: the decoder's coupling inverses run the compiled op
+    (the extension must be loaded)."""
 
-    def __init__(self, flow):
+    def __init__(self, flow, ext: bool = False):
         super().__init__()
+        if ext:
+            from s2vc import _extension
+            _extension.require_ext("PreparedFlow(ext=True)")
         self.config = flow.config
         self.encoder = PreparedEncoder(flow)
-        self.decoder = PreparedDecoder(flow)
+        self.decoder = PreparedDecoder(flow, ext=ext)
         self.eval()
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
