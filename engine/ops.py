@@ -13,7 +13,9 @@ ATAN_FACTOR = 0.636
 
 def soft_clamp(s: torch.Tensor, clamp: float) -> torch.Tensor:
     """Log-scale of an affine coupling: ``clamp * 0.636 * atan(s / clamp)``, |g| < 1.4985 at 1.5."""
-    return (clamp * ATAN_FACTOR) * torch.atan(s / clamp)
+    # the literal, not ATAN_FACTOR: TorchScript cannot read module-level floats
+    return (clamp * 0.636) * torch.atan(s / clamp)
+
 
 # --- affine coupling inverse ----------------------------------------------------------------
 # The inverse half-step of a GLOW-style affine coupling: the subnet output ``raw`` holds the raw
