@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: build s2vc._C with its CUDA kernels on a GPU machine and run the tests there.
 #
-#   bash scripts/gpu_check.sh                   # tests/test_build.py + tests/test_ext_ops.py, -x -q
+#   bash scripts/gpu_check.sh                   # the extension, suppression and generator tests
 #   bash scripts/gpu_check.sh -q tests/ -k cuda # any pytest arguments instead
 #
 # Run from the repository root. Needs python3 with torch (CUDA build), nvcc, setuptools, pytest;
@@ -17,7 +17,7 @@ PY="${PYTHON:-python3}"
 if [ "$#" -gt 0 ]; then
     PYTEST_ARGS=("$@")
 else
-    PYTEST_ARGS=(-x -q tests/test_build.py tests/test_ext_ops.py)
+    PYTEST_ARGS=(-q tests/test_build.py tests/test_ext_ops.py tests/test_ext_temporal_std.py tests/test_generator.py tests/test_suppression.py)
 fi
 
 step() { echo; echo "=== $* ==="; }
@@ -96,6 +96,18 @@ TEST_RC=$?
 TEST_S=$(( $(date +%s) - start ))
 TEST_LINE="$(grep -E '[0-9]+ (passed|failed|error|skipped)|no tests ran' "$OUT/tests.log" | tail -1)"
 
+BENCH_LINE="skipped (GPU_CHECK_BENCH=0)"
+if [ "${GPU_CHECK_BENCH:-1}" != "0" ]; then
+    step "benchmarks on cuda (log: $OUT/bench.log, table: $OUT/bench.txt)"
+    start=$(date +%s)
+    PYTHONUNBUFFERED=1 "$PY" -m pytest -q benchmarks -k cuda --benchmark-json "$OUT/bench.json" \
+        >"$OUT/bench.log" 2>&1
+    BENCH_RC=$?
+    "$PY" scripts/bench_table.py "$OUT/bench.json" --markdown >"$OUT/bench.txt" 2>&1
+    cat "$OUT/bench.txt"
+    BENCH_LINE="$([ $BENCH_RC -eq 0 ] && echo ok || echo "FAILED (rc $BENCH_RC)") in $(( $(date +%s) - start ))s"
+fi
+
 step "summary"
 {
     printf '%-12s %s\n' "device" "${DEVICE:-unknown}"
@@ -106,6 +118,7 @@ step "summary"
     printf '%-12s %s\n' "extension" "$EXT"
     printf '%-12s %s\n' "gpu code" "$ARCHS"
     printf '%-12s %s\n' "tests" "$([ $TEST_RC -eq 0 ] && echo ok || echo "FAILED (rc $TEST_RC)"): ${TEST_LINE:-no summary line} in ${TEST_S}s"
+    printf '%-12s %s\n' "benchmarks" "$BENCH_LINE"
 } | tee "$OUT/summary.txt"
 
 [ $BUILD_RC -eq 0 ] && [ $TEST_RC -eq 0 ]
