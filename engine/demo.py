@@ -22,7 +22,7 @@ What you are looking at ({out}):
   {stem}_s2vc.mp4           the motion-preserved video alone.
 How it is made (S²VC, AAAI 2022): every frame is pooled to {r}x{r} and encoded by a normalizing
 flow into {d} latent variables. Over each window of {t} frames, a latent whose standard deviation
-over time is below alpha = {alpha:g} carries a static cue (background, still objects, colour
+over time is below alpha = {alpha:.3g} carries a static cue (background, still objects, colour
 cast); it is set to zero, the prior's mean, and the flow decodes the result. The pooled
 difference is added back to the full-resolution frames, so detail survives while what never
 moves is flattened. Here {kept:.1f}% of the latents were kept on average.

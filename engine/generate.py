@@ -128,7 +128,7 @@ def generate_file(path: Path, gen: MotionPreservingGenerator, out_dir: Path, arg
             out_dir / f"{stem}_sheet.png",
             [video_io.to_uint8_frames(orig), video_io.to_uint8_frames(gen_v),
              video_io.to_uint8_frames(change_map(orig, gen_v))],
-            labels=["original", f"motion-preserved ({gen.strategy}, alpha={gen.alpha:g})",
+            labels=["original", f"motion-preserved ({gen.strategy}, alpha={gen.alpha:.3g})",
                     f"change |out - in| x {CHANGE_GAIN:g}"]),
     ]
     return FileResult(path, orig.shape[1], seconds, float(np.mean(preserved)), outputs)

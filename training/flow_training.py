@@ -205,7 +205,7 @@ def main(args: argparse.Namespace) -> dict:
             + (f", held-out {val_bpd:.3f}" if val_bpd is not None else "") + f" ({seconds:.0f} s)")
 
         meta = {
-            "command": "s2vc train-flow " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])),
+            "command": "s2vc " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ["train-flow", "..."])),
             "data": [str(d) for d in args.data], "val_data": args.val_data, "epochs_done": epoch,
             "steps": step, "history": history, "torch": str(torch.__version__), "machine": platform.machine(),
             "skipped_files": skipped,
