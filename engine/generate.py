@@ -84,54 +84,64 @@ def change_map(original: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
     return m.expand(3, -1, -1, -1)
 
 
+SHEET_COLUMNS = 8
+
+
 def generate_file(path: Path, gen: MotionPreservingGenerator, out_dir: Path, args, device) -> FileResult:
+    """Run the generator over ``path`` window by window, streaming the two videos to disk, so
+    memory stays bounded by one batch of windows however long the video is."""
     info = video_io.probe_video(path, exact=False)
     stem = path.stem
-    originals, generated, preserved = [], [], []
-    t0 = time.time()
-    frames_iter = video_io.iter_video_frames(path, size=args.size, max_frames=args.max_frames)
-    total = args.max_frames or info.num_frames or None
-    bar = tqdm(total=total, desc=stem, unit="frame", disable=args.no_progress, file=sys.stderr, leave=False)
-    pending: list = []
-
-    def run(batch):
-        video = torch.stack([video_io.to_float_video(torch.as_tensor(w)) for w, _ in batch]).to(device)
-        out, stats = gen(video)
-        for (w, keep), o, v, p in zip(batch, out.cpu(), video.cpu(), stats.preserved.cpu()):
-            originals.append(v[:, keep:])
-            generated.append(o[:, keep:])
-            preserved.append(float(p))
-            bar.update(v.shape[1] - keep)
-
-    for window, keep in _windows(frames_iter, args.clip_len):
-        window = np.stack(window)
-        if pending and window.shape[0] != pending[0][0].shape[0]:
-            run(pending)
-            pending = []
-        pending.append((window, keep))
-        if len(pending) == args.batch:
-            run(pending)
-            pending = []
-    if pending:
-        run(pending)
-    bar.close()
-    seconds = time.time() - t0
-    orig = torch.cat(originals, dim=1)
-    gen_v = torch.cat(generated, dim=1)
-    side = torch.cat([orig, gen_v, change_map(orig, gen_v)], dim=3)
+    total = min(args.max_frames or info.num_frames, info.num_frames) or None
+    sheet_at = set(np.linspace(0, (total or 1) - 1, SHEET_COLUMNS).round().astype(int).tolist())
+    sheet: list[tuple[torch.Tensor, torch.Tensor]] = []
+    preserved: list[float] = []
     fps = info.fps or 25.0
     out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = [
-        video_io.write_video(out_dir / f"{stem}_s2vc.mp4", video_io.to_uint8_frames(gen_v), fps),
-        video_io.write_video(out_dir / f"{stem}_side_by_side.mp4", video_io.to_uint8_frames(side), fps),
-        video_io.write_contact_sheet(
-            out_dir / f"{stem}_sheet.png",
-            [video_io.to_uint8_frames(orig), video_io.to_uint8_frames(gen_v),
-             video_io.to_uint8_frames(change_map(orig, gen_v))],
-            labels=["original", f"motion-preserved ({gen.strategy}, alpha={gen.alpha:.3g})",
-                    f"change |out - in| x {CHANGE_GAIN:g}"]),
-    ]
-    return FileResult(path, orig.shape[1], seconds, float(np.mean(preserved)), outputs)
+    outputs = [out_dir / f"{stem}_s2vc.mp4", out_dir / f"{stem}_side_by_side.mp4", out_dir / f"{stem}_sheet.png"]
+    t0 = time.time()
+    done = 0
+    bar = tqdm(total=total, desc=stem, unit="frame", disable=args.no_progress, file=sys.stderr, leave=False)
+    with video_io.VideoWriter(outputs[0], fps) as mp_out, video_io.VideoWriter(outputs[1], fps) as side_out:
+
+        def run(batch):
+            nonlocal done
+            video = torch.stack([video_io.to_float_video(torch.as_tensor(w)) for w, _ in batch]).to(device)
+            out, stats = gen(video)
+            for (_, keep), o, v, p in zip(batch, out.cpu(), video.cpu(), stats.preserved.cpu()):
+                v, o = v[:, keep:], o[:, keep:]
+                mp_out.write(video_io.to_uint8_frames(o))
+                side_out.write(video_io.to_uint8_frames(torch.cat([v, o, change_map(v, o)], dim=3)))
+                for i in range(v.shape[1]):
+                    if done + i in sheet_at:
+                        sheet.append((v[:, i:i + 1], o[:, i:i + 1]))
+                done += v.shape[1]
+                preserved.append(float(p))
+                bar.update(v.shape[1])
+
+        pending: list = []
+        for window, keep in _windows(video_io.iter_video_frames(path, size=args.size, max_frames=args.max_frames),
+                                     args.clip_len):
+            window = np.stack(window)
+            if pending and window.shape[0] != pending[0][0].shape[0]:
+                run(pending)
+                pending = []
+            pending.append((window, keep))
+            if len(pending) == args.batch:
+                run(pending)
+                pending = []
+        if pending:
+            run(pending)
+    bar.close()
+    seconds = time.time() - t0
+    orig = torch.cat([v for v, _ in sheet], dim=1)
+    gen_v = torch.cat([o for _, o in sheet], dim=1)
+    video_io.write_contact_sheet(
+        outputs[2],
+        [video_io.to_uint8_frames(orig), video_io.to_uint8_frames(gen_v), video_io.to_uint8_frames(change_map(orig, gen_v))],
+        labels=["original", f"motion-preserved ({gen.strategy}, alpha={gen.alpha:.3g})",
+                f"change |out - in| x {CHANGE_GAIN:g}"], max_cols=SHEET_COLUMNS)
+    return FileResult(path, done, seconds, float(np.mean(preserved)), outputs)
 
 
 def build_generator(args, device) -> MotionPreservingGenerator:

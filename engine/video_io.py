@@ -308,6 +308,71 @@ def _pick_encoder() -> str:
 _CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
+class VideoWriter:
+    """Streaming MP4 writer: ``with VideoWriter(path, fps) as w: w.write(frames) ...``.
+
+    Frames are uint8 ``(T, H, W, 3)`` RGB, any number of ``write`` calls, all of one size (set by
+    the first call); memory stays bounded by one call's frames. Encoding as in ``write_video``.
+    The file appears at ``path`` only when the block ends without an exception (temp file +
+    rename); otherwise ``path`` is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, crf: int = 18):
+        self.path = Path(path)
+        self.format = _CONTAINER_FORMATS.get(self.path.suffix.lower())
+        if self.format is None:
+            raise ValueError(f"{self.path}: unsupported suffix; use one of {sorted(_CONTAINER_FORMATS)}")
+        if not fps > 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.fps, self.crf = fps, crf
+        self.frames_written = 0
+        self._size: tuple[int, int] | None = None
+
+    def __enter__(self) -> "VideoWriter":
+        self._atomic = _atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._container = None
+        return self
+
+    def _open(self, h: int, w: int) -> None:
+        self._codec = _pick_encoder()
+        self._container = av.open(str(self._tmp), mode="w", format=self.format)
+        rate = Fraction(self.fps).limit_denominator(100_000)
+        options = {"crf": str(self.crf)} if self._codec == "libx264" else {}
+        self._stream = self._container.add_stream(self._codec, rate=rate, options=options)
+        self._stream.width, self._stream.height, self._stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        if self._codec == "mpeg4":  # its default (200 kb/s) smears small clips
+            self._stream.codec_context.bit_rate = max(200_000, int(0.4 * w * h * self.fps))
+
+    def write(self, frames: torch.Tensor | np.ndarray) -> None:
+        frames = _as_uint8_frames(frames, str(self.path))
+        _, h, w, _ = frames.shape
+        if self._size is None:
+            self._size = (h, w)
+            self._open(h, w)
+        elif self._size != (h, w):
+            raise ValueError(f"{self.path}: frames of {h}x{w} after frames of {self._size[0]}x{self._size[1]}")
+        if h % 2 or w % 2:  # yuv420p needs even sizes: repeat the last row/column
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        for frame in frames:
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            self._container.mux(self._stream.encode(video_frame))
+        self.frames_written += len(frames)
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and self._container is None:
+                raise ValueError(f"{self.path}: no frames were written")
+            if self._container is not None:
+                if exc_type is None:
+                    self._container.mux(self._stream.encode(None))  # flush delayed (B-)frames
+                self._container.close()
+        except BaseException as e:
+            self._atomic.__exit__(type(e), e, e.__traceback__)
+            raise
+        return self._atomic.__exit__(exc_type, exc, tb)
+
+
 def write_video(
     path: str | os.PathLike,
     frames: torch.Tensor | np.ndarray,
@@ -322,33 +387,11 @@ def write_video(
     libx264's constant rate factor (18: visually near-lossless). Without libx264 the ``mpeg4``
     encoder is used at about 0.4 bits per pixel. ``.mov`` and ``.mkv`` suffixes select those
     containers; anything else but ``.mp4`` / ``.m4v`` is refused. Returns ``Path(path)``.
+    For long videos written piece by piece, use ``VideoWriter``.
     """
-    path = Path(path)
-    container_format = _CONTAINER_FORMATS.get(path.suffix.lower())
-    if container_format is None:
-        raise ValueError(f"{path}: unsupported suffix; use one of {sorted(_CONTAINER_FORMATS)}")
-    if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    frames = _as_uint8_frames(frames, str(path))
-    _, h, w, _ = frames.shape
-    if h % 2 or w % 2:
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    _, h, w, _ = frames.shape
-
-    codec = _pick_encoder()
-    with _atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format=container_format) as container:
-            rate = Fraction(fps).limit_denominator(100_000)
-            options = {"crf": str(crf)} if codec == "libx264" else {}
-            stream = container.add_stream(codec, rate=rate, options=options)
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            if codec == "mpeg4":  # its default (200 kb/s) smears small clips
-                stream.codec_context.bit_rate = max(200_000, int(0.4 * w * h * fps))
-            for frame in frames:
-                video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                container.mux(stream.encode(video_frame))
-            container.mux(stream.encode(None))  # flush delayed (B-)frames
-    return path
+    with VideoWriter(path, fps, crf=crf) as writer:
+        writer.write(frames)
+    return Path(path)
 
 
 LABEL_HEIGHT = 16  # pixels of the label strip above each contact-sheet row, when labels are given
