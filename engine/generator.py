@@ -19,18 +19,20 @@ import torch.nn.functional as F
 
 from .suppression import STRATEGIES, temporal_std_mask
 
-BACKENDS = ("auto", "eager", "ext", "compile")
+BACKENDS = ("auto", "eager", "ext", "compile", "torchscript")
+GRAPH_BACKENDS = ("torchscript",)
 log = logging.getLogger("s2vc")
 
 
 @dataclasses.dataclass
 class GenerationStats:
     """Per clip: ``preserved`` float (B,), the fraction of latents kept; ``mask`` bool (B, D),
-    True where a latent was suppressed; ``z_std`` float (B, D), each latent's STD over time."""
+    True where a latent was suppressed; ``z_std`` float (B, D), each latent's STD over time
+    (None for the static-graph backends, which return only the mask)."""
 
     preserved: torch.Tensor
     mask: torch.Tensor
-    z_std: torch.Tensor
+    z_std: torch.Tensor | None
 
 
 class MotionPreservingGenerator(torch.nn.Module):
@@ -42,8 +44,9 @@ class MotionPreservingGenerator(torch.nn.Module):
     seed: seeds the random strategies (None = nondeterministic).
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
     temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
-    reference flow) or "auto" (ext where the extension has kernels for the video's device, else
-    eager; ``last_backend`` says which ran). A named backend that cannot run raises an error.
+    reference flow), "torchscript" (the scripted ``GeneratorGraph``, one per frame size) or
+    "auto" (ext where the extension has kernels for the video's device, else eager;
+    ``last_backend`` says which ran). A named backend that cannot run raises an error.
     """
 
     def __init__(self, flow, alpha: float = 0.5, strategy: str = "zero", *, backend: str = "auto",
@@ -67,6 +70,12 @@ class MotionPreservingGenerator(torch.nn.Module):
         self.flow_ext = flow.prepare(ext=True) if _extension.EXT_AVAILABLE and isinstance(
             flow, torch.nn.Module) and hasattr(flow, "_fc_nodes") else None
         self._compiled: dict[str, object] = {}
+        self._graphs: dict[tuple, object] = {}
+        if backend in GRAPH_BACKENDS:
+            from .graph import EXPORTABLE_STRATEGIES
+            if strategy not in EXPORTABLE_STRATEGIES:
+                raise ValueError(f"backend {backend!r} runs the static graph, which cannot do strategy "
+                                 f"{strategy!r}; use one of {EXPORTABLE_STRATEGIES} or backend 'eager'/'ext'")
         self.alpha = alpha
         self.strategy = strategy
         self.keep_fraction = keep_fraction
@@ -124,6 +133,31 @@ class MotionPreservingGenerator(torch.nn.Module):
             return self._compiled["encode"], self._compiled["decode"]
         return self.flow.encode, self.flow.decode
 
+    def _graph(self, video: torch.Tensor):
+        """The scripted GeneratorGraph for this frame size and device (built once, then cached)."""
+        from .graph import GeneratorGraph
+        key = (video.shape[3], video.shape[4], video.device, video.dtype)
+        if key not in self._graphs:
+            graph = GeneratorGraph(self.flow, self.alpha, self.strategy, video.shape[3], video.shape[4],
+                                   upsample=self.upsample, clamp=self.clamp).to(video.device, video.dtype)
+            self._graphs[key] = torch.jit.script(graph.eval())
+        return self._graphs[key]
+
+    def _run_graph(self, video: torch.Tensor) -> tuple[torch.Tensor, GenerationStats]:
+        b, _, t = video.shape[:3]
+        d = self.config.dims
+        generator = None
+        if self.seed is not None:
+            generator = torch.Generator(device=video.device).manual_seed(self.seed)
+        # drawn exactly as temporal_std_mask draws them, so every backend computes one function
+        noise = order = None
+        if self.strategy == "noise":
+            noise = torch.randn(b, d, generator=generator, dtype=video.dtype, device=video.device)
+        elif self.strategy == "shuffle_clip":
+            order = torch.rand(b, t, d, generator=generator, device=video.device).argsort(dim=1)
+        out, mask = self._graph(video)(video, noise, order)
+        return out, GenerationStats(preserved=1.0 - mask.float().mean(dim=1), mask=mask, z_std=None)
+
     def _chunked(self, fn, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)])
 
@@ -134,6 +168,8 @@ class MotionPreservingGenerator(torch.nn.Module):
         r = self.config.resolution
         backend = self._resolve(video.device)
         self.last_backend = backend
+        if backend in GRAPH_BACKENDS:
+            return self._run_graph(video)
         encode, decode = self._coders(backend)
         frames = video.transpose(1, 2).reshape(b * t, c, h, w)
         low = F.adaptive_avg_pool2d(frames, r)
