@@ -266,6 +266,7 @@ def main() -> None:
             "tensorboard>=2.14",
             "pillow>=10",
             "scikit-video>=1.1.11",
+            "matplotlib>=3.7",       # sample photo for flow training; figures
         ],
         extras_require={
             "test": ["pytest", "pytest-benchmark"],
