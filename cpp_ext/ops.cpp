@@ -26,4 +26,19 @@ TORCH_LIBRARY(s2vc, m) {
   // output is a new contiguous tensor of v's shape, dtype and device.
   m.def("affine_coupling_inverse(Tensor v, Tensor raw, float clamp) -> Tensor",
         {at::Tag::pt2_compliant_tag});
+
+  // Static-cue suppression of engine/suppression.py (the paper's eqs. (4)-(5)) in one pass:
+  //   z (B, T, D) float32/float64, T >= 2  ->  std (B, D): unbiased STD over T (two-pass: mean,
+  //   then squared deviations / (T - 1)); mask (B, D) bool: the given mask (copied), else
+  //   std < alpha (NaN std -> False); z_p (B, T, D): z with the masked latents replaced.
+  // strategy: -1 std and mask only (z_p is an empty (0,) tensor, nothing written); 0 zero;
+  //   1 noise: z_p[b, t, d] = noise[b, d] (noise (B, D), z's dtype); 2 shuffle_clip:
+  //   z_p[b, t, d] = z[b, order[b, t, d], d] (order (B, T, D) int64, a permutation of 0..T-1
+  //   along T; read only where masked: an index out of range is an error on the CPU and a
+  //   device-side assert on CUDA). noise / order must be given exactly for their strategy.
+  // Inference only (no autograd kernel). Non-contiguous inputs are made contiguous; the outputs
+  // are new contiguous tensors on z's device.
+  m.def("temporal_std_mask(Tensor z, float alpha, int strategy, Tensor? noise, Tensor? order, "
+        "Tensor? mask) -> (Tensor z_p, Tensor mask, Tensor std)",
+        {at::Tag::pt2_compliant_tag});
 }

@@ -13,7 +13,7 @@ import importlib
 
 import torch
 
-OP_NAMES = ("affine_coupling_inverse",)
+OP_NAMES = ("affine_coupling_inverse", "temporal_std_mask")
 
 EXT_AVAILABLE: bool
 EXT_ERROR: str | None
@@ -36,10 +36,15 @@ else:
     EXT_ERROR = None
 
 
+# The ops the loaded library declares: one that a stale build lacks has no kernels (asking the
+# dispatcher about it would raise) and gets no fake kernel.
+_REGISTERED: frozenset[str] = frozenset(
+    op for op in OP_NAMES if EXT_AVAILABLE and hasattr(torch.ops.s2vc, op))
+
 # Which (op, device type) pairs have a compiled kernel. Fixed once the library is loaded, so it
 # is read here once: a plain dict lookup is also what torch.compile can trace without a break.
 _KERNELS: dict[tuple[str, str], bool] = {
-    (op, device_type): EXT_AVAILABLE
+    (op, device_type): op in _REGISTERED
     and torch._C._dispatch_has_kernel_for_dispatch_key(f"s2vc::{op}", key)
     for op in OP_NAMES
     for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
@@ -63,7 +68,7 @@ def require_ext(what: str) -> None:
                            f"{EXT_ERROR}")
 
 
-if EXT_AVAILABLE:
+if "affine_coupling_inverse" in _REGISTERED:
 
     @torch.library.register_fake("s2vc::affine_coupling_inverse")
     def _affine_coupling_inverse_fake(v: torch.Tensor, raw: torch.Tensor, clamp: float):
@@ -75,3 +80,19 @@ if EXT_AVAILABLE:
         torch._check(raw.dtype == v.dtype,
                      lambda: f"expected v and raw of one dtype, got {v.dtype} and {raw.dtype}")
         return v.new_empty(v.shape)
+
+
+if "temporal_std_mask" in _REGISTERED:
+
+    @torch.library.register_fake("s2vc::temporal_std_mask")
+    def _temporal_std_mask_fake(z: torch.Tensor, alpha: float, strategy: int,
+                                noise: torch.Tensor | None, order: torch.Tensor | None,
+                                mask: torch.Tensor | None):
+        # strategy is a Python int while tracing, so the shape of z_p is known; outputs contiguous
+        torch._check(z.dim() == 3, lambda: f"expected z (B, T, D), got shape {tuple(z.shape)}")
+        torch._check(z.shape[1] >= 2, lambda: f"the temporal STD needs T >= 2, got {z.shape[1]}")
+        torch._check(strategy in (-1, 0, 1, 2),
+                     lambda: f"unknown strategy code {strategy}; valid codes: -1, 0, 1, 2")
+        b, _, d = z.shape
+        z_p = z.new_empty((0,)) if strategy == -1 else z.new_empty(z.shape)
+        return z_p, z.new_empty((b, d), dtype=torch.bool), z.new_empty((b, d))
