@@ -17,6 +17,17 @@ def _generate(args: argparse.Namespace) -> int:
     return generate.main(args)
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    from s2vc.training import pretrain
+    pretrain.main(args)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from s2vc import bench
+    return bench.main(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from s2vc.engine import demo
     return demo.main(args)
@@ -41,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-flow", help="train the flow by maximum likelihood on frames of videos/images")
     flow_training.get_args_parser(p)
     p.set_defaults(func=_train_flow)
+
+    from s2vc.training import pretrain
+    p = sub.add_parser("pretrain", help="MoCo pretraining with motion-preserved positives (torchrun for several processes)")
+    pretrain.get_args_parser(p)
+    p.set_defaults(func=_pretrain)
+
+    from s2vc import bench
+    p = sub.add_parser("bench", help="time the generator's backends on this machine and print the table")
+    bench.add_arguments(p)
+    p.set_defaults(func=_bench)
     return parser
 
 
