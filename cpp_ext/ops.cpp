@@ -22,9 +22,17 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(s2vc, m) {
   // Inverse of the GLOW-style affine coupling half-step with FrEIA's soft clamp:
   //   v (N, n, *S), raw (N, 2n, *S) = [s | t]  ->  u = (v - t) / exp(clamp * 0.636 * atan(s / clamp))
-  // Inference only (no autograd kernel). Non-contiguous inputs are made contiguous; the
-  // output is a new contiguous tensor of v's shape, dtype and device.
+  // Inference only (no autograd kernel). Inputs whose samples are not each contiguous are made
+  // contiguous (channel slices x[:, a:b] of a contiguous tensor are read in place); the output
+  // is a new contiguous tensor of v's shape, dtype and device.
   m.def("affine_coupling_inverse(Tensor v, Tensor raw, float clamp) -> Tensor",
+        {at::Tag::pt2_compliant_tag});
+
+  // The same, written into out (N, n, *S) of v's dtype and device. v, raw and out may each be a
+  // channel slice of a larger (N, C, *S) tensor: every sample's block [1:] contiguous, the batch
+  // stride free; any other layout is an error (no copies are made). out must share no memory
+  // with v or raw. Inference only.
+  m.def("affine_coupling_inverse_out(Tensor v, Tensor raw, float clamp, Tensor(a!) out) -> ()",
         {at::Tag::pt2_compliant_tag});
 
   // Static-cue suppression of engine/suppression.py (the paper's eqs. (4)-(5)) in one pass:

@@ -13,7 +13,7 @@ import importlib
 
 import torch
 
-OP_NAMES = ("affine_coupling_inverse", "temporal_std_mask")
+OP_NAMES = ("affine_coupling_inverse", "affine_coupling_inverse_out", "temporal_std_mask")
 
 EXT_AVAILABLE: bool
 EXT_ERROR: str | None
@@ -80,6 +80,21 @@ if "affine_coupling_inverse" in _REGISTERED:
         torch._check(raw.dtype == v.dtype,
                      lambda: f"expected v and raw of one dtype, got {v.dtype} and {raw.dtype}")
         return v.new_empty(v.shape)
+
+
+if "affine_coupling_inverse_out" in _REGISTERED:
+
+    @torch.library.register_fake("s2vc::affine_coupling_inverse_out")
+    def _affine_coupling_inverse_out_fake(v: torch.Tensor, raw: torch.Tensor, clamp: float,
+                                          out: torch.Tensor) -> None:
+        # a mutating op returns nothing: the fake only checks what it can see from the shapes
+        torch._check(tuple(out.shape) == tuple(v.shape) and out.dtype == v.dtype,
+                     lambda: f"expected out of v's shape {tuple(v.shape)} and dtype {v.dtype}, "
+                             f"got {tuple(out.shape)} {out.dtype}")
+        torch._check(v.dim() >= 2 and raw.dim() == v.dim() and raw.shape[1] == 2 * v.shape[1],
+                     lambda: f"expected v (N, n, *S) and raw (N, 2n, *S), got {tuple(v.shape)} "
+                             f"and {tuple(raw.shape)}")
+        return None
 
 
 if "temporal_std_mask" in _REGISTERED:

@@ -1,4 +1,4 @@
-"""The compiled op s2vc::affine_coupling_inverse against its PyTorch reference.
+"""The compiled ops s2vc::affine_coupling_inverse and its _out variant against the PyTorch reference.
 
 Fresh random inputs (seeded per case), over device, dtype, shape and contiguity; input checks;
 opcheck; tracing through the fake kernel (torch.compile, torch.export); the backend switch.
@@ -295,3 +295,150 @@ def test_reference_inverts_the_forward_coupling():
     s, t = raw[:, :3], raw[:, 3:]
     v = u * torch.exp(ops.soft_clamp(s, CLAMP)) + t
     torch.testing.assert_close(ops.affine_coupling_inverse_reference(v, raw, CLAMP), u)
+
+
+# --------------------------------------------------------------------------- the _out variant
+# affine_coupling_inverse_out(v, raw, clamp, out): u written into out, where v, raw and out may
+# each be a channel slice of a larger (N, C, *S) tensor (every sample contiguous, any batch
+# stride): how the flow decoder assembles its output without a torch.cat.
+
+
+def _run_out(v, raw, out, clamp=CLAMP):
+    return torch.ops.s2vc.affine_coupling_inverse_out(v, raw, clamp, out)
+
+
+def _sliced(v_shape, dtype, device, key):
+    """v, raw as channel slices of one (N, 3n + 1, *S) tensor, and a (N, 2n + 1, *S) buffer
+    whose channels 1..n+1 are out: none of the three is contiguous when N > 1."""
+    g = _gen(v_shape, str(dtype), device, *key)
+    N, n, *S = v_shape
+    src = torch.randn(N, 3 * n + 1, *S, generator=g, dtype=torch.float64)
+    src[:, 1 + n:] *= 3  # raw in atan's saturating range, as _inputs does
+    src = src.to(device=device, dtype=dtype)
+    buf = torch.randn(N, 2 * n + 1, *S, generator=g).to(device=device, dtype=dtype)
+    return src[:, 1:1 + n], src[:, 1 + n:], buf, buf[:, 1:1 + n]
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shapes", SHAPES, ids=SHAPE_IDS)
+def test_out_writes_channel_slices(device, dtype, shapes):
+    v, raw, buf, out = _sliced(shapes[0], dtype, device, key=("out",))
+    if shapes[0][0] > 1:
+        assert not (v.is_contiguous() or raw.is_contiguous() or out.is_contiguous())
+    before = buf.clone()
+    assert _run_out(v, raw, out) is None
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(out, ops.affine_coupling_inverse_reference(v, raw, CLAMP),
+                               rtol=rtol, atol=atol)
+    # the channels around the slice are untouched, and the functional op agrees bit for bit
+    n = v.shape[1]
+    assert torch.equal(buf[:, :1], before[:, :1]) and torch.equal(buf[:, 1 + n:], before[:, 1 + n:])
+    assert torch.equal(out, _run_ext(v, raw))
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_out_next_to_v_in_one_buffer(device):
+    # the decoder's layout: u written into the channels beside v of one (N, 2n, H, W) tensor
+    g = _gen("beside", device)
+    buf = torch.randn(3, 8, 5, 6, generator=g).to(device)
+    raw = (3 * torch.randn(3, 8, 5, 6, generator=g)).to(device)
+    v = buf[:, 4:]
+    expected = ops.affine_coupling_inverse_reference(v, raw, CLAMP)
+    _run_out(v, raw, buf[:, :4])
+    assert torch.equal(buf[:, :4], _run_ext(v, raw))
+    torch.testing.assert_close(buf[:, :4], expected, rtol=1e-5, atol=1e-6)
+
+
+@needs_ext
+@pytest.mark.skipif(_CUDA_SKIP is not None, reason=_CUDA_SKIP or "")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+def test_out_half_types_cuda(dtype):
+    v, raw, _, out = _sliced((2, 6, 33, 31), dtype, "cuda", key=("out-half",))
+    _run_out(v, raw, out)
+    assert torch.equal(out, _run_ext(v, raw))
+
+
+def _out_error_cases(device):
+    g = _gen("out-errors", device)
+    buf = torch.randn(2, 9, 3, 4, generator=g).to(device)
+    v, raw = buf[:, :3], torch.randn(2, 6, 3, 4, generator=g).to(device)
+    out = torch.empty(2, 3, 3, 4, device=device)
+    wide = torch.empty(2, 6, 3, 4, device=device)
+    return {
+        "out-shape": ((v, raw, torch.empty(2, 3, 3, 5, device=device)), r"out of v's shape"),
+        "out-dtype": ((v, raw, out.double()), r"out of v's dtype Float, got Double"),
+        "out-strided": ((v, raw, wide[:, ::2]), r"expected out with each sample contiguous"),
+        "out-transposed": ((v, raw, torch.empty(2, 3, 4, 3, device=device).transpose(2, 3)),
+                           r"expected out with each sample contiguous"),
+        "out-channels-last": ((v, raw, out.contiguous(memory_format=torch.channels_last)),
+                              r"expected out with each sample contiguous"),
+        "v-strided": ((buf[:, ::3], raw, out), r"expected v with each sample contiguous"),
+        "raw-transposed": ((v, raw.transpose(2, 3).contiguous().transpose(2, 3), out),
+                           r"expected raw with each sample contiguous.*strides"),
+        "out-expanded": ((v, raw, torch.empty(1, 3, 3, 4, device=device).expand(2, 3, 3, 4)),
+                         r"out's samples not to overlap"),
+        "out-is-v": ((v, raw, v), r"out shares memory with v"),
+        "out-overlaps-v": ((v, raw, buf[:, 2:5]), r"out shares memory with v"),
+        "out-in-raw": ((v, raw, raw[:, 3:]), r"out shares memory with raw"),
+        "raw-channels": ((v, raw[:, :4], out), r"2n = 6 channels"),
+    }
+
+
+OUT_ERROR_IDS = list(_out_error_cases("cpu"))
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", OUT_ERROR_IDS)
+def test_out_rejects_bad_layouts(device, case):
+    args, match = _out_error_cases(device)[case]
+    with pytest.raises(RuntimeError, match=match):
+        _run_out(*args)
+
+
+@needs_ext
+def test_out_disjoint_slices_of_one_tensor_are_accepted():
+    # channel slices of one tensor interleave in memory without sharing an element
+    buf = torch.randn(4, 12, 2, 3)
+    v, raw, out = buf[:, 0:2], buf[:, 2:6], buf[:, 6:8]
+    expected = ops.affine_coupling_inverse_reference(v, raw, CLAMP)
+    _run_out(v, raw, out)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@needs_ext
+@pytest.mark.skipif(_CUDA_SKIP is not None, reason=_CUDA_SKIP or "")
+def test_out_rejects_mixed_devices():
+    v, raw = torch.randn(2, 4, device="cuda"), torch.randn(2, 8, device="cuda")
+    with pytest.raises(RuntimeError, match=r"out on v's device cuda:0, got cpu"):
+        _run_out(v, raw, torch.empty(2, 4))
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+def test_out_opcheck(device):
+    op = torch.ops.s2vc.affine_coupling_inverse_out.default
+    v, raw, _, out = _sliced((2, 3, 5, 4), torch.float32, device, key=("opcheck-out",))
+    torch.library.opcheck(op, (v, raw, CLAMP, out))
+    v, raw = _inputs((3, 7), (3, 14), device=device, key=("opcheck-out-fc",))
+    torch.library.opcheck(op, (v, raw, CLAMP, torch.empty(3, 7, device=device)))
+
+
+@needs_ext
+def test_out_torch_compile_fullgraph():
+    def decode(v, raw):
+        # u into the first half of a fresh buffer, v copied into the second
+        n = v.shape[1]
+        x = v.new_empty(v.shape[0], 2 * n, *v.shape[2:])
+        torch.ops.s2vc.affine_coupling_inverse_out(v, raw, CLAMP, x[:, :n])
+        x[:, n:] = v
+        return x
+
+    compiled = torch.compile(decode, fullgraph=True, dynamic=False)
+    v, raw = _inputs((2, 3, 4, 4), (2, 6, 4, 4), key=("compile-out",))
+    got, want = compiled(v, raw), decode(v, raw)
+    assert torch.equal(got, want)
+    assert torch.equal(want[:, :3], _run_ext(v, raw))

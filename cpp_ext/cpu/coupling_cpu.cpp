@@ -1,4 +1,5 @@
-// CPU kernel of s2vc::affine_coupling_inverse (float32, float64), parallel over rows with OpenMP.
+// CPU kernels of s2vc::affine_coupling_inverse and s2vc::affine_coupling_inverse_out (float32,
+// float64), parallel over rows with OpenMP.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -92,23 +93,28 @@ int64_t coupling_inverse_vectorised(const scalar_t*, const scalar_t*, const scal
 namespace s2vc {
 namespace {
 
+// Batch strides, in elements, of the three tensors; within a sample each is contiguous.
+struct BatchStrides {
+  int64_t v, raw, u;
+};
+
 // Rows are the N*n (sample, channel) pairs of v, each S contiguous elements. The rows of one
-// sample are contiguous in v, in s = raw[b, :n] and in t = raw[b, n:], so consecutive rows of
-// one sample are processed as one flat run.
+// sample are contiguous in v, in s = raw[b, :n], in t = raw[b, n:] and in u, so consecutive rows
+// of one sample are processed as one flat run.
 template <typename scalar_t>
 void coupling_inverse_rows(const scalar_t* v, const scalar_t* raw, scalar_t* u, int64_t n,
-                           int64_t S, int64_t begin, int64_t end, scalar_t scale,
-                           scalar_t clamp) {
+                           int64_t S, BatchStrides bs, int64_t begin, int64_t end,
+                           scalar_t scale, scalar_t clamp) {
   int64_t row = begin;
   while (row < end) {
     const int64_t b = row / n;
     const int64_t c = row - b * n;
     const int64_t rows = std::min(end - row, n - c);
     const int64_t len = rows * S;
-    const scalar_t* s = raw + (b * 2 * n + c) * S;
+    const scalar_t* s = raw + b * bs.raw + c * S;
     const scalar_t* t = s + n * S;
-    const scalar_t* vr = v + row * S;
-    scalar_t* ur = u + row * S;
+    const scalar_t* vr = v + b * bs.v + c * S;
+    scalar_t* ur = u + b * bs.u + c * S;
     for (int64_t j = coupling_inverse_vectorised(s, t, vr, ur, len, scale, clamp); j < len; ++j) {
       // the reference's order: g = (clamp * 0.636) * atan(s / clamp); u = (v - t) / exp(g)
       const scalar_t g = scale * std::atan(s[j] / clamp);
@@ -118,23 +124,23 @@ void coupling_inverse_rows(const scalar_t* v, const scalar_t* raw, scalar_t* u, 
   }
 }
 
-at::Tensor affine_coupling_inverse_cpu(const at::Tensor& v_in, const at::Tensor& raw_in,
-                                       double clamp) {
-  check_affine_coupling_inverse(v_in, raw_in, clamp);
-  TORCH_CHECK(v_in.device().is_cpu(), "affine_coupling_inverse (CPU kernel): expected CPU ",
-              "tensors, got ", v_in.device());
-  TORCH_CHECK(v_in.scalar_type() == at::kFloat || v_in.scalar_type() == at::kDouble,
-              "affine_coupling_inverse: the CPU kernel supports float32 and float64, got ",
-              v_in.scalar_type(), " (use the eager backend for other dtypes)");
-  const at::Tensor v = v_in.contiguous();
-  const at::Tensor raw = raw_in.contiguous();
-  at::Tensor u = at::empty(v.sizes(), v.options());
+void check_cpu(const at::Tensor& v, const char* op) {
+  TORCH_CHECK(v.device().is_cpu(), op, " (CPU kernel): expected CPU tensors, got ", v.device());
+  TORCH_CHECK(v.scalar_type() == at::kFloat || v.scalar_type() == at::kDouble, op,
+              ": the CPU kernel supports float32 and float64, got ", v.scalar_type(),
+              " (use the eager backend for other dtypes)");
+}
+
+// u = inverse(v, raw) for checked, sample-contiguous v, raw and u (u may be a view).
+void coupling_inverse_into(const at::Tensor& v, const at::Tensor& raw, double clamp,
+                           const at::Tensor& u) {
   if (u.numel() == 0) {
-    return u;
+    return;
   }
   const int64_t n = v.size(1);
   const int64_t rows = v.size(0) * n;
   const int64_t S = v.numel() / rows;
+  const BatchStrides bs{batch_stride(v), batch_stride(raw), batch_stride(u)};
   // atan + exp cost tens of cycles per element: a few thousand elements per task pay for it
   const int64_t grain = std::max<int64_t>(1, 4096 / S);
   AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "affine_coupling_inverse_cpu", [&] {
@@ -145,16 +151,36 @@ at::Tensor affine_coupling_inverse_cpu(const at::Tensor& v_in, const at::Tensor&
     const auto scale = static_cast<scalar_t>(clamp * kAtanFactor);
     const auto clamp_s = static_cast<scalar_t>(clamp);
     at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
-      coupling_inverse_rows<scalar_t>(v_ptr, raw_ptr, u_ptr, n, S, begin, end, scale, clamp_s);
+      coupling_inverse_rows<scalar_t>(v_ptr, raw_ptr, u_ptr, n, S, bs, begin, end, scale,
+                                      clamp_s);
     });
   });
+}
+
+at::Tensor affine_coupling_inverse_cpu(const at::Tensor& v_in, const at::Tensor& raw_in,
+                                       double clamp) {
+  check_affine_coupling_inverse(v_in, raw_in, clamp);
+  check_cpu(v_in, "affine_coupling_inverse");
+  // channel slices (sample-contiguous) are read in place; anything else is copied first
+  const at::Tensor v = is_sample_contiguous(v_in) ? v_in : v_in.contiguous();
+  const at::Tensor raw = is_sample_contiguous(raw_in) ? raw_in : raw_in.contiguous();
+  at::Tensor u = at::empty(v.sizes(), v.options());
+  coupling_inverse_into(v, raw, clamp, u);
   return u;
+}
+
+void affine_coupling_inverse_out_cpu(const at::Tensor& v, const at::Tensor& raw, double clamp,
+                                     const at::Tensor& out) {
+  check_affine_coupling_inverse_out(v, raw, clamp, out);
+  check_cpu(v, "affine_coupling_inverse_out");
+  coupling_inverse_into(v, raw, clamp, out);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(s2vc, CPU, m) {
   m.impl("affine_coupling_inverse", &affine_coupling_inverse_cpu);
+  m.impl("affine_coupling_inverse_out", &affine_coupling_inverse_out_cpu);
 }
 
 }  // namespace s2vc
