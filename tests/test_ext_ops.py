@@ -1,4 +1,4 @@
-"""The compiled ops s2vc::affine_coupling_inverse and its _out variant against the PyTorch reference.
+"""The compiled ops s2vc::affine_coupling_inverse and its _out variant against the reference.
 
 Fresh random inputs (seeded per case), over device, dtype, shape and contiguity; input checks;
 opcheck; tracing through the fake kernel (torch.compile, torch.export); the backend switch.
