@@ -1,0 +1,298 @@
+"""Build a TensorRT engine from an s2vc ONNX export (``python export/build_trt.py``).
+
+    python export/build_trt.py --onnx gen.onnx --out gen.engine --batch 1,8,16 --frames 2,16,32
+        [--fp16-check] [--tf32] [--workspace-gb 4] [--timing-cache trt.cache] [--verbose]
+        -> gen.engine       the serialized engine (one optimisation profile over batch and frames)
+           gen.engine.json  the ONNX export's metadata + TensorRT version, precision, profile, GPU
+
+The structure follows NVIDIA's TensorRT samples (an ``EngineBuilder``: network from ONNX, config,
+profile, timing cache, serialise), written against TensorRT 10/11's API only: explicit batch is
+the default (``create_network(0)`` plus ``STRONGLY_TYPED`` where TensorRT has it, so fp16 comes
+from the ONNX graph's types: build fp16 engines from an fp16 export), named tensors, memory-pool
+limits. The runtime (``s2vc.engine.runtime_trt``) never imports this module.
+
+Arguments are checked before TensorRT is imported; without TensorRT or a CUDA GPU ``main`` prints
+one line saying what is missing and returns 1; argument errors return 2.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from s2vc.engine.engine_meta import MetadataMismatchError, read_onnx_metadata
+
+DEFAULT_BATCH = (1, 8, 16)
+DEFAULT_FRAMES = (2, 16, 32)
+MIN_TENSORRT_MAJOR = 10
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT, a CUDA GPU, or a recent enough TensorRT is missing."""
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not parse the ONNX model or build the engine; holds its error messages."""
+
+
+# -- arguments ---------------------------------------------------------------------------------
+
+def parse_range(text: str) -> tuple[int, int, int]:
+    """``"N"`` -> (N, N, N); ``"MIN,OPT,MAX"`` -> (MIN, OPT, MAX) with 1 <= MIN <= OPT <= MAX."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (1, 3) or not all(p.isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected N or MIN,OPT,MAX (positive integers), got {text!r}")
+    lo, opt, hi = (int(parts[0]),) * 3 if len(parts) == 1 else tuple(int(p) for p in parts)
+    if lo < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    if not lo <= opt <= hi:
+        raise argparse.ArgumentTypeError(f"need MIN <= OPT <= MAX, got {lo},{opt},{hi}")
+    return lo, opt, hi
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="build_trt.py",
+        description="Build a TensorRT engine from an s2vc ONNX export (needs an NVIDIA GPU and TensorRT 10+).")
+    p.add_argument("--onnx", required=True, type=Path, help="the ONNX model (from s2vc export)")
+    p.add_argument("--out", required=True, type=Path, help="the engine file to write (and OUT.json beside it)")
+    p.add_argument("--batch", type=parse_range, default=DEFAULT_BATCH, metavar="MIN,OPT,MAX",
+                   help="batch sizes of the optimisation profile (default %(default)s); N for a fixed size")
+    p.add_argument("--frames", type=parse_range, default=DEFAULT_FRAMES, metavar="MIN,OPT,MAX",
+                   help="frames per clip of the profile (default %(default)s; at least 2)")
+    p.add_argument("--fp16-check", action="store_true",
+                   help="refuse an ONNX model that is not an fp16 export (engines are strongly typed: "
+                        "precision comes from the graph, so export with fp16=True)")
+    p.add_argument("--tf32", action="store_true",
+                   help="let fp32 convolutions and matmuls run in TF32 (faster on Ampere+, ~1e-3 relative error)")
+    p.add_argument("--workspace-gb", type=float, default=4.0, help="builder workspace limit in GiB (default 4)")
+    p.add_argument("--timing-cache", type=Path, default=None,
+                   help="TensorRT timing cache file: read when it exists, written after the build")
+    p.add_argument("--verbose", action="store_true", help="show TensorRT's info messages")
+    return p
+
+
+def profile_shapes(meta: Mapping, batch: Sequence[int],
+                   frames: Sequence[int]) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """(min, opt, max) shapes for every dynamic input of an export, from its metadata."""
+    c, d, r = meta["flow_channels"], meta["flow_dims"], meta["flow_resolution"]
+    if meta["kind"] == "generator":
+        h, w = meta["height"], meta["width"]
+        make = {"video": lambda b, t: (b, c, t, h, w), "noise": lambda b, t: (b, d),
+                "order": lambda b, t: (b, t, d)}
+    else:
+        make = {"frames": lambda b, t: (b, c, r, r), "z": lambda b, t: (b, d)}
+    return {name: tuple(make[name](b, t) for b, t in zip(batch, frames, strict=True)) for name in meta["inputs"]}
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """Everything that can be checked without TensorRT; returns the ONNX metadata."""
+    if not args.onnx.is_file():
+        parser.error(f"--onnx: file not found: {args.onnx}")
+    if args.frames[0] < 2:
+        parser.error(f"--frames: the temporal STD needs at least 2 frames, got min {args.frames[0]}")
+    if args.workspace_gb <= 0:
+        parser.error(f"--workspace-gb must be > 0, got {args.workspace_gb}")
+    if args.out.resolve() == args.onnx.resolve():
+        parser.error("--out must not be the ONNX file")
+    try:
+        meta = read_onnx_metadata(args.onnx)
+    except (MetadataMismatchError, ValueError) as exc:
+        parser.error(f"--onnx: {exc}")
+    if args.fp16_check and meta.get("precision") != "fp16":
+        parser.error(f"--fp16-check: {args.onnx} is an {meta.get('precision')} export; TensorRT engines are "
+                     "strongly typed, so an fp16 engine needs an fp16 export (export with fp16=True)")
+    return meta
+
+
+# -- TensorRT ----------------------------------------------------------------------------------
+
+def require_tensorrt():
+    """The ``tensorrt`` module, or ``TensorRTUnavailable`` saying what is missing and how to get it."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise TensorRTUnavailable(
+            f"TensorRT is not installed ({exc}). Building an engine needs TensorRT {MIN_TENSORRT_MAJOR}+ on a "
+            "machine with an NVIDIA GPU and driver: pip install tensorrt") from None
+    major = int(str(trt.__version__).split(".")[0])
+    if major < MIN_TENSORRT_MAJOR:
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} is too old: this builder uses the TensorRT "
+                                  f"{MIN_TENSORRT_MAJOR}+ API (pip install -U tensorrt)")
+    import torch
+    if not torch.cuda.is_available():
+        raise TensorRTUnavailable("no CUDA GPU is visible (torch.cuda.is_available() is False). Building an engine "
+                                  "needs an NVIDIA GPU with its driver and a CUDA build of torch")
+    return trt
+
+
+def _make_logger(trt, verbose: bool):
+    class CollectingLogger(trt.ILogger):
+        """Prints warnings (and info when verbose) and keeps the errors for the exception."""
+
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self.shown = trt.ILogger.Severity.INFO if verbose else trt.ILogger.Severity.WARNING
+
+        def log(self, severity, msg):
+            if int(severity) <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(msg)
+            if int(severity) <= int(self.shown):
+                print(f"[TensorRT] {msg}", file=sys.stderr)
+
+    return CollectingLogger()
+
+
+class EngineBuilder:
+    """Parse an ONNX model into a TensorRT network and build a serialized engine from it.
+
+        builder = EngineBuilder(workspace_gb=4)
+        builder.create_network("gen.onnx")
+        builder.add_profile({"video": ((1, 3, 2, 64, 64), (8, 3, 16, 64, 64), (16, 3, 32, 64, 64))})
+        builder.create_engine("gen.engine", timing_cache="trt.cache")
+    """
+
+    def __init__(self, *, workspace_gb: float = 4.0, tf32: bool = False, verbose: bool = False):
+        self.trt = trt = require_tensorrt()
+        self.logger = _make_logger(trt, verbose)
+        trt.init_libnvinfer_plugins(self.logger, namespace="")
+        self.builder = trt.Builder(self.logger)
+        self.config = self.builder.create_builder_config()
+        self.config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+        # TensorRT lets fp32 convolutions and matmuls run in TF32 unless told not to; an fp32 export
+        # should give fp32 results (the tests hold it to 1e-4), so TF32 is opt-in
+        self.tf32 = bool(tf32)
+        if hasattr(trt.BuilderFlag, "TF32"):
+            (self.config.set_flag if self.tf32 else self.config.clear_flag)(trt.BuilderFlag.TF32)
+        self.network = None
+        self.parser = None
+        self.profile_shapes: dict[str, tuple] = {}
+        self.strongly_typed = False
+
+    def create_network(self, onnx_path: str | Path) -> None:
+        """Parse the model; raises ``EngineBuildError`` with the parser's messages on failure."""
+        trt = self.trt
+        flags = 0
+        # explicit batch is the only mode in TensorRT 10+; strong typing keeps the graph's fp16/fp32
+        strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        if strongly_typed is not None:
+            flags |= 1 << int(strongly_typed)
+        # TensorRT 11 dropped weak typing (and may drop the flag with it)
+        self.strongly_typed = strongly_typed is not None or int(str(trt.__version__).split(".")[0]) >= 11
+        self.network = self.builder.create_network(flags)
+        self.parser = trt.OnnxParser(self.network, self.logger)
+        if not self.parser.parse_from_file(str(onnx_path)):
+            errors = [str(self.parser.get_error(i)) for i in range(self.parser.num_errors)]
+            raise EngineBuildError(f"TensorRT's ONNX parser failed on {onnx_path}:\n  "
+                                   + "\n  ".join(errors or self.logger.errors))
+
+    def input_dtypes(self) -> dict[str, str]:
+        return {self.network.get_input(i).name: str(self.network.get_input(i).dtype)
+                for i in range(self.network.num_inputs)}
+
+    def add_profile(self, shapes: Mapping[str, Sequence[Sequence[int]]]) -> None:
+        """One optimisation profile: ``{input name: (min shape, opt shape, max shape)}``, every
+        dynamic network input included."""
+        profile = self.builder.create_optimization_profile()
+        for i in range(self.network.num_inputs):
+            tensor = self.network.get_input(i)
+            dynamic = any(d < 0 for d in tensor.shape)
+            if tensor.name not in shapes:
+                if dynamic:
+                    raise EngineBuildError(f"input {tensor.name!r} has dynamic shape {tuple(tensor.shape)} but "
+                                           "no profile shapes were given for it")
+                continue
+            lo, opt, hi = (tuple(int(x) for x in s) for s in shapes[tensor.name])
+            for shape in (lo, opt, hi):
+                if len(shape) != len(tensor.shape) or any(d >= 0 and d != s
+                                                          for d, s in zip(tensor.shape, shape, strict=True)):
+                    raise EngineBuildError(f"profile shape {shape} does not fit input {tensor.name!r} of shape "
+                                           f"{tuple(tensor.shape)}")
+            profile.set_shape(tensor.name, lo, opt, hi)
+            self.profile_shapes[tensor.name] = (lo, opt, hi)
+        if self.config.add_optimization_profile(profile) < 0:
+            raise EngineBuildError("TensorRT refused the optimisation profile: " + "; ".join(self.logger.errors))
+
+    def create_engine(self, engine_path: str | Path, *, timing_cache: str | Path | None = None) -> Path:
+        """Build, write ``engine_path``, and update the timing cache file when one is given."""
+        engine_path = Path(engine_path)
+        if timing_cache is not None:
+            timing_cache = Path(timing_cache)
+            data = timing_cache.read_bytes() if timing_cache.is_file() else b""
+            cache = self.config.create_timing_cache(data)
+            self.config.set_timing_cache(cache, False)          # False: refuse a mismatched cache
+        serialized = self.builder.build_serialized_network(self.network, self.config)
+        if serialized is None:
+            raise EngineBuildError("TensorRT could not build the engine:\n  " + "\n  ".join(
+                self.logger.errors or ["(no error message; rerun with --verbose)"]))
+        engine_path.parent.mkdir(parents=True, exist_ok=True)
+        engine_path.write_bytes(bytes(serialized))
+        if timing_cache is not None:
+            timing_cache.parent.mkdir(parents=True, exist_ok=True)
+            timing_cache.write_bytes(bytes(self.config.get_timing_cache().serialize()))
+        return engine_path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path, *, batch: Sequence[int] = DEFAULT_BATCH,
+                 frames: Sequence[int] = DEFAULT_FRAMES, workspace_gb: float = 4.0, tf32: bool = False,
+                 timing_cache: str | Path | None = None, verbose: bool = False) -> Path:
+    """Build ``engine_path`` and ``engine_path + '.json'`` from an s2vc ONNX export."""
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    meta = read_onnx_metadata(onnx_path)
+    builder = EngineBuilder(workspace_gb=workspace_gb, tf32=tf32, verbose=verbose)
+    builder.create_network(onnx_path)
+    builder.add_profile(profile_shapes(meta, batch, frames))
+    builder.create_engine(engine_path, timing_cache=timing_cache)
+    import torch
+    trt = builder.trt
+    engine_meta = dict(meta)
+    first = meta["inputs"][0]
+    engine_meta.update({
+        "tensorrt_version": trt.__version__,
+        "precision": "fp16" if "HALF" in builder.input_dtypes()[first].upper() else "fp32",
+        "strongly_typed": builder.strongly_typed,
+        "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
+                    for name, s in builder.profile_shapes.items()},
+        "onnx_file": onnx_path.name, "onnx_sha256": _sha256(onnx_path),
+        "gpu": torch.cuda.get_device_name(), "compute_capability": "%d.%d" % torch.cuda.get_device_capability(),
+        "workspace_gb": workspace_gb, "tf32": builder.tf32,
+    })
+    if engine_meta["precision"] != meta["precision"]:
+        raise EngineBuildError(f"the network's input {first!r} is {engine_meta['precision']} but the ONNX metadata "
+                               f"says {meta['precision']}")
+    meta_path = engine_path.with_name(engine_path.name + ".json")
+    meta_path.write_text(json.dumps(engine_meta, indent=2) + "\n")
+    return engine_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = get_args_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check_args(parser, args)
+    except SystemExit as exc:          # argparse's usage errors (2) and --help (0)
+        return int(exc.code or 0)
+    try:
+        path = build_engine(args.onnx, args.out, batch=args.batch, frames=args.frames,
+                            workspace_gb=args.workspace_gb, tf32=args.tf32, timing_cache=args.timing_cache,
+                            verbose=args.verbose)
+    except TensorRTUnavailable as exc:
+        print(f"build_trt: cannot build a TensorRT engine here: {exc}", file=sys.stderr)
+        return 1
+    except EngineBuildError as exc:
+        print(f"build_trt: {exc}", file=sys.stderr)
+        return 1
+    print(f"build_trt: wrote {path} and {path.name}.json")
+    return 0
