@@ -57,9 +57,10 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     g.add_argument("--moco-t", type=float, default=0.07)
     g = p.add_argument_group("clips")
     g.add_argument("--frames", type=int, default=8)
-    g.add_argument("--stride", type=int, default=2)
+    g.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
     g.add_argument("--size", type=int, default=64, help="crop size fed to the backbone")
-    g.add_argument("--decode-size", type=int, default=72, help="shorter side frames are decoded at")
+    g.add_argument("--decode-size", type=int, default=None,
+                   help="shorter side frames are decoded at (default: as stored; set it for real datasets, e.g. 128)")
     g.add_argument("--workers", type=int, default=0)
     g.add_argument("--strict", action="store_true", help="a video that cannot be used is fatal")
     g = p.add_argument_group("generator")
@@ -194,19 +195,51 @@ def _set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+class OracleKeys(torch.utils.data.Dataset):
+    """The synthetic set with the key's actor mask: the key clip and its mask go through one
+    key transform (crop and flip drawn once), so "k_mask" (1, T, H, W) covers the key's actor."""
+
+    def __init__(self, dataset, root: Path, transform_k):
+        self.dataset, self.root, self.transform_k = dataset, Path(root), transform_k
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, i):
+        from .synthetic import load_mask
+        item = self.dataset[i]
+        if not isinstance(item, dict):
+            return item                                           # a Skipped record
+        ds = self.dataset
+        mask = load_mask(self.root, ds.records[i].video_id)       # (T_video, H, W)
+        m = torch.from_numpy(mask[item["start_k"]:item["start_k"] + ds.span:ds.stride]).float()[None]
+        k = item["k"]
+        if m.shape[-2:] != k.shape[-2:]:
+            m = F.interpolate(m, size=k.shape[-2:], mode="nearest")
+        both = torch.cat([k, m], dim=0)                           # (4, T, H, W)
+        if self.transform_k is not None:                          # crop/flip take any channel count
+            both = self.transform_k.transform(both.transpose(0, 1)).transpose(0, 1)
+        item["k"], item["k_mask"] = both[:3], (both[3:] > 0.5).float()
+        return item
+
+
 def build_data(args, rank: int, world: int):
     from .datasets import build_dataset, collate_clips
     from .transforms import key_transform, query_transform
-    root = args.root
-    if args.dataset == "synthetic" and root is None:
-        root = str(Path(args.out) / "synthetic")
     kwargs = {}
     if args.dataset == "synthetic":
         kwargs["synthetic_kwargs"] = {"bias": args.synthetic_bias, "seed": args.seed}
-    ds = build_dataset(args.dataset, root, split="train", fold=args.fold, frames=args.frames, stride=args.stride,
-                       size=args.decode_size, two_clips=True, transform_q=query_transform(args.size),
-                       transform_k=key_transform(args.size), strict=args.strict,
-                       with_masks=args.mode == "oracle", **kwargs)
+    oracle = args.mode == "oracle"
+    ds = build_dataset(args.dataset, args.root, split="train", fold=args.fold, frames=args.frames,
+                       stride=args.stride, size=args.decode_size, two_clips=True,
+                       transform_q=query_transform(args.size),
+                       transform_k=None if oracle else key_transform(args.size), strict=args.strict,
+                       seed=args.seed, **kwargs)
+    if oracle:
+        ds = OracleKeys(ds, Path(ds.records[0].path).parents[2], key_transform(args.size))  # root/UCF-101/Class/v
     sampler = ResumableSampler(len(ds), args.batch_size, args.seed, rank, world)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                          collate_fn=collate_clips, drop_last=True,
@@ -288,6 +321,7 @@ def main(args: argparse.Namespace) -> dict:
     done = False
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch, start_batch if epoch == start_epoch else 0)
+        ds.set_epoch(epoch)
         skipped: list[str] = []
         bar = tqdm(total=steps_per_epoch, initial=sampler.start_batch, desc=f"epoch {epoch + 1}/{args.epochs}",
                    disable=args.no_progress or rank != 0, file=sys.stderr, leave=False)
@@ -295,6 +329,10 @@ def main(args: argparse.Namespace) -> dict:
         t_data = time.perf_counter()
         for i, batch in enumerate(loader, start=sampler.start_batch):
             skipped += batch["skipped"]
+            if batch["label"].numel() != args.batch_size:
+                # a video of the batch was unusable (counted in "skipped"): the queue takes whole
+                # batches only, so this batch is left out
+                continue
             lr = learning_rate(args, epoch + i / steps_per_epoch)
             for group in opt.param_groups:
                 group["lr"] = lr

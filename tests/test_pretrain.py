@@ -1,0 +1,97 @@
+"""`s2vc pretrain` on a tiny synthetic set: every mode, exact resume, atomic checkpoints, errors,
+and a two-process torchrun (gloo) run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from s2vc.cli import main as cli_main
+
+CLIPS = ["--frames", "4", "--stride", "2", "--size", "32", "--batch-size", "4", "--queue", "16"]
+TINY = [*CLIPS, "--epochs", "1", "--no-progress", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    os.environ["S2VC_CACHE"] = str(path)
+    yield path
+    os.environ.pop("S2VC_CACHE", None)
+
+
+def _history(run):
+    return torch.load(run / "checkpoint.pt", weights_only=True)["history"]
+
+
+@pytest.mark.parametrize("mode", ["moco", "s2vc", "tfd", "oracle"])
+def test_every_mode_trains(cache, tmp_path, mode):
+    run = tmp_path / mode
+    assert cli_main(["pretrain", "--mode", mode, "--out", str(run), "--max-steps", "3", *TINY]) == 0
+    hist = _history(run)
+    assert len(hist) == 3 and all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
+    if mode == "s2vc":
+        assert all(0 < h["preserved"] < 1 for h in hist)
+    assert (run / "logs").is_dir()
+
+
+def test_resume_continues_exactly(cache, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    args = ["--mode", "s2vc", "--strategy", "noise", "--ckpt-every", "2", *TINY]
+    assert cli_main(["pretrain", "--out", str(full), "--max-steps", "6", *args]) == 0
+    assert cli_main(["pretrain", "--out", str(part), "--max-steps", "3", *args]) == 0
+    assert cli_main(["pretrain", "--out", str(part), "--max-steps", "6", "--resume", *args]) == 0
+    a, b = _history(full), _history(part)
+    assert [h["step"] for h in b] == [1, 2, 3, 4, 5, 6]
+    for x, y in zip(a, b):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5, abs=1e-6), (x, y)
+
+
+def test_interrupted_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
+    from s2vc.engine.checkpoint import atomic_torch_save
+    path = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"step": 1}, path)
+
+    def broken_save(obj, f, *a, **k):
+        f.write(b"partial")
+        raise KeyboardInterrupt          # killed while writing
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_bad_configs(cache, tmp_path):
+    with pytest.raises(SystemExit):
+        cli_main(["pretrain", "--dataset", "imagenet", "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="multiple of the global batch"):
+        cli_main(["pretrain", "--out", str(tmp_path / "b"), "--batch-size", "6", "--queue", "16"])
+    with pytest.raises(ValueError, match="trainlist01.txt|ucfTrainTestlist"):
+        (tmp_path / "ucf" / "UCF-101").mkdir(parents=True)
+        cli_main(["pretrain", "--dataset", "ucf101", "--root", str(tmp_path / "ucf"), "--out", str(tmp_path / "c"),
+                  *TINY])
+    with pytest.raises(SystemExit, match="oracle"):
+        cli_main(["pretrain", "--mode", "oracle", "--dataset", "folder", "--root", str(tmp_path),
+                  "--out", str(tmp_path / "d")])
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('backbone = "small"\nlearning_rate = 1\n')
+    with pytest.raises(SystemExit, match="unknown keys.*learning_rate"):
+        cli_main(["pretrain", "--config", str(cfg), "--out", str(tmp_path / "e")])
+
+
+def test_two_process_torchrun_gloo(cache, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+           "-m", "s2vc.cli", "pretrain", "--mode", "moco", "--out", str(run), "--max-steps", "2",
+           "--device", "cpu", *CLIPS, "--epochs", "1", "--no-progress", "--threads", "1"]
+    env = {**os.environ, "S2VC_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 2 and len(ckpt["rng"]) == 2
+    assert int(ckpt["model"]["queue_ptr"]) == 16 % 16      # 2 steps x 2 processes x 4 clips, K = 16
