@@ -248,7 +248,7 @@ def main() -> None:
         packages=packages,
         package_dir=package_dir,
         # data shipped inside the packages (e.g. the bundled flow checkpoint) for wheel installs
-        package_data={name: ["*.pt", "*.json", "*.yaml", "**/*.pt", "**/*.json", "**/*.yaml"]
+        package_data={name: ["*.pt", "*.json", "*.yaml", "*.tsv", "**/*.pt", "**/*.json", "**/*.yaml"]
                       for name in PACKAGE_ROOTS},
         ext_modules=extensions(),
         cmdclass={"build_ext": cpp_extension.BuildExtension},

@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from .suppression import STRATEGIES, temporal_std_mask
 
-BACKENDS = ("auto", "eager", "ext", "compile", "torchscript")
-GRAPH_BACKENDS = ("torchscript",)
+BACKENDS = ("auto", "eager", "ext", "compile", "torchscript", "onnxruntime", "tensorrt")
+GRAPH_BACKENDS = ("torchscript", "onnxruntime", "tensorrt")
+MODEL_BACKENDS = ("onnxruntime", "tensorrt")     # they run an exported file: model=PATH
 log = logging.getLogger("s2vc")
 
 
@@ -44,14 +45,18 @@ class MotionPreservingGenerator(torch.nn.Module):
     seed: seeds the random strategies (None = nondeterministic).
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
     temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
-    reference flow), "torchscript" (the scripted ``GeneratorGraph``, one per frame size) or
-    "auto" (ext where the extension has kernels for the video's device, else eager;
-    ``last_backend`` says which ran). A named backend that cannot run raises an error.
+    reference flow), "torchscript" (the scripted ``GeneratorGraph``, one per frame size),
+    "onnxruntime" / "tensorrt" (the ONNX export / TensorRT engine at ``model``, made by
+    ``s2vc export onnx`` / ``python export/build_trt.py``; its metadata must match this flow,
+    alpha and strategy; ``providers`` for ONNX Runtime) or "auto" (ext where the extension has
+    kernels for the video's device, else eager; ``last_backend`` says which ran). A named
+    backend that cannot run raises an error.
     """
 
     def __init__(self, flow, alpha: float = 0.5, strategy: str = "zero", *, backend: str = "auto",
                  keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
-                 chunk_frames: int = 256, seed: int | None = None):
+                 chunk_frames: int = 256, seed: int | None = None, model: str | None = None,
+                 providers: list | None = None):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"generator backend {backend!r} is not available; available: {BACKENDS}")
@@ -71,6 +76,17 @@ class MotionPreservingGenerator(torch.nn.Module):
             flow, torch.nn.Module) and hasattr(flow, "_fc_nodes") else None
         self._compiled: dict[str, object] = {}
         self._graphs: dict[tuple, object] = {}
+        self._runtime = None
+        if backend in MODEL_BACKENDS:
+            if model is None:
+                raise ValueError(f"backend {backend!r} runs an exported model: pass model=PATH "
+                                 "(s2vc export onnx / python export/build_trt.py make one)")
+            if backend == "onnxruntime":
+                from .runtime_onnx import OnnxRuntimeGenerator
+                self._runtime = OnnxRuntimeGenerator(model, flow, alpha=alpha, strategy=strategy, providers=providers)
+            else:
+                from .runtime_trt import TensorRTGenerator
+                self._runtime = TensorRTGenerator(model, flow, alpha=alpha, strategy=strategy)
         if backend in GRAPH_BACKENDS:
             from .graph import EXPORTABLE_STRATEGIES
             if strategy not in EXPORTABLE_STRATEGIES:
@@ -155,7 +171,8 @@ class MotionPreservingGenerator(torch.nn.Module):
             noise = torch.randn(b, d, generator=generator, dtype=video.dtype, device=video.device)
         elif self.strategy == "shuffle_clip":
             order = torch.rand(b, t, d, generator=generator, device=video.device).argsort(dim=1)
-        out, mask = self._graph(video)(video, noise, order)
+        run = self._runtime if self._runtime is not None else self._graph(video)
+        out, mask = run(video, noise, order)
         return out, GenerationStats(preserved=1.0 - mask.float().mean(dim=1), mask=mask, z_std=None)
 
     def _chunked(self, fn, x: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,11 @@ def _bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from s2vc.export import cli as export_cli
+    return export_cli.main(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from s2vc.engine import demo
     return demo.main(args)
@@ -57,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="MoCo pretraining with motion-preserved positives (torchrun for several processes)")
     pretrain.get_args_parser(p)
     p.set_defaults(func=_pretrain)
+
+    from s2vc.export import cli as export_cli
+    p = sub.add_parser("export", help="export the generator to TorchScript or ONNX (then export/build_trt.py)")
+    export_cli.add_arguments(p)
+    p.set_defaults(func=_export)
 
     from s2vc import bench
     p = sub.add_parser("bench", help="time the generator's backends on this machine and print the table")

@@ -87,3 +87,14 @@ def test_generate_with_no_video_uses_the_sample_videos(tmp_path, flow_path, monk
                         generate.FileResult(p, 2, 1.0, 0.5, []))
     assert cli_main(["generate", "--out", str(tmp_path), "--flow", str(flow_path), "--no-progress"]) == 0
     assert set(seen) == {"bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"}
+
+
+def test_export_commands(tmp_path, flow_path):
+    from s2vc.engine.engine_meta import read_onnx_metadata
+    assert cli_main(["export", "onnx", "--out", str(tmp_path / "g.onnx"), "--flow", str(flow_path), "--height", "24",
+                     "--width", "20", "--exporter", "torchscript"]) == 0
+    meta = read_onnx_metadata(tmp_path / "g.onnx")
+    assert meta["alpha"] == 0.05 and meta["height"] == 24 and meta["strategy"] == "zero"
+    assert cli_main(["export", "torchscript", "--out", str(tmp_path / "g.pt"), "--flow", str(flow_path),
+                     "--height", "24", "--width", "20"]) == 0
+    assert (tmp_path / "g.pt").stat().st_size > 0

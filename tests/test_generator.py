@@ -207,3 +207,25 @@ def test_static_graph_refuses_unexportable_strategies(default_flow):
     for strategy in ("topk", "shuffle_frame"):
         with pytest.raises(ValueError, match="not exportable"):
             GeneratorGraph(default_flow.prepare(), 0.5, strategy, 64, 64)
+
+
+@pytest.mark.parametrize("strategy", ["zero", "shuffle_clip"])
+def test_onnxruntime_backend_matches_eager(small_flow, tmp_path, strategy):
+    from s2vc.export.onnx_export import export_generator_onnx
+    small_flow.cpu()
+    path = export_generator_onnx(small_flow, tmp_path / "g.onnx", alpha=0.05, strategy=strategy, height=21,
+                                 width=19, exporter="torchscript")
+    video = torch.rand(2, 3, 3, 21, 19)
+    ref, ref_stats = MotionPreservingGenerator(small_flow, alpha=0.05, strategy=strategy, seed=3)(video)
+    gen = MotionPreservingGenerator(small_flow, alpha=0.05, strategy=strategy, seed=3, backend="onnxruntime",
+                                    model=str(path))
+    out, stats = gen(video)
+    assert gen.last_backend == "onnxruntime"
+    flips = stats.mask != ref_stats.mask
+    assert torch.all((ref_stats.z_std[flips] - 0.05).abs() < 1e-5)
+    same = ~flips.any(dim=1)
+    torch.testing.assert_close(out[same], ref[same], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="alpha"):
+        MotionPreservingGenerator(small_flow, alpha=0.07, strategy=strategy, backend="onnxruntime", model=str(path))
+    with pytest.raises(ValueError, match="model=PATH"):
+        MotionPreservingGenerator(small_flow, alpha=0.05, backend="tensorrt")
