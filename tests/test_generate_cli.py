@@ -98,3 +98,11 @@ def test_export_commands(tmp_path, flow_path):
     assert cli_main(["export", "torchscript", "--out", str(tmp_path / "g.pt"), "--flow", str(flow_path),
                      "--height", "24", "--width", "20"]) == 0
     assert (tmp_path / "g.pt").stat().st_size > 0
+
+
+def test_bench_prints_the_backend_table(capsys):
+    assert cli_main(["bench", "--backends", "eager", "ext", "torchscript", "--frames", "2", "--size", "32",
+                     "--batch", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "clips/s" in out and "eager" in out and "torchscript" in out
+    assert "max |out - eager|" in out
