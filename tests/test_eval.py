@@ -1,0 +1,223 @@
+"""Evaluation: metrics on constructed features with known answers, the checkpoint loader, and
+retrieval / linear probe / temporal order end to end on a tiny synthetic set."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+import torch
+
+from s2vc.training.datasets import build_dataset
+from s2vc.training.evaluate import (add_eval_arguments, assert_frozen_unchanged, extract_features, frame_permutation,
+                                    frozen_state, linear_probe, load_backbone, temporal_order_test)
+from s2vc.training.metrics import pearson, retrieval_recall, top1
+from s2vc.training.models import Encoder
+from s2vc.training.moco import MoCo
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def test_retrieval_recall_known_neighbours():
+    # gallery: one item per direction e_0..e_3 with labels 0..3; queries sit next to e_j
+    gallery = torch.eye(4) * 10 + 1.0                  # the mean (3.5 everywhere) is removed first
+    g_labels = torch.tensor([0, 1, 2, 3])
+    queries = gallery[[0, 1, 2]] + 0.1 * torch.tensor([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]]).float()
+    # query 0 -> nearest e_0 (label 0: hit at 1); query 1 has label 3, which is its most distant
+    # item; query 2 -> label 0 is its second nearest (e_2 first, then e_0)
+    q_labels = torch.tensor([0, 3, 0])
+    r = retrieval_recall(queries, q_labels, gallery, g_labels, ks=(1, 2, 4, 50))
+    assert r == pytest.approx({"R@1": 1 / 3, "R@2": 2 / 3, "R@4": 1.0, "R@50": 1.0})
+    assert list(r) == ["R@1", "R@2", "R@4", "R@50"]
+
+
+def test_retrieval_centres_by_gallery_mean():
+    # without centring every item is ~(100, 100) and cosine ranks are arbitrary; with it the
+    # query next to (101, 100) finds that item first
+    gallery = torch.tensor([[101.0, 100.0], [100.0, 101.0]])
+    r = retrieval_recall(torch.tensor([[100.9, 100.0]]), torch.tensor([1]), gallery, torch.tensor([1, 0]), ks=(1,))
+    assert r["R@1"] == 1.0
+    with pytest.raises(ValueError, match="labels do not match"):
+        retrieval_recall(gallery, torch.tensor([0]), gallery, torch.tensor([0, 1]))
+
+
+def test_top1_and_pearson():
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 1.0], [0.0, 1.0]])
+    assert top1(logits, torch.tensor([0, 1, 1, 0])) == 0.5
+    x = torch.arange(10.0)
+    assert pearson(x, 3 * x + 2) == pytest.approx(1.0)
+    assert pearson(x, -x) == pytest.approx(-1.0)
+    assert pearson(torch.tensor([1.0, 2, 3, 4]), torch.tensor([1.0, 3, 2, 4])) == pytest.approx(0.8)
+    assert math.isnan(pearson(x, torch.ones(10)))
+
+
+def test_linear_probe_separable_and_random_labels():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(5, 32, generator=g) * 3
+
+    def sample(n):
+        y = torch.randint(0, 5, (n,), generator=g)
+        return centres[y] + torch.randn(n, 32, generator=g) * 0.5 + 50.0, y   # offset: BN must handle it
+
+    (xtr, ytr), (xte, yte) = sample(500), sample(200)
+    res = linear_probe(xtr, ytr, xte, yte, epochs=30, lr=1e-2, weight_decay=0.0)
+    assert res["top1"] >= 0.98 and res["num_classes"] == 5
+    rtr, rte = torch.randint(0, 5, (500,), generator=g), torch.randint(0, 5, (200,), generator=g)
+    chance = linear_probe(xtr, rtr, xte, rte, epochs=30, lr=1e-2, weight_decay=0.0)
+    assert abs(chance["top1"] - 0.2) < 0.1
+
+
+def test_assert_frozen_unchanged():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    state = frozen_state(net)
+    assert_frozen_unchanged(net, state)
+    net.train()(torch.randn(4, 3))                     # moves the BatchNorm running statistics
+    with pytest.raises(AssertionError, match="running_mean"):
+        assert_frozen_unchanged(net, state)
+
+
+def test_frame_permutation_is_seeded_and_never_identity():
+    for v in range(20):
+        p = frame_permutation(2, seed=0, video_index=v)
+        assert p.tolist() == [1, 0]
+    assert torch.equal(frame_permutation(8, 3, 5), frame_permutation(8, 3, 5))
+
+
+# --- checkpoint ------------------------------------------------------------------------------
+
+
+def _checkpoint(path, backbone="small", saved_as=None):
+    torch.manual_seed(0)
+    moco = MoCo(Encoder(backbone), K=8)
+    torch.save({"model": moco.state_dict(), "config": {"backbone": saved_as or backbone}}, path)
+    return moco
+
+
+def test_load_backbone_accepts_its_own(tmp_path):
+    moco = _checkpoint(tmp_path / "ckpt.pt")
+    net = load_backbone(tmp_path / "ckpt.pt")
+    assert not net.training
+    ref = moco.encoder_q.backbone.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in net.state_dict().items())
+    assert load_backbone(tmp_path / "ckpt.pt", "small").backbone_name == "small"
+
+
+def test_load_backbone_refuses_another_backbone(tmp_path):
+    _checkpoint(tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match="backbone 'small'.*backbone 'r3d_18' was asked"):
+        load_backbone(tmp_path / "ckpt.pt", "r3d_18")
+    # a config that lies: the keys are checked too
+    _checkpoint(tmp_path / "lying.pt", "small", saved_as="r3d_18")
+    with pytest.raises(ValueError, match="do not fit a 'r3d_18' backbone.*missing"):
+        load_backbone(tmp_path / "lying.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="expected a pretrain checkpoint"):
+        load_backbone(tmp_path / "other.pt")
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    kw = dict(train_per_class=3, test_per_class=2, frames=16)
+    build_dataset("synthetic", root=root, synthetic_kwargs=kw)
+    return root, kw
+
+
+def test_extract_features_one_per_video(tiny_set):
+    root, kw = tiny_set
+    ds = build_dataset("synthetic", root=root, split="test", frames=4, stride=2, size=None, two_clips=False,
+                       synthetic_kwargs=kw)
+    torch.manual_seed(0)
+    net = Encoder("small").backbone
+    state = frozen_state(net)
+    feats, labels = extract_features(net, ds, num_clips=2, size=32, batch_size=3)
+    assert feats.shape == (len(ds), net.out_dim) and labels.tolist() == [r.label for r in ds.records]
+    assert_frozen_unchanged(net, state)
+    # the mean of the per-window features of video 0
+    item = ds.eval_clips(0, 2, 0.5)
+    from s2vc.training.transforms import eval_transform, normalize_clip
+    t = eval_transform(32)
+    with torch.no_grad():
+        ref = net.eval()(normalize_clip(torch.stack([t(c) for c in item["clips"]]))).mean(0)
+    assert len(item["clips"]) == 2
+    torch.testing.assert_close(feats[0], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_eval_commands_end_to_end(tiny_set, tmp_path, capsys):
+    root, kw = tiny_set
+    _checkpoint(tmp_path / "ckpt.pt")
+    parser = argparse.ArgumentParser()
+    add_eval_arguments(parser.add_subparsers(dest="what", required=True))
+    common = ["--checkpoint", str(tmp_path / "ckpt.pt"), "--dataset", "synthetic", "--root", str(root),
+              "--frames", "4", "--stride", "2", "--size", "32", "--decode-size", "32", "--num-clips", "2",
+              "--batch-size", "8", "--workers", "0", "--device", "cpu"]
+    results = {}
+    for cmd, extra in (("retrieval", []), ("linear", ["--epochs", "5"]), ("temporal-order", ["--epochs", "5"])):
+        args = parser.parse_args([cmd, *common, *extra, "--out", str(tmp_path / f"{cmd}.json")])
+        args.synthetic_kwargs = kw
+        assert args.func(args) == 0
+        results[cmd] = json.loads((tmp_path / f"{cmd}.json").read_text())
+    out = capsys.readouterr().out
+    assert "R@1" in out and "top-1" in out and "chance 50.00" in out
+    r = results["retrieval"]
+    assert set(r["recall"]) == {"R@1", "R@5", "R@10", "R@20", "R@50"} and r["query_videos"] == 12
+    assert r["gallery_videos"] == 18 and r["recall"]["R@50"] == 1.0 and r["skipped"] == []
+    assert 0.0 <= results["linear"]["top1"] <= 1.0 and results["linear"]["num_classes"] == 6
+    t = results["temporal-order"]
+    assert t["train_videos"] + t["test_videos"] == 12 and 0.0 <= t["top1"] <= 1.0
+
+
+class RampVideos:
+    """A stand-in dataset (``eval_clips`` only): 2 windows per video whose frame t is noise plus a
+    brightness t / T, so the frame order is written in the pixels."""
+
+    strict = False
+
+    def __init__(self, n, frames=4):
+        self.n, self.frames = n, frames
+
+    def __len__(self):
+        return self.n
+
+    def eval_clips(self, i, num_clips, overlap, transform=None):
+        g = torch.Generator().manual_seed(i)
+        ramp = torch.linspace(0, 1, self.frames).view(1, 1, -1, 1, 1)
+        clips = (0.5 * torch.rand(2, 3, self.frames, 8, 8, generator=g) + 0.5 * ramp).clamp(0, 1)
+        clips = torch.stack([transform(c) for c in clips]) if transform else clips
+        return {"clips": clips, "label": 0, "index": i, "starts": [0, 2]}
+
+
+def test_temporal_order_on_order_sensitive_backbone():
+    class FrameMeans(torch.nn.Module):                   # sees the order: (B, C, T, H, W) -> (B, T)
+        def forward(self, x):
+            return x.mean(dim=(1, 3, 4))
+
+    class ClipMean(torch.nn.Module):                     # blind to the order: (B, C, T, H, W) -> (B, 1)
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3, 4))[:, None]
+
+    res = temporal_order_test(FrameMeans(), RampVideos(40, frames=8), num_clips=2, size=8, batch_size=8,
+                              epochs=200, lr=1e-2)
+    assert res["top1"] >= 0.9 and res["train_videos"] == 20 and res["test_videos"] == 20
+    blind = temporal_order_test(ClipMean(), RampVideos(40, frames=8), num_clips=2, size=8, batch_size=8,
+                                epochs=200, lr=1e-2)
+    assert blind["top1"] <= 0.6                          # natural and shuffled features are identical
+
+
+def test_skipped_videos_are_reported_and_left_out(tiny_set, tmp_path):
+    from s2vc.training.datasets import ClipDataset, SkippedCounter, VideoRecord
+    root, kw = tiny_set
+    good = build_dataset("synthetic", root=root, split="test", frames=4, stride=2, size=None, two_clips=False,
+                         synthetic_kwargs=kw)
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"not a video")
+    records = [good.records[0], VideoRecord(junk, 1, "junk"), good.records[1]]
+    ds = ClipDataset(records, good.classes, frames=4, stride=2, size=None, two_clips=False)
+    skipped = SkippedCounter()
+    feats, labels = extract_features(Encoder("small").backbone, ds, num_clips=2, size=32, skipped=skipped)
+    assert len(feats) == 2 and labels.tolist() == [good.records[0].label, good.records[1].label]
+    assert skipped.total == 1 and "junk.avi: cannot decode" in skipped.messages[0]

@@ -1,0 +1,444 @@
+"""Evaluations of a pretrained backbone: retrieval, linear probe, temporal-order test.
+
+All three read the pooled backbone features of frozen backbones:
+
+- ``load_backbone`` takes ``encoder_q.backbone.*`` out of a ``s2vc pretrain`` checkpoint with
+  the rigour of facebookresearch/moco's linear-probe loader: every backbone key present, none
+  unexpected, a checkpoint of another backbone refused with both names.
+- ``extract_features``: one feature per video, the mean of the pooled features of its
+  half-overlapping windows (``window_starts``; CoCLR's protocol, the default here). The
+  authors' code (mettyz/SSVC) instead concatenates all windows into one long clip at test time;
+  that is not what is implemented. Skipped videos are reported and left out.
+- ``retrieval`` (test videos query the train set, ``metrics.retrieval_recall``),
+  ``linear_probe`` (BatchNorm1d without affine + Linear on precomputed frozen features) and
+  ``temporal_order_test`` (the paper's Fig. 1: can a linear classifier tell natural clips from
+  frame-shuffled ones?).
+
+``add_eval_arguments(subparsers)`` registers the ``retrieval``, ``linear`` and ``temporal-order``
+subcommands; each runs ``main_*(args)``, which prints a table and writes JSON to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from s2vc.training.datasets import EvalWindows, SkippedCounter, build_dataset, collate_windows
+from s2vc.training.metrics import RETRIEVAL_KS, retrieval_recall, top1
+from s2vc.training.models import BACKBONES, build_backbone
+from s2vc.training.transforms import eval_transform, normalize_clip
+
+__all__ = [
+    "BACKBONE_PREFIX",
+    "load_backbone",
+    "extract_features",
+    "linear_probe",
+    "assert_frozen_unchanged",
+    "temporal_order_test",
+    "main_retrieval",
+    "main_linear",
+    "main_temporal_order",
+    "add_eval_arguments",
+]
+
+BACKBONE_PREFIX = "encoder_q.backbone."
+
+# A view maps a window batch float (N, C, T, H, W) and the dataset index of each window's video
+# (N,) to the clips the backbone sees.
+View = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoint
+
+
+def load_backbone(checkpoint_path: str | Path, backbone: str | None = None) -> nn.Module:
+    """The query encoder's backbone of a pretrain checkpoint, on the CPU, in eval mode.
+
+    ``backbone``: the architecture expected (one of ``BACKBONES``); None takes the checkpoint's
+    ``config["backbone"]``. Raises ValueError when the checkpoint is of another backbone than
+    asked (naming both), is not a pretrain checkpoint, or its backbone keys are not exactly the
+    model's (naming the missing and unexpected ones).
+    """
+    path = Path(checkpoint_path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ValueError(f"{path}: expected a pretrain checkpoint (a dict with 'model' = the MoCo state_dict), "
+                         f"got {type(ckpt).__name__}" + (f" with keys {sorted(ckpt)[:8]}" if isinstance(ckpt, dict) else ""))
+    saved = (ckpt.get("config") or {}).get("backbone")
+    if backbone is None:
+        if saved is None:
+            raise ValueError(f"{path}: the checkpoint does not say its backbone (config['backbone']); "
+                             f"pass one of {BACKBONES}")
+        backbone = saved
+    elif saved is not None and saved != backbone:
+        raise ValueError(f"{path}: the checkpoint is of backbone {saved!r}, but backbone {backbone!r} was asked for")
+    # a state_dict saved from a DDP-wrapped model has "module." in front (as facebookresearch/moco's)
+    state = {k.removeprefix("module."): v for k, v in ckpt["model"].items()}
+    state = {k[len(BACKBONE_PREFIX):]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)}
+    if not state:
+        raise ValueError(f"{path}: no '{BACKBONE_PREFIX}*' keys in the checkpoint's model; is it a pretrain checkpoint?")
+    model = build_backbone(backbone)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(f"{path}: the checkpoint's backbone weights do not fit a {backbone!r} backbone "
+                         f"(saved as {saved!r}): {len(missing)} missing {missing[:5]}, "
+                         f"{len(unexpected)} unexpected {unexpected[:5]}")
+    shapes = [k for k, v in model.state_dict().items() if v.shape != state[k].shape]
+    if shapes:
+        k = shapes[0]
+        raise ValueError(f"{path}: {len(shapes)} backbone weights have other shapes than a {backbone!r} backbone's, "
+                         f"e.g. {k}: {tuple(state[k].shape)} in the checkpoint, {tuple(model.state_dict()[k].shape)} expected")
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys, result
+    model.backbone_name = backbone
+    return model.eval()
+
+
+def frozen_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of every parameter and buffer, for ``assert_frozen_unchanged``."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_frozen_unchanged(backbone: nn.Module, state_before: dict[str, torch.Tensor]) -> None:
+    """Raise AssertionError when any parameter or buffer (BatchNorm running statistics too) of
+    ``backbone`` differs from ``state_before`` (``frozen_state`` taken before the evaluation),
+    as facebookresearch/moco's ``sanity_check`` does after linear classification."""
+    now = backbone.state_dict()
+    if set(now) != set(state_before):
+        raise AssertionError(f"the frozen backbone's keys changed: {sorted(set(now) ^ set(state_before))[:5]}")
+    moved = [k for k, v in now.items() if not torch.equal(v.detach().cpu(), state_before[k].cpu())]
+    if moved:
+        raise AssertionError(f"{len(moved)} weights of the frozen backbone changed, e.g. {moved[:5]}")
+
+
+# --------------------------------------------------------------------------------------------
+# features
+
+
+@torch.inference_mode()
+def _video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num_clips: int | None,
+                    overlap: float, size: int, device: torch.device | str, batch_size: int, workers: int = 0,
+                    skipped: SkippedCounter | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Per video, the mean over its windows of the pooled backbone features of each view.
+
+    Returns ({view: float (N, C)}, labels long (N,), dataset indices long (N,)) for the N videos
+    that were not skipped, in dataset order. ``batch_size`` clips go through the backbone at once;
+    a loader batch holds ``max(1, batch_size // num_clips)`` videos.
+    """
+    device = torch.device(device)
+    backbone.eval().to(device)
+    windows = EvalWindows(dataset, num_clips, overlap, eval_transform(size))
+    videos_per_batch = max(1, batch_size // max(1, num_clips or 1))
+    loader = torch.utils.data.DataLoader(windows, batch_size=videos_per_batch, shuffle=False, num_workers=workers,
+                                         collate_fn=collate_windows)
+    counter = skipped if skipped is not None else SkippedCounter()
+    feats: dict[str, list[torch.Tensor]] = {name: [] for name in views}
+    labels, indices = [], []
+    for batch in loader:
+        counter.update(batch)
+        b = len(batch["label"])
+        if b == 0:
+            continue
+        clips, owner = batch["clips"], batch["video"]                 # (n, C, T, H, W), (n,)
+        video_index = batch["index"][owner]                            # dataset index of each window
+        for name, view in views.items():
+            x = view(clips, video_index)
+            pooled = torch.cat([backbone(normalize_clip(x[i:i + batch_size].to(device))).float().cpu()
+                                for i in range(0, len(x), batch_size)])          # (n, C)
+            total = torch.zeros(b, pooled.shape[1]).index_add_(0, owner, pooled)
+            count = torch.bincount(owner, minlength=b).clamp_min(1)[:, None]
+            feats[name].append(total / count)                          # (b, C): mean over windows
+        labels.append(batch["label"])
+        indices.append(batch["index"])
+    if skipped is None and counter.total:
+        print(counter.report(), file=sys.stderr)
+    if not labels:
+        raise ValueError(f"every one of the {len(dataset)} videos was skipped:\n{counter.report()}")
+    return ({k: torch.cat(v) for k, v in feats.items()}, torch.cat(labels), torch.cat(indices))
+
+
+def extract_features(backbone: nn.Module, dataset, *, num_clips: int | None = 10, overlap: float = 0.5,
+                     size: int = 112, device: torch.device | str = "cpu", batch_size: int = 32, workers: int = 0,
+                     skipped: SkippedCounter | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One feature per video: float (N, C) and labels long (N,).
+
+    ``dataset``: a ``ClipDataset`` (its ``frames``, ``stride`` and decoding ``size`` define the
+    windows; build it with ``two_clips=False``). Each video gives up to ``num_clips``
+    windows overlapping by ``overlap`` (spread evenly over the video; all of them with None),
+    each resized and centre-cropped to ``size`` (``eval_transform``), normalised
+    (``normalize_clip``) and pooled by the backbone; the video's feature is the mean over its
+    windows (CoCLR's protocol — the authors' code concatenates the windows into one long clip
+    instead). Videos that cannot give a window are left out and reported on stderr, or added
+    to ``skipped`` when given.
+    """
+    feats, labels, _ = _video_features(backbone, dataset, {"natural": _natural}, num_clips=num_clips,
+                                       overlap=overlap, size=size, device=device, batch_size=batch_size,
+                                       workers=workers, skipped=skipped)
+    return feats["natural"], labels
+
+
+def _natural(clips: torch.Tensor, video_index: torch.Tensor) -> torch.Tensor:
+    return clips
+
+
+def frame_permutation(frames: int, seed: int, video_index: int) -> torch.Tensor:
+    """A seeded permutation of ``frames`` frames for one video, never the identity (frames > 1)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + video_index)
+    identity = torch.arange(frames)
+    while True:
+        perm = torch.randperm(frames, generator=g)
+        if frames < 2 or not torch.equal(perm, identity):
+            return perm
+
+
+def shuffled_view(seed: int) -> View:
+    """Frames of every window permuted by its video's ``frame_permutation`` (same for all its windows)."""
+    def view(clips: torch.Tensor, video_index: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(clips)
+        for j, v in enumerate(video_index.tolist()):
+            out[j] = clips[j][:, frame_permutation(clips.shape[2], seed, v)]
+        return out
+    return view
+
+
+# --------------------------------------------------------------------------------------------
+# linear classifier on frozen features
+
+
+def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
+                 test_labels: torch.Tensor, *, epochs: int = 100, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 batch_size: int = 256, optimizer: str = "adam", seed: int = 0,
+                 num_classes: int | None = None) -> dict[str, float]:
+    """Train BatchNorm1d(C, affine=False) + Linear(C, K) on frozen features, report top-1.
+
+    Features float (N, C), labels long (N,) in [0, K). Adam (or SGD with momentum 0.9) with a
+    cosine-decayed ``lr``, minibatches of ``batch_size`` in a seeded order. Returns
+    {"top1": test top-1 in [0, 1], "train_top1": ..., "num_classes": K}.
+    """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    k = int(num_classes or max(int(train_labels.max()), int(test_labels.max())) + 1)
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = nn.Sequential(nn.BatchNorm1d(train_feats.shape[1], affine=False), nn.Linear(train_feats.shape[1], k))
+    x, y = train_feats.float(), train_labels.long()
+    opt = (torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay) if optimizer == "adam" else
+           torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay))
+    steps = epochs * math.ceil(len(x) / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    head.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:          # BatchNorm1d needs two samples in training mode
+                continue
+            loss = F.cross_entropy(head(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    head.eval()
+    with torch.no_grad():
+        return {"top1": top1(head(test_feats.float()), test_labels), "train_top1": top1(head(x), y),
+                "num_classes": k}
+
+
+def temporal_order_test(backbone: nn.Module, dataset, *, num_clips: int | None = 10, overlap: float = 0.5,
+                        size: int = 112, device: torch.device | str = "cpu", batch_size: int = 32,
+                        workers: int = 0, seed: int = 0, epochs: int = 100, lr: float = 1e-3,
+                        weight_decay: float = 1e-4, skipped: SkippedCounter | None = None) -> dict:
+    """The paper's Fig. 1: natural vs frame-shuffled clips, told apart by a linear classifier.
+
+    Every video gives a natural feature (label 0) and a shuffled one (label 1): the same windows
+    with their frames permuted by a seeded per-video permutation (never the identity), both
+    averaged over the windows as in ``extract_features``. A seeded half of the videos trains
+    ``linear_probe``, the other half tests it (chance: 0.5). A backbone blind to temporal order
+    (e.g. one that learnt static cues) stays near chance. Returns {"top1", "train_top1",
+    "train_videos", "test_videos"}.
+    """
+    state = frozen_state(backbone)
+    feats, _, indices = _video_features(backbone, dataset, {"natural": _natural, "shuffled": shuffled_view(seed)},
+                                        num_clips=num_clips, overlap=overlap, size=size, device=device,
+                                        batch_size=batch_size, workers=workers, skipped=skipped)
+    assert_frozen_unchanged(backbone, state)
+    n = len(indices)
+    if n < 2:
+        raise ValueError(f"the temporal-order test needs at least 2 videos, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    halves = order[: n // 2], order[n // 2:]
+
+    def pairs(idx):
+        x = torch.cat([feats["natural"][idx], feats["shuffled"][idx]])
+        y = torch.cat([torch.zeros(len(idx), dtype=torch.long), torch.ones(len(idx), dtype=torch.long)])
+        return x, y
+
+    result = linear_probe(*pairs(halves[0]), *pairs(halves[1]), epochs=epochs, lr=lr, weight_decay=weight_decay,
+                          seed=seed, num_classes=2)
+    return {"top1": result["top1"], "train_top1": result["train_top1"], "train_videos": len(halves[0]),
+            "test_videos": len(halves[1])}
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+
+
+def _test_split(name: str) -> str:
+    return "val" if name == "kinetics" else "test"
+
+
+def _dataset(args, split: str):
+    if args.dataset == "folder":
+        raise SystemExit("eval: the folder dataset is unlabelled; use ucf101, hmdb51, kinetics or synthetic")
+    kw = {"synthetic_kwargs": args.synthetic_kwargs} if getattr(args, "synthetic_kwargs", None) else {}
+    return build_dataset(args.dataset, args.root, split, args.fold, frames=args.frames, stride=args.stride,
+                         size=args.decode_size, two_clips=False, **kw)
+
+
+def _backbone(args) -> tuple[nn.Module, str]:
+    if args.checkpoint:
+        model = load_backbone(args.checkpoint, args.backbone)
+        return model, f"{model.backbone_name} from {args.checkpoint}"
+    if not args.backbone:
+        raise SystemExit("eval: give --checkpoint (or --backbone alone for a randomly initialised baseline)")
+    torch.manual_seed(args.seed)
+    return build_backbone(args.backbone).eval(), f"{args.backbone}, random init (seed {args.seed})"
+
+
+def _device(args) -> torch.device:
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _features(args, backbone, split: str, skipped: SkippedCounter) -> tuple[torch.Tensor, torch.Tensor, int]:
+    ds = _dataset(args, split)
+    feats, labels = extract_features(backbone, ds, num_clips=args.num_clips, overlap=args.overlap, size=args.size,
+                                     device=_device(args), batch_size=args.batch_size, workers=args.workers,
+                                     skipped=skipped)
+    return feats, labels, len(ds)
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> str:
+    width = max(len(r[0]) for r in rows)
+    return "\n".join([title] + [f"  {k:<{width}}  {v}" for k, v in rows])
+
+
+def _finish(args, result: dict, table: str, skipped: SkippedCounter) -> dict:
+    print(table)
+    if skipped.total:
+        print(skipped.report(), file=sys.stderr)
+    result["skipped"] = list(dict.fromkeys(skipped.messages))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _common(args, what: str) -> dict:
+    return {"evaluation": what, "dataset": args.dataset, "fold": args.fold, "frames": args.frames,
+            "stride": args.stride, "size": args.size, "num_clips": args.num_clips, "overlap": args.overlap,
+            "checkpoint": args.checkpoint, "protocol": "mean of the pooled features of half-overlapping windows (CoCLR)"}
+
+
+def main_retrieval(args: argparse.Namespace) -> dict:
+    """Test videos query the train set; prints R@k and writes JSON to ``args.out``."""
+    backbone, desc = _backbone(args)
+    skipped = SkippedCounter()
+    train_f, train_y, n_train = _features(args, backbone, "train", skipped)
+    test_f, test_y, n_test = _features(args, backbone, _test_split(args.dataset), skipped)
+    recall = retrieval_recall(test_f, test_y, train_f, train_y, RETRIEVAL_KS)
+    result = {**_common(args, "retrieval"), "backbone": desc, "gallery_videos": len(train_y),
+              "query_videos": len(test_y), "recall": recall}
+    table = _table(f"retrieval, {args.dataset} fold {args.fold}: {len(test_y)}/{n_test} test videos query "
+                   f"{len(train_y)}/{n_train} train videos ({desc})",
+                   [(k, f"{100 * v:6.2f}") for k, v in recall.items()])
+    return _finish(args, result, table, skipped)
+
+
+def main_linear(args: argparse.Namespace) -> dict:
+    """Linear probe on frozen features; prints top-1 and writes JSON to ``args.out``."""
+    backbone, desc = _backbone(args)
+    state = frozen_state(backbone)
+    skipped = SkippedCounter()
+    train_f, train_y, _ = _features(args, backbone, "train", skipped)
+    test_f, test_y, _ = _features(args, backbone, _test_split(args.dataset), skipped)
+    probe = linear_probe(train_f, train_y, test_f, test_y, epochs=args.epochs, lr=args.lr,
+                         weight_decay=args.weight_decay, seed=args.seed)
+    assert_frozen_unchanged(backbone, state)
+    result = {**_common(args, "linear"), "backbone": desc, "train_videos": len(train_y), "test_videos": len(test_y),
+              "epochs": args.epochs, "lr": args.lr, "weight_decay": args.weight_decay, **probe}
+    table = _table(f"linear probe, {args.dataset} fold {args.fold} ({desc})",
+                   [("top-1", f"{100 * probe['top1']:6.2f}"), ("train top-1", f"{100 * probe['train_top1']:6.2f}"),
+                    ("videos", f"{len(train_y)} train, {len(test_y)} test")])
+    return _finish(args, result, table, skipped)
+
+
+def main_temporal_order(args: argparse.Namespace) -> dict:
+    """Natural vs frame-shuffled on the test split; prints top-1 and writes JSON to ``args.out``."""
+    backbone, desc = _backbone(args)
+    skipped = SkippedCounter()
+    ds = _dataset(args, _test_split(args.dataset))
+    res = temporal_order_test(backbone, ds, num_clips=args.num_clips, overlap=args.overlap, size=args.size,
+                              device=_device(args), batch_size=args.batch_size, workers=args.workers,
+                              seed=args.seed, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                              skipped=skipped)
+    result = {**_common(args, "temporal-order"), "backbone": desc, **res}
+    table = _table(f"temporal order (natural vs shuffled), {args.dataset} {_test_split(args.dataset)} ({desc})",
+                   [("top-1", f"{100 * res['top1']:6.2f}  (chance 50.00)"),
+                    ("videos", f"{res['train_videos']} train, {res['test_videos']} test")])
+    return _finish(args, result, table, skipped)
+
+
+def _add_common(p: argparse.ArgumentParser, epochs: int | None) -> None:
+    p.add_argument("--checkpoint", default=None, help="pretrain checkpoint (its encoder_q.backbone is evaluated)")
+    p.add_argument("--backbone", default=None, choices=BACKBONES,
+                   help="expected backbone (default: the checkpoint's); alone, a randomly initialised baseline")
+    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "ucf101", "hmdb51", "kinetics"))
+    p.add_argument("--root", default=None, help="dataset root (synthetic: built there, default a cache)")
+    p.add_argument("--fold", type=int, default=1, help="official split 1-3 (ucf101, hmdb51)")
+    p.add_argument("--frames", type=int, default=16, help="frames per window")
+    p.add_argument("--stride", type=int, default=2, help="temporal stride of a window's frames")
+    p.add_argument("--size", type=int, default=112, help="centre crop side fed to the backbone")
+    p.add_argument("--decode-size", type=int, default=128, help="shorter side the video is decoded to")
+    p.add_argument("--num-clips", type=int, default=10, help="windows per video (half-overlapping), averaged")
+    p.add_argument("--overlap", type=float, default=0.5, help="overlap of consecutive windows")
+    p.add_argument("--batch-size", type=int, default=32, help="clips per backbone forward")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader decoding workers")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON file for the results")
+    if epochs is not None:
+        p.add_argument("--epochs", type=int, default=epochs, help="linear classifier epochs (features precomputed)")
+        p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the linear classifier")
+        p.add_argument("--weight-decay", type=float, default=1e-4)
+
+
+def _command(main: Callable[[argparse.Namespace], dict]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        main(args)
+        return 0
+    return run
+
+
+def add_eval_arguments(subparsers) -> None:
+    """Register ``retrieval``, ``linear`` and ``temporal-order`` on an ``add_subparsers()`` action;
+    each sets ``func`` to a callable taking the parsed args and returning 0."""
+    p = subparsers.add_parser("retrieval", help="nearest-neighbour retrieval R@1/5/10/20/50 (test queries train)")
+    _add_common(p, None)
+    p.set_defaults(func=_command(main_retrieval))
+    p = subparsers.add_parser("linear", help="linear probe top-1 on frozen features")
+    _add_common(p, 100)
+    p.set_defaults(func=_command(main_linear))
+    p = subparsers.add_parser("temporal-order", help="natural vs frame-shuffled linear test (paper Fig. 1)")
+    _add_common(p, 100)
+    p.set_defaults(func=_command(main_temporal_order))
