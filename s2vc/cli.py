@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.get_args_parser(p)
     p.set_defaults(func=_pretrain)
 
+    from s2vc.training import evaluate
+    p = sub.add_parser("eval", help="retrieval / linear probe / temporal-order test of a pretrained backbone")
+    evaluate.add_eval_arguments(p.add_subparsers(dest="eval_command", required=True, metavar="EVAL"))
+
     from s2vc.export import cli as export_cli
     p = sub.add_parser("export", help="export the generator to TorchScript or ONNX (then export/build_trt.py)")
     export_cli.add_arguments(p)
