@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -413,7 +414,8 @@ def _add_common(p: argparse.ArgumentParser, epochs: int | None) -> None:
     p.add_argument("--num-clips", type=int, default=10, help="windows per video (half-overlapping), averaged")
     p.add_argument("--overlap", type=float, default=0.5, help="overlap of consecutive windows")
     p.add_argument("--batch-size", type=int, default=32, help="clips per backbone forward")
-    p.add_argument("--workers", type=int, default=4, help="DataLoader decoding workers")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="DataLoader decoding workers (default: up to 4, at most the CPU count)")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="JSON file for the results")
