@@ -24,6 +24,8 @@ from typing import Any, Mapping
 
 import torch
 
+from .suppression import draw_random_inputs
+
 FORMAT = "s2vc-export"
 FORMAT_VERSION = 1
 PROP_PREFIX = "s2vc."
@@ -167,18 +169,11 @@ def check_generator_inputs(meta: Mapping[str, Any], video: torch.Tensor, noise: 
 def draw_strategy_inputs(strategy: str, batch: int, frames: int, dims: int, *,
                          device: torch.device | str = "cpu",
                          generator: torch.Generator | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``(noise, order)`` for a static graph, drawn exactly as ``temporal_std_mask`` draws them
-    (same calls, same order), so a seeded generator gives the eager reference's numbers.
-    noise: float32 (B, D) for "noise"; order: int64 (B, T, D), a permutation of 0..T-1 along T,
-    for "shuffle_clip"; None otherwise."""
-    noise = order = None
-    if strategy == "noise":
-        noise = torch.randn(batch, dims, generator=generator, device=device)
-    elif strategy == "shuffle_clip":
-        order = torch.rand(batch, frames, dims, generator=generator, device=device).argsort(dim=1)
-    elif strategy not in STRATEGY_INPUTS:
+    """``(noise, order)`` for a static graph (float32 noise), drawn by
+    ``suppression.draw_random_inputs`` as every backend draws them."""
+    if strategy not in STRATEGY_INPUTS:
         raise ValueError(f"strategy {strategy!r} has no static graph; exportable: {tuple(STRATEGY_INPUTS)}")
-    return noise, order
+    return draw_random_inputs(strategy, batch, frames, dims, device=device, generator=generator)
 
 
 def load_torchscript(path: str | Path, flow=None, *, alpha: float | None = None,

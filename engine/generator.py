@@ -17,7 +17,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .suppression import STRATEGIES, temporal_std_mask
+from .suppression import STRATEGIES, draw_random_inputs, temporal_std_mask
 
 BACKENDS = ("auto", "eager", "ext", "compile", "torchscript", "onnxruntime", "tensorrt")
 GRAPH_BACKENDS = ("torchscript", "onnxruntime", "tensorrt")
@@ -165,12 +165,8 @@ class MotionPreservingGenerator(torch.nn.Module):
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=video.device).manual_seed(self.seed)
-        # drawn exactly as temporal_std_mask draws them, so every backend computes one function
-        noise = order = None
-        if self.strategy == "noise":
-            noise = torch.randn(b, d, generator=generator, dtype=video.dtype, device=video.device)
-        elif self.strategy == "shuffle_clip":
-            order = torch.rand(b, t, d, generator=generator, device=video.device).argsort(dim=1)
+        noise, order = draw_random_inputs(self.strategy, b, t, d, device=video.device, dtype=video.dtype,
+                                          generator=generator)
         run = self._runtime if self._runtime is not None else self._graph(video)
         out, mask = run(video, noise, order)
         return out, GenerationStats(preserved=1.0 - mask.float().mean(dim=1), mask=mask, z_std=None)

@@ -85,6 +85,19 @@ def _std_and_mask(z, alpha, strategy, keep_fraction, backend):
     return s, mask
 
 
+def draw_random_inputs(strategy: str, batch: int, frames: int, dims: int, *, device="cpu",
+                       dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
+    """``(noise, order)`` a random strategy needs: noise (B, D) for "noise", order int64 (B, T, D)
+    (a permutation of 0..T-1 along T) for "shuffle_clip", else None. Every backend draws them
+    here, with the same calls in the same order, so a seeded generator gives the same numbers."""
+    noise = order = None
+    if strategy == "noise":
+        noise = torch.randn(batch, dims, generator=generator, dtype=dtype, device=device)
+    elif strategy == "shuffle_clip":
+        order = torch.rand(batch, frames, dims, generator=generator, device=device).argsort(dim=1)
+    return noise, order
+
+
 def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero", *,
                       keep_fraction: float | None = None, generator: torch.Generator | None = None,
                       backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,11 +113,7 @@ def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero
     _check(z, alpha, strategy, keep_fraction)
     backend = resolve_backend(backend, z)
     b, t, d = z.shape
-    noise = order = None
-    if strategy == "noise":
-        noise = torch.randn(b, d, generator=generator, dtype=z.dtype, device=z.device)
-    elif strategy == "shuffle_clip":
-        order = torch.rand(b, t, d, generator=generator, device=z.device).argsort(dim=1)
+    noise, order = draw_random_inputs(strategy, b, t, d, device=z.device, dtype=z.dtype, generator=generator)
 
     if backend == "ext" and strategy in _EXT_CODES:
         z_p, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha), _EXT_CODES[strategy], noise, order, None)
