@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
     p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     p.add_argument("--alpha", type=float, default=None,
                    help="STD threshold of eq. (4) (default: the flow checkpoint's recommended value, else 0.5)")
+    p.add_argument("--preserve", type=float, default=None,
+                   help="choose alpha so that this fraction of latents is kept on the given videos (overrides --alpha)")
     p.add_argument("--strategy", choices=STRATEGIES, default="zero")
     p.add_argument("--keep-fraction", type=float, default=None, help="for --strategy topk")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
@@ -144,9 +146,16 @@ def generate_file(path: Path, gen: MotionPreservingGenerator, out_dir: Path, arg
     return FileResult(path, done, seconds, float(np.mean(preserved)), outputs)
 
 
-def build_generator(args, device) -> MotionPreservingGenerator:
+def build_generator(args, device, videos=()) -> MotionPreservingGenerator:
     flow = load_flow(args.flow, device=device)
     alpha = args.alpha if args.alpha is not None else float(flow.meta.get("alpha", 0.5))
+    if getattr(args, "preserve", None) is not None:
+        from .calibrate import latent_stds
+        from .suppression import alpha_for_preserved_fraction
+        alpha = alpha_for_preserved_fraction(latent_stds(flow.cpu(), videos, clip_len=args.clip_len, size=args.size),
+                                             args.preserve)
+        flow.to(device)
+        print(f"alpha = {alpha:.4f} keeps {100 * args.preserve:.1f}% of latents on these videos")
     args.alpha = alpha
     return MotionPreservingGenerator(flow, alpha=alpha, strategy=args.strategy, backend=args.backend,
                                      keep_fraction=args.keep_fraction, upsample=args.upsample,
@@ -156,7 +165,7 @@ def build_generator(args, device) -> MotionPreservingGenerator:
 def run_files(paths: list[Path], args, log=print) -> tuple[list[FileResult], list[str]]:
     """Generate for every file; a file that fails is reported and the others still run."""
     device = torch.device(args.device)
-    gen = build_generator(args, device)
+    gen = build_generator(args, device, paths)
     out_dir = Path(args.out)
     results, failures = [], []
     for path in paths:

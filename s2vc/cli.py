@@ -33,6 +33,11 @@ def _export(args: argparse.Namespace) -> int:
     return export_cli.main(args)
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from s2vc.engine import calibrate
+    return calibrate.main(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from s2vc.engine import demo
     return demo.main(args)
@@ -52,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="write motion-preserved versions of video files")
     generate.add_arguments(p)
     p.set_defaults(func=_generate)
+
+    from s2vc.engine import calibrate
+    p = sub.add_parser("calibrate", help="preserved fraction of latents vs alpha for a flow; the alpha for a fraction")
+    calibrate.add_arguments(p)
+    p.set_defaults(func=_calibrate)
 
     from s2vc.training import flow_training
     p = sub.add_parser("train-flow", help="train the flow by maximum likelihood on frames of videos/images")

@@ -15,7 +15,7 @@ $py -m s2vc.cli train-flow \
   --resolution 32 --hidden 32 --fc-hidden 64 \
   --epochs 30 --steps-per-epoch 100 --batch-size 32 --lr 1e-3 --seed 0 \
   --out "$work/flow.pt" --resume --no-progress
-$py scripts/calibrate_alpha.py "$work/flow.pt" --preserve 0.227
+$py -m s2vc.cli calibrate --flow "$work/flow.pt" --preserve 0.227 --write
 mkdir -p "$(dirname "$out")"
 cp "$work/flow.pt" "$out"
 echo "default flow written to $out (training logs in $work)"

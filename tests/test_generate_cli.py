@@ -106,3 +106,26 @@ def test_bench_prints_the_backend_table(capsys):
     out = capsys.readouterr().out
     assert "clips/s" in out and "eager" in out and "torchscript" in out
     assert "max |out - eager|" in out
+
+
+def test_calibrate_writes_the_alpha_that_keeps_the_fraction(tmp_path, flow_path, capsys):
+    import shutil
+    import torch
+    from s2vc.engine import load_flow
+    from s2vc.engine.calibrate import latent_stds, preserved_fraction
+    ckpt = tmp_path / "f.pt"
+    shutil.copy(flow_path, ckpt)
+    video = _moving_video(tmp_path / "m.mp4", t=32)
+    assert cli_main(["calibrate", str(video), "--flow", str(ckpt), "--preserve", "0.3", "--clip-len", "8",
+                     "--size", "40", "--write"]) == 0
+    out = capsys.readouterr().out
+    assert "alpha   preserved" in out and "preserves 30.0%" in out
+    flow = load_flow(ckpt)
+    stds = latent_stds(flow, [video], clip_len=8, size=40)
+    assert preserved_fraction(stds, flow.meta["alpha"]) == pytest.approx(0.3, abs=0.01)
+    assert flow.sha256 == load_flow(flow_path).sha256            # weights untouched
+    # generate --preserve picks the same alpha on the same video
+    assert cli_main(["generate", str(video), "--out", str(tmp_path / "o"), "--flow", str(flow_path),
+                     "--preserve", "0.3", "--clip-len", "8", "--size", "40", "--no-progress"]) == 0
+    assert f"alpha = {flow.meta['alpha']:.4f}" in capsys.readouterr().out
+    assert torch.isfinite(stds).all()
