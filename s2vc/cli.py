@@ -38,6 +38,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     return calibrate.main(args)
 
 
+def _similarity(args: argparse.Namespace) -> int:
+    from s2vc.training import similarity
+    similarity.main(args)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from s2vc.engine import demo
     return demo.main(args)
@@ -75,7 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from s2vc.training import evaluate
     p = sub.add_parser("eval", help="retrieval / linear probe / temporal-order test of a pretrained backbone")
-    evaluate.add_eval_arguments(p.add_subparsers(dest="eval_command", required=True, metavar="EVAL"))
+    evals = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
+    evaluate.add_eval_arguments(evals)
+    from s2vc.training import similarity
+    p = evals.add_parser("similarity", help="intra-class cosine similarity of Z vs Z_p (paper Fig. 4)")
+    similarity.add_arguments(p)
+    p.set_defaults(func=_similarity)
 
     from s2vc.export import cli as export_cli
     p = sub.add_parser("export", help="export the generator to TorchScript or ONNX (then export/build_trt.py)")
