@@ -229,3 +229,21 @@ def test_onnxruntime_backend_matches_eager(small_flow, tmp_path, strategy):
         MotionPreservingGenerator(small_flow, alpha=0.07, strategy=strategy, backend="onnxruntime", model=str(path))
     with pytest.raises(ValueError, match="model=PATH"):
         MotionPreservingGenerator(small_flow, alpha=0.05, backend="tensorrt")
+
+
+def test_public_names_of_the_design():
+    from s2vc.engine import MotionPreservingGenerator as G, load_flow as lf, temporal_std_mask as t  # noqa: F401
+    import subprocess
+    import sys
+    # the engine runs where PyAV is absent (GPU images): import and run it with `av` blocked
+    code = ("import sys, importlib.abc\n"
+            "class Block(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'av': raise ImportError('no PyAV here')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from s2vc.engine import load_flow, MotionPreservingGenerator, temporal_std_mask\n"
+            "import torch\n"
+            "out, st = MotionPreservingGenerator(load_flow(), alpha=0.7)(torch.rand(1, 3, 2, 32, 32))\n"
+            "print('ok', tuple(out.shape))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok (1, 3, 2, 32, 32)" in res.stdout, res.stderr[-2000:]
