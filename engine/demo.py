@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from . import generate
 from .samples import require_sample_videos
 
@@ -38,11 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     videos = require_sample_videos()
     video = next((v for v in videos if v.name == DEFAULT_VIDEO), videos[0])
-    results, failures = generate.run_files([video], args)
+    gen = generate.build_generator(args, torch.device(args.device), [video])
+    results, failures = generate.run_files([video], args, gen=gen)
     if failures:
         return 1
     r = results[0]
-    cfg = generate.load_flow(args.flow).config
+    cfg = gen.config
     print(EXPLANATION.format(out=Path(args.out), stem=video.stem, gain=generate.CHANGE_GAIN,
                              r=cfg.resolution, d=cfg.dims, t=args.clip_len, alpha=args.alpha,
                              kept=100 * r.preserved))

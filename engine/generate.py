@@ -162,10 +162,12 @@ def build_generator(args, device, videos=()) -> MotionPreservingGenerator:
                                      clamp=args.clamp, seed=args.seed)
 
 
-def run_files(paths: list[Path], args, log=print) -> tuple[list[FileResult], list[str]]:
-    """Generate for every file; a file that fails is reported and the others still run."""
+def run_files(paths: list[Path], args, log=print, gen: MotionPreservingGenerator | None = None
+              ) -> tuple[list[FileResult], list[str]]:
+    """Generate for every file; a file that fails is reported and the others still run.
+    ``gen``: a generator already built with ``build_generator`` (else one is built here)."""
     device = torch.device(args.device)
-    gen = build_generator(args, device, paths)
+    gen = gen or build_generator(args, device, paths)
     out_dir = Path(args.out)
     results, failures = [], []
     for path in paths:
