@@ -34,6 +34,7 @@ from s2vc.engine.checkpoint import atomic_torch_save
 
 from .models import BACKBONES, Encoder
 from .moco import MoCo
+from .transforms import normalize_clip
 
 MODES = ("s2vc", "moco", "tfd", "oracle")
 DATASETS = ("synthetic", "ucf101", "hmdb51", "kinetics", "folder")
@@ -343,7 +344,6 @@ def main(args: argparse.Namespace) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t_model = time.perf_counter()
-            from .transforms import normalize_clip
             with torch.autocast(device.type, enabled=args.amp and device.type == "cuda"):
                 logits, labels = model(normalize_clip(q), normalize_clip(k))
                 loss = F.cross_entropy(logits.float(), labels)
