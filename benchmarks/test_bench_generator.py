@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s2vc.engine import AdvFlow, FlowConfig, load_flow
+from s2vc.bench import bench_flow
 from s2vc.engine.generator import MotionPreservingGenerator
 
 from conftest import DEVICES, ext_ready, sync
@@ -22,15 +22,7 @@ _flows = {}
 
 def _flow(config: str):
     if config not in _flows:
-        if config == "cpu32":
-            _flows[config] = load_flow()
-        else:
-            flow = AdvFlow(FlowConfig())
-            g = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                for p in flow.parameters():
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.03)
-            _flows[config] = flow.eval()
+        _flows[config] = bench_flow(config)
     return _flows[config]
 
 

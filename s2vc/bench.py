@@ -29,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def _flow(config: str):
+def bench_flow(config: str):
+    """The flow of a benchmark configuration: "cpu32" the bundled one, "paper64" AdvFlow's
+    ImageNet-64 flow with random weights (speed does not depend on them), in eval mode."""
     from s2vc.engine import AdvFlow, FlowConfig, load_flow
     if config == "cpu32":
         return load_flow()
@@ -81,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
-            flow = _flow(config).to(device)
+            flow = bench_flow(config).to(device)
             alpha = float(flow.meta.get("alpha", 0.5))
             batch = args.batch or (1 if config == "paper64" and device.type == "cpu" else 8)
             video = torch.rand(batch, 3, args.frames, args.size, args.size, device=device,
