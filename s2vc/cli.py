@@ -18,11 +18,26 @@ COMMANDS = {
                    "train the flow by maximum likelihood on frames of videos/images"),
     "pretrain": ("s2vc.training.pretrain", "get_args_parser",
                  "MoCo pretraining with motion-preserved positives (torchrun for several processes)"),
-    "eval": (None, None, "retrieval / linear probe / temporal-order / similarity of a pretrained backbone"),
+    "eval": (None, None, "evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, "
+             "probes, similarity, static-gain, cam"),
+    "reproduce": ("s2vc.training.experiments", "add_reproduce_arguments",
+                  "pretrain MoCo / S²VC / TFD / oracle over seeds on the synthetic set, evaluate, tabulate"),
+    "ablate": ("s2vc.training.experiments", "add_ablate_arguments",
+               "pretrain S²VC over alphas (Fig. 3) or strategies (Table 4), evaluate, tabulate"),
     "export": ("s2vc.export.cli", "add_arguments",
                "export the generator to TorchScript or ONNX (then export/build_trt.py)"),
     "bench": ("s2vc.bench", "add_arguments", "time the generator's backends on this machine and print the table"),
 }
+
+# ``s2vc eval NAME`` beyond retrieval / linear / temporal-order: module (add_arguments, main), help
+EVALS = {
+    "similarity": ("s2vc.training.similarity", "intra-class cosine similarity of Z vs Z_p (paper Fig. 4)"),
+    "finetune": ("s2vc.training.finetune", "finetune the backbone with a classifier; windows x (ten-)crop testing"),
+    "static-gain": ("s2vc.training.static_gain", "per-class gain vs static accuracy, Pearson r (paper Fig. 6)"),
+    "cam": ("s2vc.training.cam", "class activation maps over the frames of videos (paper Fig. 7)"),
+    "probes": ("s2vc.training.probes", "motion and look probes on the synthetic set's test split"),
+}
+MAINS = {"reproduce": "main_reproduce", "ablate": "main_ablate"}   # default: "main"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,16 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, add, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         if name == "eval":
-            from s2vc.training import evaluate, similarity
+            from s2vc.training import evaluate
             evals = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
             evaluate.add_eval_arguments(evals)
-            q = evals.add_parser("similarity", help="intra-class cosine similarity of Z vs Z_p (paper Fig. 4)")
-            similarity.add_arguments(q)
-            q.set_defaults(func=similarity.main)
+            for sub_name, (module_name, help_text) in EVALS.items():
+                module = importlib.import_module(module_name)
+                q = evals.add_parser(sub_name, help=help_text)
+                module.add_arguments(q)
+                q.set_defaults(func=module.main)
             continue
         module = importlib.import_module(module_name)
         getattr(module, add)(p)
-        p.set_defaults(func=module.main)
+        p.set_defaults(func=getattr(module, MAINS.get(name, "main")))
     return parser
 
 

@@ -280,13 +280,17 @@ class ClipDataset(Dataset):
     def eval_clips(self, i: int, num_clips: int | None = 10, overlap: float = 0.5,
                    transform: Transform | None = None) -> dict:
         """All the evaluation windows of video ``i`` (``window_starts``), for retrieval and the
-        linear probe: {"clips": float (N, C, T, H, W), "label", "index", "starts"}. Raises
+        linear probe: {"clips": float (N, C, T, H, W), "label", "index", "starts"} (with a
+        multi-crop ``transform`` each window gives several clips, N = windows x crops). Raises
         ``SkipSample`` for a bad video, whatever ``strict`` says (the caller decides)."""
         starts, clips = self._clips(i, lambda n: window_starts(n, self.span, num_clips, overlap))
         video = [video_io.to_float_video(c) for c in clips]
         if transform is not None:
             video = [transform(c) for c in video]
-        return {"clips": torch.stack(video), "label": self.records[i].label, "index": i, "starts": starts}
+        # a multi-crop transform (ten-crop testing) gives (V, C, T, h, w) per window: V clips each
+        views = [v if v.ndim == 5 else v[None] for v in video]
+        return {"clips": torch.cat(views), "label": self.records[i].label, "index": i,
+                "starts": [s for s, v in zip(starts, views) for _ in range(len(v))]}
 
 
 class EvalWindows(Dataset):

@@ -10,7 +10,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RETRIEVAL_KS", "centre_normalise", "retrieval_recall", "top1", "pearson"]
+__all__ = ["RETRIEVAL_KS", "centre_normalise", "retrieval_recall", "top1", "per_class_accuracy", "pearson"]
 
 RETRIEVAL_KS = (1, 5, 10, 20, 50)
 
@@ -55,6 +55,17 @@ def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     if len(labels) == 0:
         raise ValueError("top1 of an empty set")
     return (logits.argmax(dim=1) == labels.to(logits.device)).double().mean().item()
+
+
+def per_class_accuracy(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:
+    """Per class, the fraction of its samples predicted right; NaN for a class with no sample.
+    predictions and labels long (N,) in [0, num_classes)."""
+    predictions, labels = torch.as_tensor(predictions).flatten().cpu(), torch.as_tensor(labels).flatten().cpu()
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    right = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels, (predictions == labels).double())
+    count = torch.bincount(labels, minlength=num_classes).double()
+    return [float("nan") if c == 0 else (r / c).item() for r, c in zip(right, count)]
 
 
 def pearson(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -1,6 +1,7 @@
 """Backbones and the MoCo projection head.
 
-Backbones map a clip batch (B, 3, T, H, W) to pooled features (B, C):
+Backbones map a clip batch (B, 3, T, H, W) to pooled features (B, C); ``feature_map(x)`` gives
+the last conv block's (B, C, t, h, w) before the pool (for class activation maps):
 
     r3d_18  torchvision's R3D-18, random init (paper: 16 x 112^2), C = 512
     s3d     torchvision's S3D, random init (paper: 32 x 128^2), C = 1024; its fixed (2, 7, 7)
@@ -33,6 +34,10 @@ class SmallVideoCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.out_dim = c_in
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv block's output before pooling, (B, C, t, h, w) (class activation maps)."""
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x)).flatten(1)
 
@@ -53,7 +58,14 @@ class TorchvisionBackbone(nn.Module):
             net.classifier = nn.Identity()
         else:
             raise ValueError(f"unknown torchvision backbone {name!r}")
-        self.net = net
+        self.net, self.name = net, name
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last conv block's output before pooling, (B, C, t, h, w) (class activation maps)."""
+        n = self.net
+        if self.name == "r3d_18":
+            return n.layer4(n.layer3(n.layer2(n.layer1(n.stem(x)))))
+        return n.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten(1)

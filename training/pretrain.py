@@ -41,6 +41,17 @@ DATASETS = ("synthetic", "ucf101", "hmdb51", "kinetics", "folder")
 CHECKPOINT = "checkpoint.pt"
 
 
+def snapshot_path(run: str | Path, step: int) -> Path:
+    """Where ``--snapshot-every`` keeps the model of ``step``."""
+    return Path(run) / "snapshots" / f"step_{step:06d}.pt"
+
+
+def snapshots(run: str | Path) -> dict[int, Path]:
+    """The snapshots of a run folder, {step: path}, in step order."""
+    found = sorted((Path(run) / "snapshots").glob("step_*.pt"))
+    return {int(p.stem.removeprefix("step_")): p for p in found}
+
+
 def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(description="MoCo pretraining with motion-preserved positives")
     p.add_argument("--config", default=None, help="TOML file of defaults (configs/*.toml); flags override it")
@@ -85,6 +96,12 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--synthetic-bias", default="strong", help="synthetic set: strong, mild or none")
+    p.add_argument("--synthetic-seed", type=int, default=0,
+                   help="seed of the synthetic set itself (the evaluations use set 0); --seed is the run's")
+    p.add_argument("--synthetic-train-per-class", type=int, default=20, help="synthetic set: train videos per class")
+    p.add_argument("--synthetic-test-per-class", type=int, default=10, help="synthetic set: test videos per class")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="also keep the model every N steps as OUT/snapshots/step_NNNNNN.pt (learning curves)")
     return p
 
 
@@ -232,7 +249,9 @@ def build_data(args, rank: int, world: int):
     from .transforms import key_transform, query_transform
     kwargs = {}
     if args.dataset == "synthetic":
-        kwargs["synthetic_kwargs"] = {"bias": args.synthetic_bias, "seed": args.seed}
+        kwargs["synthetic_kwargs"] = {"bias": args.synthetic_bias, "seed": args.synthetic_seed,
+                                     "train_per_class": args.synthetic_train_per_class,
+                                     "test_per_class": args.synthetic_test_per_class}
     oracle = args.mode == "oracle"
     ds = build_dataset(args.dataset, args.root, split="train", fold=args.fold, frames=args.frames,
                        stride=args.stride, size=args.decode_size, two_clips=True,
@@ -304,6 +323,15 @@ def main(args: argparse.Namespace) -> dict:
         (out / "config.json").write_text(json.dumps(vars(args), indent=2, default=str))
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and device.type == "cuda")
 
+    def config() -> dict:
+        return {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool, list, type(None)))}
+
+    def snapshot(epoch: int) -> None:
+        """The model alone (what the evaluations read), kept beside the resumable checkpoint."""
+        if rank == 0:
+            atomic_torch_save({"model": moco.state_dict(), "epoch": epoch, "step": step, "config": config()},
+                              snapshot_path(out, step))
+
     def save(epoch: int, batch_in_epoch: int) -> None:
         rngs = [None] * world
         state = _rng_state()
@@ -314,13 +342,15 @@ def main(args: argparse.Namespace) -> dict:
         if rank == 0:
             atomic_torch_save({"model": moco.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
                                "batch_in_epoch": batch_in_epoch, "step": step, "rng": rngs,
-                               "history": history, "config": {k: v for k, v in vars(args).items()
-                                                              if isinstance(v, (int, float, str, bool, list, type(None)))}},
-                              ckpt_path)
+                               "history": history, "config": config()}, ckpt_path)
 
     steps_per_epoch = sampler.batches_per_epoch
-    done = False
-    for epoch in range(start_epoch, args.epochs):
+    done = bool(args.max_steps and step >= args.max_steps)
+    if done and rank == 0:
+        print(f"pretrain: {ckpt_path} has already run {step} >= --max-steps {args.max_steps} steps", file=sys.stderr)
+    if args.snapshot_every and step == 0:
+        snapshot(0)                                # the random initialisation: where every curve starts
+    for epoch in range(start_epoch, args.epochs if not done else start_epoch):
         sampler.set_epoch(epoch, start_batch if epoch == start_epoch else 0)
         ds.set_epoch(epoch)
         skipped: list[str] = []
@@ -368,6 +398,8 @@ def main(args: argparse.Namespace) -> dict:
                     writer.add_scalar("train/preserved", preserved, step)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", gen=f"{rec['t_gen']:.2f}s", model=f"{rec['t_model']:.2f}s")
             bar.update(1)
+            if args.snapshot_every and step % args.snapshot_every == 0:
+                snapshot(epoch)
             if step % args.ckpt_every == 0:
                 save(epoch, i + 1)
             if args.max_steps and step >= args.max_steps:

@@ -15,6 +15,9 @@ expects [0, 1]; ``normalize_clip`` is applied afterwards, to both clips, by the 
   (p 0.2), Gaussian blur (p 0.5) — MoCo v2's recipe as the paper uses it.
 - ``key_transform``: RandomResizedCrop and horizontal flip only.
 - ``eval_transform``: resize the shorter side, centre crop (retrieval, linear probe).
+- ``ten_crop_transform``: the four corners and the centre, each also flipped (v2.TenCrop), for
+  ten-crop testing; returns ``(10, C, T, size, size)``.
+- ``finetune_transform``: the supervised training crop (RandomResizedCrop scale 0.5-1, flip).
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ __all__ = [
     "query_transform",
     "key_transform",
     "eval_transform",
+    "ten_crop_transform",
+    "finetune_transform",
     "normalize_clip",
 ]
 
@@ -95,6 +100,50 @@ def eval_transform(size: int | tuple[int, int]) -> ClipTransform:
     """Deterministic: resize the shorter side to ``size`` (int) and centre-crop ``size``."""
     resize = size if isinstance(size, int) else min(size)
     return ClipTransform(v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(size)]))
+
+
+class MultiCropTransform:
+    """A v2 transform that returns several crops (v2.TenCrop), applied to a float clip
+    ``(C, T, H, W)`` with one set of crop positions for all frames: ``(V, C, T, h, w)``."""
+
+    def __init__(self, transform: Callable):
+        self.transform = transform
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        if clip.ndim != 4 or clip.shape[0] != 3 or not clip.is_floating_point():
+            raise ValueError(f"expected a float RGB clip (3, T, H, W), got {clip.dtype} {tuple(clip.shape)}")
+        crops = self.transform(clip.transpose(0, 1))              # V x (T, C, h, w)
+        return torch.stack([c.transpose(0, 1) for c in crops]).clamp(0.0, 1.0).contiguous()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.transform!r})"
+
+
+def ten_crop_transform(size: int, resize: int | None = None) -> MultiCropTransform:
+    """Ten-crop testing: resize the shorter side to ``resize`` (default: only when it is shorter
+    than ``size``; the decoder already resized it, e.g. to 128 for 112 crops), then the four
+    corner crops and the centre crop of ``size`` and their horizontal flips:
+    ``(10, C, T, size, size)``."""
+    steps = [v2.Resize(resize, antialias=True)] if resize else []
+    return MultiCropTransform(v2.Compose(steps + [_AtLeast(size), v2.TenCrop(size)]))
+
+
+class _AtLeast(torch.nn.Module):
+    """Resize the shorter side up to ``size`` when it is shorter (so a crop of ``size`` fits)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < self.size:
+            return v2.functional.resize(x, self.size, antialias=True)
+        return x
+
+
+def finetune_transform(size: int | tuple[int, int], *, scale: tuple[float, float] = (0.5, 1.0)) -> ClipTransform:
+    """Supervised finetuning's augmentation: RandomResizedCrop (``scale``) and horizontal flip."""
+    return ClipTransform(v2.Compose(_crop_flip(size, scale)))
 
 
 def normalize_clip(clip: torch.Tensor, mean=KINETICS_MEAN, std=KINETICS_STD) -> torch.Tensor:

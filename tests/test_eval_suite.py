@@ -1,0 +1,257 @@
+"""The rest of the evaluation suite: per-class accuracy, static gain, probes, frame differences,
+ten-crop testing, finetuning, CAM, and the reproduce / ablate experiments end to end on a tiny
+synthetic set."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from s2vc.cli import build_parser
+from s2vc.training.cam import activation_map, overlay
+from s2vc.training.datasets import build_dataset
+from s2vc.training.finetune import Classifier, load_classifier, static_clip
+from s2vc.training.metrics import per_class_accuracy
+from s2vc.training.models import Encoder, build_backbone
+from s2vc.training.moco import MoCo
+from s2vc.training.probes import frame_difference_features, group_of, look_probe, motion_probe, probe_halves
+from s2vc.training.static_gain import relative_gain, static_gain
+from s2vc.training.transforms import ten_crop_transform
+
+
+def _run(argv):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+# --- metrics and probes on constructed data ----------------------------------------------------
+
+
+def test_per_class_accuracy_known_answer():
+    pred = torch.tensor([0, 0, 1, 2, 2, 2])
+    labels = torch.tensor([0, 1, 1, 2, 2, 0])
+    acc = per_class_accuracy(pred, labels, 4)
+    assert acc[:3] == pytest.approx([0.5, 0.5, 1.0]) and math.isnan(acc[3])
+    with pytest.raises(ValueError, match="3 predictions for 2 labels"):
+        per_class_accuracy(torch.tensor([0, 1, 2]), torch.tensor([0, 1]), 3)
+
+
+def test_static_gain_pearson_on_known_data():
+    static = [0.2, 0.4, 0.6, 0.8, 0.5]
+    baseline = [0.5, 0.5, 0.5, 0.5, 0.0]                # the last class has an undefined ratio
+    method = [0.5 * (1 + s) for s in static[:4]] + [0.3]  # gain = static exactly: r = 1
+    res = static_gain(static, method, baseline, ["a", "b", "c", "d", "e"])
+    assert res["gain"][:4] == pytest.approx(static[:4]) and math.isnan(res["gain"][4])
+    assert res["pearson"] == pytest.approx(1.0) and res["left_out"] == ["e"] and len(res["used"]) == 4
+    # a gain that falls as static accuracy rises
+    inverse = static_gain(static[:4], [0.5 * (2 - s) for s in static[:4]], baseline[:4])
+    assert inverse["pearson"] == pytest.approx(-1.0)
+    assert relative_gain([0.6, math.nan], [0.3, 0.2])[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="differ in length"):
+        static_gain([0.1], [0.1, 0.2], [0.1, 0.2])
+
+
+def test_group_of_and_disjoint_probe_halves():
+    assert group_of("v_MoveUp_g03_c02") == 3 and group_of("v_ApplyEyeMakeup_g25_c07") == 25
+    with pytest.raises(ValueError, match="UCF101-style"):
+        group_of("clip_0001")
+    groups = torch.tensor([1, 1, 2, 2, 3, 4, 4])
+    train, test = probe_halves(groups)
+    assert set(groups[train].tolist()) == {1, 3} and set(groups[test].tolist()) == {2, 4}
+    with pytest.raises(ValueError, match="at least two groups"):
+        probe_halves(torch.tensor([1, 1, 3]))
+
+
+def test_motion_and_look_probes_read_what_the_features_hold():
+    g = torch.Generator().manual_seed(0)
+    n, classes = 96, 4
+    labels = torch.arange(n) % classes
+    scene = torch.randint(0, 3, (n,), generator=g)
+    groups = torch.arange(n) // 4 + 1
+    # unit noise everywhere (the probe's BatchNorm standardises every dimension, so a tiny noise
+    # would be blown up to the signal's scale), the label as a +6 offset on one dimension
+    noise = torch.randn(n, 16, generator=g)
+    motion_only = noise.clone()
+    motion_only[torch.arange(n), labels] += 6.0                 # the class in dims 0..3
+    look_only = noise.clone()
+    look_only[torch.arange(n), 8 + scene] += 6.0                # the scene in dims 8..10
+    assert motion_probe(motion_only, labels, groups) > 0.95
+    assert look_probe(motion_only, {"scene": scene}, groups)["scene"] < 0.6     # chance 1/3
+    assert look_probe(look_only, {"scene": scene}, groups)["scene"] > 0.95
+    assert motion_probe(look_only, labels, groups) < 0.5                        # chance 1/4
+
+
+def test_frame_difference_features_known_values():
+    clips = torch.zeros(3, 3, 4, 8, 8)
+    clips[1] = torch.arange(4.0).view(1, 4, 1, 1) / 10           # brightness rises 0.1 per frame
+    clips[2] = 0.5                                               # still
+    owner = torch.tensor([0, 0, 1])
+    f = frame_difference_features(clips, owner, 2, grid=2)
+    assert f.shape == (2, 3 * 4)
+    torch.testing.assert_close(f[0], torch.full((12,), 0.05))   # mean of a still and a rising window
+    torch.testing.assert_close(f[1], torch.zeros(12))
+    with pytest.raises(ValueError, match="T>=2"):
+        frame_difference_features(torch.zeros(1, 3, 1, 8, 8), torch.tensor([0]), 1)
+
+
+# --- test-time views -------------------------------------------------------------------------
+
+
+def test_ten_crop_is_the_same_ten_crops_on_every_frame():
+    clip = torch.rand(3, 5, 20, 24)
+    views = ten_crop_transform(16)(clip)
+    assert views.shape == (10, 3, 5, 16, 16)
+    torch.testing.assert_close(views[0], clip[:, :, :16, :16])                    # top-left
+    torch.testing.assert_close(views[4], clip[:, :, 2:18, 4:20])                  # centre
+    # the flipped five are the five crops of the mirrored clip: its top-left is the top-right, mirrored
+    torch.testing.assert_close(views[5], clip[:, :, :16, -16:].flip(-1))
+    small = ten_crop_transform(16)(torch.rand(3, 2, 12, 12))                      # upsized to fit
+    assert small.shape == (10, 3, 2, 16, 16)
+
+
+def test_static_clip_repeats_the_middle_frame():
+    x = torch.rand(2, 3, 6, 4, 4)
+    s = static_clip(x)
+    assert s.shape == x.shape and all(torch.equal(s[:, :, t], x[:, :, 3]) for t in range(6))
+
+
+def test_cam_is_the_class_weighted_feature_map():
+    torch.manual_seed(0)
+    model = Classifier(build_backbone("small"), 3).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.weight[1, 5] = 1.0                      # class 1 looks at channel 5 only
+        cams, used = model.cam(x, torch.tensor([1, 1]))
+        fmap = model.backbone.feature_map(x)[:, 5:6]
+    ref = torch.nn.functional.interpolate(fmap.clamp_min(0), size=(8, 32, 32), mode="trilinear")[:, 0]
+    ref = ref / ref.flatten(1).amax(1)[:, None, None, None]
+    assert cams.shape == (2, 8, 32, 32) and used.tolist() == [1, 1]
+    torch.testing.assert_close(cams, ref)
+    maps = activation_map(model.backbone, x)
+    assert maps.shape == (2, 8, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    assert overlay(torch.rand(3, 8, 32, 32), maps[0]).shape == (3, 8, 32, 32)
+
+
+# --- commands end to end on a tiny set -------------------------------------------------------
+
+TINY = {"train_per_class": 3, "test_per_class": 6, "frames": 16}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    root = build_dataset("synthetic", cache_dir=cache, synthetic_kwargs=TINY).records[0].path.parents[2]
+    ckpt = tmp_path_factory.mktemp("ckpt") / "pretrain.pt"
+    torch.manual_seed(0)
+    torch.save({"model": MoCo(Encoder("small"), K=8).state_dict(), "config": {"backbone": "small"}}, ckpt)
+    return root, ckpt, cache
+
+
+def _common(root):
+    return ["--dataset", "synthetic", "--root", str(root), "--frames", "4", "--stride", "2", "--size", "32",
+            "--decode-size", "32", "--num-clips", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
+
+
+def test_finetune_static_gain_and_cam_end_to_end(tiny, tmp_path, capsys):
+    root, ckpt, _ = tiny
+    c = _common(root)
+    ft = _run(["eval", "finetune", "--checkpoint", str(ckpt), *c, "--epochs", "2", "--crops", "10",
+               "--out", str(tmp_path / "ft.json"), "--no-progress"])
+    assert isinstance(ft, dict)
+    res = json.loads((tmp_path / "ft.json").read_text())
+    assert res["test_videos"] == 36 and len(res["per_class"]) == 6 and res["crops"] == 10
+    assert 0 <= res["top1"] <= 1 and len(res["history"]) == 2 and (tmp_path / "ft.pt").exists()
+    # resume: the run is complete, nothing trains again, the test gives the same answer
+    _run(["eval", "finetune", "--checkpoint", str(ckpt), *c, "--epochs", "2", "--crops", "10",
+          "--out", str(tmp_path / "ft_again.json"), "--save", str(tmp_path / "ft.pt"), "--resume", "--no-progress"])
+    again = json.loads((tmp_path / "ft_again.json").read_text())
+    assert again["history"] == res["history"] and again["top1"] == res["top1"]
+    # the from-scratch static model, then the gain of the finetuned model over it (a stand-in baseline)
+    _run(["eval", "finetune", "--backbone", "small", *c, "--epochs", "1", "--static",
+          "--out", str(tmp_path / "static.json"), "--no-progress"])
+    assert json.loads((tmp_path / "static.json").read_text())["static"] is True
+    _run(["eval", "static-gain", "--static", str(tmp_path / "static.json"), "--method", str(tmp_path / "ft.json"),
+          "--baseline", str(tmp_path / "static.json"), "--out", str(tmp_path / "gain.json")])
+    gain = json.loads((tmp_path / "gain.json").read_text())
+    assert len(gain["classes"]) == 6 and (tmp_path / "gain.png").stat().st_size > 1000
+    assert "Pearson r" in capsys.readouterr().out
+    # CAM from the finetuned classifier; a pretrain checkpoint gives the activation map instead
+    video = sorted((root / "UCF-101").glob("*/*.mp4"))[0]
+    _run(["eval", "cam", str(video), "--checkpoint", str(tmp_path / "ft.pt"), "--out", str(tmp_path / "cam"),
+          "--frames", "8", "--size", "32", "--class", "Orbit"])
+    cam = json.loads((tmp_path / "cam" / "cam.json").read_text())[0]
+    assert cam["kind"] == "CAM" and cam["class"] == "Orbit"
+    assert (tmp_path / "cam" / f"{video.stem}_cam.png").exists() and (tmp_path / "cam" / f"{video.stem}_cam.mp4").exists()
+    _run(["eval", "cam", str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "act"), "--frames", "8",
+          "--size", "32"])
+    assert json.loads((tmp_path / "act" / "cam.json").read_text())[0]["kind"] == "activation map"
+    with pytest.raises(SystemExit, match="needs a finetune checkpoint"):
+        _run(["eval", "cam", str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x"), "--class", "0"])
+    with pytest.raises(ValueError, match="not a finetune checkpoint"):
+        load_classifier(ckpt)
+    model, cfg = load_classifier(tmp_path / "ft.pt")
+    assert cfg["classes"][4] == "Orbit" and isinstance(model, Classifier)
+
+
+def test_finetune_resume_refuses_another_backbone(tiny, tmp_path):
+    root, ckpt, _ = tiny
+    c = _common(root)
+    _run(["eval", "finetune", "--checkpoint", str(ckpt), *c, "--epochs", "1", "--out", str(tmp_path / "ft.json"),
+          "--no-progress"])
+    with pytest.raises(SystemExit, match="is a small / 6-class run, not r3d_18"):
+        _run(["eval", "finetune", "--backbone", "r3d_18", *c, "--epochs", "1", "--resume",
+              "--save", str(tmp_path / "ft.pt"), "--no-progress"])
+
+
+def test_probes_command(tiny, tmp_path, capsys):
+    root, ckpt, _ = tiny
+    _run(["eval", "probes", "--checkpoint", str(ckpt), *_common(root), "--epochs", "10",
+          "--out", str(tmp_path / "p.json")])
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert set(res["look"]) == {"scene", "shape", "colour"} and 0 <= res["motion"] <= 1 and res["videos"] == 36
+    _run(["eval", "probes", "--frame-difference", *_common(root), "--epochs", "10"])
+    assert "frame difference" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="only in the synthetic set"):
+        _run(["eval", "probes", "--frame-difference", "--dataset", "ucf101", "--root", str(root)])
+
+
+EXPERIMENT = ["--seeds", "0", "--steps", "2", "--snapshot-every", "1", "--frames", "4", "--size", "32",
+              "--batch-size", "4", "--queue", "8", "--train-per-class", "3", "--test-per-class", "6",
+              "--num-clips", "1", "--threads", "1", "--no-progress"]
+
+
+def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys):
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    out = tmp_path / "rep"
+    res = _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT])
+    assert [(r["arm"], r["step"]) for r in res["rows"]] == [("moco", 0), ("moco", 1), ("moco", 2),
+                                                             ("oracle", 0), ("oracle", 1), ("oracle", 2)]
+    assert set(res["rows"][0]) >= {"R@1", "R@5", "linear", "motion", "look_scene", "look_shape", "look_colour"}
+    assert (out / "curves.png").exists() and "frame difference" in (out / "results.md").read_text()
+    assert res["reference"]["chance"]["motion"] == pytest.approx(1 / 6)
+    # the two runs start from the same random weights at step 0 (same seed)
+    assert res["rows"][0]["R@1"] == res["rows"][3]["R@1"]
+    cached = out / "runs" / "moco_seed0" / "eval" / "step_000002.json"
+    before = cached.stat().st_mtime_ns
+    capsys.readouterr()
+    again = _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT])
+    assert "already run 2" in capsys.readouterr().err and cached.stat().st_mtime_ns == before
+    assert again["rows"] == res["rows"]
+
+
+def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    small = [a if a != "2" else "1" for a in EXPERIMENT]          # one step per run
+    res = _run(["ablate", "alpha", "--values", "0.3", "1.5", "--out", str(tmp_path / "a"), *small])
+    assert set(res["preserved"]) == {0.3, 1.5}
+    assert res["preserved"][0.3] > res["preserved"][1.5]           # a higher alpha keeps fewer latents
+    assert "preserved" in res["table"] and (tmp_path / "a" / "ablation.png").exists()
+    with pytest.raises(SystemExit, match="unknown strategies"):
+        _run(["ablate", "strategy", "--values", "zero", "blur", "--out", str(tmp_path / "s"), *small])
+    res = _run(["ablate", "strategy", "--values", "zero", "noise", "--out", str(tmp_path / "s"), *small])
+    assert [r["strategy"] for r in res["rows"] if r["step"] == 1] == ["zero", "noise"]
