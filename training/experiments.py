@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from s2vc.engine.checkpoint import atomic_torch_save
+
 from .evaluate import linear_probe, load_backbone
 from .metrics import retrieval_recall
 from .pretrain import MODES, get_args_parser as pretrain_parser, main as pretrain_main, snapshots
@@ -44,6 +46,9 @@ __all__ = ["METRICS", "Evaluator", "reproduce", "ablate", "add_reproduce_argumen
 
 METRICS = ("R@1", "R@5", "linear", "motion") + tuple(f"look_{k}" for k in LOOKS)
 HEADLINE = ("R@1", "R@5", "linear", "motion", "look_scene")
+# bump when ``Evaluator.score`` changes: cached scores of another version are recomputed from
+# the cached features
+SCORER = 2
 
 
 class Evaluator:
@@ -119,16 +124,27 @@ def _train(args, run: Path, mode: str, seed: int, extra: list[str]) -> dict:
 
 
 def _evaluate_run(run: Path, evaluator: "_LazyEvaluator") -> list[dict]:
+    """Scores of every snapshot of ``run``, cached: the scores (``eval/step_N.json``, redone when
+    ``SCORER`` changed) and the features they came from (``eval/step_N.features.pt``, so a new
+    scorer does not run the backbone again)."""
     rows = []
     for step, path in snapshots(run).items():
         cache = run / "eval" / f"step_{step:06d}.json"
-        if cache.exists():
-            scores = json.loads(cache.read_text())
-        else:
-            scores = evaluator().score_backbone(load_backbone(path))
-            cache.parent.mkdir(parents=True, exist_ok=True)
+        feats = cache.with_suffix(".features.pt")
+        scores = json.loads(cache.read_text()) if cache.exists() else {}
+        if scores.pop("scorer", None) != SCORER:
+            if feats.exists():
+                f = torch.load(feats, weights_only=True)
+            else:
+                ev = evaluator()
+                backbone = load_backbone(path)
+                f = {"train": ev.train.features(backbone, device=ev.device, batch_size=ev.batch_size),
+                     "test": ev.test.features(backbone, device=ev.device, batch_size=ev.batch_size)}
+                feats.parent.mkdir(parents=True, exist_ok=True)
+                atomic_torch_save(f, feats)
+            scores = evaluator().score(f["train"], f["test"])
             tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps(scores, indent=1))
+            tmp.write_text(json.dumps({**scores, "scorer": SCORER}, indent=1))
             tmp.replace(cache)
         rows.append({"step": step, **scores})
     return rows
@@ -149,9 +165,11 @@ class _LazyEvaluator:
 def _reference(args, out: Path, evaluator: _LazyEvaluator) -> dict:
     path = out / "reference.json"
     if path.exists():
-        return json.loads(path.read_text())
+        ref = json.loads(path.read_text())
+        if ref.get("scorer") == SCORER:
+            return ref
     ev = evaluator()
-    ref = {"frame_difference": ev.score_frame_difference(), "chance": ev.chance()}
+    ref = {"frame_difference": ev.score_frame_difference(), "chance": ev.chance(), "scorer": SCORER}
     path.write_text(json.dumps(ref, indent=1))
     return ref
 
