@@ -255,3 +255,14 @@ def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
         _run(["ablate", "strategy", "--values", "zero", "blur", "--out", str(tmp_path / "s"), *small])
     res = _run(["ablate", "strategy", "--values", "zero", "noise", "--out", str(tmp_path / "s"), *small])
     assert [r["strategy"] for r in res["rows"] if r["step"] == 1] == ["zero", "noise"]
+
+
+def test_demo_short_comparison(tiny, tmp_path, monkeypatch, capsys):
+    from s2vc.engine.demo import COMPARISON_ARMS, run_comparison
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    tiny_budget = [a for a in EXPERIMENT if a != "--no-progress"][4:]      # without --seeds / --steps
+    res = run_comparison(tmp_path / "cmp", 1, tiny_budget)
+    assert {r["arm"] for r in res["rows"]} == set(COMPARISON_ARMS)
+    out = capsys.readouterr().out
+    assert "| oracle |" in out and "smoke run, not a result" in out and "curves.png" in out

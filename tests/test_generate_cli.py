@@ -129,3 +129,12 @@ def test_calibrate_writes_the_alpha_that_keeps_the_fraction(tmp_path, flow_path,
                      "--preserve", "0.3", "--clip-len", "8", "--size", "40", "--no-progress"]) == 0
     assert f"alpha = {flow.meta['alpha']:.4f}" in capsys.readouterr().out
     assert torch.isfinite(stds).all()
+
+
+def test_demo_writes_its_outputs_and_explains_them(tmp_path, capsys):
+    from s2vc.cli import main as cli_main
+    assert cli_main(["demo", "--out", str(tmp_path / "demo"), "--no-compare", "--max-frames", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "What you are looking at" in out and "latents were kept" in out
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"bikes_s2vc.mp4", "bikes_side_by_side.mp4", "bikes_sheet.png"} <= names

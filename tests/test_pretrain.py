@@ -38,6 +38,27 @@ def test_every_mode_trains(cache, tmp_path, mode):
     assert (run / "logs").is_dir()
 
 
+def test_snapshots_and_a_finished_run_is_not_extended(cache, tmp_path, capsys):
+    from s2vc.training.evaluate import load_backbone
+    from s2vc.training.pretrain import snapshots
+    run = tmp_path / "snap"
+    argv = ["pretrain", "--mode", "moco", "--out", str(run), "--max-steps", "4", "--snapshot-every", "2", *TINY]
+    assert cli_main(argv) == 0
+    snaps = snapshots(run)
+    assert list(snaps) == [0, 2, 4]
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    last = torch.load(snaps[4], weights_only=True)
+    assert last["step"] == 4 and all(torch.equal(v, ckpt["model"][k]) for k, v in last["model"].items())
+    assert load_backbone(snaps[0]).backbone_name == "small"         # what the evaluations read
+    first = torch.load(snaps[0], weights_only=True)["model"]
+    assert not all(torch.equal(v, first[k]) for k, v in last["model"].items() if v.is_floating_point())
+    # resumed at its --max-steps, the run trains nothing more
+    capsys.readouterr()
+    assert cli_main([*argv, "--resume"]) == 0
+    assert "already run 4" in capsys.readouterr().err
+    assert len(_history(run)) == 4 and list(snapshots(run)) == [0, 2, 4]
+
+
 def test_contrastive_loss_on_fixed_pairs_decreases(cache, tmp_path):
     """The MoCo training loss itself is too noisy over a few dozen steps at this scale (the queue
     fills with real keys and each batch brings new crops), so the loss is measured on fixed data:
