@@ -221,3 +221,22 @@ def test_skipped_videos_are_reported_and_left_out(tiny_set, tmp_path):
     feats, labels = extract_features(Encoder("small").backbone, ds, num_clips=2, size=32, skipped=skipped)
     assert len(feats) == 2 and labels.tolist() == [good.records[0].label, good.records[1].label]
     assert skipped.total == 1 and "junk.avi: cannot decode" in skipped.messages[0]
+
+
+def test_concat_protocol_joins_the_windows_along_time(tiny_set):
+    """The authors' variant: one long clip per video instead of the mean over windows."""
+    from s2vc.training.transforms import eval_transform, normalize_clip
+    root, kw = tiny_set
+    ds = build_dataset("synthetic", root=root, split="test", frames=4, stride=2, size=None, two_clips=False,
+                       synthetic_kwargs=kw)
+    torch.manual_seed(0)
+    net = Encoder("small").backbone.eval()
+    feats, _ = extract_features(net, ds, num_clips=3, size=32, batch_size=4, protocol="concat")
+    item = ds.eval_clips(1, 3, 0.5)
+    t = eval_transform(32)
+    long_clip = torch.cat([t(c) for c in item["clips"]], dim=1)          # (C, 3 * 4, H, W)
+    with torch.no_grad():
+        ref = net(normalize_clip(long_clip[None]))[0]
+    torch.testing.assert_close(feats[1], ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        extract_features(net, ds, protocol="mean")

@@ -7,8 +7,8 @@ All three read the pooled backbone features of frozen backbones:
   unexpected, a checkpoint of another backbone refused with both names.
 - ``extract_features``: one feature per video, the mean of the pooled features of its
   half-overlapping windows (``window_starts``; CoCLR's protocol, the default here). The
-  authors' code (mettyz/SSVC) instead concatenates all windows into one long clip at test time;
-  that is not what is implemented. Skipped videos are reported and left out.
+  authors' code (mettyz/SSVC) instead concatenates all windows into one long clip at test time:
+  ``--protocol concat``. Skipped videos are reported and left out.
 - ``retrieval`` (test videos query the train set, ``metrics.retrieval_recall``),
   ``linear_probe`` (BatchNorm1d without affine + Linear on precomputed frozen features) and
   ``temporal_order_test`` (the paper's Fig. 1: can a linear classifier tell natural clips from
@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 BACKBONE_PREFIX = "encoder_q.backbone."
+PROTOCOLS = ("coclr", "concat")
 
 # A view maps a window batch float (N, C, T, H, W) and the dataset index of each window's video
 # (N,) to the clips the backbone sees.
@@ -128,7 +129,8 @@ def assert_frozen_unchanged(backbone: nn.Module, state_before: dict[str, torch.T
 @torch.inference_mode()
 def _video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num_clips: int | None,
                     overlap: float, size: int, device: torch.device | str, batch_size: int, workers: int = 0,
-                    skipped: SkippedCounter | None = None, crops: int = 1) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+                    skipped: SkippedCounter | None = None, crops: int = 1,
+                    protocol: str = "coclr") -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Per video, the mean over its windows of the pooled backbone features of each view.
 
     Returns ({view: float (N, C)}, labels long (N,), dataset indices long (N,)) for the N videos
@@ -136,6 +138,10 @@ def _video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num
     a loader batch holds ``max(1, batch_size // num_clips)`` videos.
     """
     device = torch.device(device)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "concat" and crops != 1:
+        raise ValueError("the concat protocol joins windows along time; use it with crops=1")
     backbone.eval().to(device)
     windows = EvalWindows(dataset, num_clips, overlap, eval_window_transform(size, crops))
     videos_per_batch = max(1, batch_size // max(1, (num_clips or 1) * crops))
@@ -153,6 +159,13 @@ def _video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num
         video_index = batch["index"][owner]                            # dataset index of each window
         for name, view in views.items():
             x = view(clips, video_index)
+            if protocol == "concat":
+                # the authors' variant: a video's windows, in order, as one long clip (the
+                # backbone's global pool takes any length)
+                feats[name].append(torch.cat([
+                    backbone(normalize_clip(torch.cat(list(x[owner == j]), dim=1)[None].to(device))).float().cpu()
+                    for j in range(b)]))
+                continue
             pooled = torch.cat([backbone(normalize_clip(x[i:i + batch_size].to(device))).float().cpu()
                                 for i in range(0, len(x), batch_size)])          # (n, C)
             total = torch.zeros(b, pooled.shape[1]).index_add_(0, owner, pooled)
@@ -176,7 +189,8 @@ def eval_window_transform(size: int, crops: int = 1):
 
 def extract_features(backbone: nn.Module, dataset, *, num_clips: int | None = 10, overlap: float = 0.5,
                      size: int = 112, device: torch.device | str = "cpu", batch_size: int = 32, workers: int = 0,
-                     skipped: SkippedCounter | None = None, crops: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                     skipped: SkippedCounter | None = None, crops: int = 1,
+                     protocol: str = "coclr") -> tuple[torch.Tensor, torch.Tensor]:
     """One feature per video: float (N, C) and labels long (N,).
 
     ``dataset``: a ``ClipDataset`` (its ``frames``, ``stride`` and decoding ``size`` define the
@@ -185,13 +199,13 @@ def extract_features(backbone: nn.Module, dataset, *, num_clips: int | None = 10
     each resized and centre-cropped to ``size`` (``eval_transform``; ten crops with
     ``crops=10``, all averaged), normalised
     (``normalize_clip``) and pooled by the backbone; the video's feature is the mean over its
-    windows (CoCLR's protocol — the authors' code concatenates the windows into one long clip
-    instead). Videos that cannot give a window are left out and reported on stderr, or added
+    windows (``protocol="coclr"``, CoCLR's protocol), or, with ``protocol="concat"`` (the
+    authors' code), the pooled feature of all its windows joined along time into one clip. Videos that cannot give a window are left out and reported on stderr, or added
     to ``skipped`` when given.
     """
     feats, labels, _ = _video_features(backbone, dataset, {"natural": _natural}, num_clips=num_clips,
                                        overlap=overlap, size=size, device=device, batch_size=batch_size,
-                                       workers=workers, skipped=skipped, crops=crops)
+                                       workers=workers, skipped=skipped, crops=crops, protocol=protocol)
     return feats["natural"], labels
 
 
@@ -350,7 +364,8 @@ def _features(args, backbone, split: str, skipped: SkippedCounter) -> tuple[torc
     ds = _dataset(args, split)
     feats, labels = extract_features(backbone, ds, num_clips=args.num_clips, overlap=args.overlap, size=args.size,
                                      device=_device(args), batch_size=args.batch_size, workers=args.workers,
-                                     skipped=skipped, crops=getattr(args, "crops", 1))
+                                     skipped=skipped, crops=getattr(args, "crops", 1),
+                                     protocol=getattr(args, "protocol", "coclr"))
     return feats, labels, len(ds)
 
 
@@ -374,8 +389,8 @@ def _finish(args, result: dict, table: str, skipped: SkippedCounter) -> dict:
 def _common(args, what: str) -> dict:
     return {"evaluation": what, "dataset": args.dataset, "fold": args.fold, "frames": args.frames,
             "stride": args.stride, "size": args.size, "num_clips": args.num_clips, "overlap": args.overlap,
-            "crops": getattr(args, "crops", 1),
-            "checkpoint": args.checkpoint, "protocol": "mean of the pooled features of half-overlapping windows (CoCLR)"}
+            "crops": getattr(args, "crops", 1), "protocol": getattr(args, "protocol", "coclr"),
+            "checkpoint": args.checkpoint}
 
 
 def main_retrieval(args: argparse.Namespace) -> dict:
@@ -444,6 +459,9 @@ def _add_common(p: argparse.ArgumentParser, epochs: int | None) -> None:
     p.add_argument("--decode-size", type=int, default=128, help="shorter side the video is decoded to")
     p.add_argument("--num-clips", type=int, default=10, help="windows per video (half-overlapping), averaged")
     p.add_argument("--overlap", type=float, default=0.5, help="overlap of consecutive windows")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="coclr",
+                   help="coclr: mean of the windows' features; concat: the windows joined along time into one "
+                        "clip (the authors' code)")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1,
                    help="test views per window: the centre crop, or ten-crop (corners + centre, flipped)")
     p.add_argument("--batch-size", type=int, default=32, help="clips per backbone forward")
