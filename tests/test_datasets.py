@@ -147,6 +147,24 @@ def test_two_clips_have_independent_starts(ucf):
         assert frame_ids(d["k"]) == [d["start_k"] + 2 * j for j in range(4)]
 
 
+def test_cached_videos_give_the_same_clips(ucf):
+    plain = build_dataset("ucf101", ucf, "train", frames=4, stride=3, size=32, seed=5)
+    cached = build_dataset("ucf101", ucf, "train", frames=4, stride=3, size=32, seed=5, cache_videos=True)
+    kinds = []
+    for i in range(len(plain)):
+        a, b = plain[i], cached[i]
+        if not isinstance(a, dict):                    # the fixture's corrupt and short videos
+            assert not isinstance(b, dict) and a.reason.split(":")[0] == b.reason.split(":")[0]
+            kinds.append(a.reason.split(":")[0])
+            continue
+        assert (a["start_q"], a["start_k"]) == (b["start_q"], b["start_k"])
+        assert torch.equal(a["q"], b["q"]) and torch.equal(a["k"], b["k"])
+    assert sorted(kinds) == ["cannot decode", "too short"]
+    assert len(cached._videos) == len(plain) - 1      # all but the one that cannot be decoded
+    windows = cached.eval_clips(0, 3, 0.5)
+    assert torch.equal(windows["clips"], plain.eval_clips(0, 3, 0.5)["clips"])
+
+
 def test_seeded_starts_repeat_per_epoch(ucf):
     ds = build_dataset("ucf101", ucf, "train", frames=4, stride=2, size=16, seed=3)
     first = [(ds[i]["start_q"], ds[i]["start_k"]) for i in range(4)]

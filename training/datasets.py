@@ -177,12 +177,16 @@ class ClipDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], classes: Sequence[str], frames: int = 16, stride: int = 2,
                  size: int | tuple[int, int] | None = 128, two_clips: bool = True,
                  transform_q: Transform | None = None, transform_k: Transform | None = None,
-                 strict: bool = False, seed: int | None = None):
+                 strict: bool = False, seed: int | None = None, cache_videos: bool = False):
         if frames < 1 or stride < 1:
             raise ValueError(f"need frames >= 1 and stride >= 1, got {frames}, {stride}")
         self.records, self.classes = list(records), list(classes)
         self.frames, self.stride, self.size = frames, stride, size
         self.two_clips, self.strict, self.seed = two_clips, strict, seed
+        # decoded videos kept in memory (per process: each DataLoader worker has its own), for
+        # small sets read many times over, such as the synthetic one
+        self.cache_videos = cache_videos
+        self._videos: dict[int, torch.Tensor] = {}
         self.transform_q, self.transform_k = transform_q, transform_k
         self.epoch = 0
         self.missing: list[Path] = []        # set by build_dataset
@@ -229,6 +233,8 @@ class ClipDataset(Dataset):
     def _clips(self, i: int, choose: Callable[[int], list[int]]) -> tuple[list[int], list[torch.Tensor]]:
         """Decode the clips at ``choose(num_frames)``; raises SkipSample for a bad video."""
         path = self.records[i].path
+        if self.cache_videos:
+            return self._cached_clips(i, choose)
         try:
             for exact in (False, True):
                 n = self._num_frames(i, exact)
@@ -249,6 +255,23 @@ class ClipDataset(Dataset):
                 raise SkipSample(path, f"too short: {reason}") from e
             raise SkipSample(path, f"cannot decode: {reason}") from e
         raise AssertionError("unreachable")
+
+    def _cached_clips(self, i: int, choose: Callable[[int], list[int]]) -> tuple[list[int], list[torch.Tensor]]:
+        """``_clips`` from the whole video, decoded once (at ``size``) and kept."""
+        path = self.records[i].path
+        if i not in self._videos:
+            try:
+                self._videos[i] = video_io.read_video(path, size=self.size)
+            except FileNotFoundError as e:
+                raise SkipSample(path, f"missing: {e}") from e
+            except VideoDecodeError as e:
+                raise SkipSample(path, f"cannot decode: {str(e).removeprefix(f'{path}: ')}") from e
+        video = self._videos[i]
+        starts = choose(len(video))
+        if not starts:
+            raise SkipSample(path, f"too short: {len(video)} frames, a clip needs {self.span} "
+                                   f"({self.frames} frames, stride {self.stride})")
+        return starts, [video[s:s + self.span:self.stride] for s in starts]
 
     def _random_starts(self, i: int, n: int) -> list[int]:
         if n < self.span:
@@ -480,13 +503,14 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
                   two_clips: bool = True, transform_q: Transform | None = None,
                   transform_k: Transform | None = None, strict: bool = False,
                   cache_dir: str | os.PathLike | None = None, synthetic_kwargs: dict | None = None,
-                  seed: int | None = None) -> ClipDataset:
+                  seed: int | None = None, cache_videos: bool = False) -> ClipDataset:
     """A ``ClipDataset`` of ``name`` (one of ``DATASETS``) at ``root``.
 
     ``synthetic``: the set is built at ``root`` when given, else in
     ``cache_dir or default_cache_dir()`` / "synthetic" / one folder per parameter set
     (``synthetic_kwargs`` go to ``make_static_bias_set``); its videos are 64x64 by default, so
-    pass ``size=None`` (or 64) to keep them as rendered. ``fold`` is ignored by kinetics/folder,
+    pass ``size=None`` (or 64) to keep them as rendered. ``cache_videos`` keeps every decoded
+    video in memory (per process) — for small sets read many times. ``fold`` is ignored by kinetics/folder,
     ``split`` by folder. Raises ValueError for an unknown name or split and for a missing split
     file or annotation (naming the expected path), or when none of the listed videos exists.
     """
@@ -520,6 +544,6 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
         log.warning("%s %s: %d of %d listed videos are not on disk and are left out (first: %s)",
                     name, split, len(missing), len(records), missing[0])
     dataset = ClipDataset(present, classes, frames, stride, size, two_clips, transform_q, transform_k,
-                          strict, seed)
+                          strict, seed, cache_videos)
     dataset.missing = missing
     return dataset

@@ -99,7 +99,8 @@ def _pretrain_argv(args, run: Path, mode: str, seed: int, extra: list[str]) -> l
             "--snapshot-every", str(args.snapshot_every), "--ckpt-every", str(args.snapshot_every),
             "--synthetic-seed", str(args.synthetic_seed), "--synthetic-bias", args.bias,
             "--synthetic-train-per-class", str(args.train_per_class),
-            "--synthetic-test-per-class", str(args.test_per_class), "--workers", str(args.workers)]
+            "--synthetic-test-per-class", str(args.test_per_class), "--workers", str(args.workers),
+            "--cache-videos"]
     if args.threads:
         argv += ["--threads", str(args.threads)]
     if args.device:

@@ -75,6 +75,8 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
                    help="shorter side frames are decoded at (default: as stored; set it for real datasets, e.g. 128)")
     g.add_argument("--workers", type=int, default=0)
     g.add_argument("--strict", action="store_true", help="a video that cannot be used is fatal")
+    g.add_argument("--cache-videos", action="store_true",
+                   help="keep decoded videos in memory (each worker its own copy): for small sets such as the synthetic one")
     g = p.add_argument_group("generator")
     g.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
@@ -257,7 +259,7 @@ def build_data(args, rank: int, world: int):
                        stride=args.stride, size=args.decode_size, two_clips=True,
                        transform_q=query_transform(args.size),
                        transform_k=None if oracle else key_transform(args.size), strict=args.strict,
-                       seed=args.seed, **kwargs)
+                       seed=args.seed, cache_videos=args.cache_videos, **kwargs)
     if oracle:
         ds = OracleKeys(ds, Path(ds.records[0].path).parents[2], key_transform(args.size))  # root/UCF-101/Class/v
     sampler = ResumableSampler(len(ds), args.batch_size, args.seed, rank, world)
