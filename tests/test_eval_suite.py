@@ -266,3 +266,20 @@ def test_demo_short_comparison(tiny, tmp_path, monkeypatch, capsys):
     assert {r["arm"] for r in res["rows"]} == set(COMPARISON_ARMS)
     out = capsys.readouterr().out
     assert "| oracle |" in out and "smoke run, not a result" in out and "curves.png" in out
+
+
+def test_ten_crop_features_average_the_ten_views(tiny):
+    from s2vc.training.evaluate import extract_features
+    from s2vc.training.transforms import normalize_clip
+    root, _, _ = tiny
+    ds = build_dataset("ucf101", root, "test", frames=4, stride=2, size=40, two_clips=False)
+    torch.manual_seed(0)
+    net = build_backbone("small").eval()
+    feats, _ = extract_features(net, ds, num_clips=2, size=32, crops=10, batch_size=7)
+    item = ds.eval_clips(2, 2, 0.5)
+    views = torch.cat([ten_crop_transform(32)(c) for c in item["clips"]])    # (2 windows x 10, C, T, 32, 32)
+    with torch.no_grad():
+        ref = net(normalize_clip(views)).mean(0)
+    torch.testing.assert_close(feats[2], ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="crops must be 1"):
+        extract_features(net, ds, crops=5)
