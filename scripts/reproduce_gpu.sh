@@ -4,6 +4,8 @@
 #   OUT=/some/dir bash scripts/reproduce_gpu.sh            # on the GPU machine, from the repo root
 #   STEPS=2000 SEEDS="0 1 2" LIMIT_S=480 bash scripts/reproduce_gpu.sh
 #
+# STEPS must be a multiple of 5 (snapshots every STEPS/5). The install (about a minute) and the
+# final evaluation pass come on top of LIMIT_S: keep LIMIT_S a few minutes under the command limit.
 # Installs the package (builds s2vc._C with its CUDA kernels for sm_90, /usr/bin/g++ as the H200
 # image needs), then runs MoCo / S²VC / TFD / oracle for every seed under a wall-clock limit.
 # `s2vc reproduce` is resumable: a run cut by the limit continues when the script is started again
@@ -29,16 +31,14 @@ fi
 "$PY" -c 'import torch, s2vc._extension as e; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "ext", e.EXT_AVAILABLE)'
 
 start=$(date +%s)
-# shellcheck disable=SC2086
-timeout --signal=INT "$LIMIT_S" "$PY" -m s2vc.cli reproduce --out "$OUT/repro" --seeds $SEEDS --steps "$STEPS" \
-    --snapshot-every $((STEPS / 5)) --batch-size 32 --queue 64 --workers 6 --device "$DEVICE" --no-progress \
-    ${EXTRA_ARGS:-} >"$OUT/reproduce.log" 2>&1
+# shellcheck disable=SC2206
+COMMON=(--out "$OUT/repro" --seeds $SEEDS --steps "$STEPS" --snapshot-every $((STEPS / 5)) --ckpt-every 100
+        --batch-size 32 --queue 64 --workers 6 --device "$DEVICE" --no-progress ${EXTRA_ARGS:-})
+timeout --signal=INT "$LIMIT_S" "$PY" -m s2vc.cli reproduce "${COMMON[@]}" >"$OUT/reproduce.log" 2>&1
 rc=$?
-echo "reproduce: rc $rc after $(( $(date +%s) - start )) s (130: stopped at the time limit; start again to continue)" | tee "$OUT/summary.txt"
+echo "reproduce: rc $rc after $(( $(date +%s) - start )) s (124: stopped at the time limit; start again to continue)" | tee "$OUT/summary.txt"
 # tabulate what exists (runs cut by the limit count with their last snapshot); trains nothing
-# shellcheck disable=SC2086
-"$PY" -m s2vc.cli reproduce --out "$OUT/repro" --seeds $SEEDS --steps "$STEPS" --snapshot-every $((STEPS / 5)) \
-    --device "$DEVICE" --eval-only ${EXTRA_ARGS:-} >>"$OUT/reproduce.log" 2>&1
+"$PY" -m s2vc.cli reproduce "${COMMON[@]}" --eval-only >>"$OUT/reproduce.log" 2>&1
 [ -f "$OUT/repro/results.md" ] && cat "$OUT/repro/results.md" >>"$OUT/summary.txt"
 tail -n 30 "$OUT/summary.txt"
 exit $rc

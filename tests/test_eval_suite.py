@@ -123,13 +123,18 @@ def test_cam_is_the_class_weighted_feature_map():
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
         model.fc.weight.zero_()
-        model.fc.weight[1, 5] = 1.0                      # class 1 looks at channel 5 only
+        model.fc.weight[1, 5], model.fc.weight[1, 6] = 1.0, -1.0     # class 1: channel 5 minus channel 6
         cams, used = model.cam(x, torch.tensor([1, 1]))
-        fmap = model.backbone.feature_map(x)[:, 5:6]
-    ref = torch.nn.functional.interpolate(fmap.clamp_min(0), size=(8, 32, 32), mode="trilinear")[:, 0]
+        fmap = model.backbone.feature_map(x)
+        diff = fmap[:, 5:6] - fmap[:, 6:7]                           # negative in places: the ReLU matters
+        auto, predicted = model.cam(x)
+        logits = model.fc(fmap.mean(dim=(2, 3, 4)))
+    assert (diff < 0).any() and (diff > 0).any()
+    ref = torch.nn.functional.interpolate(diff.clamp_min(0), size=(8, 32, 32), mode="trilinear")[:, 0]
     ref = ref / ref.flatten(1).amax(1)[:, None, None, None]
     assert cams.shape == (2, 8, 32, 32) and used.tolist() == [1, 1]
     torch.testing.assert_close(cams, ref)
+    assert predicted.tolist() == logits.argmax(1).tolist()               # default: the predicted class
     maps = activation_map(model.backbone, x)
     assert maps.shape == (2, 8, 32, 32) and maps.min() >= 0 and maps.max() <= 1
     assert overlay(torch.rand(3, 8, 32, 32), maps[0]).shape == (3, 8, 32, 32)
@@ -164,11 +169,17 @@ def test_finetune_static_gain_and_cam_end_to_end(tiny, tmp_path, capsys):
     res = json.loads((tmp_path / "ft.json").read_text())
     assert res["test_videos"] == 36 and len(res["per_class"]) == 6 and res["crops"] == 10
     assert 0 <= res["top1"] <= 1 and len(res["history"]) == 2 and (tmp_path / "ft.pt").exists()
-    # resume: the run is complete, nothing trains again, the test gives the same answer
+    # resume: the run is complete, nothing trains again (the checkpoint is not rewritten)
+    before = (tmp_path / "ft.pt").stat().st_mtime_ns
+    capsys.readouterr()
     _run(["eval", "finetune", "--checkpoint", str(ckpt), *c, "--epochs", "2", "--crops", "10",
           "--out", str(tmp_path / "ft_again.json"), "--save", str(tmp_path / "ft.pt"), "--resume", "--no-progress"])
+    assert "resuming" in capsys.readouterr().err and (tmp_path / "ft.pt").stat().st_mtime_ns == before
     again = json.loads((tmp_path / "ft_again.json").read_text())
     assert again["history"] == res["history"] and again["top1"] == res["top1"]
+    with pytest.raises(SystemExit, match="other settings: epochs 2 -> 3"):
+        _run(["eval", "finetune", "--checkpoint", str(ckpt), *c, "--epochs", "3", "--crops", "10",
+              "--save", str(tmp_path / "ft.pt"), "--resume", "--no-progress"])
     # the from-scratch static model, then the gain of the finetuned model over it (a stand-in baseline)
     _run(["eval", "finetune", "--backbone", "small", *c, "--epochs", "1", "--static",
           "--out", str(tmp_path / "static.json"), "--no-progress"])
@@ -206,6 +217,29 @@ def test_finetune_resume_refuses_another_backbone(tiny, tmp_path):
               "--save", str(tmp_path / "ft.pt"), "--no-progress"])
 
 
+def test_finetune_killed_after_an_epoch_resumes_to_the_same_result(tiny, tmp_path, monkeypatch):
+    import s2vc.training.finetune as ft
+    root, ckpt, _ = tiny
+    argv = ["eval", "finetune", "--checkpoint", str(ckpt), *_common(root), "--epochs", "2", "--no-progress"]
+    _run([*argv, "--out", str(tmp_path / "whole.json")])
+    real_save, saves = ft.atomic_torch_save, []
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        saves.append(obj["epoch"])
+        raise KeyboardInterrupt("killed after the first epoch's checkpoint")
+
+    monkeypatch.setattr(ft, "atomic_torch_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _run([*argv, "--out", str(tmp_path / "cut.json")])
+    monkeypatch.setattr(ft, "atomic_torch_save", real_save)
+    assert saves == [1] and not (tmp_path / "cut.json").exists()
+    _run([*argv, "--out", str(tmp_path / "cut.json"), "--resume"])
+    whole, cut = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("whole", "cut"))
+    assert cut["history"] == whole["history"] and cut["top1"] == whole["top1"]
+    assert cut["per_class"] == whole["per_class"]
+
+
 def test_probes_command(tiny, tmp_path, capsys):
     root, ckpt, _ = tiny
     _run(["eval", "probes", "--checkpoint", str(ckpt), *_common(root), "--epochs", "10",
@@ -241,6 +275,11 @@ def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys)
     again = _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT])
     assert "already run 2" in capsys.readouterr().err and cached.stat().st_mtime_ns == before
     assert again["rows"] == res["rows"]
+    # the same folder with another budget is refused, not mixed in
+    with pytest.raises(SystemExit, match="queue 8 \\(there\\) vs 16 \\(asked\\)"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT, "--queue", "16"])
+    with pytest.raises(SystemExit, match="must be >= 1"):
+        _run(["reproduce", "--out", str(tmp_path / "zero"), "--arms", "moco", *EXPERIMENT, "--steps", "0"])
 
 
 def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):

@@ -57,6 +57,14 @@ def test_snapshots_and_a_finished_run_is_not_extended(cache, tmp_path, capsys):
     assert cli_main([*argv, "--resume"]) == 0
     assert "already run 4" in capsys.readouterr().err
     assert len(_history(run)) == 4 and list(snapshots(run)) == [0, 2, 4]
+    # resuming with other settings would mix two runs: refused
+    with pytest.raises(SystemExit, match="other settings than asked.*lr 0.001 -> 0.01"):
+        cli_main([*argv, "--resume", "--max-steps", "6", "--lr", "1e-2"])
+    # the last step gets a snapshot even off the cadence
+    run5 = tmp_path / "snap5"
+    assert cli_main(["pretrain", "--mode", "moco", "--out", str(run5), "--max-steps", "3", "--snapshot-every", "2",
+                     "--cache-videos", *TINY]) == 0
+    assert list(snapshots(run5)) == [0, 2, 3]
 
 
 def test_contrastive_loss_on_fixed_pairs_decreases(cache, tmp_path):

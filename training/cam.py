@@ -54,10 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                                       "(activation map, no classifier)")
     p.add_argument("--out", required=True, help="folder for the PNGs and MP4s")
     p.add_argument("--class", dest="target", default=None, help="class name or index (default: the prediction)")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--stride", type=int, default=2)
+    p.add_argument("--frames", type=int, default=None, help="default: the finetuned model's, else 16")
+    p.add_argument("--stride", type=int, default=None, help="default: the finetuned model's, else 2")
     p.add_argument("--start", type=int, default=0, help="first frame of the clip")
-    p.add_argument("--size", type=int, default=112, help="centre crop fed to the backbone")
+    p.add_argument("--size", type=int, default=None,
+                   help="centre crop fed to the backbone (default: the finetuned model's, else 112)")
     p.add_argument("--device", default=None)
     return p
 
@@ -85,6 +86,9 @@ def main(args: argparse.Namespace) -> dict:
         if args.target is not None:
             raise SystemExit("cam: --class needs a finetune checkpoint (a pretrain checkpoint has no classifier)")
     target = _target(args.target, classes) if classes else None
+    for key, fallback in (("frames", 16), ("stride", 2), ("size", 112)):
+        if getattr(args, key) is None:
+            setattr(args, key, cfg.get(key) or fallback)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     span = (args.frames - 1) * args.stride + 1
@@ -105,6 +109,8 @@ def main(args: argparse.Namespace) -> dict:
             desc = "mean activation of the last conv block (no classifier)"
         blended = overlay(clip, maps[0].cpu())
         stem = Path(path).stem
+        if sum(Path(v).stem == stem for v in args.videos) > 1:     # same name in two folders
+            stem = f"{Path(path).parent.name}_{stem}"
         frames_u8, over_u8 = video_io.to_uint8_frames(clip), video_io.to_uint8_frames(blended)
         png = video_io.write_contact_sheet(out / f"{stem}_cam.png", [frames_u8, over_u8],
                                            labels=[f"{stem}: frames {args.start}..{args.start + span - 1}", desc])

@@ -256,8 +256,7 @@ class ClipDataset(Dataset):
             raise SkipSample(path, f"cannot decode: {reason}") from e
         raise AssertionError("unreachable")
 
-    def _cached_clips(self, i: int, choose: Callable[[int], list[int]]) -> tuple[list[int], list[torch.Tensor]]:
-        """``_clips`` from the whole video, decoded once (at ``size``) and kept."""
+    def _cached_video(self, i: int) -> torch.Tensor:
         path = self.records[i].path
         if i not in self._videos:
             try:
@@ -266,7 +265,24 @@ class ClipDataset(Dataset):
                 raise SkipSample(path, f"missing: {e}") from e
             except VideoDecodeError as e:
                 raise SkipSample(path, f"cannot decode: {str(e).removeprefix(f'{path}: ')}") from e
-        video = self._videos[i]
+        return self._videos[i]
+
+    def preload(self) -> int:
+        """With ``cache_videos``: decode every video now (call it before a DataLoader forks its
+        workers, so they share the frames); returns how many could be decoded."""
+        if not self.cache_videos:
+            raise ValueError("preload() needs cache_videos=True")
+        for i in range(len(self)):
+            try:
+                self._cached_video(i)
+            except SkipSample:
+                pass                                  # reported when the item is asked for
+        return len(self._videos)
+
+    def _cached_clips(self, i: int, choose: Callable[[int], list[int]]) -> tuple[list[int], list[torch.Tensor]]:
+        """``_clips`` from the whole video, decoded once (at ``size``) and kept."""
+        path = self.records[i].path
+        video = self._cached_video(i)
         starts = choose(len(video))
         if not starts:
             raise SkipSample(path, f"too short: {len(video)} frames, a clip needs {self.span} "

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2vc.training.datasets import EvalWindows, SkippedCounter, build_dataset, collate_windows
+from s2vc.training.datasets import ClipDataset, EvalWindows, SkippedCounter, build_dataset, collate_windows
 from s2vc.training.metrics import RETRIEVAL_KS, per_class_accuracy, retrieval_recall, top1
 from s2vc.training.models import BACKBONES, build_backbone
 from s2vc.training.transforms import eval_transform, normalize_clip, ten_crop_transform
@@ -131,7 +131,8 @@ def _video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num
                     overlap: float, size: int, device: torch.device | str, batch_size: int, workers: int = 0,
                     skipped: SkippedCounter | None = None, crops: int = 1,
                     protocol: str = "coclr") -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """Per video, the mean over its windows of the pooled backbone features of each view.
+    """Per video, the pooled backbone features of each view: the mean over its windows x crops
+    (protocol "coclr") or of its windows joined along time (protocol "concat").
 
     Returns ({view: float (N, C)}, labels long (N,), dataset indices long (N,)) for the N videos
     that were not skipped, in dataset order. ``batch_size`` clips go through the backbone at once;
@@ -285,7 +286,8 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
 def temporal_order_test(backbone: nn.Module, dataset, *, num_clips: int | None = 10, overlap: float = 0.5,
                         size: int = 112, device: torch.device | str = "cpu", batch_size: int = 32,
                         workers: int = 0, seed: int = 0, epochs: int = 100, lr: float = 1e-2,
-                        weight_decay: float = 1e-4, skipped: SkippedCounter | None = None) -> dict:
+                        weight_decay: float = 1e-4, skipped: SkippedCounter | None = None, crops: int = 1,
+                        protocol: str = "coclr") -> dict:
     """The paper's Fig. 1: natural vs frame-shuffled clips, told apart by a linear classifier.
 
     Every video gives a natural feature (label 0) and a shuffled one (label 1): the same windows
@@ -298,7 +300,8 @@ def temporal_order_test(backbone: nn.Module, dataset, *, num_clips: int | None =
     state = frozen_state(backbone)
     feats, _, indices = _video_features(backbone, dataset, {"natural": _natural, "shuffled": shuffled_view(seed)},
                                         num_clips=num_clips, overlap=overlap, size=size, device=device,
-                                        batch_size=batch_size, workers=workers, skipped=skipped)
+                                        batch_size=batch_size, workers=workers, skipped=skipped, crops=crops,
+                                        protocol=protocol)
     assert_frozen_unchanged(backbone, state)
     n = len(indices)
     if n < 2:
@@ -360,13 +363,13 @@ def _device(args) -> torch.device:
     return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _features(args, backbone, split: str, skipped: SkippedCounter) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _features(args, backbone, split: str, skipped: SkippedCounter) -> tuple[torch.Tensor, torch.Tensor, ClipDataset]:
     ds = _dataset(args, split)
     feats, labels = extract_features(backbone, ds, num_clips=args.num_clips, overlap=args.overlap, size=args.size,
                                      device=_device(args), batch_size=args.batch_size, workers=args.workers,
                                      skipped=skipped, crops=getattr(args, "crops", 1),
                                      protocol=getattr(args, "protocol", "coclr"))
-    return feats, labels, len(ds)
+    return feats, labels, ds
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> str:
@@ -397,8 +400,9 @@ def main_retrieval(args: argparse.Namespace) -> dict:
     """Test videos query the train set; prints R@k and writes JSON to ``args.out``."""
     backbone, desc = _backbone(args)
     skipped = SkippedCounter()
-    train_f, train_y, n_train = _features(args, backbone, "train", skipped)
-    test_f, test_y, n_test = _features(args, backbone, _test_split(args.dataset), skipped)
+    train_f, train_y, train_ds = _features(args, backbone, "train", skipped)
+    test_f, test_y, test_ds = _features(args, backbone, _test_split(args.dataset), skipped)
+    n_train, n_test = len(train_ds), len(test_ds)
     recall = retrieval_recall(test_f, test_y, train_f, train_y, RETRIEVAL_KS)
     result = {**_common(args, "retrieval"), "backbone": desc, "gallery_videos": len(train_y),
               "query_videos": len(test_y), "recall": recall}
@@ -413,10 +417,11 @@ def main_linear(args: argparse.Namespace) -> dict:
     backbone, desc = _backbone(args)
     state = frozen_state(backbone)
     skipped = SkippedCounter()
-    train_f, train_y, _ = _features(args, backbone, "train", skipped)
+    train_f, train_y, train_ds = _features(args, backbone, "train", skipped)
     test_f, test_y, _ = _features(args, backbone, _test_split(args.dataset), skipped)
     probe = linear_probe(train_f, train_y, test_f, test_y, epochs=args.epochs, lr=args.lr,
-                         weight_decay=args.weight_decay, seed=args.seed)
+                         weight_decay=args.weight_decay, seed=args.seed, num_classes=len(train_ds.classes))
+    probe["classes"] = list(train_ds.classes)
     assert_frozen_unchanged(backbone, state)
     result = {**_common(args, "linear"), "backbone": desc, "train_videos": len(train_y), "test_videos": len(test_y),
               "epochs": args.epochs, "lr": args.lr, "weight_decay": args.weight_decay, **probe}
@@ -434,7 +439,7 @@ def main_temporal_order(args: argparse.Namespace) -> dict:
     res = temporal_order_test(backbone, ds, num_clips=args.num_clips, overlap=args.overlap, size=args.size,
                               device=_device(args), batch_size=args.batch_size, workers=args.workers,
                               seed=args.seed, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                              skipped=skipped)
+                              skipped=skipped, crops=args.crops, protocol=args.protocol)
     result = {**_common(args, "temporal-order"), "backbone": desc, **res}
     table = _table(f"temporal order (natural vs shuffled), {args.dataset} {_test_split(args.dataset)} ({desc})",
                    [("top-1", f"{100 * res['top1']:6.2f}  (chance 50.00)"),

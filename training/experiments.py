@@ -63,7 +63,8 @@ class Evaluator:
         self.test = ClipBank.from_dataset(build_dataset("synthetic", split="test", **common), **bank)
         self.looks, self.groups = self.test.looks(), self.test.groups
         self.classes = int(max(self.train.labels.max(), self.test.labels.max())) + 1
-        self.seed, self.device, self.batch_size = args.seed_eval, args.device or "cpu", args.eval_batch_size
+        self.seed, self.batch_size = args.seed_eval, args.eval_batch_size
+        self.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
     def chance(self) -> dict[str, float]:
         c = {"R@1": float("nan"), "R@5": float("nan"), "linear": 1 / self.classes, "motion": 1 / self.classes}
@@ -96,7 +97,7 @@ def _pretrain_argv(args, run: Path, mode: str, seed: int, extra: list[str]) -> l
             "--backbone", args.backbone, "--frames", str(args.frames), "--stride", str(args.stride),
             "--size", str(args.size), "--batch-size", str(args.batch_size), "--queue", str(args.queue),
             "--moco-m", str(args.moco_m), "--lr", str(args.lr), "--epochs", "100000", "--max-steps", str(args.steps),
-            "--snapshot-every", str(args.snapshot_every), "--ckpt-every", str(args.snapshot_every),
+            "--snapshot-every", str(args.snapshot_every), "--ckpt-every", str(args.ckpt_every or args.snapshot_every),
             "--synthetic-seed", str(args.synthetic_seed), "--synthetic-bias", args.bias,
             "--synthetic-train-per-class", str(args.train_per_class),
             "--synthetic-test-per-class", str(args.test_per_class), "--workers", str(args.workers),
@@ -124,12 +125,14 @@ def _train(args, run: Path, mode: str, seed: int, extra: list[str]) -> dict:
             "preserved": float(np.mean(kept)) if kept else math.nan, "steps": len(history)}
 
 
-def _evaluate_run(run: Path, evaluator: "_LazyEvaluator") -> list[dict]:
+def _evaluate_run(run: Path, evaluator: "_LazyEvaluator", max_step: int) -> list[dict]:
     """Scores of every snapshot of ``run``, cached: the scores (``eval/step_N.json``, redone when
     ``SCORER`` changed) and the features they came from (``eval/step_N.features.pt``, so a new
     scorer does not run the backbone again)."""
     rows = []
     for step, path in snapshots(run).items():
+        if step > max_step:                  # a run trained further than this command's --steps
+            continue
         cache = run / "eval" / f"step_{step:06d}.json"
         feats = cache.with_suffix(".features.pt")
         scores = json.loads(cache.read_text()) if cache.exists() else {}
@@ -171,8 +174,34 @@ def _reference(args, out: Path, evaluator: _LazyEvaluator) -> dict:
             return ref
     ev = evaluator()
     ref = {"frame_difference": ev.score_frame_difference(), "chance": ev.chance(), "scorer": SCORER}
-    path.write_text(json.dumps(ref, indent=1))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ref, indent=1))
+    tmp.replace(path)
     return ref
+
+
+# what the runs and cached evaluations of an experiment folder depend on: a command that names
+# other values for these is refused instead of mixing two experiments (seeds, arms, values and
+# --steps may grow; threads, workers, device and logging may change)
+PINNED = ("backbone", "frames", "stride", "size", "batch_size", "queue", "moco_m", "lr", "synthetic_seed",
+          "train_per_class", "test_per_class", "bias", "num_clips", "seed_eval")
+
+
+def _pin(args, out: Path, kind: str) -> None:
+    if args.steps < 1 or args.snapshot_every < 1 or (args.ckpt_every is not None and args.ckpt_every < 1):
+        raise SystemExit(f"{kind}: --steps, --snapshot-every and --ckpt-every must be >= 1")
+    want = {k: getattr(args, k) for k in PINNED}
+    path = out / "experiment.json"
+    if path.exists():
+        have = json.loads(path.read_text())
+        changed = {k: (have[k], v) for k, v in want.items() if k in have and have[k] != v}
+        if changed:
+            raise SystemExit(f"{kind}: {out} holds an experiment with other settings: "
+                             + ", ".join(f"{k} {a!r} (there) vs {b!r} (asked)" for k, (a, b) in changed.items())
+                             + "; use another --out, or the same settings to continue it")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(want, indent=1))
 
 
 def summarise(rows: list[dict], key: str) -> dict:
@@ -257,10 +286,10 @@ def reproduce(args: argparse.Namespace) -> dict:
     """Pretrain every arm with every seed and evaluate every snapshot; see the module docstring."""
     start = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for arm in args.arms:
         if arm not in MODES:
             raise SystemExit(f"reproduce: unknown arm {arm!r}; use some of {MODES}")
+    _pin(args, out, "reproduce")
     evaluator = _LazyEvaluator(args)
     rows, runs = [], {}
     for seed in args.seeds:
@@ -268,7 +297,7 @@ def reproduce(args: argparse.Namespace) -> dict:
             run = out / "runs" / f"{arm}_seed{seed}"
             print(f"reproduce: {arm}, seed {seed} -> {run}", file=sys.stderr)
             runs[run.name] = _train(args, run, arm, seed, [])
-            rows += [{"arm": arm, "seed": seed, **r} for r in _evaluate_run(run, evaluator)]
+            rows += [{"arm": arm, "seed": seed, **r} for r in _evaluate_run(run, evaluator, args.steps)]
     ref = _reference(args, out, evaluator)
     summary = summarise(rows, "arm")
     wall = time.perf_counter() - start
@@ -329,7 +358,6 @@ def ablate(args: argparse.Namespace) -> dict:
     """Pretrain S²VC at every value of --alpha or --strategy (each seed), evaluate, tabulate."""
     start = time.perf_counter()
     kind, out = args.ablation, Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if kind == "alpha":
         values = [float(v) for v in args.values]
     else:
@@ -338,6 +366,7 @@ def ablate(args: argparse.Namespace) -> dict:
         bad = [v for v in values if v not in STRATEGIES]
         if bad:
             raise SystemExit(f"ablate strategy: unknown strategies {bad}; use some of {STRATEGIES}")
+    _pin(args, out, f"ablate {kind}")
     evaluator = _LazyEvaluator(args)
     rows, runs = [], {}
     for seed in args.seeds:
@@ -345,7 +374,7 @@ def ablate(args: argparse.Namespace) -> dict:
             run = out / "runs" / f"{kind}_{value}_seed{seed}"
             print(f"ablate: {kind} = {value}, seed {seed} -> {run}", file=sys.stderr)
             runs[run.name] = _train(args, run, "s2vc", seed, [ABLATIONS[kind], str(value)])
-            rows += [{kind: value, "seed": seed, **r} for r in _evaluate_run(run, evaluator)]
+            rows += [{kind: value, "seed": seed, **r} for r in _evaluate_run(run, evaluator, args.steps)]
     ref = _reference(args, out, evaluator)
     summary = summarise(rows, kind)
     preserved = {v: float(np.nanmean([runs[f"{kind}_{v}_seed{s}"]["preserved"] for s in args.seeds])) for v in values}
@@ -368,6 +397,8 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=300, help="pretraining steps per run")
     p.add_argument("--snapshot-every", type=int, default=100, help="steps between evaluated snapshots")
+    p.add_argument("--ckpt-every", type=int, default=None,
+                   help="steps between resumable checkpoints (default: --snapshot-every)")
     p.add_argument("--eval-only", action="store_true", help="train nothing; evaluate the snapshots there are")
     g = p.add_argument_group("pretraining budget (every run the same)")
     g.add_argument("--backbone", default="small")

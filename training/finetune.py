@@ -114,6 +114,11 @@ def predict_videos(model: nn.Module, dataset, *, num_clips: int | None, overlap:
 
 
 def finetune(args: argparse.Namespace) -> dict:
+    if args.protocol != "coclr":
+        raise SystemExit("finetune: the test averages the softmax over windows x crops; --protocol concat is for "
+                         "the frozen-feature evaluations")
+    if args.resume and not (args.save or args.out):
+        raise SystemExit("finetune: --resume needs --save (or --out, whose .pt it is)")
     device = _device(args)
     torch.manual_seed(args.seed)
     train = _dataset(args, "train")
@@ -128,14 +133,22 @@ def finetune(args: argparse.Namespace) -> dict:
     save = Path(args.save) if args.save else (Path(args.out).with_suffix(".pt") if args.out else None)
     config = {"backbone": backbone.backbone_name if hasattr(backbone, "backbone_name") else args.backbone,
               "num_classes": k, "dropout": args.dropout, "classes": list(train.classes), "static": args.static,
-              "dataset": args.dataset, "size": args.size, "frames": args.frames, "stride": args.stride,
-              "pretrained": args.checkpoint}
+              "dataset": args.dataset, "fold": args.fold, "size": args.size, "frames": args.frames,
+              "stride": args.stride, "pretrained": args.checkpoint, "epochs": args.epochs, "lr": args.lr,
+              "weight_decay": args.weight_decay, "batch_size": args.batch_size, "seed": args.seed}
     start, history = 0, []
     if args.resume and save and save.exists():
         ckpt = torch.load(save, map_location="cpu", weights_only=True)
-        if ckpt.get("config", {}).get("backbone") != config["backbone"] or ckpt["config"]["num_classes"] != k:
-            raise SystemExit(f"finetune: {save} is a {ckpt.get('config', {}).get('backbone')} / "
-                             f"{ckpt.get('config', {}).get('num_classes')}-class run, not {config['backbone']} / {k}")
+        saved = ckpt.get("config", {})
+        if saved.get("backbone") != config["backbone"] or saved.get("num_classes") != k:
+            raise SystemExit(f"finetune: {save} is a {saved.get('backbone')} / "
+                             f"{saved.get('num_classes')}-class run, not {config['backbone']} / {k}")
+        # the cosine schedule's length is the epoch count: a resumed run keeps all of these
+        changed = {key: (saved.get(key), v) for key, v in config.items() if key in saved and saved[key] != v}
+        if changed:
+            raise SystemExit(f"finetune: {save} was trained with other settings: "
+                             + ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in changed.items())
+                             + "; resume with the same ones, or write to another --save")
         model.load_state_dict(ckpt["classifier"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -167,8 +180,10 @@ def finetune(args: argparse.Namespace) -> dict:
             losses.append(loss.item())
             right += (logits.argmax(1) == y).sum().item()
             seen += len(y)
-        history.append({"epoch": epoch + 1, "loss": sum(losses) / max(1, len(losses)),
-                        "train_top1": right / max(1, seen)})
+        if not losses:
+            raise ValueError(f"finetune: epoch {epoch + 1} made no optimiser step: {len(train)} training videos "
+                             f"give no full batch of {args.batch_size} (lower --batch-size)")
+        history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "train_top1": right / max(1, seen)})
         if not math.isfinite(history[-1]["loss"]):
             raise FloatingPointError(f"finetune: non-finite loss in epoch {epoch + 1}; lower --lr")
         if save:
@@ -196,6 +211,11 @@ def finetune(args: argparse.Namespace) -> dict:
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _add_common(p, 30)
     p.set_defaults(lr=1e-4)
+    helps = {"epochs": "finetuning epochs", "lr": "Adam learning rate of the whole network (cosine decay)",
+             "batch_size": "clips per training step and per test forward"}
+    for action in p._actions:
+        if action.dest in helps:
+            action.help = helps[action.dest]
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--static", action="store_true", help="train and test on static clips (one frame repeated)")
     p.add_argument("--save", default=None, help="finetuned checkpoint (default: --out with .pt)")

@@ -41,6 +41,14 @@ DATASETS = ("synthetic", "ucf101", "hmdb51", "kinetics", "folder")
 CHECKPOINT = "checkpoint.pt"
 
 
+# what a resumed run must share with its checkpoint (--max-steps, --epochs, workers, threads,
+# device and logging may change)
+RESUME_MUST_MATCH = ("mode", "dataset", "root", "fold", "dim", "queue", "moco_m", "moco_t", "frames", "stride",
+                     "size", "decode_size", "flow", "alpha", "strategy", "clamp_key", "batch_size", "lr",
+                     "weight_decay", "warmup_epochs", "lr_steps", "seed", "synthetic_bias", "synthetic_seed",
+                     "synthetic_train_per_class", "synthetic_test_per_class")
+
+
 def snapshot_path(run: str | Path, step: int) -> Path:
     """Where ``--snapshot-every`` keeps the model of ``step``."""
     return Path(run) / "snapshots" / f"step_{step:06d}.pt"
@@ -260,6 +268,14 @@ def build_data(args, rank: int, world: int):
                        transform_q=query_transform(args.size),
                        transform_k=None if oracle else key_transform(args.size), strict=args.strict,
                        seed=args.seed, cache_videos=args.cache_videos, **kwargs)
+    if args.cache_videos:
+        # decoded here, before the DataLoader forks its workers: they share the frames (copy on
+        # write) instead of each decoding its own copy every epoch
+        t0 = time.perf_counter()
+        kept = ds.preload()
+        if rank == 0:
+            print(f"pretrain: {kept}/{len(ds)} videos decoded into memory in {time.perf_counter() - t0:.1f} s",
+                  file=sys.stderr)
     if oracle:
         ds = OracleKeys(ds, Path(ds.records[0].path).parents[2], key_transform(args.size))  # root/UCF-101/Class/v
     sampler = ResumableSampler(len(ds), args.batch_size, args.seed, rank, world)
@@ -286,6 +302,9 @@ def main(args: argparse.Namespace) -> dict:
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+    if args.max_steps is not None and args.max_steps < 1 or args.snapshot_every < 0 or args.ckpt_every < 1:
+        raise SystemExit(f"pretrain: need --max-steps >= 1 (or none), --snapshot-every >= 0 and --ckpt-every >= 1, got "
+                         f"{args.max_steps}, {args.snapshot_every}, {args.ckpt_every}")
     if (args.batch_size * world) > args.queue or args.queue % (args.batch_size * world):
         raise SystemExit(f"pretrain: the queue ({args.queue}) must be a multiple of the global batch "
                          f"({args.batch_size} x {world} processes)")
@@ -308,6 +327,12 @@ def main(args: argparse.Namespace) -> dict:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if ckpt["config"]["backbone"] != args.backbone:
             raise SystemExit(f"pretrain: {ckpt_path} is a {ckpt['config']['backbone']} run, not {args.backbone}")
+        changed = {k: (ckpt["config"][k], getattr(args, k)) for k in RESUME_MUST_MATCH
+                   if k in ckpt["config"] and ckpt["config"][k] != getattr(args, k)}
+        if changed:
+            raise SystemExit(f"pretrain: {ckpt_path} was trained with other settings than asked, so --resume would "
+                             f"mix two runs: " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                             + "; use another --out or the same settings")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, start_batch, step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]
@@ -413,6 +438,8 @@ def main(args: argparse.Namespace) -> dict:
             print(f"epoch {epoch + 1}: skipped {len(skipped)} videos:\n  " + "\n  ".join(sorted(set(skipped))),
                   file=sys.stderr)
         if done:
+            if args.snapshot_every and step % args.snapshot_every:
+                snapshot(epoch)                    # the last step is evaluated too
             save(epoch, i + 1)
             break
         save(epoch + 1, 0)

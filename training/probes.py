@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .datasets import EvalWindows, SkippedCounter, collate_windows
-from .evaluate import linear_probe
-from .transforms import eval_transform, normalize_clip
+from .evaluate import eval_window_transform, linear_probe
+from .transforms import normalize_clip
 
 __all__ = [
     "LOOKS",
@@ -71,25 +71,25 @@ def probe_halves(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 PROBE_WEIGHT_DECAY = 1e-2
 
 
-def _probe(feats: torch.Tensor, target: torch.Tensor, groups: torch.Tensor, seed: int, epochs: int) -> float:
+def _probe(feats: torch.Tensor, target: torch.Tensor, groups: torch.Tensor, **kw) -> float:
     train, test = probe_halves(groups)
     k = int(target.max()) + 1
-    return linear_probe(feats[train], target[train], feats[test], target[test], epochs=epochs, seed=seed,
-                        num_classes=k, weight_decay=PROBE_WEIGHT_DECAY)["top1"]
+    return linear_probe(feats[train], target[train], feats[test], target[test], num_classes=k, **kw)["top1"]
 
 
 def motion_probe(feats: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor, *, seed: int = 0,
-                 epochs: int = 100) -> float:
+                 epochs: int = 100, lr: float = 1e-2, weight_decay: float = PROBE_WEIGHT_DECAY) -> float:
     """Top-1 of a linear classifier of the class (the motion) trained on the odd groups and tested
     on the even groups of the same (look-randomised) split. feats (N, C), labels/groups (N,)."""
-    return _probe(feats, labels, groups, seed, epochs)
+    return _probe(feats, labels, groups, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay)
 
 
 def look_probe(feats: torch.Tensor, looks: dict[str, torch.Tensor], groups: torch.Tensor, *, seed: int = 0,
-               epochs: int = 100) -> dict[str, float]:
+               epochs: int = 100, lr: float = 1e-2, weight_decay: float = PROBE_WEIGHT_DECAY) -> dict[str, float]:
     """Top-1 of one linear classifier per look (``looks``: name -> long (N,) value index), trained
     on the odd groups, tested on the even ones. Returns {look: top-1}."""
-    return {name: _probe(feats, target, groups, seed, epochs) for name, target in looks.items()}
+    return {name: _probe(feats, target, groups, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay)
+            for name, target in looks.items()}
 
 
 def frame_difference_features(clips: torch.Tensor, owner: torch.Tensor, videos: int, grid: int = 16) -> torch.Tensor:
@@ -121,8 +121,8 @@ class ClipBank:
 
     @classmethod
     def from_dataset(cls, dataset, *, num_clips: int | None = 10, overlap: float = 0.5, size: int = 112,
-                     workers: int = 0) -> "ClipBank":
-        windows = EvalWindows(dataset, num_clips, overlap, eval_transform(size))
+                     workers: int = 0, crops: int = 1) -> "ClipBank":
+        windows = EvalWindows(dataset, num_clips, overlap, eval_window_transform(size, crops))
         loader = torch.utils.data.DataLoader(windows, batch_size=8, num_workers=workers, collate_fn=collate_windows)
         counter = SkippedCounter()
         clips, owner, labels, ids, n = [], [], [], [], 0
@@ -177,6 +177,7 @@ class ClipBank:
 def add_arguments(p):
     from .evaluate import _add_common
     _add_common(p, 100)
+    p.set_defaults(weight_decay=PROBE_WEIGHT_DECAY)
     p.add_argument("--frame-difference", action="store_true",
                    help="probe the learning-free frame-difference feature instead of a backbone")
     return p
@@ -187,16 +188,19 @@ def main(args) -> dict:
     from .evaluate import _backbone, _dataset, _device, _finish, _table
     if args.dataset != "synthetic":
         raise SystemExit("eval probes: the look labels exist only in the synthetic set (--dataset synthetic)")
+    if args.protocol != "coclr":
+        raise SystemExit("eval probes: features are the mean over windows (--protocol coclr)")
     bank = ClipBank.from_dataset(_dataset(args, "test"), num_clips=args.num_clips, overlap=args.overlap,
-                                 size=args.size, workers=args.workers)
+                                 size=args.size, workers=args.workers, crops=args.crops)
     if args.frame_difference:
         feats, desc = bank.frame_difference(), "frame difference (no learning)"
     else:
         backbone, desc = _backbone(args)
         feats = bank.features(backbone, device=_device(args), batch_size=args.batch_size)
     looks, groups = bank.looks(), bank.groups
-    motion = motion_probe(feats, bank.labels, groups, seed=args.seed, epochs=args.epochs)
-    look = look_probe(feats, looks, groups, seed=args.seed, epochs=args.epochs)
+    kw = dict(seed=args.seed, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay)
+    motion = motion_probe(feats, bank.labels, groups, **kw)
+    look = look_probe(feats, looks, groups, **kw)
     chance = {k: 1 / (int(v.max()) + 1) for k, v in looks.items()}
     classes = int(bank.labels.max()) + 1
     result = {"evaluation": "probes", "backbone": desc, "checkpoint": args.checkpoint, "videos": len(bank),
