@@ -46,6 +46,7 @@ __all__ = ["METRICS", "Evaluator", "reproduce", "ablate", "add_reproduce_argumen
 
 METRICS = ("R@1", "R@5", "linear", "motion") + tuple(f"look_{k}" for k in LOOKS)
 HEADLINE = ("R@1", "R@5", "linear", "motion", "look_scene")
+CURVES = ("R@1", "linear", "motion", "look_scene", "look_colour")
 # bump when ``Evaluator.score`` changes: cached scores of another version are recomputed from
 # the cached features
 SCORER = 2
@@ -204,6 +205,37 @@ def _pin(args, out: Path, kind: str) -> None:
         path.write_text(json.dumps(want, indent=1))
 
 
+def key_sheet(args, arms, path: Path, videos: int = 2) -> Path:
+    """A picture of what each arm's MoCo key looks like: for the first ``videos`` training videos,
+    the clip (no augmentation) and the key every arm in ``arms`` makes of it; one row each."""
+    from s2vc.engine import video_io
+
+    from .datasets import build_dataset
+    from .pretrain import KeyMaker
+    from .synthetic import load_mask
+    ds = build_dataset("synthetic", split="train", frames=args.frames, stride=args.stride, size=None,
+                       two_clips=False, synthetic_kwargs=synthetic_kwargs(args))
+    root = Path(ds.records[0].path).parents[2]
+    rows, labels = [], []
+    for i in range(videos):
+        clip = ds.eval_clips(i * (len(ds) // videos), 1)["clips"][:1]                  # (1, C, T, H, W)
+        record = ds.records[i * (len(ds) // videos)]
+        rows.append(video_io.to_uint8_frames(clip[0]))
+        labels.append(f"{record.video_id} (class {ds.classes[record.label]}): the clip")
+        for arm in arms:
+            if arm == "moco":
+                continue
+            if arm == "oracle":
+                mask = torch.from_numpy(load_mask(root, record.video_id)[:ds.span:ds.stride]).float()
+                key = clip * mask[None, None]
+            else:
+                pa = pretrain_parser().parse_args(["--out", str(path.parent), "--mode", arm, "--device", "cpu"])
+                key, _ = KeyMaker(pa, torch.device("cpu"))(clip, {}, 0)
+            rows.append(video_io.to_uint8_frames(key[0].clamp(0, 1)))
+            labels.append(f"{arm} key")
+    return video_io.write_contact_sheet(path, rows, labels)
+
+
 def summarise(rows: list[dict], key: str) -> dict:
     """rows of {key, "seed", "step", metrics...} -> {value: {step: {metric: (mean, std, n)}}}."""
     out: dict = {}
@@ -253,7 +285,8 @@ def _plot_curves(summary: dict, ref: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [("R@1", "retrieval R@1 (test queries train)"), ("linear", "linear probe (train -> test)"),
-              ("motion", "motion probe (test split, disjoint groups)"), ("look_scene", "look probe: scene")]
+              ("motion", "motion probe (test split, disjoint groups)"), ("look_scene", "look probe: scene"),
+              ("look_colour", "look probe: actor colour")]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
     for ax, (metric, name) in zip(axes, panels):
         for value, cells in summary.items():
@@ -299,11 +332,14 @@ def reproduce(args: argparse.Namespace) -> dict:
             runs[run.name] = _train(args, run, arm, seed, [])
             rows += [{"arm": arm, "seed": seed, **r} for r in _evaluate_run(run, evaluator, args.steps)]
     ref = _reference(args, out, evaluator)
+    if not (out / "keys.png").exists():
+        key_sheet(args, args.arms, out / "keys.png")
     summary = summarise(rows, "arm")
     wall = time.perf_counter() - start
-    title = f"MoCo vs S²VC vs TFD vs oracle on the synthetic static-bias set ({len(args.seeds)} seeds)"
+    title = (f"{' vs '.join(args.arms)} on the synthetic static-bias set "
+             f"({len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''})")
     tables = {"final": _final_table(summary, ref, "arm"),
-              **{f"curve {m}": _curve_table(summary, m) for m in ("R@1", "linear", "motion", "look_scene")}}
+              **{f"curve {m}": _curve_table(summary, m) for m in CURVES}}
     _plot_curves(summary, ref, out / "curves.png", title)
     result = {"rows": rows, "runs": runs, "reference": ref, "budget": _budget_text(args),
               "command_wall_s": wall, "tables": tables}
@@ -311,10 +347,11 @@ def reproduce(args: argparse.Namespace) -> dict:
     md = [f"# {title}", "", f"Budget: {_budget_text(args)}.", "",
           "Metrics in % (mean ± std over seeds) at the last snapshot; chance of R@k is not a constant.", "",
           tables["final"], ""]
-    for m in ("R@1", "linear", "motion", "look_scene"):
+    for m in CURVES:
         md += [f"Learning curve, {m}:", "", tables[f"curve {m}"], ""]
     md += ["Pretraining time per run (summed step time, s): " +
-           ", ".join(f"{k} {v['train_s']:.0f}" for k, v in runs.items()), "", f"Curves: {out / 'curves.png'}"]
+           ", ".join(f"{k} {v['train_s']:.0f}" for k, v in runs.items()), "",
+           f"Curves: {out / 'curves.png'}; what each arm's key looks like: {out / 'keys.png'}"]
     (out / "results.md").write_text("\n".join(md) + "\n")
     print(tables["final"])
     print(f"\nlearning curves: {out / 'curves.png'}; tables: {out / 'results.md'}; "
