@@ -279,6 +279,8 @@ def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys)
     # the same folder with another budget is refused, not mixed in
     with pytest.raises(SystemExit, match="queue 8 \\(there\\) vs 16 \\(asked\\)"):
         _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT, "--queue", "16"])
+    with pytest.raises(SystemExit, match="alpha None \\(there\\) vs 0.5 \\(asked\\)"):
+        _run(["reproduce", "--out", str(out), "--arms", "s2vc", *EXPERIMENT, "--alpha", "0.5"])
     with pytest.raises(SystemExit, match="must be >= 1"):
         _run(["reproduce", "--out", str(tmp_path / "zero"), "--arms", "moco", *EXPERIMENT, "--steps", "0"])
 

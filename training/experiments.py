@@ -105,6 +105,10 @@ def _pretrain_argv(args, run: Path, mode: str, seed: int, extra: list[str]) -> l
             "--cache-videos"]
     if args.threads:
         argv += ["--threads", str(args.threads)]
+    if args.flow:
+        argv += ["--flow", args.flow]
+    if args.alpha is not None and "--alpha" not in extra:
+        argv += ["--alpha", str(args.alpha)]
     if args.device:
         argv += ["--device", args.device]
     if args.no_progress:
@@ -185,7 +189,7 @@ def _reference(args, out: Path, evaluator: _LazyEvaluator) -> dict:
 # other values for these is refused instead of mixing two experiments (seeds, arms, values and
 # --steps may grow; threads, workers, device and logging may change)
 PINNED = ("backbone", "frames", "stride", "size", "batch_size", "queue", "moco_m", "lr", "synthetic_seed",
-          "train_per_class", "test_per_class", "bias", "num_clips", "seed_eval")
+          "train_per_class", "test_per_class", "bias", "num_clips", "seed_eval", "flow", "alpha")
 
 
 def _pin(args, out: Path, kind: str) -> None:
@@ -229,7 +233,9 @@ def key_sheet(args, arms, path: Path, videos: int = 2) -> Path:
                 mask = torch.from_numpy(load_mask(root, record.video_id)[:ds.span:ds.stride]).float()
                 key = clip * mask[None, None]
             else:
-                pa = pretrain_parser().parse_args(["--out", str(path.parent), "--mode", arm, "--device", "cpu"])
+                extra = (["--flow", args.flow] if args.flow else []) + \
+                    (["--alpha", str(args.alpha)] if args.alpha is not None else [])
+                pa = pretrain_parser().parse_args(["--out", str(path.parent), "--mode", arm, "--device", "cpu", *extra])
                 key, _ = KeyMaker(pa, torch.device("cpu"))(clip, {}, 0)
             rows.append(video_io.to_uint8_frames(key[0].clamp(0, 1)))
             labels.append(f"{arm} key")
@@ -311,7 +317,8 @@ def _plot_curves(summary: dict, ref: dict, path: Path, title: str) -> None:
 def _budget_text(args) -> str:
     return (f"backbone {args.backbone}, {args.frames} frames (stride {args.stride}) at {args.size}², batch "
             f"{args.batch_size}, queue {args.queue}, m {args.moco_m}, lr {args.lr}, {args.steps} steps, snapshots "
-            f"every {args.snapshot_every}; synthetic set seed {args.synthetic_seed}, {args.train_per_class} train / "
+            f"every {args.snapshot_every}; flow {args.flow or 'bundled'}, alpha "
+            f"{args.alpha if args.alpha is not None else 'from the flow checkpoint'}; synthetic set seed {args.synthetic_seed}, {args.train_per_class} train / "
             f"{args.test_per_class} test videos per class, bias {args.bias}")
 
 
@@ -448,6 +455,8 @@ def _add_budget(p: argparse.ArgumentParser) -> None:
                         "earlier keys sit in the queue as negatives")
     g.add_argument("--moco-m", type=float, default=0.99)
     g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--flow", default=None, help="flow checkpoint of the s2vc (and tfd resolution) arms; default: bundled")
+    g.add_argument("--alpha", type=float, default=None, help="s2vc arm's alpha; default: the flow checkpoint's")
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--workers", type=int, default=0)
     g.add_argument("--device", default=None)
