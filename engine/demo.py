@@ -7,8 +7,9 @@ prints what the user is looking at.
 Then (unless ``--no-compare``) a short version of the reproduction (``s2vc reproduce``): MoCo,
 S²VC and the oracle control pretrained for ``--compare-steps`` steps each on the built-in
 static-bias set and evaluated (retrieval, linear, motion and look probes, frame-difference
-reference), with the table printed and the learning curves written. About 6 minutes on 2 CPU
-cores at the default 40 steps — far too short to learn motion, and the text says so.
+reference), with the table printed and the learning curves written. 7 min 45 s on the 2-core dev
+VM at the default 40 steps (measured with the test suite running beside it) — far too short to
+learn motion, and the text says so.
 """
 from __future__ import annotations
 
