@@ -183,8 +183,8 @@ class ClipDataset(Dataset):
         self.records, self.classes = list(records), list(classes)
         self.frames, self.stride, self.size = frames, stride, size
         self.two_clips, self.strict, self.seed = two_clips, strict, seed
-        # decoded videos kept in memory (per process: each DataLoader worker has its own), for
-        # small sets read many times over, such as the synthetic one
+        # decoded videos kept in memory, for small sets read many times over such as the synthetic
+        # one; ``preload`` fills it before DataLoader workers fork, so they share it
         self.cache_videos = cache_videos
         self._videos: dict[int, torch.Tensor] = {}
         self.transform_q, self.transform_k = transform_q, transform_k
@@ -512,6 +512,14 @@ def folder_records(root: str | os.PathLike) -> tuple[list[VideoRecord], list[str
 def default_cache_dir() -> Path:
     """``$S2VC_CACHE`` or ``~/.cache/s2vc``."""
     return Path(os.environ.get("S2VC_CACHE") or Path.home() / ".cache" / "s2vc")
+
+
+def synthetic_kwargs(args) -> dict:
+    """The synthetic set named by the ``--synthetic-seed / -bias / -train-per-class /
+    -test-per-class`` flags of pretrain and the evaluations (missing ones take the defaults)."""
+    return {"seed": getattr(args, "synthetic_seed", 0), "bias": getattr(args, "synthetic_bias", "strong"),
+            "train_per_class": getattr(args, "synthetic_train_per_class", 20),
+            "test_per_class": getattr(args, "synthetic_test_per_class", 10)}
 
 
 def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None, split: str = "train",

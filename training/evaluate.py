@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s2vc.training.datasets import ClipDataset, EvalWindows, SkippedCounter, build_dataset, collate_windows
+from s2vc.training.datasets import (ClipDataset, EvalWindows, SkippedCounter, build_dataset, collate_windows,
+                                    synthetic_kwargs)
 from s2vc.training.metrics import RETRIEVAL_KS, per_class_accuracy, retrieval_recall, top1
 from s2vc.training.models import BACKBONES, build_backbone
 from s2vc.training.transforms import eval_transform, normalize_clip, ten_crop_transform
@@ -340,13 +341,6 @@ def _dataset(args, split: str):
             kw = {"synthetic_kwargs": given or synthetic_kwargs(args)}
     return build_dataset(name, args.root, split, args.fold, frames=args.frames, stride=args.stride,
                          size=args.decode_size, two_clips=False, **kw)
-
-
-def synthetic_kwargs(args) -> dict:
-    """The synthetic set the flags name (``--synthetic-*``; the defaults are pretrain's set)."""
-    return {"seed": getattr(args, "synthetic_seed", 0), "bias": getattr(args, "synthetic_bias", "strong"),
-            "train_per_class": getattr(args, "synthetic_train_per_class", 20),
-            "test_per_class": getattr(args, "synthetic_test_per_class", 10)}
 
 
 def _backbone(args) -> tuple[nn.Module, str]:

@@ -80,9 +80,10 @@ class Evaluator:
         out.update({f"look_{k}": v for k, v in look_probe(test_f, self.looks, self.groups, seed=self.seed).items()})
         return out
 
-    def score_backbone(self, backbone) -> dict[str, float]:
-        return self.score(self.train.features(backbone, device=self.device, batch_size=self.batch_size),
-                          self.test.features(backbone, device=self.device, batch_size=self.batch_size))
+    def features(self, backbone) -> dict[str, torch.Tensor]:
+        """{"train": (V_train, C), "test": (V_test, C)}: the backbone's per-video features."""
+        return {split: bank.features(backbone, device=self.device, batch_size=self.batch_size)
+                for split, bank in (("train", self.train), ("test", self.test))}
 
     def score_frame_difference(self) -> dict[str, float]:
         return self.score(self.train.frame_difference(), self.test.frame_difference())
@@ -145,10 +146,7 @@ def _evaluate_run(run: Path, evaluator: "_LazyEvaluator", max_step: int) -> list
             if feats.exists():
                 f = torch.load(feats, weights_only=True)
             else:
-                ev = evaluator()
-                backbone = load_backbone(path)
-                f = {"train": ev.train.features(backbone, device=ev.device, batch_size=ev.batch_size),
-                     "test": ev.test.features(backbone, device=ev.device, batch_size=ev.batch_size)}
+                f = evaluator().features(load_backbone(path))
                 feats.parent.mkdir(parents=True, exist_ok=True)
                 atomic_torch_save(f, feats)
             scores = evaluator().score(f["train"], f["test"])

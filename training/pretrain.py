@@ -84,7 +84,8 @@ def get_args_parser(parser: argparse.ArgumentParser | None = None) -> argparse.A
     g.add_argument("--workers", type=int, default=0)
     g.add_argument("--strict", action="store_true", help="a video that cannot be used is fatal")
     g.add_argument("--cache-videos", action="store_true",
-                   help="keep decoded videos in memory (each worker its own copy): for small sets such as the synthetic one")
+                   help="decode every video into memory once, before the workers fork (they share it): "
+                        "for small sets such as the synthetic one")
     g = p.add_argument_group("generator")
     g.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
@@ -255,13 +256,11 @@ class OracleKeys(torch.utils.data.Dataset):
 
 
 def build_data(args, rank: int, world: int):
-    from .datasets import build_dataset, collate_clips
+    from .datasets import build_dataset, collate_clips, synthetic_kwargs
     from .transforms import key_transform, query_transform
     kwargs = {}
     if args.dataset == "synthetic":
-        kwargs["synthetic_kwargs"] = {"bias": args.synthetic_bias, "seed": args.synthetic_seed,
-                                     "train_per_class": args.synthetic_train_per_class,
-                                     "test_per_class": args.synthetic_test_per_class}
+        kwargs["synthetic_kwargs"] = synthetic_kwargs(args)
     oracle = args.mode == "oracle"
     ds = build_dataset(args.dataset, args.root, split="train", fold=args.fold, frames=args.frames,
                        stride=args.stride, size=args.decode_size, two_clips=True,

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .datasets import EvalWindows, SkippedCounter, collate_windows
-from .evaluate import eval_window_transform, linear_probe
+from .evaluate import (_add_common, _backbone, _dataset, _device, _finish, _table, eval_window_transform,
+                       linear_probe)
 from .transforms import normalize_clip
 
 __all__ = [
@@ -175,7 +176,6 @@ class ClipBank:
 
 
 def add_arguments(p):
-    from .evaluate import _add_common
     _add_common(p, 100)
     p.set_defaults(weight_decay=PROBE_WEIGHT_DECAY)
     p.add_argument("--frame-difference", action="store_true",
@@ -185,7 +185,6 @@ def add_arguments(p):
 
 def main(args) -> dict:
     """Motion and look probes of a checkpoint on the synthetic set's test split; prints a table."""
-    from .evaluate import _backbone, _dataset, _device, _finish, _table
     if args.dataset != "synthetic":
         raise SystemExit("eval probes: the look labels exist only in the synthetic set (--dataset synthetic)")
     if args.protocol != "coclr":
@@ -209,7 +208,6 @@ def main(args) -> dict:
     rows += [(f"look: {k}", f"{100 * v:6.2f}  (chance {100 * chance[k]:.2f})") for k, v in look.items()]
     table = _table(f"probes on the synthetic test split, odd groups train / even groups test, {len(bank)} videos "
                    f"({desc})", rows)
-    from .datasets import SkippedCounter
     skipped = SkippedCounter()
     skipped.update(bank.skipped)
     return _finish(args, result, table, skipped)
