@@ -19,5 +19,5 @@ def sync(device: str) -> None:
 
 
 def ext_ready(op: str, device: str) -> bool:
-    from s2vc import _extension as ext
+    from s2vc.engine import extension as ext
     return ext.ext_has_kernel(op, device)

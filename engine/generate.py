@@ -148,7 +148,8 @@ def generate_file(path: Path, gen: MotionPreservingGenerator, out_dir: Path, arg
 
 def build_generator(args, device, videos=()) -> MotionPreservingGenerator:
     flow = load_flow(args.flow, device=device)
-    alpha = args.alpha if args.alpha is not None else float(flow.meta.get("alpha", 0.5))
+    from s2vc.engine.suppression import resolve_alpha
+    alpha = resolve_alpha(flow, args.alpha)
     if getattr(args, "preserve", None) is not None:
         from .calibrate import latent_stds
         from .suppression import alpha_for_preserved_fraction

@@ -17,7 +17,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .suppression import STRATEGIES, draw_random_inputs, temporal_std_mask
+from .suppression import STRATEGIES, draw_random_inputs, resolve_alpha, temporal_std_mask
 
 BACKENDS = ("auto", "eager", "ext", "compile", "torchscript", "onnxruntime", "tensorrt")
 GRAPH_BACKENDS = ("torchscript", "onnxruntime", "tensorrt")
@@ -40,7 +40,8 @@ class MotionPreservingGenerator(torch.nn.Module):
     """``out, stats = gen(video)``; video and out float (B, C, T, H, W), same shape.
 
     flow: an AdvFlow (or anything with ``config``, ``prepare()``); alpha: the STD threshold of
-    eq. (4); strategy: one of ``STRATEGIES``; upsample: "nearest" (official) or "bilinear";
+    eq. (4), None = the flow's calibrated one (``resolve_alpha``); strategy: one of
+    ``STRATEGIES``; upsample: "nearest" (official) or "bilinear";
     clamp: clip the output to [0, 1]; chunk_frames: frames encoded/decoded at once (bounds memory);
     seed: seeds the random strategies (None = nondeterministic).
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
@@ -53,7 +54,7 @@ class MotionPreservingGenerator(torch.nn.Module):
     backend that cannot run raises an error.
     """
 
-    def __init__(self, flow, alpha: float = 0.5, strategy: str = "zero", *, backend: str = "auto",
+    def __init__(self, flow, alpha: float | None = None, strategy: str = "zero", *, backend: str = "auto",
                  keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
                  chunk_frames: int = 256, seed: int | None = None, model: str | None = None,
                  providers: list | None = None):
@@ -66,7 +67,8 @@ class MotionPreservingGenerator(torch.nn.Module):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        from s2vc import _extension
+        from . import extension as _extension
+        alpha = resolve_alpha(flow, alpha)
         if backend == "ext":
             _extension.require_ext("MotionPreservingGenerator(backend='ext')")
         self.config = flow.config
@@ -123,19 +125,36 @@ class MotionPreservingGenerator(torch.nn.Module):
             raise ValueError(f"frames of {tuple(video.shape[3:])} are smaller than the flow's "
                              f"{self.config.resolution}x{self.config.resolution} input")
 
-    def _resolve(self, device: torch.device) -> str:
-        from s2vc import _extension
-        has_ext = all(_extension.ext_has_kernel(op, device.type)
-                      for op in ("temporal_std_mask", "affine_coupling_inverse"))
+    def _compute_dtype(self, video: torch.Tensor) -> torch.dtype:
+        """The dtype the flow runs in: its own (float32 unless converted), whatever the video's;
+        a float16/bfloat16 video is converted to it and the output converted back."""
+        param = next(self.flow.parameters(), None)
+        return param.dtype if param is not None else video.dtype
+
+    def ext_unusable_reason(self, video: torch.Tensor) -> str | None:
+        """Why the ``ext`` path cannot run on ``video`` here, or None when it can. Asks the one
+        decision (``extension.ext_unusable_reason``) for each compiled op the path runs."""
+        from . import extension
+        if self.flow_ext is None:
+            return extension.ext_unusable_reason("affine_coupling_inverse", video) or \
+                "this flow has no compiled-op form (only AdvFlow has one)"
+        probe = video.new_empty(0, dtype=self._compute_dtype(video))
+        for op in ("temporal_std_mask", "affine_coupling_inverse"):
+            why_not = extension.ext_unusable_reason(op, probe)
+            if why_not is not None:
+                return why_not
+        return None
+
+    def _resolve(self, video: torch.Tensor) -> str:
         if self.backend == "auto":
-            choice = "ext" if has_ext and self.flow_ext is not None else "eager"
+            choice = "ext" if self.ext_unusable_reason(video) is None else "eager"
             if choice != self.last_backend:
-                log.info("MotionPreservingGenerator: backend 'auto' runs %r on %s", choice, device.type)
+                log.info("MotionPreservingGenerator: backend 'auto' runs %r on %s", choice, video.device.type)
             return choice
-        if self.backend == "ext" and not has_ext:
-            raise RuntimeError(f"MotionPreservingGenerator(backend='ext'): s2vc._C has no {device.type} kernels "
-                               "(CUDA kernels need a build with a CUDA toolkit: S2VC_CUDA=1 pip install -e . "
-                               "--no-build-isolation)")
+        if self.backend == "ext":
+            why_not = self.ext_unusable_reason(video)
+            if why_not is not None:
+                raise RuntimeError(f"MotionPreservingGenerator(backend='ext'): {why_not}")
         return self.backend
 
     def _coders(self, backend: str):
@@ -177,12 +196,19 @@ class MotionPreservingGenerator(torch.nn.Module):
     @torch.no_grad()
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, GenerationStats]:
         self._check_video(video)
-        b, c, t, h, w = video.shape
-        r = self.config.resolution
-        backend = self._resolve(video.device)
+        backend = self._resolve(video)
         self.last_backend = backend
         if backend in GRAPH_BACKENDS:
             return self._run_graph(video)
+        compute = self._compute_dtype(video)
+        if video.dtype != compute:
+            out, stats = self._run_flow(video.to(compute), backend)
+            return out.to(video.dtype), stats
+        return self._run_flow(video, backend)
+
+    def _run_flow(self, video: torch.Tensor, backend: str) -> tuple[torch.Tensor, GenerationStats]:
+        b, c, t, h, w = video.shape
+        r = self.config.resolution
         encode, decode = self._coders(backend)
         frames = video.transpose(1, 2).reshape(b * t, c, h, w)
         low = F.adaptive_avg_pool2d(frames, r)

@@ -20,8 +20,9 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .suppression import STRATEGY_CODES
+
 EXPORTABLE_STRATEGIES = ("zero", "noise", "shuffle_clip")
-_STRATEGY_CODES = {"zero": 0, "noise": 1, "shuffle_clip": 2}
 
 
 def adaptive_pool_matrix(size: int, out: int, dtype=torch.float32) -> torch.Tensor:
@@ -75,7 +76,7 @@ class GeneratorGraph(nn.Module):
         self.encoder = prepared.encoder
         self.decoder = prepared.decoder
         self.alpha = float(alpha)
-        self.strategy_code = _STRATEGY_CODES[strategy]
+        self.strategy_code = STRATEGY_CODES[strategy]
         self.strategy = strategy
         self.height, self.width = int(height), int(width)
         self.channels = prepared.config.channels

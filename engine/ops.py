@@ -24,13 +24,6 @@ def soft_clamp(s: torch.Tensor, clamp: float) -> torch.Tensor:
 
 COUPLING_BACKENDS = ("auto", "eager", "ext")
 
-# dtypes the compiled kernels take, per device type (cpp_ext/cpu, cpp_ext/cuda)
-_EXT_DTYPES = {
-    "cpu": (torch.float32, torch.float64),
-    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
-}
-
-
 def affine_coupling_inverse_reference(v: torch.Tensor, raw: torch.Tensor,
                                       clamp: float) -> torch.Tensor:
     """Plain PyTorch oracle: ``(v - t) / exp(soft_clamp(s, clamp))`` with ``s, t = raw.chunk(2, 1)``.
@@ -74,31 +67,19 @@ def affine_coupling_inverse_backend(v: torch.Tensor, raw: torch.Tensor,
     and dtype, and no gradient is needed (the kernel is inference-only); else the reference.
     "ext" raises a RuntimeError naming what is missing instead of falling back.
     """
-    from s2vc import _extension as ext
+    from . import extension as ext
 
     if backend not in COUPLING_BACKENDS:
         raise ValueError(f"affine_coupling_inverse: backend must be one of {COUPLING_BACKENDS}, "
                          f"got {backend!r}")
     if backend == "eager":
         return "eager"
-    device = v.device.type
-    needs_grad = torch.is_grad_enabled() and (v.requires_grad or raw.requires_grad)
-    usable = (ext.EXT_AVAILABLE and ext.ext_has_kernel("affine_coupling_inverse", device)
-              and v.dtype in _EXT_DTYPES.get(device, ()) and not needs_grad)
-    if usable:
+    why_not = ext.ext_unusable_reason("affine_coupling_inverse", v, raw)
+    if why_not is None:
         return "ext"
     if backend == "auto":
         return "eager"
-    ext.require_ext("affine_coupling_inverse(backend='ext')")
-    if not ext.ext_has_kernel("affine_coupling_inverse", device):
-        raise RuntimeError(f"affine_coupling_inverse(backend='ext'): s2vc._C has no {device} "
-                           "kernel (was it built without CUDA? rebuild with S2VC_CUDA=1 and a "
-                           "CUDA toolkit)")
-    if needs_grad:
-        raise RuntimeError("affine_coupling_inverse(backend='ext') is inference-only (no "
-                           "backward); call it under torch.no_grad() or use backend='eager'")
-    raise RuntimeError(f"affine_coupling_inverse(backend='ext'): the {device} kernel takes "
-                       f"{[str(d) for d in _EXT_DTYPES.get(device, ())]}, got {v.dtype}")
+    raise RuntimeError(f"affine_coupling_inverse(backend='ext'): {why_not}")
 
 
 def affine_coupling_inverse(v: torch.Tensor, raw: torch.Tensor, clamp: float,

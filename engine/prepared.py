@@ -209,7 +209,7 @@ class PreparedFlow(nn.Module):
     def __init__(self, flow, ext: bool = False):
         super().__init__()
         if ext:
-            from s2vc import _extension
+            from . import extension as _extension
             _extension.require_ext("PreparedFlow(ext=True)")
         self.config = flow.config
         self.encoder = PreparedEncoder(flow)

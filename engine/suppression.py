@@ -22,8 +22,9 @@ import torch
 STRATEGIES = ("zero", "noise", "shuffle_clip", "shuffle_frame", "topk")
 
 
-# strategy codes of the compiled op s2vc::temporal_std_mask (cpp_ext/ops.cpp)
-_EXT_CODES = {"zero": 0, "noise": 1, "shuffle_clip": 2}
+# The strategy codes of the compiled op s2vc::temporal_std_mask (cpp_ext/ops.cpp) and of the
+# exported graph (graph.py): the one table of them. -1 asks the op for the STD and mask only.
+STRATEGY_CODES = {"zero": 0, "noise": 1, "shuffle_clip": 2}
 BACKENDS = ("auto", "eager", "ext")
 
 
@@ -50,20 +51,20 @@ def temporal_std(z: torch.Tensor) -> torch.Tensor:
 
 
 def resolve_backend(backend: str, z: torch.Tensor) -> str:
-    """"eager" or "ext" for these latents. "auto" takes the compiled op when it has a kernel for
-    z's device; "ext" raises an error naming what is missing rather than falling back."""
-    from s2vc import _extension as ext
+    """"eager" or "ext" for these latents. "auto" takes the compiled op when it can run on z
+    (kernel for z's device and dtype; no gradient needed: the op is inference-only); "ext"
+    raises an error naming what is missing rather than falling back."""
+    from . import extension as ext
     if backend not in BACKENDS:
         raise ValueError(f"temporal_std_mask backend {backend!r} is not available; available: {BACKENDS}")
     if backend == "eager":
         return "eager"
-    if ext.ext_has_kernel("temporal_std_mask", z.device.type) and z.dtype in (torch.float32, torch.float64):
+    why_not = ext.ext_unusable_reason("temporal_std_mask", z)
+    if why_not is None:
         return "ext"
     if backend == "auto":
         return "eager"
-    ext.require_ext("temporal_std_mask(backend='ext')")
-    raise RuntimeError(f"temporal_std_mask(backend='ext'): s2vc._C has no {z.device.type} kernel for "
-                       f"{z.dtype} (kernels: float32/float64 on cpu, and cuda when built with a CUDA toolkit)")
+    raise RuntimeError(f"temporal_std_mask(backend='ext'): {why_not}")
 
 
 def _std_and_mask(z, alpha, strategy, keep_fraction, backend):
@@ -115,8 +116,8 @@ def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero
     b, t, d = z.shape
     noise, order = draw_random_inputs(strategy, b, t, d, device=z.device, dtype=z.dtype, generator=generator)
 
-    if backend == "ext" and strategy in _EXT_CODES:
-        z_p, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha), _EXT_CODES[strategy], noise, order, None)
+    if backend == "ext" and strategy in STRATEGY_CODES:
+        z_p, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha), STRATEGY_CODES[strategy], noise, order, None)
         if not torch.isfinite(s).all():
             raise ValueError("latents contain NaN/Inf (their temporal STD is not finite)")
         return z_p, mask
@@ -140,6 +141,18 @@ def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero
                 perm = torch.rand(t, idx.numel(), generator=generator, device=z.device).argsort(dim=1)
                 replacement[i][:, idx] = z[i][:, idx].gather(1, perm)
     return torch.where(m, replacement, z), mask
+
+
+PAPER_ALPHA = 0.5   # the paper's threshold (eq. 4), with its own flow
+
+
+def resolve_alpha(flow, alpha: float | None = None) -> float:
+    """The threshold to use with ``flow``: ``alpha`` when given; else the alpha calibrated into
+    the flow's checkpoint (``flow.meta["alpha"]``, written by ``s2vc calibrate --write`` and
+    ``train-flow``); else the paper's 0.5. The one rule every command and the generator follow."""
+    if alpha is not None:
+        return float(alpha)
+    return float(getattr(flow, "meta", {}).get("alpha", PAPER_ALPHA))
 
 
 def alpha_for_preserved_fraction(z_std: torch.Tensor, fraction: float) -> float:

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> int:
     from s2vc.engine import load_flow
     flow = load_flow(args.flow)
-    alpha = args.alpha if args.alpha is not None else float(flow.meta.get("alpha", 0.5))
+    from s2vc.engine.suppression import resolve_alpha
+    alpha = resolve_alpha(flow, args.alpha)
     common = dict(alpha=alpha, strategy=args.strategy, height=args.height, width=args.width,
                   upsample=args.upsample, clamp=args.clamp, fp16=args.fp16)
     if args.format == "torchscript":

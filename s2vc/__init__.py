@@ -1,8 +1,7 @@
 """s2vc: suppressing static visual cues via normalizing flows (S²VC, AAAI 2022).
 
-``import s2vc`` loads the compiled op library (``s2vc._C``) when it was built; everything works
-without it through the plain PyTorch reference path (``s2vc._extension.EXT_AVAILABLE`` says which).
+This package holds the ``s2vc`` command (``s2vc.cli``, ``s2vc.commands``) over the libraries
+``s2vc.engine`` (the generator; it loads the compiled ops ``s2vc._C`` when they were built),
+``s2vc.training`` and ``s2vc.export``. See docs/ARCHITECTURE.md.
 """
-from s2vc import _extension  # noqa: F401  (registers torch.ops.s2vc.* when the extension is built)
-
 __version__ = "0.1.0"

@@ -45,11 +45,11 @@ def bench_flow(config: str):
 
 def _runner(backend: str, flow, alpha: float, video: torch.Tensor, workdir: Path):
     """A callable video -> out for ``backend``, or a string saying why it cannot run here."""
-    from s2vc import _extension
     from s2vc.engine.generator import MotionPreservingGenerator
-    if backend == "ext" and not (_extension.ext_has_kernel("temporal_std_mask", video.device.type)
-                                 and _extension.ext_has_kernel("affine_coupling_inverse", video.device.type)):
-        return f"s2vc._C has no {video.device.type} kernels ({_extension.EXT_ERROR or 'built without them'})"
+    if backend == "ext":
+        why_not = MotionPreservingGenerator(flow, alpha=alpha, backend="eager").ext_unusable_reason(video)
+        if why_not is not None:
+            return why_not
     if backend == "onnxruntime":
         try:
             from s2vc.export.onnx_export import export_generator_onnx
@@ -84,7 +84,8 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for config in configs:
             flow = bench_flow(config).to(device)
-            alpha = float(flow.meta.get("alpha", 0.5))
+            from s2vc.engine.suppression import resolve_alpha
+            alpha = resolve_alpha(flow)
             batch = args.batch or (1 if config == "paper64" and device.type == "cpu" else 8)
             video = torch.rand(batch, 3, args.frames, args.size, args.size, device=device,
                                generator=torch.Generator(device=device).manual_seed(0))

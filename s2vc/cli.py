@@ -1,78 +1,61 @@
-"""The ``s2vc`` command: one entry point, one subcommand per job. Each subcommand is a thin
-wrapper over an importable ``main(args)``."""
+"""The ``s2vc`` command: one entry point, one subcommand per job (``s2vc.commands``).
+
+A user's mistake ends as one line on stderr naming what was expected and what arrived, and a
+non-zero exit; ``--debug`` (or ``S2VC_DEBUG=1``) shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from s2vc.commands import COMMANDS
 
-# name -> (module, its function that adds the flags, help). Each module has ``main(args)``.
-COMMANDS = {
-    "demo": ("s2vc.engine.demo", "add_arguments",
-             "run the generator on the built-in default data and explain the output"),
-    "generate": ("s2vc.engine.generate", "add_arguments", "write motion-preserved versions of video files"),
-    "calibrate": ("s2vc.engine.calibrate", "add_arguments",
-                  "preserved fraction of latents vs alpha for a flow; the alpha for a fraction"),
-    "train-flow": ("s2vc.training.flow_training", "get_args_parser",
-                   "train the flow by maximum likelihood on frames of videos/images"),
-    "pretrain": ("s2vc.training.pretrain", "get_args_parser",
-                 "MoCo pretraining with motion-preserved positives (torchrun for several processes)"),
-    "eval": (None, None, "evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, "
-             "probes, similarity, static-gain, cam"),
-    "reproduce": ("s2vc.training.experiments", "add_reproduce_arguments",
-                  "pretrain MoCo / S²VC / TFD / oracle over seeds on the synthetic set, evaluate, tabulate"),
-    "ablate": ("s2vc.training.experiments", "add_ablate_arguments",
-               "pretrain S²VC over alphas (Fig. 3) or strategies (Table 4), evaluate, tabulate"),
-    "export": ("s2vc.export.cli", "add_arguments",
-               "export the generator to TorchScript or ONNX (then export/build_trt.py)"),
-    "bench": ("s2vc.bench", "add_arguments", "time the generator's backends on this machine and print the table"),
-}
 
-# ``s2vc eval NAME`` beyond retrieval / linear / temporal-order: module (add_arguments, main), help
-EVALS = {
-    "similarity": ("s2vc.training.similarity", "intra-class cosine similarity of Z vs Z_p (paper Fig. 4)"),
-    "finetune": ("s2vc.training.finetune", "finetune the backbone with a classifier; windows x (ten-)crop testing"),
-    "static-gain": ("s2vc.training.static_gain", "per-class gain vs static accuracy, Pearson r (paper Fig. 6)"),
-    "cam": ("s2vc.training.cam", "class activation maps over the frames of videos (paper Fig. 7)"),
-    "probes": ("s2vc.training.probes", "motion and look probes on the synthetic set's test split"),
-}
-MAINS = {"reproduce": "main_reproduce", "ablate": "main_ablate"}   # default: "main"
+def _debug_flag(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="on an error, show the full traceback instead of one line")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2vc", description="S²VC: suppress static visual cues in videos "
                                      "with a normalizing flow (motion-preserved video generation).")
+    _debug_flag(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module_name, add, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text)
-        if name == "eval":
-            from s2vc.training import evaluate
-            evals = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
-            evaluate.add_eval_arguments(evals)
-            for sub_name, (module_name, help_text) in EVALS.items():
-                module = importlib.import_module(module_name)
-                q = evals.add_parser(sub_name, help=help_text)
-                module.add_arguments(q)
-                q.set_defaults(func=module.main)
-            continue
-        module = importlib.import_module(module_name)
-        getattr(module, add)(p)
-        p.set_defaults(func=getattr(module, MAINS.get(name, "main")))
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"s2vc.commands.{module_name}")
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", None))
+        # after the subcommand too; SUPPRESS keeps a `s2vc --debug CMD` from being overwritten
+        _debug_flag(p, argparse.SUPPRESS)
+        module.add_arguments(p)
+        if not p.get_default("run"):
+            p.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = argv
+    debug = args.debug or os.environ.get("S2VC_DEBUG", "") not in ("", "0")
+    name = " ".join(x for x in (args.command, getattr(args, "eval_command", None)) if x)
     try:
-        result = args.func(args)
-        # a command's main returns an exit code, or its results (a dict) when it succeeded
+        result = args.run(args)
+        # a command's run returns an exit code, or its results (a dict) when it succeeded
         return result if isinstance(result, int) else 0
     except KeyboardInterrupt:
-        print("s2vc: interrupted", file=sys.stderr)
+        print(f"s2vc {name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line unless --debug
+        if debug:
+            raise
+        from s2vc.commands.common import UsageError, error_line
+        print(f"s2vc {name}: error: {error_line(exc)}", file=sys.stderr)
+        if not isinstance(exc, (UsageError, ValueError, OSError)):
+            print("(run again with --debug for the traceback)", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

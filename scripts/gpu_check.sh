@@ -40,7 +40,7 @@ build() {
 # CXX=/opt/gcc/bin/g++ wrapper, where /usr/bin/g++ works; a tiny library without torch passed)
 throw_ok() {
     # in a subshell, so that the shell's own "Segmentation fault" line is silenced too
-    ( "$PY" -c "import sys, torch, s2vc._extension as e
+    ( "$PY" -c "import sys, torch, s2vc.engine.extension as e
 if not e.EXT_AVAILABLE: sys.exit(3)
 try: torch.ops.s2vc.affine_coupling_inverse(torch.zeros(1, 1), torch.zeros(1, 1), 1.0)
 except RuntimeError: sys.exit(0)
@@ -78,7 +78,7 @@ echo "build exit status $BUILD_RC in ${BUILD_S}s; C++ compiler: $CXX_NOTE"
 
 step "compiled GPU code"
 SO="$(ls s2vc/_C*.so 2>/dev/null | head -1)"
-EXT="$("$PY" -c 'import s2vc._extension as e; print(e.EXT_AVAILABLE, "cuda kernels:", e.ext_has_cuda(), e.EXT_ERROR or "")' 2>&1 | tail -1)"
+EXT="$("$PY" -c 'import s2vc.engine.extension as e; print(e.EXT_AVAILABLE, "cuda kernels:", e.ext_has_cuda(), e.EXT_ERROR or "")' 2>&1 | tail -1)"
 echo "extension: $EXT"
 if [ -n "$SO" ] && command -v cuobjdump >/dev/null; then
     { cuobjdump --list-elf "$SO"; cuobjdump --list-ptx "$SO"; } >"$OUT/cuobjdump.txt" 2>&1

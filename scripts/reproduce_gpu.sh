@@ -28,7 +28,7 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
         MAX_JOBS="${MAX_JOBS:-16}" "$PY" -m pip install --no-build-isolation --no-deps -e . >"$OUT/build.log" 2>&1 \
         || { echo "install failed, see $OUT/build.log"; exit 1; }
 fi
-"$PY" -c 'import torch, s2vc._extension as e; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "ext", e.EXT_AVAILABLE)'
+"$PY" -c 'import torch, s2vc.engine.extension as e; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "ext", e.EXT_AVAILABLE)'
 
 start=$(date +%s)
 # shellcheck disable=SC2206

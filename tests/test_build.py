@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from s2vc import _extension as ext
+from s2vc.engine import extension as ext
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRE = os.environ.get("S2VC_REQUIRE_EXT", "").strip().lower()
@@ -57,7 +57,7 @@ def test_extension_registers_ops_from_inside_the_package():
 def test_install_layout(tmp_path):
     """From another folder: s2vc.* resolves to the repo's folders; nothing generic is importable."""
     code = (
-        "import importlib.util as u, json, s2vc.engine, s2vc._extension as e\n"
+        "import importlib.util as u, json, s2vc.engine, s2vc.engine.extension as e\n"
         "print(json.dumps({'engine': s2vc.engine.__path__[0],"
         " 'generic': [n for n in ('engine', 'training', 'export') if u.find_spec(n)],"
         " 'ext': e.EXT_AVAILABLE}))\n"

@@ -12,7 +12,7 @@ import zlib
 import pytest
 import torch
 
-from s2vc import _extension as ext
+from s2vc.engine import extension as ext
 from s2vc.engine import ops
 
 CLAMP = 1.5

@@ -16,7 +16,7 @@ import zlib
 import pytest
 import torch
 
-from s2vc import _extension as ext
+from s2vc.engine import extension as ext
 from s2vc.engine.suppression import STRATEGIES, resolve_backend, temporal_std_mask
 
 ALPHA = 0.5

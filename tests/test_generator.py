@@ -148,7 +148,7 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 
 def _ext_loaded(device):
-    from s2vc import _extension
+    from s2vc.engine import extension as _extension
     return all(_extension.ext_has_kernel(op, device) for op in ("temporal_std_mask", "affine_coupling_inverse"))
 
 

@@ -514,25 +514,17 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("S2VC_CACHE") or Path.home() / ".cache" / "s2vc")
 
 
-def synthetic_kwargs(args) -> dict:
-    """The synthetic set named by the ``--synthetic-seed / -bias / -train-per-class /
-    -test-per-class`` flags of pretrain and the evaluations (missing ones take the defaults)."""
-    return {"seed": getattr(args, "synthetic_seed", 0), "bias": getattr(args, "synthetic_bias", "strong"),
-            "train_per_class": getattr(args, "synthetic_train_per_class", 20),
-            "test_per_class": getattr(args, "synthetic_test_per_class", 10)}
-
-
 def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None, split: str = "train",
                   fold: int = 1, *, frames: int = 16, stride: int = 2, size: int | tuple[int, int] | None = 128,
                   two_clips: bool = True, transform_q: Transform | None = None,
                   transform_k: Transform | None = None, strict: bool = False,
-                  cache_dir: str | os.PathLike | None = None, synthetic_kwargs: dict | None = None,
+                  cache_dir: str | os.PathLike | None = None, synthetic: "SyntheticSet | None" = None,
                   seed: int | None = None, cache_videos: bool = False) -> ClipDataset:
     """A ``ClipDataset`` of ``name`` (one of ``DATASETS``) at ``root``.
 
     ``synthetic``: the set is built at ``root`` when given, else in
     ``cache_dir or default_cache_dir()`` / "synthetic" / one folder per parameter set
-    (``synthetic_kwargs`` go to ``make_static_bias_set``); its videos are 64x64 by default, so
+    (``synthetic``: which set, a ``training.synthetic.SyntheticSet``; default its defaults); its videos are 64x64 by default, so
     pass ``size=None`` (or 64) to keep them as rendered. ``cache_videos`` keeps every decoded
     video in memory (per process) — for small sets read many times. ``fold`` is ignored by kinetics/folder,
     ``split`` by folder. Raises ValueError for an unknown name or split and for a missing split
@@ -546,7 +538,7 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
         raise ValueError(f"{name}: a root folder is required")
     if name == "synthetic":
         from s2vc.training import synthetic as syn
-        kw = dict(synthetic_kwargs or {})
+        kw = (synthetic or syn.SyntheticSet()).kwargs()
         if root is None:
             root = Path(cache_dir or default_cache_dir()) / "synthetic" / syn.cache_name(**kw)
         root = syn.make_static_bias_set(root, **kw)

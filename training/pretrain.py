@@ -173,7 +173,8 @@ class KeyMaker:
             from s2vc.engine import load_flow
             from s2vc.engine.generator import MotionPreservingGenerator
             flow = load_flow(args.flow, device=device)
-            alpha = args.alpha if args.alpha is not None else float(flow.meta.get("alpha", 0.5))
+            from s2vc.engine.suppression import resolve_alpha
+            alpha = resolve_alpha(flow, args.alpha)
             args.alpha = alpha
             self.gen = MotionPreservingGenerator(flow, alpha=alpha, strategy=args.strategy,
                                                  backend=args.gen_backend, seed=args.seed)

@@ -101,7 +101,8 @@ def main(args: argparse.Namespace) -> dict:
     from s2vc.engine import load_flow
     from .datasets import build_dataset
     flow = load_flow(args.flow)
-    alpha = args.alpha if args.alpha is not None else float(flow.meta.get("alpha", 0.5))
+    from s2vc.engine.suppression import resolve_alpha
+    alpha = resolve_alpha(flow, args.alpha)
     ds = build_dataset(args.dataset, args.root, split=args.split, fold=args.fold, frames=args.frames,
                        stride=args.stride, size=args.decode_size, two_clips=False,
                        **({"synthetic_kwargs": getattr(args, "synthetic_kwargs", None)} if args.dataset == "synthetic"

@@ -73,6 +73,7 @@ __all__ = [
     "sample_specs",
     "render_video",
     "make_static_bias_set",
+    "SyntheticSet",
     "cache_name",
     "load_looks",
     "load_mask",
@@ -288,6 +289,26 @@ def _bias_fraction(bias: str | float) -> float:
     if not 0.0 <= float(bias) <= 1.0:
         raise ValueError(f"bias must be in [0, 1], got {bias}")
     return float(bias)
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """Which built-in synthetic set: the one description every command and library call uses
+    (``s2vc ... --synthetic-seed/-bias/-train-per-class/-test-per-class``).
+
+    seed: the set's own seed (not a run's); bias: "strong", "mild" or "none" (see the module
+    docstring); train_per_class / test_per_class: videos per class in each split.
+    """
+
+    seed: int = 0
+    bias: str = "strong"
+    train_per_class: int = 20
+    test_per_class: int = 30
+
+    def kwargs(self) -> dict:
+        """The keyword arguments of ``make_static_bias_set`` / ``cache_name`` for this set."""
+        return {"seed": self.seed, "bias": self.bias, "train_per_class": self.train_per_class,
+                "test_per_class": self.test_per_class}
 
 
 def video_id(class_name: str, split: str, k: int, test_per_class: int) -> str:

@@ -15,6 +15,17 @@ import torch
 
 OP_NAMES = ("affine_coupling_inverse", "affine_coupling_inverse_out", "temporal_std_mask")
 
+# dtypes each compiled kernel takes, per device type (the AT_DISPATCH lists of cpp_ext/cpu, cpp_ext/cuda)
+_FLOATS = (torch.float32, torch.float64)
+KERNEL_DTYPES: dict[tuple[str, str], tuple[torch.dtype, ...]] = {
+    ("affine_coupling_inverse", "cpu"): _FLOATS,
+    ("affine_coupling_inverse", "cuda"): _FLOATS + (torch.float16, torch.bfloat16),
+    ("affine_coupling_inverse_out", "cpu"): _FLOATS,
+    ("affine_coupling_inverse_out", "cuda"): _FLOATS + (torch.float16, torch.bfloat16),
+    ("temporal_std_mask", "cpu"): _FLOATS,
+    ("temporal_std_mask", "cuda"): _FLOATS,
+}
+
 EXT_AVAILABLE: bool
 EXT_ERROR: str | None
 
@@ -59,6 +70,35 @@ def ext_has_kernel(op: str, device_type: str) -> bool:
 def ext_has_cuda() -> bool:
     """Whether the loaded extension was built with its CUDA kernels (a GPU need not be present)."""
     return ext_has_kernel("affine_coupling_inverse", "cuda")
+
+
+def ext_unusable_reason(op: str, *tensors: torch.Tensor) -> str | None:
+    """Why the compiled ``s2vc::<op>`` cannot run on ``tensors`` here, or None when it can.
+
+    The one place that decides it, for every caller (ops, suppression, the generator, bench):
+    the extension is loaded, it has a kernel for the tensors' device type and dtype, and no
+    gradient is needed (the kernels are inference-only: they have no backward).
+    """
+    if not EXT_AVAILABLE:
+        return f"the compiled extension s2vc._C is not loaded: {EXT_ERROR}"
+    device = tensors[0].device.type
+    dtype = tensors[0].dtype
+    if not ext_has_kernel(op, device):
+        hint = (" (it was built without CUDA kernels: rebuild with a CUDA toolkit, S2VC_CUDA=1)"
+                if device == "cuda" else "")
+        return f"s2vc._C has no {device} kernel for {op}{hint}"
+    if dtype not in KERNEL_DTYPES.get((op, device), ()):
+        allowed = [str(d).removeprefix("torch.") for d in KERNEL_DTYPES.get((op, device), ())]
+        return f"the {device} kernel of {op} takes {allowed}, got {str(dtype).removeprefix('torch.')}"
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return (f"{op}'s compiled kernel is inference-only (no backward) and these inputs require "
+                "grad; call it under torch.no_grad() or use the eager reference")
+    return None
+
+
+def ext_usable(op: str, *tensors: torch.Tensor) -> bool:
+    """Whether the compiled ``s2vc::<op>`` can run on ``tensors`` (see ``ext_unusable_reason``)."""
+    return ext_unusable_reason(op, *tensors) is None
 
 
 def require_ext(what: str) -> None:

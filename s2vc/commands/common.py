@@ -1,0 +1,130 @@
+"""What several commands share: flag groups, building typed settings from flags and TOML files,
+and turning a user's mistake into one line.
+
+A command module (``s2vc/commands/<name>.py``) has ``HELP`` (one line for ``s2vc --help``),
+``add_arguments(parser)`` and ``run(args) -> int``; ``run`` builds the library's typed settings
+(a dataclass) from the flags, calls the library, prints. Libraries never see ``args``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class UsageError(ValueError):
+    """A user's mistake found by a command (a flag, a file): printed as one line, exit 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Flag groups
+# ---------------------------------------------------------------------------------------------
+def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
+                            old_names: bool = False) -> None:
+    """The built-in synthetic set's flags, the same for every command (defaults from
+    ``training.synthetic.SyntheticSet``). ``old_names`` also accepts reproduce/ablate's earlier
+    ``--bias / --train-per-class / --test-per-class`` (aliases kept for one release)."""
+    from s2vc.training.synthetic import BIAS_LEVELS, SyntheticSet
+
+    d = SyntheticSet()
+    alias = (lambda name: [name]) if old_names else (lambda name: [])
+    p.add_argument("--synthetic-seed", type=int, default=d.seed,
+                   help="synthetic set: its own seed (--seed is a run's)")
+    p.add_argument("--synthetic-bias", *alias("--bias"), dest="synthetic_bias", default=d.bias,
+                   choices=tuple(BIAS_LEVELS), help="synthetic set: how strongly looks are tied to classes in train")
+    p.add_argument("--synthetic-train-per-class", *alias("--train-per-class"), dest="synthetic_train_per_class",
+                   type=int, default=d.train_per_class, help="synthetic set: train videos per class")
+    p.add_argument("--synthetic-test-per-class", *alias("--test-per-class"), dest="synthetic_test_per_class",
+                   type=int, default=d.test_per_class, help="synthetic set: test videos per class")
+
+
+def synthetic_set(args: argparse.Namespace):
+    """The ``SyntheticSet`` the synthetic flags name."""
+    from s2vc.training.synthetic import SyntheticSet
+
+    return SyntheticSet(seed=args.synthetic_seed, bias=args.synthetic_bias,
+                        train_per_class=args.synthetic_train_per_class,
+                        test_per_class=args.synthetic_test_per_class)
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed settings
+# ---------------------------------------------------------------------------------------------
+def settings_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """A ``cls`` dataclass filled from the flags whose names (``dest``) are its fields; fields
+    without a flag keep their defaults; ``overrides`` win over both."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+              if f.init and hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)
+
+
+def read_toml(path: str | os.PathLike, cls: type | None = None) -> dict:
+    """A TOML file of settings (``tomllib``: data only), keys with '-' or '_'. With ``cls``,
+    keys that are not its fields are an error naming them and the valid ones."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist (expected a TOML file such as configs/*.toml)")
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
+    values = {k.replace("-", "_"): v for k, v in raw.items()}
+    if cls is not None:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"config file {path}: unknown keys {unknown}; expected some of {sorted(known)}")
+    return values
+
+
+def load_settings(cls: type[T], path: str | os.PathLike, **overrides: Any) -> T:
+    """A ``cls`` dataclass from a TOML file (``read_toml``), ``overrides`` on top."""
+    values = read_toml(path, cls)
+    values.update(overrides)
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():     # TOML arrays arrive as lists; tuple fields want tuples
+        if isinstance(value, list) and typing.get_origin(hints.get(name)) is tuple:
+            values[name] = tuple(value)
+    return cls(**values)
+
+
+def apply_toml_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str],
+                        path: str | os.PathLike) -> argparse.Namespace:
+    """Re-parse ``argv`` with the TOML file's values as defaults: flags given on the command line
+    win over the file, the file over the parser's defaults. Keys must be flags of ``parser``."""
+    values = read_toml(path)
+    known = {a.dest for a in parser._actions}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"config file {path}: unknown keys {unknown} (keys are this command's flags)")
+    parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+# Exceptions that are a user's mistake (a flag, a path, a file's content) rather than a bug:
+# their message is the whole story. Anything else also gets its type and a pointer to --debug.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError, OSError,
+                                                 RuntimeError)
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for ``exc``: its message's first line (long library help is cut), type-named
+    for errors that are not a user's mistake."""
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None and not exc.strerror is None:
+        text = f"{exc.strerror}: {exc.filename}"
+    first = text.splitlines()[0]
+    if not isinstance(exc, USER_ERRORS):
+        first = f"{type(exc).__name__}: {first}"
+    return first
