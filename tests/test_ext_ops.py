@@ -145,12 +145,11 @@ def test_no_grad_and_inference_mode(device):
 @needs_ext
 @pytest.mark.skipif(_CUDA_SKIP is not None, reason=_CUDA_SKIP or "")
 def test_cuda_runs_on_current_stream_and_device():
+    from conftest import assert_runs_on_current_stream
     v, raw = _inputs((2, 6, 33, 31), (2, 12, 33, 31), device="cuda", key=("stream",))
-    stream = torch.cuda.Stream()
-    with torch.cuda.stream(stream):
-        out = _run_ext(v, raw)
-    stream.synchronize()
-    torch.testing.assert_close(out, ops.affine_coupling_inverse_reference(v, raw, CLAMP))
+    result = {}
+    assert_runs_on_current_stream(lambda: result.update(out=_run_ext(v, raw)), "affine_coupling_inverse_kernel")
+    torch.testing.assert_close(result["out"], ops.affine_coupling_inverse_reference(v, raw, CLAMP))
 
 
 # --------------------------------------------------------------------------- input checks

@@ -244,14 +244,13 @@ def test_both_ops_built_for_the_same_devices():
 @needs_ext
 @pytest.mark.skipif(_CUDA_SKIP is not None, reason=_CUDA_SKIP or "")
 def test_cuda_runs_on_current_stream():
+    from conftest import assert_runs_on_current_stream
     z = _latents((2, 16, 3072), torch.float32, "cuda")
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        z_p, mask, std = OP(z, ALPHA, 0, None, None, None)
-    stream.synchronize()
-    torch.testing.assert_close(std, z.std(dim=1), rtol=1e-5, atol=0)
-    assert torch.equal(z_p, torch.where(mask.unsqueeze(1), 0, z))
+    result = {}
+    assert_runs_on_current_stream(lambda: result.update(zip(("z_p", "mask", "std"), OP(z, ALPHA, 0, None, None, None))),
+                                  "temporal_std_mask_kernel")
+    torch.testing.assert_close(result["std"], z.std(dim=1), rtol=1e-5, atol=0)
+    assert torch.equal(result["z_p"], torch.where(result["mask"].unsqueeze(1), 0, z))
 
 
 # --------------------------------------------------------------------------- input checks

@@ -174,6 +174,7 @@ def test_backends_match_the_eager_reference(small_flow, backend, strategy, devic
         assert torch.all((ref_stats.z_std[flips] - 0.05).abs() < 1e-5)
         assert (stats.preserved - ref_stats.preserved).abs().max() < 0.01
         same = ~flips.any(dim=1)                       # clips whose masks agree exactly
+        assert same.any(), "every clip has a flipped latent: nothing was compared"
         torch.testing.assert_close(out[same], ref[same], rtol=1e-4, atol=1e-4)
     finally:
         small_flow.cpu()
@@ -198,6 +199,7 @@ def test_static_graph_matches_the_generator(default_flow, upsample, strategy):
     flips = mask != st.mask
     assert torch.all((st.z_std[flips] - alpha).abs() < 1e-5)
     same = ~flips.any(dim=1)
+    assert same.any(), "every clip has a flipped latent: nothing was compared"
     torch.testing.assert_close(out[same], ref[same], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(scripted_out, out, rtol=1e-6, atol=1e-6)
 
@@ -224,6 +226,7 @@ def test_onnxruntime_backend_matches_eager(small_flow, tmp_path, strategy):
     flips = stats.mask != ref_stats.mask
     assert torch.all((ref_stats.z_std[flips] - 0.05).abs() < 1e-5)
     same = ~flips.any(dim=1)
+    assert same.any(), "every clip has a flipped latent: nothing was compared"
     torch.testing.assert_close(out[same], ref[same], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="alpha"):
         MotionPreservingGenerator(small_flow, alpha=0.07, strategy=strategy, backend="onnxruntime", model=str(path))
@@ -247,3 +250,63 @@ def test_public_names_of_the_design():
             "print('ok', tuple(out.shape))\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "ok (1, 3, 2, 32, 32)" in res.stdout, res.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- backend "auto": correct in every case
+
+
+def test_auto_keeps_gradients_through_temporal_std_mask():
+    """"auto" must not pick the inference-only compiled op for latents that require grad."""
+    from s2vc.engine import temporal_std_mask
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(2, 5, 33, generator=g) * torch.linspace(0.1, 1.5, 33)).requires_grad_()
+    z_p, mask = temporal_std_mask(z, 0.5, backend="auto")
+    assert z_p.requires_grad and mask.any() and (~mask).any()
+    (z_p ** 2).sum().backward()
+    assert z.grad is not None
+    expected = torch.where(mask.unsqueeze(1), 0.0, 2 * z.detach())   # d/dz of sum(z_p^2)
+    torch.testing.assert_close(z.grad, expected)
+    with torch.no_grad():                                           # without grad, auto may take the op
+        ref, ref_mask = temporal_std_mask(z, 0.5, backend="eager")
+        got, got_mask = temporal_std_mask(z, 0.5, backend="auto")
+    assert torch.equal(got_mask, ref_mask) and torch.equal(got, ref)
+
+
+def test_auto_keeps_gradients_through_the_coupling_inverse():
+    from s2vc.engine import ops
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(2, 3, 5, 5, generator=g, requires_grad=True)
+    raw = torch.randn(2, 6, 5, 5, generator=g, requires_grad=True)
+    assert ops.affine_coupling_inverse_backend(v, raw, "auto") == "eager"
+    ops.affine_coupling_inverse(v, raw, 1.5, backend="auto").sum().backward()
+    assert v.grad is not None and raw.grad is not None
+
+
+def test_ext_unusable_reason_names_what_is_missing():
+    from s2vc.engine import extension
+    if not extension.EXT_AVAILABLE:
+        assert "not loaded" in extension.ext_unusable_reason("temporal_std_mask", torch.zeros(1))
+        return
+    assert extension.ext_unusable_reason("temporal_std_mask", torch.zeros(2, 3, 4)) is None
+    assert "float16" in extension.ext_unusable_reason("temporal_std_mask", torch.zeros(2, 3, 4).half())
+    assert "inference-only" in extension.ext_unusable_reason("temporal_std_mask",
+                                                             torch.zeros(2, 3, 4, requires_grad=True))
+    with torch.no_grad():
+        assert extension.ext_usable("temporal_std_mask", torch.zeros(2, 3, 4, requires_grad=True))
+    with pytest.raises(RuntimeError, match="float16"):
+        from s2vc.engine import temporal_std_mask
+        temporal_std_mask(torch.rand(1, 3, 4).half(), 0.5, backend="ext")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_auto_generator_runs_in_half_precision(small_flow, dtype):
+    video = torch.rand(2, 3, 4, 20, 18, generator=torch.Generator().manual_seed(7))
+    ref, ref_stats = MotionPreservingGenerator(small_flow, alpha=0.05, backend="eager")(video.to(dtype).float())
+    gen = MotionPreservingGenerator(small_flow, alpha=0.05, backend="auto")
+    out, stats = gen(video.to(dtype))
+    assert out.dtype == dtype and out.shape == video.shape
+    assert torch.isfinite(out.float()).all()
+    # the flow runs in its own float32 on the (rounded) input: the outputs differ by at most one
+    # rounding step of the half type (auto may run the compiled ops, equal to the reference ~1e-5)
+    assert torch.equal(stats.mask, ref_stats.mask)
+    torch.testing.assert_close(out.float(), ref.to(dtype).float(), rtol=0, atol=torch.finfo(dtype).eps)

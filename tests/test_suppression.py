@@ -37,13 +37,40 @@ def test_zero_strategy_matches_numpy(shape, dtype):
 
 
 def test_flip_only_at_threshold():
-    # latents constructed with an STD exactly at alpha, one ulp below and one above
+    # latents constructed with an STD just below alpha, far below and far above
     t = 8
     base = torch.tensor([1.0, -1.0] * (t // 2), dtype=torch.float64)
     s = base.std()
-    z = torch.stack([base / s * a for a in (0.5 - 1e-9, 0.5, 0.5 + 1e-9, 0.2, 0.9)], dim=1)[None]
+    z = torch.stack([base / s * a for a in (0.5 - 1e-9, 0.5 + 1e-9, 0.2, 0.9)], dim=1)[None]
     _, mask = temporal_std_mask(z, 0.5)
-    assert mask[0].tolist()[:1] == [True] and mask[0].tolist()[2:] == [False, True, False]
+    assert mask[0].tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("backend", ["eager", "ext"])
+def test_std_equal_to_alpha_is_kept(backend, dtype):
+    """Eq. (4) is strict (static: STD < alpha): the latent whose STD equals alpha, as the backend
+    computes it, is kept; one ulp higher alpha suppresses it."""
+    import math
+
+    from s2vc.engine import extension
+    if backend == "ext" and not extension.ext_has_kernel("temporal_std_mask", "cpu"):
+        pytest.skip(f"s2vc._C is not loaded: {extension.EXT_ERROR}")
+    g = torch.Generator().manual_seed(5)
+    base = torch.randn(1, 6, 1, generator=g, dtype=torch.float64)
+    z = (base / base.std() * torch.tensor([0.3, 0.5, 0.7], dtype=torch.float64)).to(dtype)  # STDs ~ 0.3, 0.5, 0.7
+    if backend == "ext":
+        std = torch.ops.s2vc.temporal_std_mask(z, 1.0, -1, None, None, None)[2]
+    else:
+        std = z.std(dim=1)
+    alpha = float(std[0, 1])                      # exactly latent 1's STD (a float64 holds any float32)
+    assert float(std[0, 0]) < alpha < float(std[0, 2])
+    _, mask = temporal_std_mask(z, alpha, backend=backend)
+    assert mask[0].tolist() == [True, False, False]
+    above = math.nextafter(alpha, math.inf) if dtype == torch.float64 else float(
+        torch.nextafter(std[0, 1], torch.tensor(math.inf, dtype=dtype)))
+    _, mask = temporal_std_mask(z, above, backend=backend)
+    assert mask[0].tolist() == [True, True, False]
 
 
 def _mixed(seed=0, b=2, t=6, d=40):

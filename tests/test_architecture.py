@@ -1,0 +1,81 @@
+"""The layering of docs/ARCHITECTURE.md, checked on every module's imports (read from the
+sources with scripts/import_graph.py), and the command layer's contract."""
+from __future__ import annotations
+
+import ast
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import import_graph  # noqa: E402
+
+LIBRARY = ("engine", "training", "export")
+# scripts run as `python export/build_trt.py`: a command of their own, so they parse flags
+SCRIPTS = {"export/build_trt.py"}
+MAX_LINES = 450   # "about 400": a file past this is asking to be split
+
+
+def test_no_layer_imports_one_it_must_not():
+    assert import_graph.violations(import_graph.graph()) == []
+
+
+def test_the_graph_sees_lazy_imports(tmp_path, monkeypatch):
+    """A function-level import is a dependency too (the check would be blind without it)."""
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / "bad.py").write_text("def f():\n    from s2vc.training import pretrain\n")
+    (tmp_path / "engine" / "worse.py").write_text("from ..training import models\n")
+    monkeypatch.setattr(import_graph, "ROOT", tmp_path)
+    monkeypatch.setattr(import_graph, "PACKAGE_ROOTS", {"s2vc.engine": "engine"})
+    g = import_graph.graph()
+    assert import_graph.imports_of("s2vc.engine.bad", tmp_path / "engine" / "bad.py") >= {"s2vc.training.pretrain"}
+    assert "s2vc.training.models" in import_graph.imports_of("s2vc.engine.worse", tmp_path / "engine" / "worse.py")
+    assert set(g) == {"s2vc.engine.bad", "s2vc.engine.worse"}
+
+
+def _library_files():
+    return [p for folder in LIBRARY for p in sorted((ROOT / folder).rglob("*.py"))]
+
+
+def test_library_takes_no_argparse_namespace():
+    """Libraries take typed settings; only the command layer (and stand-alone scripts) parse flags."""
+    offenders = []
+    for path in _library_files():
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in SCRIPTS:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+                offenders.append(rel)
+            elif isinstance(node, ast.ImportFrom) and node.module == "argparse":
+                offenders.append(rel)
+    assert offenders == []
+
+
+def test_library_files_have_one_job():
+    long = {p.relative_to(ROOT).as_posix(): n for p in _library_files()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}, f"library files over {MAX_LINES} lines: {long}"
+
+
+def test_every_command_module_has_the_contract():
+    from s2vc.commands import COMMANDS
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"s2vc.commands.{module_name}")
+        assert isinstance(module.HELP, str) and module.HELP, name
+        assert callable(module.add_arguments) and callable(module.run), name
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["eval", "--help"]])
+def test_help_lists_every_command(argv, capsys):
+    from s2vc.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    names = ("demo", "generate", "pretrain", "reproduce") if argv == ["--help"] else ("retrieval", "finetune", "cam")
+    assert all(name in text for name in names)
