@@ -1,0 +1,195 @@
+"""The motion-preserved mirror of a dataset (s2vc generate --dataset) and pretraining keys read
+from it: windows, frame alignment, manifest checks and refusals, resume after kill -9, shards,
+corrupt videos."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from s2vc.engine import video_io
+from s2vc.training.datasets import build_dataset
+from s2vc.training.mirror import MirrorConfig, generate_mirror, generate_video, mirror_windows
+from s2vc.training.mirror_manifest import MirrorMismatchError, load_manifest
+from s2vc.training.synthetic import SyntheticSet
+
+TINY = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
+CLIP = {"frames": 4, "stride": 2, "decode_size": None}
+
+
+@pytest.mark.parametrize("n,frames,stride", [(12, 4, 2), (13, 4, 2), (7, 4, 1), (5, 4, 2), (4, 2, 2),
+                                             (30, 16, 2), (3, 4, 1), (9, 3, 3)])
+def test_windows_cover_every_frame_once_with_stride_apart_frames(n, frames, stride):
+    windows = mirror_windows(n, frames, stride)
+    covered = [i for w in windows for i in w]
+    assert set(covered) == set(range(n))
+    for w in windows:
+        assert len(w) >= 2 and all(b - a == stride for a, b in zip(w, w[1:]))
+        phase_len = len(range(w[0] % stride, n, stride))
+        assert len(w) == min(frames, phase_len)
+    # each frame's output comes from the first window that holds it: windows overlap only at a tail
+    assert len(covered) - n <= stride * (frames - 1)
+
+
+def test_windows_reject_what_has_no_temporal_std():
+    assert mirror_windows(3, 4, 2) == []                     # phase 1 would hold one frame
+    with pytest.raises(ValueError, match="frames >= 2"):
+        mirror_windows(10, 1, 1)
+
+
+def _cfg(tmp_path, out="mirror", **kw):
+    return MirrorConfig(dataset="synthetic", root=str(tmp_path / "set"), out=str(tmp_path / out), synthetic=TINY,
+                        progress=False, **{**CLIP, **kw})
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mirror")
+    report = generate_mirror(_cfg(tmp))
+    return tmp, report
+
+
+def test_mirror_has_the_dataset_layout_and_a_manifest(mirrored):
+    tmp, report = mirrored
+    manifest = load_manifest(report.out)
+    source = sorted(p.relative_to(tmp / "set").as_posix() for p in (tmp / "set" / "UCF-101").rglob("*.mp4"))
+    train = [line.split()[0] for line in (tmp / "set" / "ucfTrainTestlist" / "trainlist01.txt").read_text().split("\n")
+             if line]
+    assert sorted(manifest["videos"]) == sorted(f"UCF-101/{p}" for p in train)
+    assert set(manifest["videos"]) <= set(source)
+    assert (report.out / "ucfTrainTestlist" / "trainlist01.txt").read_text() == \
+        (tmp / "set" / "ucfTrainTestlist" / "trainlist01.txt").read_text()
+    for rel, entry in manifest["videos"].items():
+        assert (report.out / rel).is_file()
+        assert entry["frames"] == 12 and entry["windows"] == len(mirror_windows(12, 4, 2))
+        assert 0 <= entry["preserved"] <= 1
+    s = manifest["settings"]
+    assert (s["frames"], s["stride"], s["method"], s["dataset"]) == (4, 2, "s2vc", "synthetic")
+    assert report.written == len(train) and not report.skipped
+
+
+def test_mirror_frames_are_the_generator_output_on_its_windows(mirrored):
+    """Lossless: on every window, the written frames are the generator's (8-bit) output exactly."""
+    from s2vc.training.mirror import build_generator
+    tmp, report = mirrored
+    gen, _ = build_generator(_cfg(tmp))
+    rel = sorted(load_manifest(report.out)["videos"])[0]
+    source = video_io.read_video(tmp / "set" / rel)
+    written = video_io.read_video(report.out / rel)
+    direct, _, _ = generate_video(gen, source, 4, 2, batch=8)
+    assert torch.equal(written, direct)
+    for window in mirror_windows(len(source), 4, 2)[:1] + mirror_windows(len(source), 4, 2)[2:3]:
+        out, _ = gen(video_io.to_float_video(source[window])[None])      # a window no other overlaps
+        assert torch.equal(written[window], video_io.to_uint8_frames(out)[0])
+
+
+def test_pretraining_keys_come_from_the_mirror_at_the_key_clip_indices(mirrored):
+    tmp, report = mirrored
+    common = dict(root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, size=None, seed=5)
+    plain = build_dataset("synthetic", **common)
+    keyed = build_dataset("synthetic", keys={"path": report.out, "expect": {"frames": 4, "stride": 2}}, **common)
+    assert len(keyed) == len(plain)
+    for i in range(len(keyed)):
+        a, b = plain[i], keyed[i]
+        assert (a["start_q"], a["start_k"]) == (b["start_q"], b["start_k"])   # same draws
+        assert torch.equal(a["q"], b["q"])                                     # the query is the original
+        mirror_video = video_io.read_video(keyed.key_videos[i])
+        want = video_io.to_float_video(mirror_video[b["start_k"]:b["start_k"] + keyed.span:2])
+        assert torch.equal(b["k"], want) and not torch.equal(b["k"], a["k"])
+
+
+def test_keys_refused_when_the_mirror_does_not_match(mirrored, tmp_path):
+    tmp, report = mirrored
+    common = dict(root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, size=None)
+    with pytest.raises(MirrorMismatchError, match="stride=2.*stride=3|generated with stride"):
+        build_dataset("synthetic", keys={"path": report.out, "expect": {"stride": 3}}, **common)
+    with pytest.raises(MirrorMismatchError, match="alpha"):
+        build_dataset("synthetic", keys={"path": report.out, "expect": {"alpha": 0.123}}, **common)
+    with pytest.raises(MirrorMismatchError, match="no mirror manifest"):
+        build_dataset("synthetic", keys={"path": tmp_path, "expect": {}}, **common)
+    with pytest.raises(MirrorMismatchError, match="lacks"):               # the test split is not mirrored
+        build_dataset("synthetic", split="test", keys={"path": report.out, "expect": {}}, **common)
+
+
+def test_rerun_with_other_settings_is_refused_and_same_settings_reuse(mirrored):
+    tmp, report = mirrored
+    with pytest.raises(MirrorMismatchError, match="alpha"):
+        generate_mirror(_cfg(tmp, alpha=0.3))
+    again = generate_mirror(_cfg(tmp))
+    assert again.written == 0 and again.reused == report.written and again.manifest is not None
+
+
+def _video_bytes(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "UCF-101").rglob("*.mp4"))}
+
+
+def test_sharded_generation_equals_unsharded(mirrored):
+    tmp, report = mirrored
+    first = generate_mirror(_cfg(tmp, out="sharded", shard=(1, 2)))
+    assert first.manifest is None                                  # shard 0 has not run yet
+    second = generate_mirror(_cfg(tmp, out="sharded", shard=(0, 2)))
+    assert second.manifest is not None and first.written + second.written == report.written
+    assert _video_bytes(tmp / "sharded") == _video_bytes(report.out)
+    merged, whole = load_manifest(tmp / "sharded"), load_manifest(report.out)
+    assert {k: v["preserved"] for k, v in merged["videos"].items()} == \
+        {k: v["preserved"] for k, v in whole["videos"].items()}
+
+
+SLOW_RUN = """
+import sys, time
+import s2vc.training.mirror as m
+one = m._mirror_one
+def slow(*a, **k):
+    entry = one(*a, **k)
+    time.sleep(1.0)           # time for the test to kill this process between two videos
+    return entry
+m._mirror_one = slow
+from s2vc.training.synthetic import SyntheticSet
+m.generate_mirror(m.MirrorConfig(dataset="synthetic", root=sys.argv[1], out=sys.argv[2],
+                  synthetic=SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12),
+                  frames=4, stride=2, decode_size=None, progress=False))
+"""
+
+
+def test_resume_after_kill_gives_the_same_mirror(mirrored):
+    tmp, report = mirrored
+    out = tmp / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_RUN, str(tmp / "set"), str(out)])
+    part = out / ".parts" / "part-0000-of-0001.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if part.exists() and part.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "manifest.json").exists()
+    resumed = generate_mirror(_cfg(tmp, out="killed"))
+    assert resumed.reused >= 1 and resumed.written == report.written - resumed.reused
+    assert _video_bytes(out) == _video_bytes(report.out)
+
+
+def test_corrupt_video_is_skipped_listed_and_counted(tmp_path):
+    cfg = _cfg(tmp_path)
+    from s2vc.training.datasets import dataset_root
+    root = dataset_root("synthetic", cfg.root, synthetic=TINY)
+    victim = sorted((root / "UCF-101").rglob("*_g02_c01.mp4"))[0]
+    victim.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"broken" * 50)
+    report = generate_mirror(cfg)
+    rel = victim.relative_to(root).as_posix()
+    assert list(report.skipped) == [rel] and "cannot decode" in report.skipped[rel]
+    manifest = load_manifest(report.out)
+    assert rel in manifest["skipped"] and rel not in manifest["videos"]
+    assert not (report.out / rel).exists()
+    keyed = build_dataset("synthetic", root=cfg.root, synthetic=TINY, frames=4, stride=2, size=None,
+                          keys={"path": report.out, "expect": {}})
+    assert victim not in [r.path for r in keyed.records]
+    assert json.loads((report.out / "mirror.json").read_text())["dataset"] == "synthetic"
