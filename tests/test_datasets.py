@@ -160,7 +160,7 @@ def test_cached_videos_give_the_same_clips(ucf):
         assert (a["start_q"], a["start_k"]) == (b["start_q"], b["start_k"])
         assert torch.equal(a["q"], b["q"]) and torch.equal(a["k"], b["k"])
     assert sorted(kinds) == ["cannot decode", "too short"]
-    assert len(cached._videos) == len(plain) - 1      # all but the one that cannot be decoded
+    assert len(cached.video_cache) == len(plain) - 1      # all but the one that cannot be decoded
     windows = cached.eval_clips(0, 3, 0.5)
     assert torch.equal(windows["clips"], plain.eval_clips(0, 3, 0.5)["clips"])
 

@@ -5,6 +5,8 @@ at the default parameters without encoding; what touches files builds a small se
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -15,9 +17,12 @@ import pytest
 
 from s2vc.engine.video_io import read_video
 from s2vc.training import synthetic as syn
+from s2vc.training import synthetic_render
 from s2vc.training.datasets import build_dataset
 
-SMALL = dict(seed=1, classes=len(syn.CLASS_NAMES), train_per_class=2, test_per_class=1, frames=20, size=64)
+SMALL_SET = syn.SyntheticSet(seed=1, classes=len(syn.CLASS_NAMES), train_per_class=2, test_per_class=1,
+                             frames=20, size=64)
+SMALL = SMALL_SET.kwargs()
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +71,15 @@ def test_deterministic_and_cached(small_set, tmp_path):
     assert not list(tmp_path.glob(".*"))
 
 
+def test_one_set_of_defaults():
+    # the functions that take a set's parameters default to SyntheticSet's defaults
+    defaults = syn.SyntheticSet().kwargs()
+    assert defaults["test_per_class"] == 30 and defaults["train_per_class"] == 20
+    for fn in (syn.sample_specs, syn.cache_name, syn.make_static_bias_set):
+        params = inspect.signature(fn).parameters
+        assert {k: params[k].default for k in defaults} == defaults, fn.__name__
+
+
 def test_refuses_to_replace_a_foreign_folder(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
@@ -77,7 +91,7 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path):
 def test_read_back_through_build_dataset(small_set, tmp_path):
     looks = syn.load_looks(small_set)
     for split, count in (("train", 2), ("test", 1)):
-        ds = build_dataset("synthetic", small_set, split, size=None, synthetic_kwargs=SMALL,
+        ds = build_dataset("synthetic", small_set, split, size=None, synthetic=SMALL_SET,
                            frames=16, stride=1)
         assert ds.classes == list(syn.CLASS_NAMES) and len(ds) == count * len(syn.CLASS_NAMES)
         for r in ds.records:
@@ -85,9 +99,9 @@ def test_read_back_through_build_dataset(small_set, tmp_path):
         item = ds[len(ds) - 1]
         assert item["q"].shape == (3, 16, 64, 64) and item["label"] == len(syn.CLASS_NAMES) - 1
     # no root: built once in the cache, one folder per parameter set
-    kw = dict(SMALL, classes=2)
-    ds = build_dataset("synthetic", cache_dir=tmp_path, synthetic_kwargs=kw, size=32, frames=8)
-    assert ds.records[0].path.is_relative_to(tmp_path / "synthetic" / syn.cache_name(**kw))
+    two_classes = dataclasses.replace(SMALL_SET, classes=2)
+    ds = build_dataset("synthetic", cache_dir=tmp_path, synthetic=two_classes, size=32, frames=8)
+    assert ds.records[0].path.is_relative_to(tmp_path / "synthetic" / syn.cache_name(**two_classes.kwargs()))
     assert ds[0]["q"].shape == (3, 8, 32, 32)
 
 
@@ -149,7 +163,7 @@ def test_no_class_is_the_mirror_image_of_another():
 
 def test_shapes_are_flip_symmetric():
     for shape in syn.SHAPES:
-        m = syn._shape_mask(shape, 31.5, 30.2, 9.0, 64)  # x centre on the flip axis
+        m = synthetic_render.shape_mask(shape, 31.5, 30.2, 9.0, 64)  # x centre on the flip axis
         assert m.any() and (m == m[:, ::-1]).all(), shape
 
 
@@ -205,7 +219,7 @@ def test_looks_tied_to_class_in_train_only():
 
 
 def test_motion_does_not_depend_on_bias():
-    a, b = syn.sample_specs(bias="strong"), syn.sample_specs(bias="mild")
+    a, b = (syn.sample_specs(bias=bias, test_per_class=10) for bias in ("strong", "mild"))
     assert all(np.array_equal(x.centre, y.centre) and np.array_equal(x.radius, y.radius) for x, y in zip(a, b))
 
 

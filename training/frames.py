@@ -17,9 +17,8 @@ import torch.nn.functional as F
 
 from s2vc.engine import video_io
 from s2vc.engine.samples import sample_images, sample_videos
+from s2vc.engine.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 SAMPLES = "samples"   # --data samples: the real media that installed packages ship
 
 
@@ -41,7 +40,7 @@ def collect_media(paths: list[str]) -> list[Path]:
             continue
         path = Path(p)
         if path.is_dir():
-            found += sorted(f for f in path.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
+            found += sorted(f for f in path.rglob("*") if f.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)
         elif path.is_file():
             found.append(path)
         else:
