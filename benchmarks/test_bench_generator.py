@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s2vc.bench import bench_flow
+from s2vc.engine.bench import bench_flow
 from s2vc.engine.generator import MotionPreservingGenerator
 
 from conftest import DEVICES, ext_ready, sync
@@ -34,7 +34,7 @@ def test_generator(benchmark, variant, config, device):
         pytest.skip(f"s2vc._C lacks {device} kernels")
     batch = 1 if (config == "paper64" and device == "cpu") else 8
     flow = _flow(config)
-    gen = MotionPreservingGenerator(flow, alpha=float(flow.meta.get("alpha", 0.5)), backend=variant).to(device)
+    gen = MotionPreservingGenerator(flow, backend=variant).to(device)   # alpha: the flow's (resolve_alpha)
     video = torch.rand(batch, 3, 16, 112, 112, device=device)
     gen(video)                                     # warm-up (and compilation for "compile")
     sync(device)

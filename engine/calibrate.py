@@ -1,35 +1,42 @@
 """α calibration: how many latents a flow keeps at each α, and the α that keeps a given fraction.
 
 The paper keeps 22.7% of latents at α = 0.5 with its own flow; another flow (another size or
-training) keeps another fraction at the same α, so α is chosen per flow:
+training) keeps another fraction at the same α, so α is chosen per flow (``s2vc calibrate``):
 
-    s2vc calibrate [VIDEO ...] [--flow CKPT] [--preserve 0.227] [--write]
+    cal = calibrate(checkpoint_path, videos, preserve=0.227, clip_len=16, size=112)
+    cal.alpha, cal.table                    # the alpha for 22.7%; (alpha, preserved fraction) rows
+    write_alpha(checkpoint_path, cal)       # record it in the checkpoint's meta["alpha"]
 
-Windows of ``--clip-len`` frames of the videos (default: the sample videos installed packages
-ship) are pooled to the flow's resolution and encoded; each latent's temporal STD is kept. The
-preserved fraction at α is the share of STDs >= α. ``--write`` records the α for ``--preserve``
-in the checkpoint's meta["alpha"] (weights and their hash untouched), which ``generate``, ``demo``
-and ``pretrain`` use by default.
+Windows of ``clip_len`` frames of the videos are pooled to the flow's resolution and encoded;
+each latent's temporal STD is kept. The preserved fraction at α is the share of STDs >= α.
+``write_alpha`` records the α in the checkpoint's meta["alpha"] (weights and their hash
+untouched), which ``generate``, ``demo`` and ``pretrain`` use by default (``resolve_alpha``).
 """
 from __future__ import annotations
 
-import argparse
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from . import video_io
-from .checkpoint import atomic_torch_save, default_checkpoint_path, flow_from_checkpoint
-from .samples import require_sample_videos
+from .checkpoint import (FORMAT, CheckpointError, atomic_torch_save, default_checkpoint_path,
+                         flow_from_checkpoint, read_checkpoint)
 from .suppression import alpha_for_preserved_fraction
 
 DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
+DEFAULT_PRESERVE = 0.227      # the paper's fraction of latents kept at its alpha = 0.5
 
 
 @torch.no_grad()
 def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 112, max_windows: int = 8) -> torch.Tensor:
-    """Temporal STDs (N, D) of the latents of up to ``max_windows`` windows per video."""
+    """Temporal STDs float (N, D) of the latents of up to ``max_windows`` windows of ``clip_len``
+    frames per video (frames decoded at shorter side ``size``); N windows in all, D latents."""
+    if clip_len < 2:
+        raise ValueError(f"clip_len must be >= 2 frames (the temporal STD needs two), got {clip_len}")
     prepared = flow.prepare()
     stds = []
     for v in videos:
@@ -46,38 +53,55 @@ def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 112, max_window
 
 
 def preserved_fraction(stds: torch.Tensor, alpha: float) -> float:
+    """The share (in [0, 1]) of the STDs ``stds`` (any shape) that are >= ``alpha``."""
     return float((stds >= alpha).float().mean())
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("videos", nargs="*", metavar="VIDEO", help="default: the sample videos installed packages ship")
-    p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
-    p.add_argument("--preserve", type=float, default=0.227, help="fraction of latents to keep")
-    p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
-    p.add_argument("--clip-len", type=int, default=16)
-    p.add_argument("--size", type=int, default=112)
-    p.add_argument("--write", action="store_true", help="store the alpha in the checkpoint's meta")
-    return p
+@dataclass
+class Calibration:
+    """What ``calibrate`` measured: ``alpha`` keeps ``preserve`` of the latents; ``table`` the
+    (alpha, preserved fraction) of each alpha asked about; ``windows`` the clips measured."""
+
+    checkpoint: Path
+    videos: list[Path]
+    clip_len: int
+    size: int
+    windows: int
+    preserve: float
+    alpha: float
+    table: list[tuple[float, float]]
+
+    def record(self) -> dict:
+        """How the alpha was found, as stored in the checkpoint's meta["alpha_calibration"]."""
+        return {"preserve": self.preserve, "videos": [v.name for v in self.videos],
+                "clip_len": self.clip_len, "size": self.size, "windows": self.windows}
 
 
-def main(args: argparse.Namespace) -> int:
-    path = Path(args.flow) if args.flow else default_checkpoint_path()
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    flow = flow_from_checkpoint(ckpt, str(path))
-    videos = [Path(v) for v in args.videos] or require_sample_videos()
-    stds = latent_stds(flow, videos, clip_len=args.clip_len, size=args.size)
-    print(f"{path.name}: {len(stds)} windows of {args.clip_len} frames from {len(videos)} videos")
-    print("alpha   preserved")
-    for a in args.alphas:
-        print(f"{a:<7g} {100 * preserved_fraction(stds, a):6.1f}%")
-    alpha = alpha_for_preserved_fraction(stds, args.preserve)
-    print(f"alpha = {alpha:.4f} preserves {100 * args.preserve:.1f}% of latents")
-    if args.write:
-        if ckpt.get("format") != "s2vc-flow":
-            raise SystemExit("calibrate --write: only project checkpoints carry meta (save it with s2vc.engine.save_flow)")
-        ckpt["meta"]["alpha"] = alpha
-        ckpt["meta"]["alpha_calibration"] = {"preserve": args.preserve, "videos": [v.name for v in videos],
-                                             "clip_len": args.clip_len, "size": args.size, "windows": len(stds)}
-        atomic_torch_save(ckpt, path)
-        print(f"written to {path} meta['alpha']")
-    return 0
+def calibrate(checkpoint: str | os.PathLike | None, videos: Sequence[str | os.PathLike], *,
+              preserve: float = DEFAULT_PRESERVE, alphas: Sequence[float] = DEFAULT_ALPHAS,
+              clip_len: int = 16, size: int = 112) -> Calibration:
+    """Measure the flow at ``checkpoint`` (None: the bundled one) on ``videos``: the preserved
+    fraction at each of ``alphas`` and the alpha that keeps ``preserve`` (in (0, 1))."""
+    if not 0.0 < preserve < 1.0:        # checked before the videos are decoded
+        raise ValueError(f"the preserved fraction must be in (0, 1), got {preserve}")
+    path = Path(checkpoint) if checkpoint else default_checkpoint_path()
+    flow = flow_from_checkpoint(read_checkpoint(path), str(path))
+    videos = [Path(v) for v in videos]
+    stds = latent_stds(flow, videos, clip_len=clip_len, size=size)
+    return Calibration(checkpoint=path, videos=videos, clip_len=clip_len, size=size, windows=len(stds),
+                       preserve=preserve, alpha=alpha_for_preserved_fraction(stds, preserve),
+                       table=[(float(a), preserved_fraction(stds, a)) for a in alphas])
+
+
+def write_alpha(calibration: Calibration) -> Path:
+    """Record ``calibration.alpha`` in its checkpoint's meta["alpha"] (and how it was found in
+    meta["alpha_calibration"]); the weights and their hash are untouched. Returns the path."""
+    path = calibration.checkpoint
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: only s2vc flow checkpoints carry meta, this is an AdvFlow state_dict "
+                              "(save it with s2vc.engine.save_flow first)")
+    ckpt.setdefault("meta", {})["alpha"] = calibration.alpha
+    ckpt["meta"]["alpha_calibration"] = calibration.record()
+    atomic_torch_save(ckpt, path)
+    return path

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 import tempfile
+import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -137,13 +139,32 @@ def infer_advflow_config(sd: Mapping[str, torch.Tensor]) -> FlowConfig:
 
 
 # -- loading ------------------------------------------------------------------------------------
-def _read(path: Path) -> Any:
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """The object saved at ``path`` (``torch.load(..., weights_only=True)`` on the CPU); a missing
+    file raises ``FileNotFoundError``, one torch cannot read a ``CheckpointError`` in one line."""
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"flow checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a corrupt or foreign file
-        raise CheckpointError(f"could not read flow checkpoint {path}: {type(e).__name__}: {e}") from e
+        raise CheckpointError(f"could not read flow checkpoint {path}: {_unreadable_reason(path, e)} (expected a "
+                              "file from torch.save: an s2vc flow checkpoint or an AdvFlow state_dict)") from e
+
+
+def _unreadable_reason(path: Path, exc: Exception) -> str:
+    """A short reason why ``torch.load(path, weights_only=True)`` failed; torch's own message
+    runs to many lines of advice about ``weights_only``, which is kept on for safety."""
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if isinstance(exc, pickle.UnpicklingError) and "Weights only load failed" in str(exc):
+        if zipfile.is_zipfile(path):
+            return "it holds objects other than tensors and plain containers, which a safe load refuses"
+        return "it is not (a complete) torch.save archive"
+    if not zipfile.is_zipfile(path):
+        return "it is not (a complete) torch.save archive"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"torch could not read it ({type(exc).__name__}: {first[:120]})"
 
 
 def _load_into(flow: AdvFlow, sd: Mapping[str, torch.Tensor], source: str) -> AdvFlow:
@@ -201,5 +222,5 @@ def flow_from_checkpoint(obj: Any, source: str = "checkpoint") -> AdvFlow:
 def load_flow(path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> AdvFlow:
     """Load a flow in eval mode. ``path=None`` gives the bundled default checkpoint."""
     path = Path(path) if path is not None else default_checkpoint_path()
-    flow = flow_from_checkpoint(_read(path), source=str(path))
+    flow = flow_from_checkpoint(read_checkpoint(path), source=str(path))
     return flow.to(device) if device is not None else flow

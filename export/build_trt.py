@@ -21,7 +21,7 @@ try:
     from s2vc.export.trt_builder import main
 except ImportError as exc:  # the message is the point; a traceback would bury it
     sys.exit(f"build_trt: cannot import s2vc ({exc}); install the project first: "
-             "pip install -e . --no-build-isolation")
+             "pip install -e .")
 
 if __name__ == "__main__":
     sys.exit(main())

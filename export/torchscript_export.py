@@ -17,7 +17,7 @@ import torch
 
 from s2vc.engine.graph import GeneratorGraph
 
-from .onnx_export import generator_metadata
+from .export_meta import generator_metadata
 
 
 def export_torchscript(flow, path: str | os.PathLike, *, alpha: float, strategy: str, height: int, width: int,

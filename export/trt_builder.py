@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -153,7 +154,8 @@ class EngineBuilder:
         builder = EngineBuilder(workspace_gb=4)
         builder.create_network("gen.onnx")
         builder.add_profile({"video": ((1, 3, 2, 64, 64), (8, 3, 16, 64, 64), (16, 3, 32, 64, 64))})
-        builder.create_engine("gen.engine", timing_cache="trt.cache")
+        builder.use_timing_cache("trt.cache")          # optional; refused caches raise here
+        Path("gen.engine").write_bytes(builder.create_engine())
     """
 
     def __init__(self, *, workspace_gb: float = 4.0, tf32: bool = False, verbose: bool = False):
@@ -217,24 +219,103 @@ class EngineBuilder:
         if self.config.add_optimization_profile(profile) < 0:
             raise EngineBuildError("TensorRT refused the optimisation profile: " + "; ".join(self.logger.errors))
 
-    def create_engine(self, engine_path: str | Path, *, timing_cache: str | Path | None = None) -> Path:
-        """Build, write ``engine_path``, and update the timing cache file when one is given."""
-        engine_path = Path(engine_path)
-        if timing_cache is not None:
-            timing_cache = Path(timing_cache)
-            data = timing_cache.read_bytes() if timing_cache.is_file() else b""
-            cache = self.config.create_timing_cache(data)
-            self.config.set_timing_cache(cache, False)          # False: refuse a mismatched cache
+    def use_timing_cache(self, timing_cache: str | Path) -> None:
+        """Load ``timing_cache`` (when the file exists) into the config, BEFORE building: a cache
+        TensorRT refuses (made on another GPU or TensorRT version, or not a cache) raises
+        ``EngineBuildError`` here instead of surfacing after an engine was written."""
+        path = Path(timing_cache)
+        data = path.read_bytes() if path.is_file() else b""
+        cache = self.config.create_timing_cache(data)
+        accepted = None if cache is None else self.config.set_timing_cache(cache, ignore_mismatch=False)
+        check_timing_cache_accepted(cache is not None, accepted, path, self.logger.errors)
+
+    def create_engine(self) -> bytes:
+        """Build and return the serialized engine (nothing is written)."""
         serialized = self.builder.build_serialized_network(self.network, self.config)
         if serialized is None:
             raise EngineBuildError("TensorRT could not build the engine:\n  " + "\n  ".join(
                 self.logger.errors or ["(no error message; rerun with --verbose)"]))
-        engine_path.parent.mkdir(parents=True, exist_ok=True)
-        engine_path.write_bytes(bytes(serialized))
-        if timing_cache is not None:
-            timing_cache.parent.mkdir(parents=True, exist_ok=True)
-            timing_cache.write_bytes(bytes(self.config.get_timing_cache().serialize()))
-        return engine_path
+        return bytes(serialized)
+
+    def timing_cache_bytes(self) -> bytes:
+        return bytes(self.config.get_timing_cache().serialize())
+
+
+# -- checks and writes that need no TensorRT (unit-tested without it) ----------------------------
+
+def check_timing_cache_accepted(created: bool, accepted: bool | None, path: Path,
+                                errors: Sequence[str] = ()) -> None:
+    """Raise ``EngineBuildError`` when TensorRT could not read the timing cache file ``path``
+    (``created`` False) or refused it (``config.set_timing_cache(cache, ignore_mismatch=False)``
+    returned False: it was made on another GPU or with another TensorRT)."""
+    detail = f" (TensorRT: {errors[-1]})" if errors else ""
+    if not created:
+        raise EngineBuildError(f"the timing cache {path} is not a TensorRT timing cache{detail}; delete it "
+                               "(it is rewritten after the build) or pass another file")
+    if accepted is False:
+        raise EngineBuildError(f"the timing cache {path} was refused: it was made on another GPU or with another "
+                               f"TensorRT version{detail}. Nothing was built; delete it (it is rewritten "
+                               "after the build) or pass a cache made on this GPU")
+
+
+def network_precision(dtype: str) -> str:
+    """"fp16" / "fp32" from a TensorRT input dtype name ("DataType.HALF", "DataType.FLOAT")."""
+    name = str(dtype).upper().rsplit(".", 1)[-1]
+    precisions = {"HALF": "fp16", "FLOAT": "fp32"}
+    if name not in precisions:
+        raise EngineBuildError(f"expected a network input of TensorRT type HALF or FLOAT, got {dtype}")
+    return precisions[name]
+
+
+def validate_engine_metadata(engine_meta: Mapping, onnx_meta: Mapping) -> None:
+    """Raise ``EngineBuildError`` when the metadata to write beside an engine is wrong: the
+    precision of the network differs from the export's, the profile misses an input or has
+    min <= opt <= max broken, a field is missing, or it is not JSON."""
+    missing = [k for k in ("tensorrt_version", "precision", "profile", "gpu", "compute_capability", "inputs")
+               if not engine_meta.get(k)]
+    if missing:
+        raise EngineBuildError(f"engine metadata lacks {missing}")
+    if engine_meta["precision"] != onnx_meta.get("precision"):
+        raise EngineBuildError(f"the network's inputs are {engine_meta['precision']} but the ONNX metadata says "
+                               f"{onnx_meta.get('precision')}: export again, or check the export's metadata")
+    profile = engine_meta["profile"]
+    absent = [name for name in onnx_meta.get("inputs", ()) if name not in profile]
+    if absent:
+        raise EngineBuildError(f"the optimisation profile has no shapes for the inputs {absent}; it has "
+                               f"{sorted(profile)}")
+    for name, shapes in profile.items():
+        lo, opt, hi = shapes["min"], shapes["opt"], shapes["max"]
+        if not len(lo) == len(opt) == len(hi) or not all(a <= b <= c for a, b, c in zip(lo, opt, hi)):
+            raise EngineBuildError(f"profile of {name!r}: expected min <= opt <= max per dimension, got "
+                                   f"{lo}, {opt}, {hi}")
+    try:
+        json.dumps(dict(engine_meta))
+    except (TypeError, ValueError) as exc:
+        raise EngineBuildError(f"engine metadata is not JSON-serialisable: {exc}") from None
+
+
+def write_atomically(files: Mapping[Path, bytes]) -> None:
+    """Write every file under a temporary name in its folder, then rename each over its target,
+    so that a reader never sees half a file. Targets that exist are removed first (the last one
+    given, e.g. the metadata, first), so that a crash between renames leaves a missing file (which
+    the runtime refuses), never a new engine paired with old metadata."""
+    temps = {}
+    try:
+        for path, data in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            temps[path] = tmp
+        for path in reversed(list(files)):
+            path.unlink(missing_ok=True)
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -248,20 +329,24 @@ def _sha256(path: Path) -> str:
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, batch: Sequence[int] = DEFAULT_BATCH,
                  frames: Sequence[int] = DEFAULT_FRAMES, workspace_gb: float = 4.0, tf32: bool = False,
                  timing_cache: str | Path | None = None, verbose: bool = False) -> Path:
-    """Build ``engine_path`` and ``engine_path + '.json'`` from an s2vc ONNX export."""
+    """Build ``engine_path`` and ``engine_path + '.json'`` from an s2vc ONNX export.
+
+    Everything that can be checked is checked before the (minutes-long) build and before anything
+    is written: the timing cache, the precision and the metadata; the engine and its metadata are
+    then written atomically, and the timing cache after them.
+    """
+    import torch
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     meta = read_onnx_metadata(onnx_path)
     builder = EngineBuilder(workspace_gb=workspace_gb, tf32=tf32, verbose=verbose)
     builder.create_network(onnx_path)
     builder.add_profile(profile_shapes(meta, batch, frames))
-    builder.create_engine(engine_path, timing_cache=timing_cache)
-    import torch
-    trt = builder.trt
+    if timing_cache is not None:
+        builder.use_timing_cache(timing_cache)
     engine_meta = dict(meta)
-    first = meta["inputs"][0]
     engine_meta.update({
-        "tensorrt_version": trt.__version__,
-        "precision": "fp16" if "HALF" in builder.input_dtypes()[first].upper() else "fp32",
+        "tensorrt_version": builder.trt.__version__,
+        "precision": network_precision(builder.input_dtypes()[meta["inputs"][0]]),
         "strongly_typed": builder.strongly_typed,
         "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
                     for name, s in builder.profile_shapes.items()},
@@ -269,11 +354,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, batch: Seque
         "gpu": torch.cuda.get_device_name(), "compute_capability": "%d.%d" % torch.cuda.get_device_capability(),
         "workspace_gb": workspace_gb, "tf32": builder.tf32,
     })
-    if engine_meta["precision"] != meta["precision"]:
-        raise EngineBuildError(f"the network's input {first!r} is {engine_meta['precision']} but the ONNX metadata "
-                               f"says {meta['precision']}")
+    validate_engine_metadata(engine_meta, meta)
+    engine = builder.create_engine()
     meta_path = engine_path.with_name(engine_path.name + ".json")
-    meta_path.write_text(json.dumps(engine_meta, indent=2) + "\n")
+    write_atomically({engine_path: engine, meta_path: (json.dumps(engine_meta, indent=2) + "\n").encode()})
+    if timing_cache is not None:
+        write_atomically({Path(timing_cache): builder.timing_cache_bytes()})
     return engine_path
 
 
@@ -293,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except EngineBuildError as exc:
         print(f"build_trt: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:             # an unwritable --out or --timing-cache folder, a full disk
+        print(f"build_trt: cannot write the engine files: {exc}", file=sys.stderr)
         return 1
     print(f"build_trt: wrote {path} and {path.name}.json")
     return 0

@@ -89,6 +89,46 @@ def test_generate_with_no_video_uses_the_sample_videos(tmp_path, flow_path, monk
     assert set(seen) == {"bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"}
 
 
+def test_generate_files_is_a_library_call(tmp_path, flow_path):
+    """What the demo calls: a generator (alpha None -> the checkpoint's), then generate_files."""
+    from s2vc.engine import load_flow
+    from s2vc.engine.generate import build_generator, generate_files
+    good = _moving_video(tmp_path / "lib.mp4", t=10)
+    gen = build_generator(load_flow(flow_path), alpha=None)
+    assert gen.alpha == 0.05
+    done = []
+    results = generate_files([good], tmp_path / "o", gen, clip_len=8, size=40, progress=False, on_done=done.append)
+    assert [r.path.name for r in results] == ["lib.mp4"] and done == results
+    assert results[0].frames == 10 and 0 <= results[0].preserved <= 1
+    assert all(p.stat().st_size > 0 for p in results[0].outputs)
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):         # no on_error: the error is raised
+        generate_files([tmp_path / "missing.mp4"], tmp_path / "o", gen, progress=False)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--alpha", "-1"], "alpha must be a positive number .* got -1.0"),
+    (["--flow", "NOT_A_CKPT"], "could not read flow checkpoint .*clip.mp4: it is not .*torch.save archive"),
+    (["--flow", "MISSING"], "flow checkpoint not found: .*missing.pt"),
+    (["--preserve", "1.5"], r"preserved fraction must be in \(0, 1\), got 1.5"),
+])
+def test_generate_bad_input_is_one_line(tmp_path, flow_path, capsys, flags, expected):
+    import re
+    video = _moving_video(tmp_path / "clip.mp4", t=4)
+    flags = [{"NOT_A_CKPT": str(video), "MISSING": str(tmp_path / "missing.pt")}.get(f, f) for f in flags]
+    code = cli_main(["generate", str(video), "--out", str(tmp_path / "o"), "--no-progress", *flags]
+                    + ([] if "--flow" in flags else ["--flow", str(flow_path)]))
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("s2vc generate: error: ") and re.search(expected, err[0]), err
+
+
+def test_generate_missing_video_names_the_file(tmp_path, flow_path, capsys):
+    assert cli_main(["generate", str(tmp_path / "nope.avi"), "--out", str(tmp_path / "o"), "--flow",
+                     str(flow_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'nope.avi'}: no such file", "1 of 1 files failed"]
+
+
 def test_export_commands(tmp_path, flow_path):
     from s2vc.engine.engine_meta import read_onnx_metadata
     assert cli_main(["export", "onnx", "--out", str(tmp_path / "g.onnx"), "--flow", str(flow_path), "--height", "24",

@@ -37,8 +37,15 @@ def test_train_resume_and_load(tmp_path, capsys):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_no_input_files_is_a_clear_error(tmp_path):
+def test_no_input_files_is_a_clear_error(tmp_path, capsys):
     import pytest
+    from s2vc.training.flow_training import FlowTrainConfig, train_flow
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no video or image files"):
-        cli_main(["train-flow", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "f.pt")])
+    with pytest.raises(FileNotFoundError, match="no video or image files"):
+        train_flow(FlowTrainConfig(data=[str(tmp_path / "empty")], out=str(tmp_path / "f.pt")))
+    # the command: one line naming what was expected, exit 1
+    assert cli_main(["train-flow", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "f.pt")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no video or image files found in" in err[0] and "expected video/image" in err[0]
+    assert cli_main(["train-flow", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "f.pt")]) == 1
+    assert "no such file or folder" in capsys.readouterr().err

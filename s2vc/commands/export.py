@@ -1,10 +1,14 @@
 """``s2vc export {torchscript,onnx}``: the generator (or the flow's encoder/decoder) as files that
-the torchscript / onnxruntime / tensorrt backends run; ``python export/build_trt.py`` turns an
-ONNX export into a TensorRT engine."""
+the torchscript / onnxruntime / tensorrt backends run (``s2vc.export``); ``python
+export/build_trt.py`` turns an ONNX export into a TensorRT engine."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from s2vc.commands.common import UsageError
+
+HELP = "export the generator to TorchScript or ONNX (then export/build_trt.py)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -25,23 +29,24 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def main(args: argparse.Namespace) -> int:
-    from s2vc.engine import load_flow
-    flow = load_flow(args.flow)
+def run(args: argparse.Namespace) -> int:
+    from s2vc.engine.checkpoint import load_flow
     from s2vc.engine.suppression import resolve_alpha
-    alpha = resolve_alpha(flow, args.alpha)
-    common = dict(alpha=alpha, strategy=args.strategy, height=args.height, width=args.width,
-                  upsample=args.upsample, clamp=args.clamp, fp16=args.fp16)
+
+    if args.format == "torchscript" and args.what != "generator":
+        raise UsageError(f"s2vc export torchscript exports the generator only (--what generator), got --what {args.what}")
+    flow = load_flow(args.flow)
+    common = dict(alpha=resolve_alpha(flow, args.alpha), strategy=args.strategy, height=args.height,
+                  width=args.width, upsample=args.upsample, clamp=args.clamp, fp16=args.fp16)
     if args.format == "torchscript":
-        if args.what != "generator":
-            raise SystemExit("s2vc export torchscript: only --what generator")
-        from .torchscript_export import export_torchscript
+        from s2vc.export.torchscript_export import export_torchscript
         paths = [export_torchscript(flow, args.out, **common)]
     elif args.what == "flow":
-        from .onnx_export import export_flow_onnx
+        from s2vc.export.onnx_export import export_flow_onnx
         paths = list(export_flow_onnx(flow, args.out, fp16=args.fp16, exporter=args.exporter).values())
     else:
-        from .onnx_export import check_tensorrt_ops, export_generator_onnx
+        from s2vc.export.onnx_export import export_generator_onnx
+        from s2vc.export.trt_op_check import check_tensorrt_ops
         paths = [export_generator_onnx(flow, args.out, exporter=args.exporter, **common)]
         problems = check_tensorrt_ops(paths[0])
         print("TensorRT op check: " + ("every op supported" if not problems else "; ".join(problems)))

@@ -1,0 +1,37 @@
+"""``s2vc bench``: time the generator's backends on this machine and print the table
+(``s2vc.engine.bench``)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "time the generator's backends on this machine and print the table"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from s2vc.engine.bench import BACKENDS, CONFIGS
+
+    p.add_argument("--config", choices=(*CONFIGS, "all"), default="cpu32")
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--batch", type=int, default=None, help="clips per call (default 8; paper64 on CPU: 1)")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    return p
+
+
+def _export_onnx(*args, **kwargs):
+    """``export_generator_onnx``, imported when the onnxruntime row needs it (an ImportError
+    then skips that row with its reason)."""
+    from s2vc.export.onnx_export import export_generator_onnx
+    return export_generator_onnx(*args, **kwargs)
+
+
+def run(args: argparse.Namespace) -> int:
+    from s2vc.engine.bench import CONFIGS, format_table, run_bench
+
+    configs = list(CONFIGS) if args.config == "all" else [args.config]
+    rows = run_bench(configs, args.backends, batch=args.batch, frames=args.frames, size=args.size,
+                     repeats=args.repeats, device=args.device, export_onnx=_export_onnx)
+    print(format_table(rows, args.backends, frames=args.frames, size=args.size, device=args.device))
+    return 0

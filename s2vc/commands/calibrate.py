@@ -1,0 +1,39 @@
+"""``s2vc calibrate``: the preserved fraction of latents at each alpha for a flow, and the alpha
+that keeps ``--preserve`` of them (``s2vc.engine.calibrate``); ``--write`` records it in the
+checkpoint, where ``generate``, ``demo`` and ``pretrain`` find it."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "preserved fraction of latents vs alpha for a flow; the alpha for a fraction"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from s2vc.engine.calibrate import DEFAULT_ALPHAS, DEFAULT_PRESERVE
+
+    p.add_argument("videos", nargs="*", metavar="VIDEO", help="default: the sample videos installed packages ship")
+    p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
+    p.add_argument("--preserve", type=float, default=DEFAULT_PRESERVE, help="fraction of latents to keep")
+    p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
+    p.add_argument("--clip-len", type=int, default=16)
+    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--write", action="store_true", help="store the alpha in the checkpoint's meta")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from s2vc.engine.calibrate import calibrate, write_alpha
+    from s2vc.engine.samples import require_sample_videos
+
+    videos = [Path(v) for v in args.videos] or require_sample_videos()
+    cal = calibrate(args.flow, videos, preserve=args.preserve, alphas=args.alphas, clip_len=args.clip_len,
+                    size=args.size)
+    print(f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames from {len(videos)} videos")
+    print("alpha   preserved")
+    for alpha, fraction in cal.table:
+        print(f"{alpha:<7g} {100 * fraction:6.1f}%")
+    print(f"alpha = {cal.alpha:.4f} preserves {100 * cal.preserve:.1f}% of latents")
+    if args.write:
+        print(f"written to {write_alpha(cal)} meta['alpha']")
+    return 0
