@@ -1,17 +1,20 @@
-"""Evaluation: metrics on constructed features with known answers, the checkpoint loader, and
-retrieval / linear probe / temporal order end to end on a tiny synthetic set."""
+"""Evaluation: metrics on constructed features with known answers, the checkpoint loader (files,
+run folders, and what is neither), and retrieval / linear probe / temporal order end to end on a
+tiny synthetic set, through the typed library and through ``s2vc eval``."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
 import pytest
 import torch
 
+from s2vc.cli import main as cli_main
 from s2vc.training.datasets import build_dataset
-from s2vc.training.evaluate import (add_eval_arguments, assert_frozen_unchanged, extract_features, frame_permutation,
-                                    frozen_state, linear_probe, load_backbone, temporal_order_test)
+from s2vc.training.eval_common import EvalSettings, LinearEvalSettings
+from s2vc.training.evaluate import (assert_frozen_unchanged, evaluate_linear, evaluate_retrieval,
+                                    evaluate_temporal_order, extract_features, frame_permutation, frozen_state,
+                                    linear_probe, load_backbone, temporal_order_test)
 from s2vc.training.metrics import pearson, retrieval_recall, top1
 from s2vc.training.models import Encoder
 from s2vc.training.moco import MoCo
@@ -116,21 +119,49 @@ def test_load_backbone_refuses_another_backbone(tmp_path):
         load_backbone(tmp_path / "other.pt")
 
 
+def test_load_backbone_takes_a_pretrain_run_folder(tmp_path):
+    """Issue 11: `s2vc pretrain --out RUN` writes RUN/checkpoint.pt; RUN itself is accepted."""
+    run = tmp_path / "run"
+    run.mkdir()
+    moco = _checkpoint(run / "checkpoint.pt")
+    net = load_backbone(run)
+    ref = moco.encoder_q.backbone.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in net.state_dict().items())
+
+
+def test_load_backbone_refuses_what_is_not_a_checkpoint_in_one_line(tmp_path):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    with pytest.raises(ValueError) as info:
+        load_backbone(video)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {video} is not a pretrain checkpoint (expected RUN/checkpoint.pt")
+    assert "\n" not in message and "weights_only" not in message and len(message) < 400
+    with pytest.raises(FileNotFoundError, match="does not exist \\(expected RUN/checkpoint.pt"):
+        load_backbone(tmp_path / "missing.pt")
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(FileNotFoundError, match="folder without checkpoint.pt"):
+        load_backbone(tmp_path / "empty_run")
+
+
 # --- end to end ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
+    """A synthetic set of 16-frame videos (3 train, 2 test per class), read in UCF101's layout."""
+    from s2vc.training.synthetic import make_static_bias_set
     root = tmp_path_factory.mktemp("synthetic")
-    kw = dict(train_per_class=3, test_per_class=2, frames=16)
-    build_dataset("synthetic", root=root, synthetic_kwargs=kw)
-    return root, kw
+    make_static_bias_set(root, train_per_class=3, test_per_class=2, frames=16)
+    return root
+
+
+def _test_split(root):
+    return build_dataset("ucf101", root, "test", frames=4, stride=2, size=None, two_clips=False)
 
 
 def test_extract_features_one_per_video(tiny_set):
-    root, kw = tiny_set
-    ds = build_dataset("synthetic", root=root, split="test", frames=4, stride=2, size=None, two_clips=False,
-                       synthetic_kwargs=kw)
+    ds = _test_split(tiny_set)
     torch.manual_seed(0)
     net = Encoder("small").backbone
     state = frozen_state(net)
@@ -147,28 +178,62 @@ def test_extract_features_one_per_video(tiny_set):
     torch.testing.assert_close(feats[0], ref, rtol=1e-4, atol=1e-5)
 
 
-def test_eval_commands_end_to_end(tiny_set, tmp_path, capsys):
-    root, kw = tiny_set
+def _settings(root, ckpt, cls=EvalSettings, **kw):
+    return cls(checkpoint=str(ckpt), dataset="synthetic", root=str(root), frames=4, stride=2, size=32,
+               decode_size=32, num_clips=2, batch_size=8, workers=0, device="cpu", **kw)
+
+
+def test_eval_library_end_to_end(tiny_set, tmp_path):
+    root = tiny_set
     _checkpoint(tmp_path / "ckpt.pt")
-    parser = argparse.ArgumentParser()
-    add_eval_arguments(parser.add_subparsers(dest="what", required=True))
-    common = ["--checkpoint", str(tmp_path / "ckpt.pt"), "--dataset", "synthetic", "--root", str(root),
-              "--frames", "4", "--stride", "2", "--size", "32", "--decode-size", "32", "--num-clips", "2",
-              "--batch-size", "8", "--workers", "0", "--device", "cpu"]
+    r = evaluate_retrieval(_settings(root, tmp_path / "ckpt.pt", out=str(tmp_path / "retrieval.json")))
+    assert json.loads((tmp_path / "retrieval.json").read_text()) == r        # the JSON is the result
+    assert set(r["recall"]) == {"R@1", "R@5", "R@10", "R@20", "R@50"} and r["query_videos"] == 12
+    assert r["gallery_videos"] == 18 and r["recall"]["R@50"] == 1.0 and r["skipped"] == []
+    assert "R@1" in r.table and r.notes == []
+    linear = evaluate_linear(_settings(root, tmp_path / "ckpt.pt", LinearEvalSettings, epochs=5))
+    assert 0.0 <= linear["top1"] <= 1.0 and linear["num_classes"] == 6 and "top-1" in linear.table
+    t = evaluate_temporal_order(_settings(root, tmp_path / "ckpt.pt", LinearEvalSettings, epochs=5))
+    assert t["train_videos"] + t["test_videos"] == 12 and 0.0 <= t["top1"] <= 1.0
+    assert "chance 50.00" in t.table
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        EvalSettings(protocol="mean")
+    with pytest.raises(ValueError, match="labelled dataset.*folder dataset is unlabelled"):
+        EvalSettings(dataset="folder")
+
+
+def test_eval_commands_end_to_end(tiny_set, tmp_path, capsys):
+    root = tiny_set
+    run = tmp_path / "run"                        # what `s2vc pretrain --out RUN` leaves
+    run.mkdir()
+    _checkpoint(run / "checkpoint.pt")
+    common = ["--dataset", "synthetic", "--root", str(root), "--frames", "4", "--stride", "2", "--size", "32",
+              "--decode-size", "32", "--num-clips", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
     results = {}
-    for cmd, extra in (("retrieval", []), ("linear", ["--epochs", "5"]), ("temporal-order", ["--epochs", "5"])):
-        args = parser.parse_args([cmd, *common, *extra, "--out", str(tmp_path / f"{cmd}.json")])
-        args.synthetic_kwargs = kw
-        assert args.func(args) == 0
+    for cmd, ckpt, extra in (("retrieval", run / "checkpoint.pt", []), ("linear", run, ["--epochs", "5"]),
+                             ("temporal-order", run, ["--epochs", "5"])):
+        assert cli_main(["eval", cmd, "--checkpoint", str(ckpt), *common, *extra,
+                         "--out", str(tmp_path / f"{cmd}.json")]) == 0
         results[cmd] = json.loads((tmp_path / f"{cmd}.json").read_text())
     out = capsys.readouterr().out
     assert "R@1" in out and "top-1" in out and "chance 50.00" in out
     r = results["retrieval"]
-    assert set(r["recall"]) == {"R@1", "R@5", "R@10", "R@20", "R@50"} and r["query_videos"] == 12
-    assert r["gallery_videos"] == 18 and r["recall"]["R@50"] == 1.0 and r["skipped"] == []
-    assert 0.0 <= results["linear"]["top1"] <= 1.0 and results["linear"]["num_classes"] == 6
+    assert r["query_videos"] == 12 and r["gallery_videos"] == 18 and r["checkpoint"] == str(run / "checkpoint.pt")
+    assert results["linear"]["num_classes"] == 6 and results["linear"]["checkpoint"] == str(run)
     t = results["temporal-order"]
-    assert t["train_videos"] + t["test_videos"] == 12 and 0.0 <= t["top1"] <= 1.0
+    assert t["train_videos"] + t["test_videos"] == 12
+
+
+def test_eval_command_refuses_a_video_as_checkpoint_in_one_line(tiny_set, tmp_path, capsys):
+    """Issue 11: a path that is neither a checkpoint nor a run folder is one line, exit 1."""
+    video = sorted((tiny_set / "UCF-101").glob("*/*.mp4"))[0]
+    for given in (video, tmp_path / "missing", tmp_path):
+        assert cli_main(["eval", "retrieval", "--checkpoint", str(given), "--root", str(tiny_set)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"s2vc eval retrieval: error: checkpoint {given} ")
+        assert "(expected RUN/checkpoint.pt or a .pt file written by s2vc pretrain)" in err[0]
+    assert cli_main(["eval", "retrieval", "--root", str(tiny_set)]) == 1
+    assert "expected a pretrain checkpoint (--checkpoint)" in capsys.readouterr().err
 
 
 class RampVideos:
@@ -210,9 +275,7 @@ def test_temporal_order_on_order_sensitive_backbone():
 
 def test_skipped_videos_are_reported_and_left_out(tiny_set, tmp_path):
     from s2vc.training.datasets import ClipDataset, SkippedCounter, VideoRecord
-    root, kw = tiny_set
-    good = build_dataset("synthetic", root=root, split="test", frames=4, stride=2, size=None, two_clips=False,
-                         synthetic_kwargs=kw)
+    good = _test_split(tiny_set)
     junk = tmp_path / "junk.avi"
     junk.write_bytes(b"not a video")
     records = [good.records[0], VideoRecord(junk, 1, "junk"), good.records[1]]
@@ -226,9 +289,7 @@ def test_skipped_videos_are_reported_and_left_out(tiny_set, tmp_path):
 def test_concat_protocol_joins_the_windows_along_time(tiny_set):
     """The authors' variant: one long clip per video instead of the mean over windows."""
     from s2vc.training.transforms import eval_transform, normalize_clip
-    root, kw = tiny_set
-    ds = build_dataset("synthetic", root=root, split="test", frames=4, stride=2, size=None, two_clips=False,
-                       synthetic_kwargs=kw)
+    ds = _test_split(tiny_set)
     torch.manual_seed(0)
     net = Encoder("small").backbone.eval()
     feats, _ = extract_features(net, ds, num_clips=3, size=32, batch_size=4, protocol="concat")

@@ -22,8 +22,10 @@ from s2vc.training.transforms import ten_crop_transform
 
 
 def _run(argv):
+    """A command's run on parsed flags: its result (a dict), exceptions raised as they are."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    args.argv = argv
+    return args.run(args)
 
 
 # --- metrics and probes on constructed data ----------------------------------------------------
@@ -148,7 +150,8 @@ TINY = {"train_per_class": 3, "test_per_class": 6, "frames": 16}
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    root = build_dataset("synthetic", cache_dir=cache, synthetic_kwargs=TINY).records[0].path.parents[2]
+    from s2vc.training.synthetic import cache_name, make_static_bias_set
+    root = make_static_bias_set(cache / "synthetic" / cache_name(**TINY), **TINY)
     ckpt = tmp_path_factory.mktemp("ckpt") / "pretrain.pt"
     torch.manual_seed(0)
     torch.save({"model": MoCo(Encoder("small"), K=8).state_dict(), "config": {"backbone": "small"}}, ckpt)
@@ -177,7 +180,7 @@ def test_finetune_static_gain_and_cam_end_to_end(tiny, tmp_path, capsys):
     assert "resuming" in capsys.readouterr().err and (tmp_path / "ft.pt").stat().st_mtime_ns == before
     again = json.loads((tmp_path / "ft_again.json").read_text())
     assert again["history"] == res["history"] and again["top1"] == res["top1"]
-    with pytest.raises(SystemExit, match="other settings: epochs 2 -> 3"):
+    with pytest.raises(ValueError, match="other settings: epochs 2 -> 3"):
         _run(["eval", "finetune", "--checkpoint", str(ckpt), *c, "--epochs", "3", "--crops", "10",
               "--save", str(tmp_path / "ft.pt"), "--resume", "--no-progress"])
     # the from-scratch static model, then the gain of the finetuned model over it (a stand-in baseline)
@@ -199,7 +202,18 @@ def test_finetune_static_gain_and_cam_end_to_end(tiny, tmp_path, capsys):
     _run(["eval", "cam", str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "act"), "--frames", "8",
           "--size", "32"])
     assert json.loads((tmp_path / "act" / "cam.json").read_text())[0]["kind"] == "activation map"
-    with pytest.raises(SystemExit, match="needs a finetune checkpoint"):
+    run = tmp_path / "run"                            # a pretrain run folder holds RUN/checkpoint.pt
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(ckpt.read_bytes())
+    res = _run(["eval", "cam", str(video), "--checkpoint", str(run), "--out", str(tmp_path / "act_run"),
+                "--frames", "8", "--size", "32"])
+    assert res["maps"][0]["kind"] == "activation map"
+    with pytest.raises(ValueError, match="unknown class 'Jump'"):
+        _run(["eval", "cam", str(video), "--checkpoint", str(tmp_path / "ft.pt"), "--out", str(tmp_path / "x"),
+              "--frames", "8", "--size", "32", "--class", "Jump"])
+    with pytest.raises(ValueError, match=f"checkpoint {video} is not a finetune or pretrain checkpoint"):
+        _run(["eval", "cam", str(video), "--checkpoint", str(video), "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="needs a finetune checkpoint"):
         _run(["eval", "cam", str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x"), "--class", "0"])
     with pytest.raises(ValueError, match="not a finetune checkpoint"):
         load_classifier(ckpt)
@@ -212,7 +226,7 @@ def test_finetune_resume_refuses_another_backbone(tiny, tmp_path):
     c = _common(root)
     _run(["eval", "finetune", "--checkpoint", str(ckpt), *c, "--epochs", "1", "--out", str(tmp_path / "ft.json"),
           "--no-progress"])
-    with pytest.raises(SystemExit, match="is a small / 6-class run, not r3d_18"):
+    with pytest.raises(ValueError, match="is a small / 6-class run, not r3d_18"):
         _run(["eval", "finetune", "--backbone", "r3d_18", *c, "--epochs", "1", "--resume",
               "--save", str(tmp_path / "ft.pt"), "--no-progress"])
 
@@ -248,7 +262,7 @@ def test_probes_command(tiny, tmp_path, capsys):
     assert set(res["look"]) == {"scene", "shape", "colour"} and 0 <= res["motion"] <= 1 and res["videos"] == 36
     _run(["eval", "probes", "--frame-difference", *_common(root), "--epochs", "10"])
     assert "frame difference" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="only in the synthetic set"):
+    with pytest.raises(ValueError, match="only in the synthetic set"):
         _run(["eval", "probes", "--frame-difference", "--dataset", "ucf101", "--root", str(root)])
 
 
@@ -276,12 +290,21 @@ def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys)
     again = _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT])
     assert "already run 2" in capsys.readouterr().err and cached.stat().st_mtime_ns == before
     assert again["rows"] == res["rows"]
+    # a folder of the old code (the synthetic set pinned under its old names) is still accepted
+    pinned = json.loads((out / "experiment.json").read_text())
+    old_names = {"synthetic_train_per_class": "train_per_class", "synthetic_test_per_class": "test_per_class",
+                 "synthetic_bias": "bias"}
+    (out / "experiment.json").write_text(json.dumps({old_names.get(k, k): v for k, v in pinned.items()}))
+    assert _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT, "--eval-only"])["rows"] \
+        == res["rows"]
+    with pytest.raises(ValueError, match="synthetic_bias 'strong' \\(there\\) vs 'mild' \\(asked\\)"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT, "--bias", "mild"])
     # the same folder with another budget is refused, not mixed in
-    with pytest.raises(SystemExit, match="queue 8 \\(there\\) vs 16 \\(asked\\)"):
+    with pytest.raises(ValueError, match="queue 8 \\(there\\) vs 16 \\(asked\\)"):
         _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT, "--queue", "16"])
-    with pytest.raises(SystemExit, match="alpha None \\(there\\) vs 0.5 \\(asked\\)"):
+    with pytest.raises(ValueError, match="alpha None \\(there\\) vs 0.5 \\(asked\\)"):
         _run(["reproduce", "--out", str(out), "--arms", "s2vc", *EXPERIMENT, "--alpha", "0.5"])
-    with pytest.raises(SystemExit, match="must be >= 1"):
+    with pytest.raises(ValueError, match="must be >= 1"):
         _run(["reproduce", "--out", str(tmp_path / "zero"), "--arms", "moco", *EXPERIMENT, "--steps", "0"])
 
 
@@ -293,7 +316,7 @@ def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
     assert set(res["preserved"]) == {0.3, 1.5}
     assert res["preserved"][0.3] > res["preserved"][1.5]           # a higher alpha keeps fewer latents
     assert "preserved" in res["table"] and (tmp_path / "a" / "ablation.png").exists()
-    with pytest.raises(SystemExit, match="unknown strategies"):
+    with pytest.raises(ValueError, match="unknown strategies"):
         _run(["ablate", "strategy", "--values", "zero", "blur", "--out", str(tmp_path / "s"), *small])
     res = _run(["ablate", "strategy", "--values", "zero", "noise", "--out", str(tmp_path / "s"), *small])
     assert [r["strategy"] for r in res["rows"] if r["step"] == 1] == ["zero", "noise"]

@@ -1,7 +1,6 @@
 """Intra-class similarity (paper Fig. 4): the measure on known data, and the command end to end."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -21,14 +20,15 @@ def test_pairwise_frame_cosine_known_answers():
         pairwise_frame_cosine([a])
 
 
-def test_similarity_command_on_a_tiny_synthetic_set(tmp_path):
-    from s2vc.training import similarity
-    args = argparse.Namespace(dataset="synthetic", root=str(tmp_path / "syn"), split="train", fold=1, flow=None,
-                              alpha=None, strategy="zero", frames=4, stride=1, decode_size=None, classes=3,
-                              per_class=3, seed=0, out=str(tmp_path / "out"),
-                              synthetic_kwargs={"train_per_class": 3, "test_per_class": 1, "frames": 8})
-    result = similarity.main(args)
-    assert len(result) == 3 and all(-1 <= v <= 1 for pair in result.values() for v in pair)
+def test_similarity_on_a_tiny_synthetic_set(tmp_path):
+    from s2vc.training.similarity import SimilaritySettings, evaluate_similarity
+    from s2vc.training.synthetic import SyntheticSet
+    settings = SimilaritySettings(out=str(tmp_path / "out"), root=str(tmp_path / "syn"), frames=4, classes=3,
+                                  per_class=3, synthetic=SyntheticSet(train_per_class=3, test_per_class=1))
+    result = evaluate_similarity(settings)
+    classes = result["classes"]
+    assert len(classes) == 3 and all(-1 <= v <= 1 for pair in classes.values() for v in pair)
     saved = json.loads((tmp_path / "out" / "similarity.json").read_text())
-    assert set(saved["classes"]) == set(result)
+    assert set(saved["classes"]) == set(classes) and saved["alpha"] == result["alpha"]
     assert (tmp_path / "out" / "similarity.png").stat().st_size > 1000
+    assert "intra-class cosine similarity, synthetic train" in result.table and "mean" in result.table

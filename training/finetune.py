@@ -1,25 +1,25 @@
-"""``s2vc eval finetune``: supervised finetuning of a pretrained backbone, then multi-view testing.
+"""Supervised finetuning of a pretrained backbone, then multi-view testing (``s2vc eval finetune``).
 
 The whole network (backbone + dropout + linear classifier) trains on the train split with
 random resized crops and flips (``finetune_transform``), Adam with a cosine schedule. Testing
 follows the paper's protocol: half-overlapping windows over each test video, each window as
-its centre crop or ten crops (``--crops 10``), the softmax scores of all views averaged per
+its centre crop or ten crops (``crops=10``), the softmax scores of all views averaged per
 video; top-1 and per-class top-1 are reported.
 
-``--static`` trains and tests on *static* clips (the middle frame of each clip repeated): the
-per-class accuracy of such a model says how well each class can be recognised from one frame,
-the x axis of the paper's Fig. 6 (``s2vc eval static-gain``). Without ``--checkpoint`` the
-backbone starts from random weights (the from-scratch baseline).
+``static=True`` trains and tests on *static* clips (the middle frame of each clip repeated):
+the per-class accuracy of such a model says how well each class can be recognised from one
+frame, the x axis of the paper's Fig. 6 (``static_gain``). Without a checkpoint the backbone
+starts from random weights (the from-scratch baseline).
 
-Checkpoints (``--save``, default OUT.pt beside the JSON) are written atomically after every
-epoch and hold the model, optimiser, epoch and history; ``--resume`` continues from one. The
-finetuned model is what ``s2vc eval cam`` reads.
+Checkpoints (``save``, default OUT.pt beside the JSON) are written atomically after every
+epoch and hold the model, optimiser, epoch and history; ``resume`` continues from one. The
+finetuned model is what ``cam`` reads (``load_classifier``).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,13 +30,47 @@ from tqdm import tqdm
 from s2vc.engine.checkpoint import atomic_torch_save
 
 from .datasets import EvalWindows, SkippedCounter, collate_clips, collate_windows
-from .evaluate import (_add_common, _backbone, _dataset, _device, _finish, _table, _test_split,
-                       eval_window_transform)
+from .eval_checkpoints import read_checkpoint
+from .eval_common import (EvalSettings, Evaluation, eval_backbone, eval_dataset, eval_device, finish, format_table,
+                          test_split)
+from .features import eval_window_transform
 from .metrics import per_class_accuracy, top1
 from .models import build_backbone
 from .transforms import finetune_transform, normalize_clip
 
-__all__ = ["Classifier", "static_clip", "load_classifier", "finetune", "predict_videos", "main", "add_arguments"]
+__all__ = ["FINETUNE_EXPECTED", "FinetuneSettings", "Classifier", "static_clip", "classifier_from_checkpoint",
+           "load_classifier", "finetune", "predict_videos"]
+
+FINETUNE_EXPECTED = "a .pt file written by s2vc eval finetune"
+
+
+@dataclass
+class FinetuneSettings(EvalSettings):
+    """``EvalSettings`` plus the finetuning: ``epochs`` of Adam at ``lr`` (cosine decay) with
+    ``weight_decay``, the classifier's ``dropout``, ``static`` clips, the checkpoint ``save``
+    (default: ``out`` with .pt), ``resume`` from it, and a ``progress`` bar on stderr."""
+
+    epochs: int = 30
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    dropout: float = 0.5
+    static: bool = False
+    save: str | None = None
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.protocol != "coclr":
+            raise ValueError("finetune: the test averages the softmax over windows x crops; protocol 'concat' is "
+                             "for the frozen-feature evaluations (expected protocol 'coclr')")
+        if self.resume and not (self.save or self.out):
+            raise ValueError("finetune: resuming needs the checkpoint's path: give --save (or --out, whose .pt it is)")
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """Where the finetuned checkpoint goes: ``save``, else ``out`` with .pt, else nowhere."""
+        return Path(self.save) if self.save else (Path(self.out).with_suffix(".pt") if self.out else None)
 
 
 class Classifier(nn.Module):
@@ -73,17 +107,23 @@ def static_clip(clips: torch.Tensor) -> torch.Tensor:
     return clips[:, :, t // 2:t // 2 + 1].expand_as(clips).contiguous()
 
 
-def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[Classifier, dict]:
-    """A ``s2vc eval finetune`` checkpoint: (classifier in eval mode, its config). Raises
-    ValueError for anything else (a pretrain checkpoint has no classifier)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def classifier_from_checkpoint(ckpt: object, source, device: torch.device | str = "cpu") -> tuple[Classifier, dict]:
+    """(classifier in eval mode, its config) of a loaded finetune checkpoint; ValueError for
+    anything else (a pretrain checkpoint has no classifier)."""
     if not isinstance(ckpt, dict) or "classifier" not in ckpt:
-        raise ValueError(f"{path}: not a finetune checkpoint (no 'classifier'); run `s2vc eval finetune` "
+        raise ValueError(f"{source}: not a finetune checkpoint (no 'classifier'); run `s2vc eval finetune` "
                          f"first (a pretrain checkpoint has no classifier)")
     cfg = ckpt["config"]
     model = Classifier(build_backbone(cfg["backbone"]), cfg["num_classes"], cfg["dropout"])
     model.load_state_dict(ckpt["classifier"])
     return model.to(device).eval(), cfg
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[Classifier, dict]:
+    """A ``s2vc eval finetune`` checkpoint: (classifier in eval mode, its config). Raises
+    ValueError for anything else (a pretrain checkpoint has no classifier)."""
+    ckpt, file = read_checkpoint(path, what="finetune", expected=FINETUNE_EXPECTED)
+    return classifier_from_checkpoint(ckpt, file, device)
 
 
 @torch.no_grad()
@@ -113,116 +153,111 @@ def predict_videos(model: nn.Module, dataset, *, num_clips: int | None, overlap:
     return torch.cat(probs), torch.cat(labels)
 
 
-def finetune(args: argparse.Namespace) -> dict:
-    if args.protocol != "coclr":
-        raise SystemExit("finetune: the test averages the softmax over windows x crops; --protocol concat is for "
-                         "the frozen-feature evaluations")
-    if args.resume and not (args.save or args.out):
-        raise SystemExit("finetune: --resume needs --save (or --out, whose .pt it is)")
-    device = _device(args)
-    torch.manual_seed(args.seed)
-    train = _dataset(args, "train")
-    train.two_clips, train.transform_q, train.seed = False, finetune_transform(args.size), args.seed
-    test = _dataset(args, _test_split(args.dataset))
-    k = len(train.classes)
-    backbone, desc = _backbone(args)
-    model = Classifier(backbone, k, args.dropout).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    batches = max(1, len(train) // args.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs * batches)
-    save = Path(args.save) if args.save else (Path(args.out).with_suffix(".pt") if args.out else None)
-    config = {"backbone": backbone.backbone_name if hasattr(backbone, "backbone_name") else args.backbone,
-              "num_classes": k, "dropout": args.dropout, "classes": list(train.classes), "static": args.static,
-              "dataset": args.dataset, "fold": args.fold, "size": args.size, "frames": args.frames,
-              "stride": args.stride, "pretrained": args.checkpoint, "epochs": args.epochs, "lr": args.lr,
-              "weight_decay": args.weight_decay, "batch_size": args.batch_size, "seed": args.seed}
-    start, history = 0, []
-    if args.resume and save and save.exists():
-        ckpt = torch.load(save, map_location="cpu", weights_only=True)
-        saved = ckpt.get("config", {})
-        if saved.get("backbone") != config["backbone"] or saved.get("num_classes") != k:
-            raise SystemExit(f"finetune: {save} is a {saved.get('backbone')} / "
-                             f"{saved.get('num_classes')}-class run, not {config['backbone']} / {k}")
-        # the cosine schedule's length is the epoch count: a resumed run keeps all of these
-        changed = {key: (saved.get(key), v) for key, v in config.items() if key in saved and saved[key] != v}
-        if changed:
-            raise SystemExit(f"finetune: {save} was trained with other settings: "
-                             + ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in changed.items())
-                             + "; resume with the same ones, or write to another --save")
-        model.load_state_dict(ckpt["classifier"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        start, history = ckpt["epoch"], list(ckpt["history"])
-        torch.set_rng_state(ckpt["rng"])
-        print(f"finetune: resuming {save} at epoch {start}", file=sys.stderr)
+# --------------------------------------------------------------------------------------------
+# the finetuning run
+
+
+def _run_config(settings: FinetuneSettings, backbone: nn.Module, classes: list[str]) -> dict:
+    """What the checkpoint records of the run; a resumed run must match it (the cosine
+    schedule's length is the epoch count, so all of these)."""
+    s = settings
+    return {"backbone": backbone.backbone_name, "num_classes": len(classes), "dropout": s.dropout,
+            "classes": list(classes), "static": s.static, "dataset": s.dataset, "fold": s.fold, "size": s.size,
+            "frames": s.frames, "stride": s.stride, "pretrained": s.checkpoint, "epochs": s.epochs, "lr": s.lr,
+            "weight_decay": s.weight_decay, "batch_size": s.batch_size, "seed": s.seed}
+
+
+def _resume(save: Path, config: dict, model: nn.Module, opt, sched) -> tuple[int, list[dict]]:
+    """Load the run at ``save`` into model / optimiser / schedule / RNG; (epochs done, history).
+    Raises ValueError when it was trained with other settings than ``config``."""
+    ckpt, _ = read_checkpoint(save, what="finetune", expected=FINETUNE_EXPECTED)
+    saved = ckpt.get("config", {})
+    if saved.get("backbone") != config["backbone"] or saved.get("num_classes") != config["num_classes"]:
+        raise ValueError(f"finetune: {save} is a {saved.get('backbone')} / {saved.get('num_classes')}-class run, "
+                         f"not {config['backbone']} / {config['num_classes']}")
+    changed = {key: (saved.get(key), v) for key, v in config.items() if key in saved and saved[key] != v}
+    if changed:
+        raise ValueError(f"finetune: {save} was trained with other settings: "
+                         + ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in changed.items())
+                         + "; resume with the same ones, or write to another --save")
+    model.load_state_dict(ckpt["classifier"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"])
+    print(f"finetune: resuming {save} at epoch {ckpt['epoch']}", file=sys.stderr)
+    return ckpt["epoch"], list(ckpt["history"])
+
+
+def _train_epoch(model: nn.Module, opt, sched, train, epoch: int, settings: FinetuneSettings, device,
+                 skipped: SkippedCounter) -> dict:
+    """One epoch over ``train``; {"epoch", "loss" (mean), "train_top1"}."""
+    s = settings
+    train.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(train, batch_size=s.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=s.workers, collate_fn=collate_clips,
+                                         generator=torch.Generator().manual_seed(s.seed + epoch))
+    model.train()
+    losses, right, seen = [], 0, 0
+    for batch in tqdm(loader, desc=f"finetune {epoch + 1}/{s.epochs}", leave=False, file=sys.stderr,
+                      disable=not s.progress):
+        skipped.update(batch)
+        if batch["label"].numel() < 2:
+            continue
+        x = normalize_clip((static_clip(batch["q"]) if s.static else batch["q"]).to(device))
+        y = batch["label"].to(device)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        right += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    if not losses:
+        raise ValueError(f"finetune: epoch {epoch + 1} made no optimiser step: {len(train)} training videos "
+                         f"give no full batch of {s.batch_size} (lower --batch-size)")
+    loss = sum(losses) / len(losses)
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"finetune: non-finite loss in epoch {epoch + 1}; lower --lr")
+    return {"epoch": epoch + 1, "loss": loss, "train_top1": right / max(1, seen)}
+
+
+def finetune(settings: FinetuneSettings) -> Evaluation:
+    """Finetune, checkpoint every epoch, test with windows x crops; JSON to ``settings.out``."""
+    s = settings
+    device = eval_device(s.device)
+    torch.manual_seed(s.seed)
+    train = eval_dataset(s, "train")
+    train.two_clips, train.transform_q, train.seed = False, finetune_transform(s.size), s.seed
+    test = eval_dataset(s, test_split(s.dataset))
+    backbone, desc = eval_backbone(s)
+    model = Classifier(backbone, len(train.classes), s.dropout).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, s.epochs * max(1, len(train) // s.batch_size))
+    save, config = s.checkpoint_path, _run_config(s, backbone, train.classes)
+    start, history = _resume(save, config, model, opt, sched) if s.resume and save and save.exists() else (0, [])
     skipped = SkippedCounter()
-    for epoch in range(start, args.epochs):
-        train.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                             num_workers=args.workers, collate_fn=collate_clips,
-                                             generator=torch.Generator().manual_seed(args.seed + epoch))
-        model.train()
-        losses, right, seen = [], 0, 0
-        for batch in tqdm(loader, desc=f"finetune {epoch + 1}/{args.epochs}", leave=False, file=sys.stderr,
-                          disable=args.no_progress):
-            skipped.update(batch)
-            if batch["label"].numel() < 2:
-                continue
-            x = batch["q"]
-            x = normalize_clip((static_clip(x) if args.static else x).to(device))
-            y = batch["label"].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            right += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-        if not losses:
-            raise ValueError(f"finetune: epoch {epoch + 1} made no optimiser step: {len(train)} training videos "
-                             f"give no full batch of {args.batch_size} (lower --batch-size)")
-        history.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "train_top1": right / max(1, seen)})
-        if not math.isfinite(history[-1]["loss"]):
-            raise FloatingPointError(f"finetune: non-finite loss in epoch {epoch + 1}; lower --lr")
+    for epoch in range(start, s.epochs):
+        history.append(_train_epoch(model, opt, sched, train, epoch, s, device, skipped))
         if save:
             atomic_torch_save({"classifier": model.state_dict(), "optimizer": opt.state_dict(),
                                "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
                                "rng": torch.get_rng_state(), "config": config}, save)
-    probs, labels = predict_videos(model, test, num_clips=args.num_clips, overlap=args.overlap, size=args.size,
-                                   crops=args.crops, device=device, batch_size=args.batch_size,
-                                   workers=args.workers, static=args.static, skipped=skipped)
-    pred = probs.argmax(1)
-    result = {"evaluation": "finetune", "dataset": args.dataset, "fold": args.fold, "backbone": desc,
-              "checkpoint": args.checkpoint, "static": args.static, "epochs": args.epochs, "lr": args.lr,
-              "crops": args.crops, "num_clips": args.num_clips, "overlap": args.overlap, "size": args.size,
-              "frames": args.frames, "stride": args.stride, "top1": top1(probs, labels),
-              "per_class": per_class_accuracy(pred, labels, k), "classes": list(train.classes),
-              "test_videos": len(labels), "history": history, "saved": str(save) if save else None}
-    views = f"{args.num_clips} windows x {'ten crops' if args.crops == 10 else 'centre crop'}"
-    table = _table(f"finetune{' (static clips)' if args.static else ''}, {args.dataset} fold {args.fold} ({desc})",
-                   [("top-1", f"{100 * result['top1']:6.2f}  ({len(labels)} test videos, {views})"),
-                    ("last epoch", f"loss {history[-1]['loss']:.3f}, train top-1 {100 * history[-1]['train_top1']:.1f}"
-                     if history else "-")])
-    return _finish(args, result, table, skipped)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    _add_common(p, 30)
-    p.set_defaults(lr=1e-4)
-    helps = {"epochs": "finetuning epochs", "lr": "Adam learning rate of the whole network (cosine decay)",
-             "batch_size": "clips per training step and per test forward"}
-    for action in p._actions:
-        if action.dest in helps:
-            action.help = helps[action.dest]
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--static", action="store_true", help="train and test on static clips (one frame repeated)")
-    p.add_argument("--save", default=None, help="finetuned checkpoint (default: --out with .pt)")
-    p.add_argument("--resume", action="store_true", help="continue from --save")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def main(args: argparse.Namespace) -> dict:
-    return finetune(args)
+    probs, labels = predict_videos(model, test, num_clips=s.num_clips, overlap=s.overlap, size=s.size,
+                                   crops=s.crops, device=device, batch_size=s.batch_size, workers=s.workers,
+                                   static=s.static, skipped=skipped)
+    result = {"evaluation": "finetune", "dataset": s.dataset, "fold": s.fold, "backbone": desc,
+              "checkpoint": s.checkpoint, "static": s.static, "epochs": s.epochs, "lr": s.lr, "crops": s.crops,
+              "num_clips": s.num_clips, "overlap": s.overlap, "size": s.size, "frames": s.frames,
+              "stride": s.stride, "top1": top1(probs, labels),
+              "per_class": per_class_accuracy(probs.argmax(1), labels, len(train.classes)),
+              "classes": list(train.classes), "test_videos": len(labels), "history": history,
+              "saved": str(save) if save else None}
+    views = f"{s.num_clips} windows x {'ten crops' if s.crops == 10 else 'centre crop'}"
+    last = (f"loss {history[-1]['loss']:.3f}, train top-1 {100 * history[-1]['train_top1']:.1f}"
+            if history else "-")
+    table = format_table(f"finetune{' (static clips)' if s.static else ''}, {s.dataset} fold {s.fold} ({desc})",
+                         [("top-1", f"{100 * result['top1']:6.2f}  ({len(labels)} test videos, {views})"),
+                          ("last epoch", last)])
+    return finish(result, table, skipped, s.out)

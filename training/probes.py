@@ -17,6 +17,9 @@ the grey clip pooled to a coarse grid. It is what "some motion, no learning" sco
 
 ``ClipBank`` holds the decoded, transformed windows of one split in memory (float16), so an
 experiment that evaluates dozens of snapshots decodes each video once.
+
+``evaluate_probes(ProbeSettings)`` is ``s2vc eval probes``: both probes of one backbone (or of
+the frame difference) on the synthetic test split.
 """
 from __future__ import annotations
 
@@ -29,8 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .datasets import EvalWindows, SkippedCounter, collate_windows
-from .evaluate import (_add_common, _backbone, _dataset, _device, _finish, _table, eval_window_transform,
-                       linear_probe)
+from .eval_common import Evaluation, LinearEvalSettings, eval_backbone, eval_dataset, eval_device, finish, format_table
+from .evaluate import linear_probe
+from .features import eval_window_transform
 from .transforms import normalize_clip
 
 __all__ = [
@@ -42,6 +46,8 @@ __all__ = [
     "frame_difference_features",
     "motion_probe",
     "look_probe",
+    "ProbeSettings",
+    "evaluate_probes",
 ]
 
 LOOKS = ("scene", "shape", "colour")
@@ -172,42 +178,50 @@ class ClipBank:
 
 
 # --------------------------------------------------------------------------------------------
-# command line: s2vc eval probes
+# the evaluation of `s2vc eval probes`
 
 
-def add_arguments(p):
-    _add_common(p, 100)
-    p.set_defaults(weight_decay=PROBE_WEIGHT_DECAY)
-    p.add_argument("--frame-difference", action="store_true",
-                   help="probe the learning-free frame-difference feature instead of a backbone")
-    return p
+@dataclass
+class ProbeSettings(LinearEvalSettings):
+    """``LinearEvalSettings`` for the probes (a firmer default L2: ``PROBE_WEIGHT_DECAY``), and
+    ``frame_difference``: probe the learning-free frame-difference feature instead of a backbone."""
+
+    weight_decay: float = PROBE_WEIGHT_DECAY
+    frame_difference: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.dataset != "synthetic":
+            raise ValueError(f"probes: the look labels exist only in the synthetic set (expected dataset "
+                             f"'synthetic', got {self.dataset!r})")
+        if self.protocol != "coclr":
+            raise ValueError("probes: features are the mean over windows (expected protocol 'coclr', "
+                             f"got {self.protocol!r})")
 
 
-def main(args) -> dict:
-    """Motion and look probes of a checkpoint on the synthetic set's test split; prints a table."""
-    if args.dataset != "synthetic":
-        raise SystemExit("eval probes: the look labels exist only in the synthetic set (--dataset synthetic)")
-    if args.protocol != "coclr":
-        raise SystemExit("eval probes: features are the mean over windows (--protocol coclr)")
-    bank = ClipBank.from_dataset(_dataset(args, "test"), num_clips=args.num_clips, overlap=args.overlap,
-                                 size=args.size, workers=args.workers, crops=args.crops)
-    if args.frame_difference:
+def evaluate_probes(settings: ProbeSettings) -> Evaluation:
+    """Motion and look probes of a backbone (or the frame difference) on the synthetic set's
+    test split; ``result["motion"]``, ``result["look"]`` ({look: top-1}), JSON to ``settings.out``."""
+    s = settings
+    bank = ClipBank.from_dataset(eval_dataset(s, "test"), num_clips=s.num_clips, overlap=s.overlap,
+                                 size=s.size, workers=s.workers, crops=s.crops)
+    if s.frame_difference:
         feats, desc = bank.frame_difference(), "frame difference (no learning)"
     else:
-        backbone, desc = _backbone(args)
-        feats = bank.features(backbone, device=_device(args), batch_size=args.batch_size)
+        backbone, desc = eval_backbone(s)
+        feats = bank.features(backbone, device=eval_device(s.device), batch_size=s.batch_size)
     looks, groups = bank.looks(), bank.groups
-    kw = dict(seed=args.seed, epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay)
+    kw = dict(seed=s.seed, epochs=s.epochs, lr=s.lr, weight_decay=s.weight_decay)
     motion = motion_probe(feats, bank.labels, groups, **kw)
     look = look_probe(feats, looks, groups, **kw)
     chance = {k: 1 / (int(v.max()) + 1) for k, v in looks.items()}
     classes = int(bank.labels.max()) + 1
-    result = {"evaluation": "probes", "backbone": desc, "checkpoint": args.checkpoint, "videos": len(bank),
+    result = {"evaluation": "probes", "backbone": desc, "checkpoint": s.checkpoint, "videos": len(bank),
               "motion": motion, "look": look, "chance": {"motion": 1 / classes, **chance}}
     rows = [("motion (class)", f"{100 * motion:6.2f}  (chance {100 / classes:.2f})")]
     rows += [(f"look: {k}", f"{100 * v:6.2f}  (chance {100 * chance[k]:.2f})") for k, v in look.items()]
-    table = _table(f"probes on the synthetic test split, odd groups train / even groups test, {len(bank)} videos "
-                   f"({desc})", rows)
+    table = format_table(f"probes on the synthetic test split, odd groups train / even groups test, "
+                         f"{len(bank)} videos ({desc})", rows)
     skipped = SkippedCounter()
     skipped.update(bank.skipped)
-    return _finish(args, result, table, skipped)
+    return finish(result, table, skipped, s.out)

@@ -1,6 +1,6 @@
 """``s2vc eval similarity``: intra-class cosine similarity of Z vs Z_p (the paper's Fig. 4).
 
-For each of up to ``--classes`` classes, ``--per-class`` videos are taken (first clip of each),
+For each of up to ``classes`` classes, ``per_class`` videos are taken (first clip of each),
 pooled to the flow's resolution and encoded (Z, (T, D) per video); Z_p is Z after static-cue
 suppression. The similarity of a class is the cosine of two different samples' latents frame by
 frame (frame t of one with frame t of the other), averaged over frames and pairs. The paper finds
@@ -8,15 +8,20 @@ Z_p's similarity far lower: same-class videos share scenes, which S²VC removes.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .eval_common import Evaluation
+from .synthetic import SyntheticSet
+
+__all__ = ["pairwise_frame_cosine", "intra_class_similarity", "plot", "SimilaritySettings", "evaluate_similarity"]
 
 
 def pairwise_frame_cosine(latents: list[torch.Tensor]) -> float:
@@ -79,44 +84,55 @@ def plot(result: dict[str, tuple[float, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "ucf101", "hmdb51", "kinetics"))
-    p.add_argument("--root", default=None)
-    p.add_argument("--split", default="train")
-    p.add_argument("--fold", type=int, default=1)
-    p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
-    p.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
-    p.add_argument("--strategy", default="zero")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--decode-size", type=int, default=None)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--per-class", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (similarity.json, similarity.png)")
-    return p
+@dataclass
+class SimilaritySettings:
+    """``s2vc eval similarity``: ``out`` (the folder for similarity.json / .png); the videos
+    (``dataset``, ``root``, ``split``, ``fold``, ``synthetic``, windows of ``frames`` x ``stride``
+    decoded at ``decode_size``, None: as stored); the flow (``flow``: a checkpoint, None: the
+    bundled one; ``alpha``, None: the flow's calibrated one; ``strategy``); ``classes`` x
+    ``per_class`` videos drawn with ``seed``."""
+
+    out: str
+    dataset: str = "synthetic"
+    root: str | None = None
+    split: str = "train"
+    fold: int = 1
+    synthetic: SyntheticSet = field(default_factory=SyntheticSet)
+    flow: str | None = None
+    alpha: float | None = None
+    strategy: str = "zero"
+    frames: int = 16
+    stride: int = 1
+    decode_size: int | None = None
+    classes: int = 10
+    per_class: int = 8
+    seed: int = 0
 
 
-def main(args: argparse.Namespace) -> dict:
+def evaluate_similarity(settings: SimilaritySettings) -> Evaluation:
+    """Intra-class similarity of Z and Z_p per class: ``result["classes"]`` = {class: (Z, Z_p)},
+    ``result["alpha"]``; writes OUT/similarity.json (the result) and OUT/similarity.png."""
     from s2vc.engine import load_flow
-    from .datasets import build_dataset
-    flow = load_flow(args.flow)
     from s2vc.engine.suppression import resolve_alpha
-    alpha = resolve_alpha(flow, args.alpha)
-    ds = build_dataset(args.dataset, args.root, split=args.split, fold=args.fold, frames=args.frames,
-                       stride=args.stride, size=args.decode_size, two_clips=False,
-                       **({"synthetic_kwargs": getattr(args, "synthetic_kwargs", None)} if args.dataset == "synthetic"
-                          else {}))
-    result = intra_class_similarity(flow, ds, alpha=alpha, strategy=args.strategy, classes=args.classes,
-                                    per_class=args.per_class, seed=args.seed)
-    out = Path(args.out)
+
+    from .datasets import build_dataset
+    s = settings
+    flow = load_flow(s.flow)
+    alpha = resolve_alpha(flow, s.alpha)
+    ds = build_dataset(s.dataset, s.root, split=s.split, fold=s.fold, frames=s.frames, stride=s.stride,
+                       size=s.decode_size, two_clips=False,
+                       synthetic=s.synthetic if s.dataset == "synthetic" else None)
+    classes = intra_class_similarity(flow, ds, alpha=alpha, strategy=s.strategy, classes=s.classes,
+                                     per_class=s.per_class, seed=s.seed)
+    out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "similarity.json").write_text(json.dumps({"alpha": alpha, "classes": result}, indent=2))
-    plot(result, out / "similarity.png")
-    print(f"intra-class cosine similarity, {args.dataset} {args.split}, alpha = {alpha:.3g}")
-    print(f"{'class':<20} {'Z':>7} {'Z_p':>7}")
-    for name, (z, zp) in result.items():
-        print(f"{name:<20} {z:7.3f} {zp:7.3f}")
-    print(f"{'mean':<20} {np.mean([v[0] for v in result.values()]):7.3f} {np.mean([v[1] for v in result.values()]):7.3f}")
-    print(f"wrote {out / 'similarity.json'} and {out / 'similarity.png'}")
-    return result
+    result = {"alpha": alpha, "classes": classes}
+    (out / "similarity.json").write_text(json.dumps(result, indent=2))
+    plot(classes, out / "similarity.png")
+    lines = [f"intra-class cosine similarity, {s.dataset} {s.split}, alpha = {alpha:.3g}",
+             f"{'class':<20} {'Z':>7} {'Z_p':>7}"]
+    lines += [f"{name:<20} {z:7.3f} {zp:7.3f}" for name, (z, zp) in classes.items()]
+    lines.append(f"{'mean':<20} {np.mean([v[0] for v in classes.values()]):7.3f} "
+                 f"{np.mean([v[1] for v in classes.values()]):7.3f}")
+    lines.append(f"wrote {out / 'similarity.json'} and {out / 'similarity.png'}")
+    return Evaluation(result, "\n".join(lines))

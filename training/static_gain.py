@@ -2,25 +2,26 @@
 are easiest to recognise from a single frame?
 
 Inputs are three result JSONs with per-class top-1 on the same classes:
-    --static    a model trained and tested on static clips (``s2vc eval finetune --static``): per
-                class, how recognisable the class is from one frame (x axis)
-    --method    the method's per-class top-1 (``s2vc eval finetune`` or ``s2vc eval linear``)
-    --baseline  the baseline's, evaluated the same way
+    static    a model trained and tested on static clips (``s2vc eval finetune --static``): per
+              class, how recognisable the class is from one frame (x axis)
+    method    the method's per-class top-1 (``s2vc eval finetune`` or ``s2vc eval linear``)
+    baseline  the baseline's, evaluated the same way
 The relative gain of a class is (method - baseline) / baseline; classes where the baseline is 0
-(the ratio is undefined) are listed and left out. Prints the per-class table and Pearson's r of
-static accuracy vs gain, writes JSON (``--out``) and the scatter plot (``--plot``).
+(the ratio is undefined) are listed and left out. ``evaluate_static_gain`` gives the per-class
+table and Pearson's r of static accuracy vs gain, writes JSON (``out``) and the scatter plot
+(``plot``).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from .eval_common import Evaluation, write_json
 from .metrics import pearson
 
-__all__ = ["relative_gain", "static_gain", "add_arguments", "main"]
+__all__ = ["relative_gain", "static_gain", "StaticGainSettings", "evaluate_static_gain"]
 
 
 def relative_gain(method: list[float], baseline: list[float]) -> list[float]:
@@ -31,8 +32,14 @@ def relative_gain(method: list[float], baseline: list[float]) -> list[float]:
 
 
 def _per_class(path: str | Path, what: str) -> tuple[list[float], list[str] | None]:
-    data = json.loads(Path(path).read_text())
-    if "per_class" not in data:
+    """(per-class top-1, class names or None) of a result JSON; ValueError naming ``path`` and
+    ``what`` it should be for anything else."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} ({what}): not a JSON file ({exc}); expected the JSON of `s2vc eval finetune` "
+                         f"or `s2vc eval linear`") from exc
+    if not isinstance(data, dict) or "per_class" not in data:
         raise ValueError(f"{path} ({what}): no 'per_class' accuracies; use the JSON of `s2vc eval finetune` "
                          f"or `s2vc eval linear`")
     return [float(x) for x in data["per_class"]], data.get("classes")
@@ -78,40 +85,51 @@ def _plot(result: dict, path: Path, names: tuple[str, str]) -> None:
     plt.close(fig)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--static", required=True, help="per-class JSON of the static-clip model (finetune --static)")
-    p.add_argument("--method", required=True, help="per-class JSON of the method (e.g. S²VC)")
-    p.add_argument("--baseline", required=True, help="per-class JSON of the baseline (e.g. MoCo)")
-    p.add_argument("--names", nargs=2, default=("S²VC", "MoCo"), help="labels of method and baseline")
-    p.add_argument("--out", default=None, help="JSON of the result")
-    p.add_argument("--plot", default=None, help="PNG scatter plot (default: --out with .png)")
-    return p
+@dataclass
+class StaticGainSettings:
+    """``s2vc eval static-gain``: the three per-class result JSONs (``static``, ``method``,
+    ``baseline``), the ``names`` of method and baseline, the result JSON ``out`` and the scatter
+    ``plot`` (default: ``out`` with .png; neither: nothing written)."""
+
+    static: str
+    method: str
+    baseline: str
+    names: tuple[str, str] = ("S²VC", "MoCo")
+    out: str | None = None
+    plot: str | None = None
 
 
-def main(args: argparse.Namespace) -> dict:
-    static, c0 = _per_class(args.static, "static")
-    method, c1 = _per_class(args.method, "method")
-    baseline, c2 = _per_class(args.baseline, "baseline")
+def evaluate_static_gain(settings: StaticGainSettings) -> Evaluation:
+    """``static_gain`` of the three JSONs, its per-class table, the plot and JSON written."""
+    s = settings
+    static, c0 = _per_class(s.static, "static")
+    method, c1 = _per_class(s.method, "method")
+    baseline, c2 = _per_class(s.baseline, "baseline")
     named = [c for c in (c0, c1, c2) if c is not None]
     if any(c != named[0] for c in named):
-        raise SystemExit(f"static-gain: the three results are over different classes: {[c[:3] for c in named]}")
+        raise ValueError(f"static-gain: the three results are over different classes: {[c[:3] for c in named]}")
     result = static_gain(static, method, baseline, named[0] if named else None)
-    width = max(len(c) for c in result["classes"])
-    print(f"{'class':<{width}}  static  {args.names[0]:>7}  {args.names[1]:>7}  rel. gain")
-    for i, c in enumerate(result["classes"]):
-        g = result["gain"][i]
-        print(f"{c:<{width}}  {100 * static[i]:6.1f}  {100 * method[i]:7.1f}  {100 * baseline[i]:7.1f}  "
-              + ("    n/a" if math.isnan(g) else f"{100 * g:+8.1f}%"))
-    print(f"Pearson r (static accuracy vs relative gain, {len(result['used'])} classes): {result['pearson']:.3f}")
-    if result["left_out"]:
-        print(f"left out (baseline 0 or undefined): {result['left_out']}", file=sys.stderr)
-    plot = Path(args.plot) if args.plot else (Path(args.out).with_suffix(".png") if args.out else None)
+    lines = _table_lines(result, tuple(s.names))
+    notes = [f"left out (baseline 0 or undefined): {result['left_out']}"] if result["left_out"] else []
+    plot = Path(s.plot) if s.plot else (Path(s.out).with_suffix(".png") if s.out else None)
     if plot:
         plot.parent.mkdir(parents=True, exist_ok=True)
-        _plot(result, plot, tuple(args.names))
+        _plot(result, plot, tuple(s.names))
         result["plot"] = str(plot)
-        print(f"plot: {plot}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
-    return result
+        lines.append(f"plot: {plot}")
+    write_json(result, s.out)
+    return Evaluation(result, "\n".join(lines), notes)
+
+
+def _table_lines(result: dict, names: tuple[str, str]) -> list[str]:
+    """Per class: static accuracy, method, baseline, relative gain (%); then Pearson's r."""
+    static, method, baseline = result["static"], result["method"], result["baseline"]
+    width = max(len(c) for c in result["classes"])
+    lines = [f"{'class':<{width}}  static  {names[0]:>7}  {names[1]:>7}  rel. gain"]
+    for i, c in enumerate(result["classes"]):
+        g = result["gain"][i]
+        lines.append(f"{c:<{width}}  {100 * static[i]:6.1f}  {100 * method[i]:7.1f}  {100 * baseline[i]:7.1f}  "
+                     + ("    n/a" if math.isnan(g) else f"{100 * g:+8.1f}%"))
+    lines.append(f"Pearson r (static accuracy vs relative gain, {len(result['used'])} classes): "
+                 f"{result['pearson']:.3f}")
+    return lines

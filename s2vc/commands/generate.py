@@ -28,8 +28,12 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
     p.add_argument("--strategy", choices=STRATEGIES, default="zero")
     p.add_argument("--keep-fraction", type=float, default=None, help="for --strategy topk")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
-    p.add_argument("--size", type=int, default=128, help="shorter side frames are decoded at")
-    p.add_argument("--clip-len", type=int, default=16, help="frames per window (T of the temporal STD)")
+    p.add_argument("--size", type=int, default=None,
+                   help="shorter side frames are decoded at (default 128; with --dataset: as stored, "
+                        "like pretrain's --decode-size)")
+    p.add_argument("--clip-len", type=int, default=None,
+                   help="frames per window (T of the temporal STD; default 16; with --dataset: 8, "
+                        "pretrain's --frames)")
     p.add_argument("--max-frames", type=int, default=None, help="frames per video at most")
     p.add_argument("--batch", type=int, default=4, help="windows per generator call")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest")
@@ -37,7 +41,38 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategies")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    if videos:
+        _add_dataset_arguments(p)
     return p
+
+
+def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    from s2vc.training.datasets import DATASETS
+    from s2vc.training.mirror import METHODS, SPLITS
+
+    from .common import add_synthetic_arguments
+
+    g = p.add_argument_group("a whole dataset: a motion-preserved mirror with the same layout and file names "
+                             "(then: s2vc pretrain --keys MIRROR)")
+    g.add_argument("--dataset", choices=DATASETS, default=None, help="generate the mirror of this dataset into --out")
+    g.add_argument("--root", default=None, help="dataset root (synthetic: its cache folder by default)")
+    g.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
+    g.add_argument("--split", choices=SPLITS, default="train", help="which videos (pretraining reads train)")
+    g.add_argument("--stride", type=int, default=2, help="frame step inside a window (pretrain's --stride)")
+    g.add_argument("--method", choices=METHODS, default="s2vc",
+                   help="s2vc (the flow) or tfd (the pixel baseline), pretrain's --mode")
+    g.add_argument("--model", default=None, help="exported model for --backend onnxruntime / tensorrt")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="this process writes videos I, I+N, ... (default: torchrun's RANK/WORLD_SIZE, else all)")
+    add_synthetic_arguments(g)
+
+
+FILE_SIZE, FILE_CLIP_LEN = 128, 16     # --size / --clip-len when writing files (not a dataset)
+
+
+def _file_settings(args: argparse.Namespace) -> tuple[int, int]:
+    """(size, clip_len) for video files: the flags, else the file defaults."""
+    return args.size or FILE_SIZE, args.clip_len or FILE_CLIP_LEN
 
 
 def generator_from_args(args: argparse.Namespace, videos: list[Path]):
@@ -49,7 +84,8 @@ def generator_from_args(args: argparse.Namespace, videos: list[Path]):
     flow = load_flow(args.flow)
     alpha = args.alpha
     if args.preserve is not None:
-        alpha = preserving_alpha(flow, videos, args.preserve, clip_len=args.clip_len, size=args.size)
+        size, clip_len = _file_settings(args)
+        alpha = preserving_alpha(flow, videos, args.preserve, clip_len=clip_len, size=size)
         print(f"alpha = {alpha:.4f} keeps {100 * args.preserve:.1f}% of latents on these videos")
     return build_generator(flow, alpha=alpha, strategy=args.strategy, backend=args.backend,
                            keep_fraction=args.keep_fraction, upsample=args.upsample, clamp=args.clamp,
@@ -69,16 +105,60 @@ def generate_from_args(args: argparse.Namespace, videos: list[Path], gen) -> tup
         failures.append(line)
         print(f"error: {line}", file=sys.stderr)
 
-    results = generate_files(videos, args.out, gen, clip_len=args.clip_len, size=args.size,
+    size, clip_len = _file_settings(args)
+    results = generate_files(videos, args.out, gen, clip_len=clip_len, size=size,
                              max_frames=args.max_frames, batch=args.batch, device=args.device,
                              progress=not args.no_progress, on_error=on_error,
                              on_done=lambda r: print(describe_result(r)))
     return results, failures
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    from .common import UsageError
+
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard expects I/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard I/N needs 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    """``--dataset``: the mirror of a whole dataset (``training.mirror.generate_mirror``)."""
+    import os
+
+    from s2vc.training.mirror import MirrorConfig, describe, generate_mirror
+
+    from .common import UsageError, synthetic_set
+
+    if args.videos:
+        raise UsageError(f"--dataset generates a whole dataset: give no VIDEO files (got {args.videos[:2]})")
+    if args.preserve is not None:
+        raise UsageError("--preserve chooses alpha on given videos; with --dataset calibrate first "
+                         "(s2vc calibrate --write) or give --alpha")
+    device = args.device
+    if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"   # one GPU per torchrun process
+    cfg = MirrorConfig(dataset=args.dataset, root=args.root, out=args.out, fold=args.fold, split=args.split,
+                       synthetic=synthetic_set(args), frames=args.clip_len or 8, stride=args.stride,
+                       decode_size=args.size, method=args.method, flow=args.flow, alpha=args.alpha,
+                       strategy=args.strategy, keep_fraction=args.keep_fraction, backend=args.backend,
+                       model=args.model, seed=args.seed, device=device, batch=args.batch,
+                       shard=_shard(args.shard), progress=not args.no_progress)
+    report = generate_mirror(cfg)
+    print(describe(report))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from s2vc.engine.samples import require_sample_videos
 
+    if getattr(args, "dataset", None) is not None:
+        return run_dataset(args)
     videos = [Path(v) for v in args.videos] or require_sample_videos()
     gen = generator_from_args(args, videos)
     _, failures = generate_from_args(args, videos, gen)
