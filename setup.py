@@ -1,38 +1,57 @@
 """Build and install s2vc: the Python packages and the compiled ops ``s2vc._C``.
 
-Install (the torch already in the environment is built against; build isolation would fetch
-another multi-GB torch)::
+Install::
 
-    pip install -e . --no-build-isolation            # editable, the usual way
-    pip install -e . --no-build-isolation --no-deps  # when the pins are satisfied some other way
+    pip install -e .                                 # build isolation: see build_support/s2vc_backend.py
+    pip install -e . --no-build-isolation            # the fast path: builds against the torch installed
 
-The extension always holds the C++ CPU kernels (OpenMP). CUDA kernels are added whenever a CUDA
-toolkit is found (nvcc and cuda_runtime.h in one folder); a GPU is not needed to build them.
+Either way the extension is built against the torch of the environment it is installed into (the
+isolated build borrows it; only when that environment has no usable torch does it fetch the
+pinned one), and the build records that torch in ``s2vc/_build_info.json``: the loader
+(``engine/extension.py``) refuses an extension built for another torch and says how to rebuild.
+
+The extension always holds the C++ CPU kernels (OpenMP), and CUDA kernels whenever a CUDA
+toolkit whose major version matches torch's is found (a GPU is not needed to build them). When
+the ops cannot be built (no C++ compiler, no torch, a failed compile) the install still succeeds
+on the plain PyTorch path and one "[s2vc setup]" line says why.
 
 Environment switches:
 
-    S2VC_CUDA=1            CUDA kernels required: stop with an error when no toolkit is found
+    S2VC_REQUIRE_EXT=1     the compiled ops are required: a build that cannot make them fails
+    S2VC_CUDA=1            CUDA kernels required: fail when no usable CUDA toolkit is found
     S2VC_CUDA=0            C++ CPU kernels only, even when a toolkit is present
     CUDA_HOME / CUDA_PATH  the toolkit to use (ignored, with a message, when it is not one)
-    TORCH_CUDA_ARCH_LIST   GPU targets; default "8.0;9.0+PTX" (A100 and H100/H200 machine code,
-                           plus sm_90 PTX that newer GPUs compile at load time)
+    TORCH_CUDA_ARCH_LIST   GPU targets; default: T4 7.5, A100 8.0, A10 8.6, L4 8.9, H100 9.0 and
+                           PTX of the highest (newer GPUs compile it at load time), restricted to
+                           what the found nvcc supports
+    CC / CXX               the C / C++ compiler (linking / compiling)
     MAX_JOBS               parallel compile jobs (default 2)
 
-What was decided, and why, is printed as "[s2vc setup] ..." lines; pip shows them with -v.
+What was decided, and why, is printed as "[s2vc setup] ..." lines (pip shows them with -v; the
+line saying why the ops were not built is also shown without it).
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _setuptools_build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
+# GPUs users rent: T4, A100, A10, L4, H100/H200 (+PTX of the last for newer GPUs)
+DEFAULT_ARCHES = ("7.5", "8.0", "8.6", "8.9", "9.0")
 DEFAULT_MAX_JOBS = "2"
+BUILD_INFO = "_build_info.json"             # written into the s2vc package by the build
+REBUILD_HINT = "pip install -e . --no-build-isolation"
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
 
 
 def _say(msg: str) -> None:
@@ -40,19 +59,19 @@ def _say(msg: str) -> None:
     print(f"[s2vc setup] {msg}", file=sys.stderr, flush=True)
 
 
-try:
-    import torch
-    from torch.utils import cpp_extension
-except ImportError as exc:  # pragma: no cover - the message is the point
-    sys.exit(
-        "[s2vc setup] PyTorch is not importable in the Python that runs this build "
-        f"({sys.executable}): {exc}.\n"
-        "The compiled ops are built against the torch already installed, so install torch first "
-        "and build without isolation:\n"
-        "    pip install torch==2.14.1\n"
-        "    pip install -e . --no-build-isolation\n"
-        "(With build isolation pip would run this in a fresh environment without torch.)"
-    )
+def _switch(name: str) -> str:
+    return os.environ.get(name, "").strip().lower()
+
+
+def _import_torch():
+    """(torch, torch.utils.cpp_extension) or (None, why not)."""
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except ImportError as exc:
+        return None, (f"PyTorch is not importable in the Python that runs this build ({sys.executable}: "
+                      f"{exc}); install torch, then {REBUILD_HINT}")
+    return torch, cpp_extension
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,8 +92,7 @@ def _packages() -> tuple[list[str], dict[str, str]]:
         base = os.path.join(ROOT, folder)
         if not os.path.isdir(base):
             # git keeps no empty folders; a checkout may lack one that holds nothing yet
-            _say(f"note: {folder}/ does not exist, so {name} is not installed (reinstall once "
-                 "it exists)")
+            _say(f"note: {folder}/ does not exist, so {name} is not installed (reinstall once it exists)")
             continue
         packages.append(name)
         package_dir[name] = folder
@@ -89,12 +107,22 @@ def _packages() -> tuple[list[str], dict[str, str]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# CUDA toolkit discovery: a folder holding both bin/nvcc and include/cuda_runtime.h.
+# Compilers and the CUDA toolkit: found, versioned, and judged by pure functions.
 # ---------------------------------------------------------------------------------------------
+def missing_compiler() -> str | None:
+    """Why no C/C++ compiler can build the extension (CXX compiles, CC links), or None."""
+    for var, default in (("CXX", "c++"), ("CC", "cc")):
+        command = os.environ.get(var) or default
+        words = shlex.split(command) or [default]
+        if shutil.which(words[0]) is None:
+            where = f"${var}={command}" if os.environ.get(var) else f"{default} (${var} unset)"
+            return f"no C++ compiler: {where} is not an executable on PATH"
+    return None
+
+
 def _is_toolkit(path: str | None) -> bool:
     return bool(path) and os.path.isfile(os.path.join(path, "bin", "nvcc")) and os.path.isfile(
-        os.path.join(path, "include", "cuda_runtime.h")
-    )
+        os.path.join(path, "include", "cuda_runtime.h"))
 
 
 def _nvcc_target(nvcc: str) -> str:
@@ -126,7 +154,6 @@ def find_cuda_toolkit() -> tuple[str | None, str]:
             if _is_toolkit(value):
                 return os.path.realpath(value), f"from ${var}={value}"
             notes.append(f"${var}={value} holds no bin/nvcc + include/cuda_runtime.h, ignored")
-
     nvcc = shutil.which("nvcc")
     if nvcc:
         real = _nvcc_target(nvcc)
@@ -143,102 +170,241 @@ def find_cuda_toolkit() -> tuple[str | None, str]:
     return None, "; ".join(notes)
 
 
+def _nvcc(toolkit: str, *args: str) -> str | None:
+    try:
+        return subprocess.run([os.path.join(toolkit, "bin", "nvcc"), *args], capture_output=True,
+                              text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def toolkit_version(toolkit: str) -> str | None:
+    """The toolkit's CUDA version "MAJOR.MINOR" (version.json, else ``nvcc --version``), or None."""
+    try:
+        with open(os.path.join(toolkit, "version.json")) as fh:
+            full = json.load(fh)["cuda"]["version"]
+        return ".".join(full.split(".")[:2])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    match = re.search(r"release (\d+\.\d+)", _nvcc(toolkit, "--version") or "")
+    return match.group(1) if match else None
+
+
+def toolkit_arches(toolkit: str) -> set[str] | None:
+    """The GPU architectures the toolkit's nvcc can compile for ("7.5", "9.0", ...), or None."""
+    listed = re.findall(r"compute_(\d+)(\d)\b", _nvcc(toolkit, "--list-gpu-arch") or "")
+    return {f"{major}.{minor}" for major, minor in listed} or None
+
+
+def default_arch_list(supported: set[str] | None) -> str:
+    """TORCH_CUDA_ARCH_LIST of ``DEFAULT_ARCHES`` that nvcc supports (all when unknown), with
+    PTX of the highest: ``"7.5;8.0;8.6;8.9;9.0+PTX"``."""
+    arches = [a for a in DEFAULT_ARCHES if supported is None or a in supported]
+    if not arches:
+        raise ValueError(f"this nvcc supports none of the default GPU targets {DEFAULT_ARCHES} "
+                         f"(it lists {sorted(supported)}); set TORCH_CUDA_ARCH_LIST")
+    return ";".join(arches[:-1] + [arches[-1] + "+PTX"])
+
+
+def cuda_decision(switch: str, torch_cuda: str | None, torch_version: str, toolkit: str | None,
+                  how: str, toolkit_cuda: str | None) -> tuple[str | None, str]:
+    """(toolkit to build CUDA kernels with, or None for CPU only; the reason).
+
+    switch: S2VC_CUDA lowered ("", "0", "1", ...); torch_cuda: ``torch.version.cuda``;
+    toolkit_cuda: the toolkit's "MAJOR.MINOR". CUDA kernels need a toolkit whose major version is
+    torch's (torch refuses to compile otherwise; a mismatched build would not load). When
+    S2VC_CUDA=1 demands them and they cannot be built, SystemExit carries the reason.
+    """
+    forced = switch in TRUE
+    if switch in FALSE:
+        return None, "S2VC_CUDA=0: CPU-only build requested"
+    if torch_cuda is None:
+        reason = f"torch {torch_version} is a CPU-only build: it could not load CUDA kernels"
+    elif toolkit is None:
+        reason = f"no CUDA toolkit found (a folder with bin/nvcc and include/cuda_runtime.h): {how}"
+    elif toolkit_cuda is None:
+        reason = f"could not tell the CUDA version of the toolkit {toolkit} (nvcc --version failed)"
+    elif toolkit_cuda.split(".")[0] != torch_cuda.split(".")[0]:
+        reason = (f"the CUDA toolkit {toolkit} is CUDA {toolkit_cuda} but torch {torch_version} is built "
+                  f"for CUDA {torch_cuda} (major versions differ); set CUDA_HOME to a CUDA "
+                  f"{torch_cuda.split('.')[0]}.x toolkit")
+    else:
+        return toolkit, f"CUDA {toolkit_cuda} toolkit {how}" + (" (S2VC_CUDA=1)" if forced else "")
+    if forced:
+        sys.exit(f"[s2vc setup] S2VC_CUDA=1 but CUDA kernels cannot be built: {reason}")
+    return None, reason
+
+
+def decide_cuda(torch_module=None) -> tuple[str | None, str]:
+    """``cuda_decision`` for this machine: the S2VC_CUDA switch, torch, and the toolkit found."""
+    torch_module = torch_module or _import_torch()[0]
+    switch = _switch("S2VC_CUDA")
+    if switch in FALSE:
+        return cuda_decision(switch, None, "", None, "", None)
+    toolkit, how = find_cuda_toolkit()
+    version = toolkit_version(toolkit) if toolkit else None
+    return cuda_decision(switch, torch_module.version.cuda, torch_module.__version__, toolkit, how, version)
+
+
 def _cuda_library_headers(toolkit: str) -> list[str]:
     """Include dirs for cuBLAS / cuSPARSE headers that ATen/cuda/CUDAContext.h pulls in.
 
     A slim toolkit may lack them; the torch wheel's ``nvidia`` packages ship them
     (``nvidia/cu13/include`` for CUDA 13, ``nvidia/cublas/include`` ... for CUDA 12).
     """
-    wanted = ["cublas_v2.h", "cusparse.h"]
-    missing = [h for h in wanted if not os.path.isfile(os.path.join(toolkit, "include", h))]
-    if not missing:
-        return []
+    missing = [h for h in ("cublas_v2.h", "cusparse.h")
+               if not os.path.isfile(os.path.join(toolkit, "include", h))]
     try:
         import nvidia  # namespace package installed with the CUDA build of torch
-
         roots = list(nvidia.__path__)
     except ImportError:
         roots = []
     found = []
     for header in missing:
-        for root in roots:
-            hits = sorted(glob.glob(os.path.join(root, "*", "include", header)))
-            if hits:
-                inc = os.path.dirname(hits[0])
-                if inc not in found:
-                    found.append(inc)
-                break
-        else:
-            _say(f"warning: {header} is in neither {toolkit}/include nor the nvidia wheels; "
-                 "the CUDA build may fail")
+        hits = [h for root in roots for h in sorted(glob.glob(os.path.join(root, "*", "include", header)))]
+        if hits and os.path.dirname(hits[0]) not in found:
+            found.append(os.path.dirname(hits[0]))
+        elif not hits:
+            _say(f"warning: {header} is in neither {toolkit}/include nor the nvidia wheels; the CUDA build may fail")
     return found
 
 
-def decide_cuda() -> tuple[str | None, str]:
-    """(toolkit or None, reason). Decided from the toolkit's presence, never from a GPU."""
-    switch = os.environ.get("S2VC_CUDA", "").strip().lower()
-    if switch in ("0", "false", "no", "off"):
-        return None, "S2VC_CUDA=0: CPU-only build requested"
-    if torch.version.cuda is None:
-        if switch in ("1", "true", "yes", "on"):
-            sys.exit(f"[s2vc setup] S2VC_CUDA=1 but this torch ({torch.__version__}) is a "
-                     "CPU-only build: CUDA kernels could not be loaded by it.")
-        return None, f"torch {torch.__version__} has no CUDA support"
-    toolkit, how = find_cuda_toolkit()
-    if toolkit is None:
-        if switch in ("1", "true", "yes", "on"):
-            sys.exit("[s2vc setup] S2VC_CUDA=1 but no CUDA toolkit was found "
-                     f"(a folder with bin/nvcc and include/cuda_runtime.h): {how}. "
-                     "Set CUDA_HOME to the toolkit, or S2VC_CUDA=0 for a CPU-only build.")
-        return None, f"no CUDA toolkit found ({how})"
-    forced = " (S2VC_CUDA=1)" if switch else ""
-    return toolkit, f"CUDA toolkit {how}{forced}"
+def compiled_arches(gencode_flags: list[str]) -> tuple[list[str], list[str]]:
+    """(machine-code arches, PTX arches) as "X.Y" strings from nvcc flags such as
+    ``-gencode=arch=compute_90,code=sm_90`` / ``code=compute_90`` / ``code=[sm_90a,compute_90a]``
+    (an arch-specific target keeps its suffix: "9.0a")."""
+    sass, ptx = [], []
+    for flag in gencode_flags:
+        codes = re.search(r",code=(.+)$", flag)
+        for target in codes.group(1).strip("[]").split(",") if codes else ():
+            match = re.fullmatch(r"(sm|compute)_(\d+)(\d)([a-z]?)", target.strip())
+            if match:
+                kind, major, minor, suffix = match.groups()
+                arches = sass if kind == "sm" else ptx
+                if f"{major}.{minor}{suffix}" not in arches:
+                    arches.append(f"{major}.{minor}{suffix}")
+    return sass, ptx
 
 
 # ---------------------------------------------------------------------------------------------
-# The extension.
+# The build plan and the optional build_ext.
 # ---------------------------------------------------------------------------------------------
-def _rel(pattern: str) -> list[str]:
+class BuildPlan:
+    """What the build will do; ``info`` is what ``s2vc/_build_info.json`` records of it."""
+
+    def __init__(self) -> None:
+        self.skip_reason: str | None = None      # the ops are not built at all, and why
+        self.cuda_toolkit: str | None = None     # None: C++ CPU kernels only
+        self.cuda_reason = ""
+        self.info: dict = {}
+
+
+def _sources(pattern: str) -> list[str]:
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
 
-def extensions() -> list:
-    toolkit, reason = decide_cuda()
-    sources = _rel("cpp_ext/ops.cpp") + _rel("cpp_ext/cpu/*.cpp")
-    cxx_flags = ["-O3", "-fopenmp"]
-    link_flags = ["-fopenmp"]
-    include_dirs = [os.path.join(ROOT, "cpp_ext")]
-    if toolkit is None:
-        _say(f"building C++ CPU kernels only: {reason}")
-        return [cpp_extension.CppExtension(
-            "s2vc._C", sources, include_dirs=include_dirs,
-            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
-        )]
+def _set_arch_list(toolkit: str) -> str:
+    """Set TORCH_CUDA_ARCH_LIST to the default targets unless given; return where it came from."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST"):
+        return "from $TORCH_CUDA_ARCH_LIST"
+    os.environ["TORCH_CUDA_ARCH_LIST"] = default_arch_list(toolkit_arches(toolkit))
+    return "default, restricted to what this nvcc supports"
 
+
+def plan_build() -> tuple[BuildPlan, list]:
+    """Decide what to build (printing why) and return the plan and the extension list."""
+    plan = BuildPlan()
+    torch, cpp_extension = _import_torch()
+    plan.skip_reason = cpp_extension if torch is None else missing_compiler()
+    if plan.skip_reason:
+        # a placeholder, so build_ext runs and records why nothing was built
+        return plan, [Extension("s2vc._C", sources=_sources("cpp_ext/ops.cpp"))]
+    plan.info = {"torch": torch.__version__, "torch_cuda": torch.version.cuda,
+                 "python": "%d.%d" % sys.version_info[:2]}
+    plan.cuda_toolkit, plan.cuda_reason = decide_cuda(torch)
+    if plan.cuda_toolkit is not None:
+        try:
+            arch_note = _set_arch_list(plan.cuda_toolkit)
+        except ValueError as exc:           # an nvcc too new for every default target
+            if _switch("S2VC_CUDA") in TRUE:
+                sys.exit(f"[s2vc setup] S2VC_CUDA=1 but CUDA kernels cannot be built: {exc}")
+            plan.cuda_toolkit, plan.cuda_reason = None, str(exc)
+    sources = _sources("cpp_ext/ops.cpp") + _sources("cpp_ext/cpu/*.cpp")
+    kwargs = dict(include_dirs=[os.path.join(ROOT, "cpp_ext")], extra_link_args=["-fopenmp"],
+                  extra_compile_args={"cxx": ["-O3", "-fopenmp"]})
+    if plan.cuda_toolkit is None:
+        _say(f"building C++ CPU kernels only: {plan.cuda_reason}")
+        plan.info.update(cuda_kernels=False, cuda_reason=plan.cuda_reason)
+        return plan, [cpp_extension.CppExtension("s2vc._C", sources, **kwargs)]
+
+    toolkit = plan.cuda_toolkit
     # torch guessed CUDA_HOME at import (from the first nvcc on PATH, which may be a wrapper
     # script outside any toolkit); point it, and the compile steps, at the real one.
-    os.environ["CUDA_HOME"] = toolkit
-    cpp_extension.CUDA_HOME = toolkit
-    include_dirs += _cuda_library_headers(toolkit)
-    arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
-    if not arch:
-        os.environ["TORCH_CUDA_ARCH_LIST"] = arch = DEFAULT_ARCH_LIST
-        arch_note = "default"
-    else:
-        arch_note = "from $TORCH_CUDA_ARCH_LIST"
-    sources += _rel("cpp_ext/cuda/*.cu")
-    _say(f"building C++ CPU + CUDA kernels: {reason}; CUDA_HOME={toolkit}; "
-         f"arch list {arch!r} ({arch_note}); extra includes {include_dirs[1:]}")
-    return [cpp_extension.CUDAExtension(
-        "s2vc._C", sources, include_dirs=include_dirs,
-        extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
-        extra_link_args=link_flags,
-    )]
+    os.environ["CUDA_HOME"] = cpp_extension.CUDA_HOME = toolkit
+    kwargs["include_dirs"] += _cuda_library_headers(toolkit)
+    sass, ptx = compiled_arches(cpp_extension._get_cuda_arch_flags())
+    kwargs["extra_compile_args"]["nvcc"] = ["-O3", "-lineinfo"]
+    _say(f"building C++ CPU + CUDA kernels: {plan.cuda_reason}; CUDA_HOME={toolkit}; arch list "
+         f"{os.environ['TORCH_CUDA_ARCH_LIST']!r} ({arch_note}): machine code {sass}, PTX {ptx}")
+    plan.info.update(cuda_kernels=True, toolkit_cuda=toolkit_version(toolkit), cuda_sass=sass, cuda_ptx=ptx)
+    return plan, [cpp_extension.CUDAExtension("s2vc._C", sources + _sources("cpp_ext/cuda/*.cu"), **kwargs)]
+
+
+def _build_ext_base():
+    torch, cpp_extension = _import_torch()
+    return _setuptools_build_ext if torch is None else cpp_extension.BuildExtension
+
+
+class OptionalBuildExt(_build_ext_base()):
+    """Builds ``s2vc._C`` when it can; otherwise the install goes on without it (one line says
+    why) unless S2VC_REQUIRE_EXT=1 or S2VC_CUDA=1 demand it. Writes ``s2vc/_build_info.json``."""
+
+    plan = BuildPlan()                       # set by main()
+
+    def run(self) -> None:
+        reason = self.plan.skip_reason
+        if reason is None:
+            try:
+                super().run()
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - any compile failure; re-raised when required
+                reason = f"compiling s2vc._C failed ({type(exc).__name__}: {_one_line(exc)})"
+        if reason is None:
+            self._write_info({"built": True, **self.plan.info})
+            return
+        self._write_info({"built": False, "reason": reason, **self.plan.info})
+        line = f"the compiled ops s2vc._C were not built: {reason}"
+        if _switch("S2VC_REQUIRE_EXT") in TRUE + ("cuda",) or _switch("S2VC_CUDA") in TRUE:
+            sys.exit(f"[s2vc setup] S2VC_REQUIRE_EXT/S2VC_CUDA demand them, but {line}")
+        _say(f"{line}; s2vc installs on the plain PyTorch path (see README, Install)")
+
+    def _write_info(self, info: dict) -> None:
+        # beside the package in the build tree (wheels) and, for editable/in-place builds, in the source
+        folders = [os.path.join(self.build_lib, "s2vc")]
+        if self.inplace or getattr(self, "editable_mode", False):
+            folders.append(os.path.join(ROOT, "s2vc"))
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            tmp = os.path.join(folder, BUILD_INFO + ".tmp")
+            with open(tmp, "w") as fh:
+                json.dump(info, fh, indent=2)
+                fh.write("\n")
+            os.replace(tmp, os.path.join(folder, BUILD_INFO))
+
+    def get_outputs(self) -> list[str]:
+        # nothing was built when skipped: the install must not list a library that is not there
+        return [p for p in super().get_outputs() if os.path.exists(p)]
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else repr(exc))[:300]
 
 
 def main() -> None:
     os.environ.setdefault("MAX_JOBS", DEFAULT_MAX_JOBS)
     packages, package_dir = _packages()
+    plan, ext_modules = plan_build()
+    OptionalBuildExt.plan = plan
     setup(
         name="s2vc",
         version="0.1.0",
@@ -250,8 +416,8 @@ def main() -> None:
         # data shipped inside the packages (e.g. the bundled flow checkpoint) for wheel installs
         package_data={name: ["*.pt", "*.json", "*.yaml", "*.tsv", "**/*.pt", "**/*.json", "**/*.yaml"]
                       for name in PACKAGE_ROOTS},
-        ext_modules=extensions(),
-        cmdclass={"build_ext": cpp_extension.BuildExtension},
+        ext_modules=ext_modules,
+        cmdclass={"build_ext": OptionalBuildExt},
         # ranges here (the engine also runs on the torch 2.11 of GPU images); requirements.txt
         # holds the exact versions the project is tested with
         install_requires=[

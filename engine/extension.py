@@ -4,12 +4,21 @@ Importing this module never fails: when the extension is missing or broken, ``EX
 is False and ``EXT_ERROR`` says why; callers that named the ``ext`` backend turn that into an
 error (see ``require_ext``), ``auto`` callers use the PyTorch reference instead.
 
+The library is loaded only when its build record ``s2vc/_build_info.json`` (written by setup.py)
+says it was built against this very torch (version and CUDA version): an extension built for
+another torch is never loaded. On a GPU the record's arch list also decides whether the kernels
+can run there (``ext_unusable_reason``), so "auto" falls back instead of failing at launch.
+
 Once loaded, the ops are ``torch.ops.s2vc.*``. Each gets a fake kernel here, so that
 ``torch.compile`` and ``torch.export`` can trace through it without running it.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
+import os
+from typing import Sequence
 
 import torch
 
@@ -28,23 +37,100 @@ KERNEL_DTYPES: dict[tuple[str, str], tuple[torch.dtype, ...]] = {
 
 EXT_AVAILABLE: bool
 EXT_ERROR: str | None
+BUILD_INFO: dict | None
+"""What the build recorded in ``s2vc/_build_info.json`` (setup.py writes it): ``built``, and when
+built ``torch``, ``torch_cuda``, ``cuda_kernels``, ``cuda_sass`` / ``cuda_ptx`` (the GPU arches,
+"X.Y"); when not built, ``reason``. None when there is no record."""
 
-_BUILD_HINT = "build it with `pip install -e . --no-build-isolation` in the repository root"
+BUILD_INFO_NAME = "_build_info.json"
+_BUILD_HINT = ("rebuild it against this torch: `pip install -e . --no-build-isolation` in the repository root, "
+               "in this environment")
 
-try:
-    # loading the library registers the ops (import_module: `from s2vc import _C` would report
-    # a missing file as a circular import while s2vc/__init__.py is running)
-    importlib.import_module("s2vc._C")
-except ModuleNotFoundError as exc:
-    EXT_AVAILABLE = False
-    EXT_ERROR = f"s2vc._C is not built ({exc}); {_BUILD_HINT}"
-except (ImportError, OSError) as exc:
-    EXT_AVAILABLE = False
-    EXT_ERROR = (f"s2vc._C is there but could not be loaded ({type(exc).__name__}: {exc}); "
-                 f"rebuild it against this torch {torch.__version__}: {_BUILD_HINT}")
-else:
-    EXT_AVAILABLE = True
-    EXT_ERROR = None
+
+def build_mismatch_reason(info: dict, torch_version: str, torch_cuda: str | None) -> str | None:
+    """Why an extension whose build record is ``info`` must not be loaded by this torch (None: it
+    may). A C++ extension is tied to the exact torch it was compiled against: loading it into
+    another can fail with undefined symbols or, worse, load and corrupt memory."""
+    built, built_cuda = info.get("torch"), info.get("torch_cuda")
+    if built == torch_version and built_cuda == torch_cuda:
+        return None
+    return (f"s2vc._C was built against torch {built} (CUDA {built_cuda}) but this environment has torch "
+            f"{torch_version} (CUDA {torch_cuda}), so it is not loaded (the PyTorch reference runs instead); "
+            f"{_BUILD_HINT}")
+
+
+def _parse_arch(arch: str) -> tuple[int, int, str]:
+    """"9.0" -> (9, 0, ""); "9.0a" -> (9, 0, "a")."""
+    major, rest = arch.split(".", 1)
+    return int(major), int(rest[0]), rest[1:]
+
+
+def cuda_arch_unsupported_reason(capability: tuple[int, int], sass: Sequence[str],
+                                 ptx: Sequence[str]) -> str | None:
+    """Why no kernel of a build with machine code for ``sass`` and PTX for ``ptx`` ("X.Y",
+    "X.Ya") can run on a GPU of compute ``capability`` (major, minor); None when one can.
+
+    Machine code for X.Y runs on X.Z with Z >= Y (same major); PTX for X.Y is compiled by the
+    driver for any capability >= X.Y; the arch-specific "X.Ya" targets run on X.Y only.
+    """
+    cap = tuple(int(c) for c in capability)
+    for arch in sass:
+        major, minor, suffix = _parse_arch(arch)
+        if major == cap[0] and (minor == cap[1] if suffix == "a" else minor <= cap[1]):
+            return None
+    for arch in ptx:
+        major, minor, suffix = _parse_arch(arch)
+        if ((major, minor) == cap) if suffix == "a" else ((major, minor) <= cap):
+            return None
+    return (f"s2vc._C has no kernel for this GPU (compute capability {cap[0]}.{cap[1]}): it holds machine code "
+            f"for {list(sass)} and PTX for {list(ptx)}; rebuild for it: "
+            f"TORCH_CUDA_ARCH_LIST=\"{cap[0]}.{cap[1]}\" pip install -e . --no-build-isolation")
+
+
+def _read_build_info() -> tuple[dict | None, bool]:
+    """(the build record or None, whether a compiled s2vc._C file exists)."""
+    lib = importlib.util.find_spec("s2vc._C")
+    folders = [os.path.dirname(lib.origin)] if lib is not None and lib.origin else []
+    folders += list(importlib.util.find_spec("s2vc").submodule_search_locations or [])
+    for folder in folders:
+        path = os.path.join(folder, BUILD_INFO_NAME)
+        try:
+            with open(path) as fh:
+                return json.load(fh), lib is not None
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            return {"built": False, "reason": f"its build record {path} is unreadable ({exc})"}, lib is not None
+    return None, lib is not None
+
+
+def _load() -> tuple[bool, str | None, dict | None]:
+    """(EXT_AVAILABLE, EXT_ERROR, BUILD_INFO): the build record is checked BEFORE the library is
+    loaded, since loading a library built for another torch may already crash."""
+    info, lib_exists = _read_build_info()
+    if info is None:
+        if not lib_exists:
+            return False, f"s2vc._C is not built; {_BUILD_HINT}", None
+        return False, (f"s2vc._C has no build record ({BUILD_INFO_NAME}) saying which torch it was built "
+                       f"against, so it is not loaded; {_BUILD_HINT}"), None
+    if not info.get("built"):
+        return False, f"s2vc._C was not built at install: {info.get('reason')}; {_BUILD_HINT}", info
+    why = build_mismatch_reason(info, torch.__version__, torch.version.cuda)
+    if why is not None:
+        return False, why, info
+    try:
+        # loading the library registers the ops (import_module: `from s2vc import _C` would report
+        # a missing file as a circular import while s2vc/__init__.py is running)
+        importlib.import_module("s2vc._C")
+    except ModuleNotFoundError as exc:
+        return False, f"s2vc._C is not built ({exc}); {_BUILD_HINT}", info
+    except (ImportError, OSError) as exc:
+        return False, (f"s2vc._C is there but could not be loaded ({type(exc).__name__}: {exc}); "
+                       f"{_BUILD_HINT}"), info
+    return True, None, info
+
+
+EXT_AVAILABLE, EXT_ERROR, BUILD_INFO = _load()
 
 
 # The ops the loaded library declares: one that a stale build lacks has no kernels (asking the
@@ -80,7 +166,7 @@ def ext_unusable_reason(op: str, *tensors: torch.Tensor) -> str | None:
     gradient is needed (the kernels are inference-only: they have no backward).
     """
     if not EXT_AVAILABLE:
-        return f"the compiled extension s2vc._C is not loaded: {EXT_ERROR}"
+        return f"{op} needs the compiled extension s2vc._C, which is not loaded: {EXT_ERROR}"
     device = tensors[0].device.type
     dtype = tensors[0].dtype
     if not ext_has_kernel(op, device):
@@ -89,11 +175,30 @@ def ext_unusable_reason(op: str, *tensors: torch.Tensor) -> str | None:
         return f"s2vc._C has no {device} kernel for {op}{hint}"
     if dtype not in KERNEL_DTYPES.get((op, device), ()):
         allowed = [str(d).removeprefix("torch.") for d in KERNEL_DTYPES.get((op, device), ())]
-        return f"the {device} kernel of {op} takes {allowed}, got {str(dtype).removeprefix('torch.')}"
+        return f"s2vc._C has no {device} kernel for {dtype} in {op}: the {device} kernel takes {allowed}"
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return (f"{op}'s compiled kernel is inference-only (no backward) and these inputs require "
                 "grad; call it under torch.no_grad() or use the eager reference")
+    if device == "cuda":
+        return _cuda_device_reason(tensors[0].device.index)
     return None
+
+
+# per GPU index: why the built arches cannot run on it (None: they can); read once per GPU
+_CUDA_DEVICE_REASONS: dict[int, str | None] = {}
+
+
+def _cuda_device_reason(index: int | None) -> str | None:
+    index = torch.cuda.current_device() if index is None else index
+    if index not in _CUDA_DEVICE_REASONS:
+        info = BUILD_INFO or {}
+        if info.get("cuda_sass") is None and info.get("cuda_ptx") is None:
+            _CUDA_DEVICE_REASONS[index] = None          # arches not recorded: cannot tell
+        else:
+            _CUDA_DEVICE_REASONS[index] = cuda_arch_unsupported_reason(
+                torch.cuda.get_device_capability(index), info.get("cuda_sass") or (),
+                info.get("cuda_ptx") or ())
+    return _CUDA_DEVICE_REASONS[index]
 
 
 def ext_usable(op: str, *tensors: torch.Tensor) -> bool:

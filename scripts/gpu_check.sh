@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check: build s2vc._C with its CUDA kernels on a GPU machine and run the tests there.
 #
-#   bash scripts/gpu_check.sh                   # the extension, suppression and generator tests
+#   bash scripts/gpu_check.sh                   # the build, extension, suppression, generator,
+#                                               # ONNX and TensorRT tests (skips listed with reasons)
 #   bash scripts/gpu_check.sh -q tests/ -k cuda # any pytest arguments instead
 #
 # Run from the repository root. Needs python3 with torch (CUDA build), nvcc, setuptools, pytest;
@@ -17,7 +18,8 @@ PY="${PYTHON:-python3}"
 if [ "$#" -gt 0 ]; then
     PYTEST_ARGS=("$@")
 else
-    PYTEST_ARGS=(-q tests/test_build.py tests/test_ext_ops.py tests/test_ext_temporal_std.py tests/test_generator.py tests/test_suppression.py)
+    PYTEST_ARGS=(-q tests/test_build.py tests/test_ext_ops.py tests/test_ext_temporal_std.py tests/test_generator.py
+                 tests/test_suppression.py tests/test_export_onnx.py tests/test_tensorrt.py)
 fi
 
 step() { echo; echo "=== $* ==="; }
@@ -79,6 +81,9 @@ echo "build exit status $BUILD_RC in ${BUILD_S}s; C++ compiler: $CXX_NOTE"
 step "compiled GPU code"
 SO="$(ls s2vc/_C*.so 2>/dev/null | head -1)"
 EXT="$("$PY" -c 'import s2vc.engine.extension as e; print(e.EXT_AVAILABLE, "cuda kernels:", e.ext_has_cuda(), e.EXT_ERROR or "")' 2>&1 | tail -1)"
+RECORD="$("$PY" -c 'import json, s2vc.engine.extension as e; print(json.dumps(e.BUILD_INFO))' 2>&1 | tail -1)"
+TRT="$("$PY" -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null || echo 'not installed (TensorRT tests skip)')"
+echo "build record: $RECORD"; echo "tensorrt: $TRT"
 echo "extension: $EXT"
 if [ -n "$SO" ] && command -v cuobjdump >/dev/null; then
     { cuobjdump --list-elf "$SO"; cuobjdump --list-ptx "$SO"; } >"$OUT/cuobjdump.txt" 2>&1
@@ -116,6 +121,8 @@ step "summary"
     printf '%-12s %s\n' "c++" "$CXX_NOTE"
     printf '%-12s %s\n' "build" "$([ $BUILD_RC -eq 0 ] && echo ok || echo "FAILED (rc $BUILD_RC)") in ${BUILD_S}s"
     printf '%-12s %s\n' "extension" "$EXT"
+    printf '%-12s %s\n' "record" "$RECORD"
+    printf '%-12s %s\n' "tensorrt" "$TRT"
     printf '%-12s %s\n' "gpu code" "$ARCHS"
     printf '%-12s %s\n' "tests" "$([ $TEST_RC -eq 0 ] && echo ok || echo "FAILED (rc $TEST_RC)"): ${TEST_LINE:-no summary line} in ${TEST_S}s"
     printf '%-12s %s\n' "benchmarks" "$BENCH_LINE"

@@ -1,5 +1,6 @@
-"""The build: the compiled extension is there (or its absence is loud), the install layout, and
-setup.py's CUDA toolkit discovery.
+"""The build: the compiled extension is there (or its absence is loud), the install layout,
+setup.py's decisions (toolkit, CUDA versions, GPU targets, compiler), the optional build without a
+compiler, the build record the loader checks before loading, and the build backend.
 
 S2VC_REQUIRE_EXT=1 (CI sets it) turns a missing or unloadable s2vc._C into a failure here, so the
 skips in tests/test_ext_ops.py cannot hide a broken build; S2VC_REQUIRE_EXT=cuda also requires
@@ -8,9 +9,13 @@ the CUDA kernels (scripts/gpu_check.sh sets it).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -47,11 +52,21 @@ def test_extension_registers_ops_from_inside_the_package():
     _need_ext()
     from s2vc import _C
 
-    assert Path(_C.__file__).resolve().parent == Path(ext.__file__).resolve().parent
+    assert Path(_C.__file__).resolve().parent == ROOT / "s2vc"
     op = torch.ops.s2vc.affine_coupling_inverse.default
     assert str(op._schema) == (
         "s2vc::affine_coupling_inverse(Tensor v, Tensor raw, float clamp) -> Tensor")
     assert ext.ext_has_kernel("affine_coupling_inverse", "cpu")
+
+
+def test_build_record_matches_this_torch():
+    _need_ext()
+    info = ext.BUILD_INFO
+    assert info["built"] is True
+    assert (info["torch"], info["torch_cuda"]) == (torch.__version__, torch.version.cuda)
+    assert info["cuda_kernels"] == ext.ext_has_cuda()
+    if info["cuda_kernels"]:
+        assert info["cuda_sass"] or info["cuda_ptx"]
 
 
 def test_install_layout(tmp_path):
@@ -133,3 +148,165 @@ def test_cuda_switch(setup_module, monkeypatch):
         setup_module.decide_cuda()
     monkeypatch.delenv("S2VC_CUDA")
     assert setup_module.decide_cuda()[0] is None  # no toolkit: CPU only, no error
+
+
+def test_cuda_major_mismatch_builds_cpu_only(setup_module):
+    decide = setup_module.cuda_decision
+    toolkit, reason = decide("", "13.0", "2.14.1+cu130", "/opt/cuda-12.8", "found", "12.8")
+    assert toolkit is None
+    assert "CUDA 12.8 but torch 2.14.1+cu130 is built for CUDA 13.0 (major versions differ)" in reason
+    assert decide("", "13.0", "2.14.1", "/opt/cuda-13.1", "found", "13.1")[0] == "/opt/cuda-13.1"
+    with pytest.raises(SystemExit, match="S2VC_CUDA=1 but CUDA kernels cannot be built: .*major versions differ"):
+        decide("1", "12.8", "2.11.0+cu128", "/opt/cuda-13.0", "found", "13.0")
+    assert "CPU-only build" in decide("", None, "2.14.1+cpu", "/opt/cuda-13.0", "found", "13.0")[1]
+    assert decide("0", "13.0", "2.14.1", "/opt/cuda-13.0", "found", "13.0") == (
+        None, "S2VC_CUDA=0: CPU-only build requested")
+
+
+def test_default_gpu_targets(setup_module):
+    # T4, A100, A10, L4, H100 and PTX of the highest, restricted to what nvcc supports
+    assert setup_module.default_arch_list(None) == "7.5;8.0;8.6;8.9;9.0+PTX"
+    cuda13 = {"7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "12.0"}
+    assert setup_module.default_arch_list(cuda13) == "7.5;8.0;8.6;8.9;9.0+PTX"
+    cuda11_4 = {"3.5", "5.0", "6.0", "7.0", "7.5", "8.0", "8.6"}           # no 8.9 / 9.0 yet
+    assert setup_module.default_arch_list(cuda11_4) == "7.5;8.0;8.6+PTX"
+    with pytest.raises(ValueError, match="set TORCH_CUDA_ARCH_LIST"):
+        setup_module.default_arch_list({"12.0"})
+    flags = ["-gencode=arch=compute_75,code=sm_75", "-gencode=arch=compute_90,code=compute_90",
+             "-gencode=arch=compute_90,code=sm_90", "-gencode=arch=compute_100a,code=[sm_100a,compute_100a]"]
+    assert setup_module.compiled_arches(flags) == (["7.5", "9.0", "10.0a"], ["9.0", "10.0a"])
+
+
+def test_missing_compiler_is_named(setup_module, monkeypatch):
+    monkeypatch.setenv("CXX", "/nonexistent/g++ -O2")
+    assert "$CXX=/nonexistent/g++ -O2 is not an executable" in setup_module.missing_compiler()
+    monkeypatch.setenv("CXX", sys.executable)              # any executable will do for the probe
+    monkeypatch.setenv("CC", "/nonexistent/gcc")
+    assert "$CC=/nonexistent/gcc" in setup_module.missing_compiler()
+
+
+def _build_copy(tmp_path: Path) -> Path:
+    """A copy of what setup.py builds from (sources and package folders), to build in."""
+    copy = tmp_path / "repo"
+    for name in ("setup.py", "cpp_ext", "s2vc", "engine", "training", "export"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, copy / name, ignore=shutil.ignore_patterns("*.so", "__pycache__", "_build_info.json"))
+        else:
+            copy.mkdir(exist_ok=True)
+            shutil.copy2(src, copy / name)
+    return copy
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_no_compiler_installs_without_the_ops(tmp_path, required):
+    copy = _build_copy(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("S2VC_REQUIRE_EXT", "S2VC_CUDA")}
+    env.update(CC="/nonexistent/cc", CXX="/nonexistent/c++")
+    if required:
+        env["S2VC_REQUIRE_EXT"] = "1"
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in proc.stderr.splitlines() if "were not built" in ln]
+    assert len(lines) == 1, proc.stderr
+    assert "no C++ compiler: $CXX=/nonexistent/c++ is not an executable on PATH" in lines[0]
+    assert (proc.returncode != 0) == required, proc.stderr
+    info = json.loads((copy / "s2vc" / "_build_info.json").read_text())
+    assert info["built"] is False and "no C++ compiler" in info["reason"]
+    assert not list((copy / "s2vc").glob("_C*.so"))
+
+
+# --------------------------------------------------------------------------- the loader
+
+
+def test_loader_refuses_an_extension_built_for_another_torch(monkeypatch):
+    record = {"built": True, "torch": "2.11.0+cu128", "torch_cuda": "12.8"}
+    monkeypatch.setattr(ext, "_read_build_info", lambda: (record, True))
+    available, error, info = ext._load()
+    assert not available and info == record
+    assert f"built against torch 2.11.0+cu128 (CUDA 12.8) but this environment has torch {torch.__version__}" in error
+    assert "pip install -e . --no-build-isolation" in error
+    assert ext.build_mismatch_reason(record, "2.11.0+cu128", "12.8") is None
+    assert ext.build_mismatch_reason(record, "2.11.0+cu126", "12.6") is not None
+
+
+def test_loader_says_why_nothing_was_built(monkeypatch):
+    monkeypatch.setattr(ext, "_read_build_info", lambda: ({"built": False, "reason": "no C++ compiler: cc"}, False))
+    available, error, _ = ext._load()
+    assert not available and "was not built at install: no C++ compiler: cc" in error
+    monkeypatch.setattr(ext, "_read_build_info", lambda: (None, True))
+    available, error, _ = ext._load()
+    assert not available and "no build record" in error and "pip install -e . --no-build-isolation" in error
+    monkeypatch.setattr(ext, "_read_build_info", lambda: (None, False))
+    assert "s2vc._C is not built" in ext._load()[1]
+
+
+@pytest.mark.parametrize("capability,sass,ptx,runs", [
+    ((8, 6), ["8.0"], [], True),                  # sm_80 machine code runs on 8.6 (same major)
+    ((8, 0), ["8.6"], [], False),                 # ... not the other way round
+    ((7, 5), ["8.0", "9.0"], ["9.0"], False),     # T4 on an A100/H100-only build
+    ((7, 5), ["7.5", "8.0"], [], True),
+    ((12, 0), ["7.5", "9.0"], ["9.0"], True),     # a newer GPU JIT-compiles the PTX
+    ((12, 0), ["7.5", "9.0"], [], False),
+    ((9, 0), [], ["8.0"], True),
+    ((10, 0), ["9.0a"], ["9.0a"], False),         # arch-specific targets run on 9.0 only
+    ((9, 0), ["9.0a"], [], True),
+])
+def test_cuda_arch_matching(capability, sass, ptx, runs):
+    reason = ext.cuda_arch_unsupported_reason(capability, sass, ptx)
+    assert (reason is None) == runs
+    if not runs:
+        assert f"compute capability {capability[0]}.{capability[1]}" in reason
+        assert f'TORCH_CUDA_ARCH_LIST="{capability[0]}.{capability[1]}"' in reason
+
+
+def test_auto_falls_back_on_a_gpu_the_build_has_no_kernel_for(monkeypatch):
+    from s2vc.engine import ops
+    monkeypatch.setattr(ext, "EXT_AVAILABLE", True)
+    monkeypatch.setattr(ext, "_KERNELS", {("affine_coupling_inverse", "cuda"): True})
+    monkeypatch.setattr(ext, "BUILD_INFO", {"built": True, "cuda_sass": ["8.0", "9.0"], "cuda_ptx": ["9.0"]})
+    monkeypatch.setattr(ext, "_CUDA_DEVICE_REASONS", {})
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (7, 5))
+    # stand-ins for CUDA tensors (no GPU here): the decision reads device, dtype and requires_grad
+    v = types.SimpleNamespace(device=torch.device("cuda", 0), dtype=torch.float32, requires_grad=False)
+    assert "compute capability 7.5" in ext.ext_unusable_reason("affine_coupling_inverse", v, v)
+    assert ops.affine_coupling_inverse_backend(v, v, "auto") == "eager"
+    with pytest.raises(RuntimeError, match="no kernel for this GPU"):
+        ops.affine_coupling_inverse_backend(v, v, "ext")
+
+
+# --------------------------------------------------------------------------- the build backend
+
+
+@pytest.fixture()
+def backend():
+    spec = importlib.util.spec_from_file_location("s2vc_backend_under_test",
+                                                  ROOT / "build_support" / "s2vc_backend.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_backend_pins_the_torch_of_requirements_and_setup(backend):
+    pins = re.findall(r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)
+    assert backend.PINNED_TORCH == f"torch=={pins[0]}"
+    lo, hi = re.search(r'"torch>=([\d.]+),<=([\d.]+)"', (ROOT / "setup.py").read_text()).groups()
+    assert backend.SUPPORTED == (backend._release(lo)[:2], backend._release(hi))
+    assert 'build-backend = "s2vc_backend"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_backend_uses_the_target_torch_or_asks_for_the_pinned_one(backend, monkeypatch, tmp_path):
+    # this environment's torch is the target's: nothing more to install for the build
+    found = backend.target_torch()
+    assert found is not None and found[1].split("+")[0] == torch.__version__.split("+")[0]
+    monkeypatch.setattr(backend, "_torch_importable", lambda: False)    # as under build isolation
+    assert backend._extra_requires() == []
+    # a target without torch (a fresh environment): the build asks pip for the pinned torch
+    monkeypatch.setattr(backend.site, "getsitepackages", lambda: [str(tmp_path)])
+    assert backend.target_torch() is None
+    assert backend._extra_requires() == [backend.PINNED_TORCH]
+    # a torch outside the supported range would be replaced by pip: build against the pinned one
+    dist = tmp_path / "torch-2.9.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.9.0\n")
+    assert backend.target_torch() is None

@@ -136,6 +136,119 @@ def test_profile_shapes(flow):
     assert trt_builder.parse_range("4") == (4, 4, 4)
 
 
+# -- the builder's checks and writes, with a stand-in for TensorRT ------------------------------
+
+def test_timing_cache_refusal_is_an_error():
+    trt_builder.check_timing_cache_accepted(True, True, Path("c.cache"))
+    with pytest.raises(trt_builder.EngineBuildError, match="refused: it was made on another GPU.*Nothing was built"):
+        trt_builder.check_timing_cache_accepted(True, False, Path("c.cache"), ["cache mismatch"])
+    with pytest.raises(trt_builder.EngineBuildError, match="c.cache is not a TensorRT timing cache"):
+        trt_builder.check_timing_cache_accepted(False, None, Path("c.cache"))
+
+
+def test_precision_and_metadata_checks(flow):
+    assert trt_builder.network_precision("DataType.HALF") == "fp16"
+    assert trt_builder.network_precision("DataType.FLOAT") == "fp32"
+    with pytest.raises(trt_builder.EngineBuildError, match="HALF or FLOAT, got DataType.INT8"):
+        trt_builder.network_precision("DataType.INT8")
+    meta = generator_metadata(flow, alpha=0.5, strategy="zero", height=H, width=W)
+    good = dict(meta, tensorrt_version="10.13", precision="fp32", gpu="G", compute_capability="9.0",
+                profile={"video": {"min": [1, 3, 2, H, W], "opt": [2, 3, 8, H, W], "max": [4, 3, 16, H, W]}})
+    trt_builder.validate_engine_metadata(good, meta)
+    for change, message in [({"precision": "fp16"}, "inputs are fp16 but the ONNX metadata says fp32"),
+                            ({"profile": {}}, "lacks \\['profile'\\]"),
+                            ({"profile": {"noise": good["profile"]["video"]}}, "no shapes for the inputs \\['video'\\]"),
+                            ({"profile": {"video": {"min": [2], "opt": [1], "max": [4]}}}, "min <= opt <= max"),
+                            ({"gpu": object()}, "not JSON-serialisable")]:
+        with pytest.raises(trt_builder.EngineBuildError, match=message):
+            trt_builder.validate_engine_metadata(dict(good, **change), meta)
+
+
+def test_write_atomically_replaces_both_files_or_neither(tmp_path):
+    engine, meta = tmp_path / "g.engine", tmp_path / "g.engine.json"
+    trt_builder.write_atomically({engine: b"new engine", meta: b"{}"})
+    assert engine.read_bytes() == b"new engine" and meta.read_bytes() == b"{}"
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    with pytest.raises(OSError):
+        trt_builder.write_atomically({engine: b"newer", tmp_path / "blocked" / "x.json": b"{}"})
+    assert engine.read_bytes() == b"new engine"                 # untouched: the failure came first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "g.engine", "g.engine.json"]
+
+
+@pytest.fixture
+def fake_builder(monkeypatch):
+    """``make(accept_cache=True, dtype="DataType.FLOAT") -> class``: an ``EngineBuilder`` whose
+    TensorRT is a stand-in (no GPU, no TensorRT), so build_engine's order of checks and writes runs."""
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+
+    def make(accept_cache=True, dtype="DataType.FLOAT"):
+        class FakeConfig:
+            def create_timing_cache(self, data):
+                return types.SimpleNamespace(data=data)
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                assert ignore_mismatch is False
+                return accept_cache
+
+            def get_timing_cache(self):
+                return types.SimpleNamespace(serialize=lambda: b"new cache")
+
+        class FakeBuilder(trt_builder.EngineBuilder):
+            built = 0
+
+            def __init__(self, **kwargs):
+                self.trt = types.SimpleNamespace(__version__="10.13.0.35")
+                self.logger = types.SimpleNamespace(errors=[])
+                self.config, self.tf32, self.strongly_typed, self.profile_shapes = FakeConfig(), False, True, {}
+
+            def create_network(self, onnx_path):
+                pass
+
+            def add_profile(self, shapes):
+                self.profile_shapes = {name: tuple(s) for name, s in shapes.items()}
+
+            def input_dtypes(self):
+                return {"video": dtype}
+
+            def create_engine(self):
+                FakeBuilder.built += 1
+                return b"engine bytes"
+
+        monkeypatch.setattr(trt_builder, "EngineBuilder", FakeBuilder)
+        return FakeBuilder
+
+    return make
+
+
+def test_build_writes_engine_metadata_and_cache(stub_onnx, fake_builder, tmp_path):
+    fake_builder()
+    engine, cache = tmp_path / "out" / "g.engine", tmp_path / "t.cache"
+    trt_builder.build_engine(stub_onnx(), engine, batch=(1, 2, 4), frames=(2, 8, 16), timing_cache=cache)
+    meta = json.loads((tmp_path / "out" / "g.engine.json").read_text())
+    assert engine.read_bytes() == b"engine bytes" and cache.read_bytes() == b"new cache"
+    assert meta["precision"] == "fp32" and meta["gpu"] == "Fake GPU" and meta["compute_capability"] == "9.0"
+    assert meta["profile"]["video"]["max"] == [4, 3, 16, H, W]
+    assert sorted(p.name for p in engine.parent.iterdir()) == ["g.engine", "g.engine.json"]   # no temporaries
+
+
+@pytest.mark.parametrize("accept_cache,dtype,message", [
+    (False, "DataType.FLOAT", "was refused: it was made on another GPU"),
+    (True, "DataType.HALF", "inputs are fp16 but the ONNX metadata says fp32"),
+])
+def test_build_refuses_before_building_or_writing(stub_onnx, fake_builder, tmp_path, capsys,
+                                                  accept_cache, dtype, message):
+    builder = fake_builder(accept_cache, dtype)
+    engine, cache = tmp_path / "g.engine", tmp_path / "t.cache"
+    cache.write_bytes(b"a cache from another GPU")
+    args = ["--onnx", str(stub_onnx()), "--out", str(engine), "--timing-cache", str(cache)]
+    assert trt_builder.main(args) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert builder.built == 0 and not engine.exists() and not engine.with_name("g.engine.json").exists()
+    assert cache.read_bytes() == b"a cache from another GPU"
+
+
 # -- engine metadata (pure) -------------------------------------------------------------------
 
 @pytest.fixture
