@@ -323,14 +323,46 @@ def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
 
 
 def test_demo_short_comparison(tiny, tmp_path, monkeypatch, capsys):
-    from s2vc.engine.demo import COMPARISON_ARMS, run_comparison
+    from s2vc.commands.demo import COMPARISON_ARMS, comparison_settings, run_comparison
+    from s2vc.training.synthetic import SyntheticSet
     _, _, cache = tiny
     monkeypatch.setenv("S2VC_CACHE", str(cache))
-    tiny_budget = [a for a in EXPERIMENT if a != "--no-progress"][4:]      # without --seeds / --steps
-    res = run_comparison(tmp_path / "cmp", 1, tiny_budget)
+    cfg = comparison_settings(tmp_path / "cmp", 1, frames=4, size=32, batch_size=4, queue=8, num_clips=1, threads=1,
+                              synthetic=SyntheticSet(train_per_class=3, test_per_class=6))
+    assert (cfg.arms, cfg.seeds, cfg.steps, cfg.snapshot_every) == (COMPARISON_ARMS, (0,), 1, 1)
+    res = run_comparison(cfg)
     assert {r["arm"] for r in res["rows"]} == set(COMPARISON_ARMS)
+    captured = capsys.readouterr()
+    assert "| oracle |" in captured.out and "smoke run, not a result" in captured.out and "curves.png" in captured.out
+    assert "evaluating snapshots" in captured.err and "pretrain moco" in captured.err     # progress bars
+
+
+def test_demo_writes_the_video_and_prints_the_last_reproduction(tmp_path, monkeypatch, capsys):
+    """The default demo: the generator's files and explanation, then docs/RESULTS.md's table from
+    the copy shipped in the package (every arm's row as RESULTS.md has it); no pretraining."""
+    import re
+    from pathlib import Path
+
+    from s2vc.cli import main as cli_main
+    from s2vc.training.reproduction_record import load_reproduction_record, reproduction_table
+    pytest.importorskip("av")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["demo", "--max-frames", "16", "--no-progress", "--no-compare"]) == 0
     out = capsys.readouterr().out
-    assert "| oracle |" in out and "smoke run, not a result" in out and "curves.png" in out
+    assert all((tmp_path / "s2vc_demo" / f"bikes{s}").stat().st_size > 0
+               for s in ("_s2vc.mp4", "_side_by_side.mp4", "_sheet.png"))
+    assert "alpha = 0.676" in out and "short comparison" not in out.split("s2vc demo --compare")[0]
+    record = load_reproduction_record()
+    assert reproduction_table(record, follow_up=False) in out
+    results = (Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md").read_text()
+    for line in reproduction_table(record, follow_up=False).splitlines()[2:]:
+        assert line in results, line                                   # the same numbers as the docs
+    for row in record["follow_up"]["rows"]:
+        alpha = row["arm"].rsplit(" ", 1)[1]                           # "s2vc, <flow>, alpha 0.330"
+        doc_row = next(x for x in results.splitlines() if x.startswith("| ") and f"α = {alpha}" in x)
+        numbers = [float(x) for x in re.findall(r"\d+\.\d+", doc_row.split("|", 3)[3])]
+        expected = [v for m, sd in zip(row["mean"], row["std"]) for v in (m, sd) if v is not None]
+        assert numbers == expected, (doc_row, expected)
 
 
 def test_ten_crop_features_average_the_ten_views(tiny):

@@ -2,7 +2,9 @@
 and a two-process torchrun (gloo) run."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -10,6 +12,8 @@ import pytest
 import torch
 
 from s2vc.cli import main as cli_main
+from s2vc.training.pretrain import PretrainConfig, pretrain
+from s2vc.training.synthetic import SyntheticSet
 
 CLIPS = ["--frames", "4", "--stride", "2", "--size", "32", "--batch-size", "4", "--queue", "16"]
 TINY = [*CLIPS, "--epochs", "1", "--no-progress", "--threads", "2"]
@@ -57,9 +61,11 @@ def test_snapshots_and_a_finished_run_is_not_extended(cache, tmp_path, capsys):
     assert cli_main([*argv, "--resume"]) == 0
     assert "already run 4" in capsys.readouterr().err
     assert len(_history(run)) == 4 and list(snapshots(run)) == [0, 2, 4]
-    # resuming with other settings would mix two runs: refused
-    with pytest.raises(SystemExit, match="other settings than asked.*lr 0.001 -> 0.01"):
-        cli_main([*argv, "--resume", "--max-steps", "6", "--lr", "1e-2"])
+    # resuming with other settings would mix two runs: refused (one line, exit 1)
+    capsys.readouterr()
+    assert cli_main([*argv, "--resume", "--max-steps", "6", "--lr", "1e-2"]) == 1
+    err = capsys.readouterr().err
+    assert "other settings than asked" in err and "lr 0.001 -> 0.01" in err and len(err.splitlines()) == 1
     # the last step gets a snapshot even off the cadence
     run5 = tmp_path / "snap5"
     assert cli_main(["pretrain", "--mode", "moco", "--out", str(run5), "--max-steps", "3", "--snapshot-every", "2",
@@ -82,7 +88,7 @@ def test_contrastive_loss_on_fixed_pairs_decreases(cache, tmp_path):
                      "--epochs", "10", *CLIPS, "--no-progress"]) == 0
     torch.manual_seed(0)
     ds = build_dataset("synthetic", None, frames=4, stride=2, size=None, transform_q=key_transform(32),
-                       transform_k=key_transform(32), seed=1, synthetic_kwargs={"bias": "strong", "seed": 0})
+                       transform_k=key_transform(32), seed=1, synthetic=SyntheticSet(bias="strong", seed=0))
     items = [ds[i] for i in range(0, len(ds), len(ds) // 24)][:24]
     q = normalize_clip(torch.stack([it["q"] for it in items]))
     k = normalize_clip(torch.stack([it["k"] for it in items]))
@@ -163,22 +169,69 @@ def test_interrupted_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
-def test_bad_configs(cache, tmp_path):
-    with pytest.raises(SystemExit):
+def test_bad_configs(cache, tmp_path, capsys):
+    with pytest.raises(SystemExit):                                        # argparse: not a choice
         cli_main(["pretrain", "--dataset", "imagenet", "--out", str(tmp_path / "a")])
-    with pytest.raises(SystemExit, match="multiple of the global batch"):
-        cli_main(["pretrain", "--out", str(tmp_path / "b"), "--batch-size", "6", "--queue", "16"])
-    with pytest.raises(ValueError, match="trainlist01.txt|ucfTrainTestlist"):
-        (tmp_path / "ucf" / "UCF-101").mkdir(parents=True)
-        cli_main(["pretrain", "--dataset", "ucf101", "--root", str(tmp_path / "ucf"), "--out", str(tmp_path / "c"),
-                  *TINY])
-    with pytest.raises(SystemExit, match="oracle"):
-        cli_main(["pretrain", "--mode", "oracle", "--dataset", "folder", "--root", str(tmp_path),
-                  "--out", str(tmp_path / "d")])
+
+    def error(argv):
+        """The one line a failed command prints (exit status 1 or 2)."""
+        capsys.readouterr()
+        assert cli_main(argv) in (1, 2)
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        return err
+    assert "multiple of the global batch" in error(["pretrain", "--out", str(tmp_path / "b"), "--batch-size", "6",
+                                                    "--queue", "16"])
+    (tmp_path / "ucf" / "UCF-101").mkdir(parents=True)
+    assert re.search("trainlist01.txt|ucfTrainTestlist", error(
+        ["pretrain", "--dataset", "ucf101", "--root", str(tmp_path / "ucf"), "--out", str(tmp_path / "c"), *TINY]))
+    assert "oracle" in error(["pretrain", "--mode", "oracle", "--dataset", "folder", "--root", str(tmp_path),
+                              "--out", str(tmp_path / "d")])
     cfg = tmp_path / "bad.toml"
     cfg.write_text('backbone = "small"\nlearning_rate = 1\n')
-    with pytest.raises(SystemExit, match="unknown keys.*learning_rate"):
-        cli_main(["pretrain", "--config", str(cfg), "--out", str(tmp_path / "e")])
+    err = error(["pretrain", "--config", str(cfg), "--out", str(tmp_path / "e")])
+    assert "unknown keys" in err and "learning_rate" in err
+    with pytest.raises(ValueError, match="max-steps >= 1"):
+        pretrain(PretrainConfig(out=str(tmp_path / "f"), max_steps=0))
+
+
+def test_toml_config_and_flags_over_it(tmp_path):
+    """configs/*.toml load; a flag given on the command line wins over the file, the file over
+    the defaults."""
+    from pathlib import Path
+
+    from s2vc.cli import build_parser
+    from s2vc.commands.pretrain import settings
+    repo = Path(__file__).resolve().parents[1]
+    argv = ["pretrain", "--config", str(repo / "configs" / "ucf101_r3d18.toml"), "--out", str(tmp_path),
+            "--lr", "0.01", "--synthetic-bias", "mild"]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    cfg = settings(args)
+    assert (cfg.dataset, cfg.backbone, cfg.frames, cfg.lr_steps, cfg.amp) == ("ucf101", "r3d_18", 16, (400, 450), True)
+    assert cfg.lr == 0.01 and cfg.synthetic.bias == "mild" and cfg.dim == 128
+    for path in sorted((repo / "configs").glob("*.toml")):
+        argv = ["pretrain", "--config", str(path), "--out", str(tmp_path)]
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        settings(args).check()
+
+
+def test_an_old_checkpoint_resumes(cache, tmp_path):
+    """A checkpoint of the command-line code (its config = every flag, the synthetic set as
+    synthetic_*, the parsed Namespace's other entries too) resumes; other settings are refused."""
+    run = tmp_path / "old"
+    args = ["--mode", "moco", "--out", str(run), *TINY]
+    assert cli_main(["pretrain", "--max-steps", "2", *args]) == 0
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    old = dict(ckpt["config"], config=None, command="pretrain", argv=["pretrain", "--out", str(run)])
+    torch.save({**ckpt, "config": old}, run / "checkpoint.pt")
+    assert PretrainConfig.from_dict(old) == PretrainConfig.from_dict(ckpt["config"])
+    assert cli_main(["pretrain", "--max-steps", "3", "--resume", *args]) == 0
+    assert [h["step"] for h in _history(run)] == [1, 2, 3]
+    with pytest.raises(ValueError, match="synthetic_train_per_class 20 -> 3"):
+        pretrain(dataclasses.replace(PretrainConfig.from_dict(old), resume=True, max_steps=4,
+                                     synthetic=SyntheticSet(train_per_class=3)))
 
 
 def test_two_process_torchrun_gloo(cache, tmp_path):

@@ -1,0 +1,94 @@
+"""``s2vc pretrain``: MoCo pretraining with motion-preserved positives (``training.pretrain``).
+
+Flags, or a TOML file of them (``--config configs/*.toml``; flags given on the command line win
+over the file), become a ``PretrainConfig``; ``pretrain(cfg)`` does the work. torchrun runs it
+in several processes: ``torchrun --nproc-per-node N -m s2vc.cli pretrain ...``.
+"""
+from __future__ import annotations
+
+import argparse
+
+from s2vc.commands import common
+
+HELP = "MoCo pretraining with motion-preserved positives (torchrun for several processes)"
+COMMAND = "pretrain"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from s2vc.training.datasets import DATASETS
+    from s2vc.training.keys import MODES
+    from s2vc.training.models import BACKBONES
+
+    p.add_argument("--config", default=None, help="TOML file of defaults (configs/*.toml); flags override it")
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    p.add_argument("--root", default=None, help="dataset root (synthetic: cache folder)")
+    p.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
+    p.add_argument("--mode", choices=MODES, default="s2vc")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, TensorBoard logs)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", choices=BACKBONES, default="small")
+    g.add_argument("--dim", type=int, default=128)
+    g.add_argument("--queue", type=int, default=2048, help="MoCo queue size K")
+    g.add_argument("--moco-m", type=float, default=0.999)
+    g.add_argument("--moco-t", type=float, default=0.07)
+    g = p.add_argument_group("clips")
+    g.add_argument("--frames", type=int, default=8)
+    g.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
+    g.add_argument("--size", type=int, default=64, help="crop size fed to the backbone")
+    g.add_argument("--decode-size", type=int, default=None,
+                   help="shorter side frames are decoded at (default: as stored; set it for real datasets, e.g. 128)")
+    g.add_argument("--workers", type=int, default=0)
+    g.add_argument("--strict", action="store_true", help="a video that cannot be used is fatal")
+    g.add_argument("--cache-videos", action="store_true",
+                   help="decode every video into memory once, before the workers fork (they share it): "
+                        "for small sets such as the synthetic one")
+    g = p.add_argument_group("generator")
+    g.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
+    g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
+    g.add_argument("--strategy", default="zero")
+    g.add_argument("--gen-backend", default="auto")
+    g.add_argument("--clamp-key", action="store_true", help="clip the generated key to [0, 1]")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=20)
+    g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
+    g.add_argument("--batch-size", type=int, default=16, help="per process")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--weight-decay", type=float, default=1e-5)
+    g.add_argument("--warmup-epochs", type=float, default=1)
+    g.add_argument("--lr-steps", type=int, nargs="*", default=[], help="epochs where lr is multiplied by 0.1")
+    g.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    p.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true")
+    common.add_synthetic_arguments(p)
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="also keep the model every N steps as OUT/snapshots/step_NNNNNN.pt (learning curves)")
+    # --config re-parses the command line with the file's values as defaults: that needs this parser
+    p.set_defaults(pretrain_parser=p)
+
+
+def own_argv(argv: list[str], command: str) -> list[str]:
+    """The part of the ``s2vc`` command line after ``command`` (what its parser parsed): the
+    top-level parser has no option taking a value, so the first ``command`` is the name."""
+    return argv[argv.index(command) + 1:] if command in argv else list(argv)
+
+
+def settings(args: argparse.Namespace):
+    """The ``PretrainConfig`` the flags (and ``--config``'s file) name."""
+    from s2vc.training.pretrain import PretrainConfig
+
+    if args.config:
+        argv = getattr(args, "argv", None)
+        if argv is None:
+            raise common.UsageError("--config needs the command line (run through `s2vc pretrain`)")
+        args = common.apply_toml_defaults(args.pretrain_parser, args, own_argv(argv, COMMAND), args.config)
+    return common.settings_from_args(PretrainConfig, args, synthetic=common.synthetic_set(args))
+
+
+def run(args: argparse.Namespace) -> dict:
+    from s2vc.training.pretrain import pretrain
+
+    return pretrain(settings(args))

@@ -1,0 +1,101 @@
+"""The MoCo key of each pretraining mode ("arm"): one code path for every arm, only the key differs.
+
+    s2vc    key = motion-preserved version of the second clip (the paper)
+    moco    key = the second clip as is (plain MoCo v2)
+    tfd     key = the pixel-level TFD baseline of the paper's Table 4
+    oracle  key = the second clip with the background removed through the synthetic set's actor
+            masks (synthetic set only): the ceiling any static-cue suppression could reach
+
+A new arm is a name in ``MODES`` and a branch of ``KeyMaker``; ``s2vc pretrain --mode`` and
+``s2vc reproduce --arms`` pick it up by name.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["MODES", "KeyMaker", "OracleKeys"]
+
+MODES = ("s2vc", "moco", "tfd", "oracle")
+
+
+class KeyMaker:
+    """Turns the second clip, float (B, 3, T, H, W) in [0, 1], into the MoCo key of ``mode``.
+
+    flow: flow checkpoint of the s2vc generator (and of the TFD resolution), None = the bundled
+    one; alpha: None = the flow's calibrated one (``engine.suppression.resolve_alpha``);
+    strategy / gen_backend: of the generator; clamp: clip a generated key to [0, 1]; seed: the
+    random strategies' seed (renewed every step). ``self.alpha`` is the alpha in use (None for
+    the arms without a flow threshold).
+    """
+
+    def __init__(self, mode: str, *, flow: str | None = None, alpha: float | None = None, strategy: str = "zero",
+                 gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
+                 device: torch.device | str = "cpu"):
+        if mode not in MODES:
+            raise ValueError(f"unknown pretraining mode {mode!r}; expected one of {MODES}")
+        self.mode, self.clamp, self.gen, self.alpha = mode, clamp, None, None
+        if mode == "s2vc":
+            from s2vc.engine import load_flow
+            from s2vc.engine.generator import MotionPreservingGenerator
+            self.gen = MotionPreservingGenerator(load_flow(flow, device=device), alpha=alpha, strategy=strategy,
+                                                 backend=gen_backend, seed=seed)
+            self.alpha = self.gen.alpha
+        elif mode == "tfd":
+            from s2vc.engine import load_flow
+            from s2vc.engine.tfd import tfd_generator
+            self.gen = tfd_generator(resolution=load_flow(flow).config.resolution)
+
+    def __call__(self, k: torch.Tensor, batch: dict, step: int) -> tuple[torch.Tensor, float]:
+        """(key (B, 3, T, H, W), mean fraction of latents preserved, or nan without a flow).
+        ``batch["k_mask"]`` (B, 1, T, H, W) in {0, 1}: the actor masks the oracle needs."""
+        if self.mode == "oracle":
+            mask = batch.get("k_mask")
+            if mask is None:
+                raise ValueError("mode 'oracle' needs actor masks: only the synthetic set has them")
+            return k * mask.to(k.device, k.dtype), math.nan
+        if self.gen is None:
+            return k, math.nan
+        self.gen.seed = None if self.gen.seed is None else step   # fresh randomness every step
+        out, stats = self.gen(k)
+        if self.clamp:
+            out = out.clamp(0, 1)
+        return out, float(stats.preserved.mean())
+
+
+class OracleKeys(torch.utils.data.Dataset):
+    """The synthetic set with the key's actor mask: the key clip and its mask go through one
+    key transform (crop and flip drawn once), so "k_mask" (1, T, H, W) covers the key's actor.
+
+    dataset: a two-clip ``ClipDataset`` of the synthetic set built *without* a key transform;
+    root: the set's folder (holding masks/); transform_k: the key transform to apply to both.
+    """
+
+    def __init__(self, dataset, root: str | Path, transform_k):
+        self.dataset, self.root, self.transform_k = dataset, Path(root), transform_k
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def __getitem__(self, i):
+        from .synthetic import load_mask
+        item = self.dataset[i]
+        if not isinstance(item, dict):
+            return item                                           # a Skipped record
+        ds = self.dataset
+        mask = load_mask(self.root, ds.records[i].video_id)       # (T_video, H, W)
+        m = torch.from_numpy(mask[item["start_k"]:item["start_k"] + ds.span:ds.stride]).float()[None]
+        k = item["k"]
+        if m.shape[-2:] != k.shape[-2:]:
+            m = F.interpolate(m, size=k.shape[-2:], mode="nearest")
+        both = torch.cat([k, m], dim=0)                           # (4, T, H, W)
+        if self.transform_k is not None:                          # crop/flip take any channel count
+            both = self.transform_k.transform(both.transpose(0, 1)).transpose(0, 1)
+        item["k"], item["k_mask"] = both[:3], (both[3:] > 0.5).float()
+        return item
