@@ -19,9 +19,7 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_input")
     clip = root / "clip.mp4"
     frames = (np.random.default_rng(0).random((6, 32, 32, 3)) * 255).astype(np.uint8)
-    with video_io.VideoWriter(clip, fps=25) as w:
-        for f in frames:
-            w.write(f)
+    video_io.write_video(clip, frames, fps=25)
     fake = root / "not_a_checkpoint.mp4"
     fake.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a torch file")
     corrupt = root / "corrupt.avi"
@@ -35,8 +33,8 @@ def files(tmp_path_factory):
 CASES = [
     (["generate", "--alpha", "-1", "{clip}", "--out", "{root}/o1"], ["alpha", "-1"]),
     (["generate", "--flow", "{fake}", "{clip}", "--out", "{root}/o2"], ["not_a_checkpoint.mp4", "checkpoint"]),
-    (["generate", "{root}/missing.avi", "--out", "{root}/o3"], ["missing.avi"]),
-    (["generate", "--clip-len", "1", "{clip}", "--out", "{root}/o4"], ["t >= 2", "1"]),
+    (["generate", "{root}/missing.avi", "--out", "{root}/o3"], ["missing.avi", "no such"]),
+    (["generate", "--clip-len", "1", "{clip}", "--out", "{root}/o4"], ["clip_len", ">= 2", "got 1"]),
     (["pretrain", "--dataset", "ucf101", "--root", "/missing/ucf101", "--out", "{root}/run1"], ["/missing/ucf101"]),
     (["pretrain", "--config", "{root}/none.toml", "--out", "{root}/run2"], ["none.toml"]),
     (["pretrain", "--frames", "1", "--out", "{root}/run3", "--max-steps", "1"], ["frames", "1"]),

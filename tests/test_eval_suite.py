@@ -380,3 +380,19 @@ def test_ten_crop_features_average_the_ten_views(tiny):
     torch.testing.assert_close(feats[2], ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="crops must be 1"):
         extract_features(net, ds, crops=5)
+
+
+def test_reproduce_arm_on_pregenerated_keys(tiny, tmp_path, monkeypatch):
+    """``--arms s2vc-keys``: the mirror of the training split is generated once into the
+    experiment folder and the arm trains on it."""
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    out = tmp_path / "rep_keys"
+    res = _run(["reproduce", "--out", str(out), "--arms", "s2vc-keys", *EXPERIMENT])
+    assert [(r["arm"], r["step"]) for r in res["rows"]] == [("s2vc-keys", 0), ("s2vc-keys", 1), ("s2vc-keys", 2)]
+    manifest = json.loads((out / "mirrors" / "s2vc" / "manifest.json").read_text())
+    assert len(manifest["videos"]) == 6 * 3 and manifest["settings"]["frames"] == 4
+    config = torch.load(out / "runs" / "s2vc-keys_seed0" / "checkpoint.pt", weights_only=True)["config"]
+    assert config["mode"] == "s2vc" and config["keys"] == str(out / "mirrors" / "s2vc")
+    with pytest.raises(ValueError, match="unknown arms \\['moco-keys'\\]"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco-keys", *EXPERIMENT])

@@ -124,9 +124,9 @@ def test_generate_bad_input_is_one_line(tmp_path, flow_path, capsys, flags, expe
 
 def test_generate_missing_video_names_the_file(tmp_path, flow_path, capsys):
     assert cli_main(["generate", str(tmp_path / "nope.avi"), "--out", str(tmp_path / "o"), "--flow",
-                     str(flow_path), "--no-progress"]) == 1
+                     str(flow_path), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'nope.avi'}: no such file", "1 of 1 files failed"]
+    assert err == [f"s2vc generate: error: no such video file: {tmp_path / 'nope.avi'}"]   # before any work
 
 
 def test_export_commands(tmp_path, flow_path):

@@ -193,3 +193,24 @@ def test_corrupt_video_is_skipped_listed_and_counted(tmp_path):
                           keys={"path": report.out, "expect": {}})
     assert victim not in [r.path for r in keyed.records]
     assert json.loads((report.out / "mirror.json").read_text())["dataset"] == "synthetic"
+
+
+def test_pretrain_on_keys_from_the_mirror(mirrored):
+    """s2vc pretrain --keys: the key clips come from the mirror (no generator runs), and a mirror
+    that does not match the run is refused before training."""
+    from s2vc.training.pretrain import PretrainConfig, pretrain
+    tmp, report = mirrored
+    base = dict(dataset="synthetic", root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, size=32,
+                batch_size=4, queue=16, max_steps=2, no_progress=True, threads=2)
+    result = pretrain(PretrainConfig(out=str(tmp / "run_keys"), mode="s2vc", keys=str(report.out), **base))
+    history = result["history"]
+    assert len(history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    ckpt = torch.load(tmp / "run_keys" / "checkpoint.pt", weights_only=True)
+    assert ckpt["config"]["keys"] == str(report.out)
+    with pytest.raises(ValueError, match="modes \\('s2vc', 'tfd'\\)"):
+        pretrain(PretrainConfig(out=str(tmp / "run_moco"), mode="moco", keys=str(report.out), **base))
+    with pytest.raises(MirrorMismatchError, match="stride"):
+        pretrain(PretrainConfig(out=str(tmp / "run_bad"), mode="s2vc", keys=str(report.out),
+                                **{**base, "stride": 1}))
+    with pytest.raises(MirrorMismatchError, match="method"):       # an s2vc mirror is no tfd key
+        pretrain(PretrainConfig(out=str(tmp / "run_tfd"), mode="tfd", keys=str(report.out), **base))

@@ -31,7 +31,7 @@ def _history(run):
     return torch.load(run / "checkpoint.pt", weights_only=True)["history"]
 
 
-@pytest.mark.parametrize("mode", ["moco", "s2vc", "tfd", "oracle"])
+@pytest.mark.parametrize("mode", ["moco", "s2vc", "tfd", "oracle", "be", "fame"])
 def test_every_mode_trains(cache, tmp_path, mode):
     run = tmp_path / mode
     assert cli_main(["pretrain", "--mode", mode, "--out", str(run), "--max-steps", "3", *TINY]) == 0

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper
 from s2vc.engine import load_flow
 from s2vc.engine.engine_meta import MetadataMismatchError, check_metadata, metadata_to_props, read_engine_metadata
 from s2vc.engine.runtime_trt import TensorRTGenerator, check_profile, check_tensorrt_build
-from s2vc.export import trt_builder
+from s2vc.export import build_trt, trt_builder
 from s2vc.export.onnx_export import generator_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,14 +75,14 @@ def test_argument_errors_exit_2_before_tensorrt(stub_onnx, tmp_path, monkeypatch
     monkeypatch.setattr(trt_builder, "require_tensorrt", no_tensorrt)
     monkeypatch.chdir(tmp_path)
     base = [] if "--onnx" in args or "--out" in args else ["--onnx", str(stub_onnx()), "--out", "x.engine"]
-    assert trt_builder.main(base + args) == 2
+    assert build_trt.main(base + args) == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: build_trt.py") and message in err
 
 
 def test_onnx_without_s2vc_metadata_is_refused(stub_onnx, capsys):
     path = stub_onnx(metadata=False)
-    assert trt_builder.main(["--onnx", str(path), "--out", str(path.with_suffix(".engine"))]) == 2
+    assert build_trt.main(["--onnx", str(path), "--out", str(path.with_suffix(".engine"))]) == 2
     assert "carries no s2vc metadata" in capsys.readouterr().err
 
 
@@ -123,7 +123,7 @@ def test_without_a_gpu_or_with_an_old_tensorrt(stub_onnx, monkeypatch, capsys, v
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     path = stub_onnx()
-    assert trt_builder.main(["--onnx", str(path), "--out", str(path.with_suffix(".engine"))]) == 1
+    assert build_trt.main(["--onnx", str(path), "--out", str(path.with_suffix(".engine"))]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err
 
@@ -133,7 +133,7 @@ def test_profile_shapes(flow):
     shapes = trt_builder.profile_shapes(meta, (1, 4, 8), (2, 16, 32))
     assert shapes == {"video": ((1, 3, 2, 48, 80), (4, 3, 16, 48, 80), (8, 3, 32, 48, 80)),
                       "order": ((1, 2, 3072), (4, 16, 3072), (8, 32, 3072))}
-    assert trt_builder.parse_range("4") == (4, 4, 4)
+    assert build_trt.parse_range("4") == (4, 4, 4)
 
 
 # -- the builder's checks and writes, with a stand-in for TensorRT ------------------------------
@@ -242,7 +242,7 @@ def test_build_refuses_before_building_or_writing(stub_onnx, fake_builder, tmp_p
     engine, cache = tmp_path / "g.engine", tmp_path / "t.cache"
     cache.write_bytes(b"a cache from another GPU")
     args = ["--onnx", str(stub_onnx()), "--out", str(engine), "--timing-cache", str(cache)]
-    assert trt_builder.main(args) == 1
+    assert build_trt.main(args) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err
     assert builder.built == 0 and not engine.exists() and not engine.with_name("g.engine.json").exists()
@@ -333,7 +333,7 @@ def engines(trt_env, flow, tmp_path_factory):
             args = ["--onnx", str(onnx_path), "--out", str(root / f"{name}.engine"), "--batch", "1,2,4",
                     "--frames", "2,8,16", "--timing-cache", str(root / "timing.cache")]
             args += ["--fp16-check"] if fp16 else []
-            assert trt_builder.main(args) == 0
+            assert build_trt.main(args) == 0
             built[key] = root / f"{name}.engine"
         return built[key]
 

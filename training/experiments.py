@@ -32,12 +32,18 @@ import torch
 from .experiment_eval import LazyEvaluator, evaluate_runs
 from .experiment_report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
 from .key_sheet import key_sheet
-from .keys import MODES
+from .keys import MODES, PREGENERATED_MODES
 from .pretrain import CHECKPOINT, PretrainConfig, pretrain
 from .synthetic import SyntheticSet
 
-__all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "PINNED", "reproduce", "ablate",
-           "summarise"]
+__all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "ARMS", "PINNED", "reproduce",
+           "ablate", "summarise"]
+
+# the arms of a reproduction: every pretraining mode, and "<mode>-keys" for the modes whose keys
+# can be pre-generated: the same arm trained on keys read from the set's mirror (generated once
+# per experiment, training/mirror.py) instead of made each step
+KEYS_SUFFIX = "-keys"
+ARMS = MODES + tuple(mode + KEYS_SUFFIX for mode in PREGENERATED_MODES)
 
 
 @dataclass(kw_only=True)
@@ -78,7 +84,8 @@ class ExperimentConfig:
 
 @dataclass(kw_only=True)
 class ReproduceConfig(ExperimentConfig):
-    """``reproduce``: every arm (a pretraining mode of ``MODES``) with every seed."""
+    """``reproduce``: every arm (a pretraining mode of ``MODES``, or ``<mode>-keys``: see ``ARMS``)
+    with every seed."""
 
     arms: tuple[str, ...] = MODES
 
@@ -200,16 +207,34 @@ def _train_and_evaluate(cfg: ExperimentConfig, out: Path, plan: dict[str, tuple[
     return rows, runs, ref
 
 
+def _arm_settings(cfg: ExperimentConfig, out: Path, arm: str) -> dict:
+    """The pretraining settings an arm sets: its mode, and for ``<mode>-keys`` the mirror of the
+    training split (generated now unless the experiment folder already holds it)."""
+    if not arm.endswith(KEYS_SUFFIX):
+        return {"mode": arm}
+    from .mirror import MirrorConfig, describe, generate_mirror
+    mode = arm.removesuffix(KEYS_SUFFIX)
+    mirror = out / "mirrors" / mode
+    if not (mirror / "manifest.json").exists():
+        print(f"reproduce: generating the {mode} keys of the training split once -> {mirror}", file=sys.stderr)
+        report = generate_mirror(MirrorConfig(dataset="synthetic", out=str(mirror), synthetic=cfg.synthetic,
+                                              frames=cfg.frames, stride=cfg.stride, decode_size=None, method=mode,
+                                              flow=cfg.flow, alpha=cfg.alpha, device=cfg.device or "cpu",
+                                              progress=not cfg.no_progress))
+        print(describe(report), file=sys.stderr)
+    return {"mode": mode, "keys": str(mirror)}
+
+
 def reproduce(cfg: ReproduceConfig) -> dict:
     """Pretrain every arm with every seed and evaluate every snapshot (see the module docstring);
     returns {"rows", "runs", "reference", "budget", "command_wall_s", "tables"}."""
     start = time.perf_counter()
     out = Path(cfg.out)
-    bad = [arm for arm in cfg.arms if arm not in MODES]
+    bad = [arm for arm in cfg.arms if arm not in ARMS]
     if bad:
-        raise ValueError(f"unknown arms {bad}; use some of {MODES}")
+        raise ValueError(f"unknown arms {bad}; use some of {ARMS}")
     pin_experiment(cfg, out)
-    plan = {f"{arm}_seed{seed}": (f"reproduce: {arm}, seed {seed}", {"arm": arm, "seed": seed}, {"mode": arm})
+    plan = {f"{arm}_seed{seed}": (f"reproduce: {arm}, seed {seed}", {"arm": arm, "seed": seed}, _arm_settings(cfg, out, arm))
             for seed in cfg.seeds for arm in cfg.arms}
     rows, runs, ref = _train_and_evaluate(cfg, out, plan)
     if not (out / "keys.png").exists():

@@ -23,12 +23,15 @@ def key_sheet(path: str | Path, arms, *, synthetic: SyntheticSet, frames: int, s
     ds = build_dataset("synthetic", split="train", frames=frames, stride=stride, size=None, two_clips=False,
                        synthetic=synthetic)
     root = Path(ds.records[0].path).parents[2]                                      # root/UCF-101/<Class>/<video>
+    arms = [arm for arm in arms if not arm.endswith("-keys")]   # a mirror's key is its mode's key
     makers = {arm: KeyMaker(arm, flow=flow, alpha=alpha, device="cpu") for arm in arms if arm not in ("moco", "oracle")}
+    picks = [i * (len(ds) // videos) for i in range(videos)]
+    clips = torch.cat([ds.eval_clips(index, 1)["clips"][:1] for index in picks])   # (videos, C, T, H, W)
+    # every maker sees the whole batch: FAME takes its backgrounds from the other clips
+    keys = {arm: maker(clips, {}, 0)[0] for arm, maker in makers.items()}
     rows, labels = [], []
-    for i in range(videos):
-        index = i * (len(ds) // videos)
-        clip = ds.eval_clips(index, 1)["clips"][:1]                                 # (1, C, T, H, W)
-        record = ds.records[index]
+    for n, index in enumerate(picks):
+        clip, record = clips[n:n + 1], ds.records[index]
         rows.append(video_io.to_uint8_frames(clip[0]))
         labels.append(f"{record.video_id} (class {ds.classes[record.label]}): the clip")
         for arm in arms:
@@ -38,7 +41,7 @@ def key_sheet(path: str | Path, arms, *, synthetic: SyntheticSet, frames: int, s
                 mask = torch.from_numpy(load_mask(root, record.video_id)[:ds.span:ds.stride]).float()
                 key = clip * mask[None, None]
             else:
-                key, _ = makers[arm](clip, {}, 0)
+                key = keys[arm][n:n + 1]
             rows.append(video_io.to_uint8_frames(key[0].clamp(0, 1)))
             labels.append(f"{arm} key")
     return video_io.write_contact_sheet(path, rows, labels)

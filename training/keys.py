@@ -5,6 +5,13 @@
     tfd     key = the pixel-level TFD baseline of the paper's Table 4
     oracle  key = the second clip with the background removed through the synthetic set's actor
             masks (synthetic set only): the ceiling any static-cue suppression could reach
+    be      key = Background Erasing (Wang et al., CVPR 2021): a frame of the clip mixed into
+            every frame (``training/peer_keys.py``, docs/PEERS.md)
+    fame    key = FAME (Ding et al., CVPR 2022): the clip's moving foreground, from frame
+            differences, pasted onto another clip's background (``training/peer_keys.py``)
+
+With pre-generated keys (``s2vc pretrain --keys MIRROR``, modes s2vc and tfd) the key clip was
+read from the dataset's motion-preserved mirror (``training/mirror.py``) and is used as it is.
 
 A new arm is a name in ``MODES`` and a branch of ``KeyMaker``; ``s2vc pretrain --mode`` and
 ``s2vc reproduce --arms`` pick it up by name.
@@ -17,9 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MODES", "KeyMaker", "OracleKeys"]
+__all__ = ["MODES", "PREGENERATED_MODES", "KeyMaker", "OracleKeys"]
 
-MODES = ("s2vc", "moco", "tfd", "oracle")
+MODES = ("s2vc", "moco", "tfd", "oracle", "be", "fame")
+PREGENERATED_MODES = ("s2vc", "tfd")     # the modes whose key a mirror can hold
 
 
 class KeyMaker:
@@ -28,17 +36,26 @@ class KeyMaker:
     flow: flow checkpoint of the s2vc generator (and of the TFD resolution), None = the bundled
     one; alpha: None = the flow's calibrated one (``engine.suppression.resolve_alpha``);
     strategy / gen_backend: of the generator; clamp: clip a generated key to [0, 1]; seed: the
-    random strategies' seed (renewed every step). ``self.alpha`` is the alpha in use (None for
-    the arms without a flow threshold).
+    random strategies' seed (renewed every step; also of BE's and FAME's draws). ``self.alpha`` is
+    the alpha in use (None for the arms without a flow threshold). ``pregenerated``: the key clip
+    already is the s2vc / tfd key (read from a mirror): no generator runs, the alpha is the flow's.
     """
 
     def __init__(self, mode: str, *, flow: str | None = None, alpha: float | None = None, strategy: str = "zero",
                  gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", pregenerated: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown pretraining mode {mode!r}; expected one of {MODES}")
-        self.mode, self.clamp, self.gen, self.alpha = mode, clamp, None, None
-        if mode == "s2vc":
+        if pregenerated and mode not in PREGENERATED_MODES:
+            raise ValueError(f"pre-generated keys (--keys) are for modes {PREGENERATED_MODES}, not {mode!r}")
+        self.mode, self.clamp, self.gen, self.alpha, self.seed = mode, clamp, None, None, seed
+        self.pregenerated = pregenerated
+        if pregenerated:
+            if mode == "s2vc":
+                from s2vc.engine import load_flow
+                from s2vc.engine.suppression import resolve_alpha
+                self.alpha = resolve_alpha(load_flow(flow), alpha)
+        elif mode == "s2vc":
             from s2vc.engine import load_flow
             from s2vc.engine.generator import MotionPreservingGenerator
             self.gen = MotionPreservingGenerator(load_flow(flow, device=device), alpha=alpha, strategy=strategy,
@@ -57,7 +74,14 @@ class KeyMaker:
             if mask is None:
                 raise ValueError("mode 'oracle' needs actor masks: only the synthetic set has them")
             return k * mask.to(k.device, k.dtype), math.nan
+        if self.mode in ("be", "fame"):
+            from .peer_keys import background_erasing, fame_merge
+            draw = torch.Generator().manual_seed((self.seed or 0) * 1_000_003 + step)
+            peer = background_erasing if self.mode == "be" else fame_merge
+            return peer(k, generator=draw), math.nan
         if self.gen is None:
+            if self.pregenerated and self.clamp:
+                k = k.clamp(0, 1)
             return k, math.nan
         self.gen.seed = None if self.gen.seed is None else step   # fresh randomness every step
         out, stats = self.gen(k)

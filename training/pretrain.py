@@ -38,7 +38,7 @@ from .pretrain_config import RESUME_MUST_MATCH, PretrainConfig
 from .transforms import normalize_clip
 
 __all__ = ["MODES", "CHECKPOINT", "RESUME_MUST_MATCH", "PretrainConfig", "pretrain", "learning_rate",
-           "snapshot_path", "snapshots", "build_data"]
+           "snapshot_path", "snapshots", "build_data", "mirror_expectations"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -66,11 +66,12 @@ def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1):
     from .datasets import build_dataset, collate_clips
     from .transforms import key_transform, query_transform
     oracle = cfg.mode == "oracle"
+    keys = {"path": cfg.keys, "expect": mirror_expectations(cfg)} if cfg.keys else None
     ds = build_dataset(cfg.dataset, cfg.root, split="train", fold=cfg.fold, frames=cfg.frames, stride=cfg.stride,
                        size=cfg.decode_size, two_clips=True, transform_q=query_transform(cfg.size),
                        transform_k=None if oracle else key_transform(cfg.size), strict=cfg.strict, seed=cfg.seed,
                        cache_videos=cfg.cache_videos,
-                       synthetic=cfg.synthetic if cfg.dataset == "synthetic" else None)
+                       synthetic=cfg.synthetic if cfg.dataset == "synthetic" else None, keys=keys)
     if cfg.cache_videos:
         # decoded here, before the DataLoader forks its workers: they share the frames (copy on
         # write) instead of each decoding its own copy every epoch
@@ -86,6 +87,21 @@ def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1):
                                          collate_fn=collate_clips, drop_last=True,
                                          generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False)
     return ds, sampler, loader
+
+
+def mirror_expectations(cfg: PretrainConfig) -> dict:
+    """What a mirror must have been generated with to serve this run's keys (``--keys``): the
+    dataset, the clip's frames, stride and decode size, the mode, the flow, and for s2vc the
+    alpha (the flow's calibrated one when none is given) and the strategy."""
+    from s2vc.engine import load_flow
+    from s2vc.engine.suppression import resolve_alpha
+    flow = load_flow(cfg.flow)
+    expect = {"dataset": cfg.dataset, "fold": cfg.fold, "frames": cfg.frames, "stride": cfg.stride,
+              "decode_size": cfg.decode_size, "method": cfg.mode, "flow_sha256": flow.sha256 or "",
+              "flow_resolution": flow.config.resolution}
+    if cfg.mode == "s2vc":
+        expect.update(alpha=resolve_alpha(flow, cfg.alpha), strategy=cfg.strategy)
+    return expect
 
 
 @dataclass
@@ -179,7 +195,7 @@ def _setup(cfg: PretrainConfig) -> _Run:
     moco = MoCo(Encoder(cfg.backbone, cfg.dim), dim=cfg.dim, K=cfg.queue, m=cfg.moco_m, T=cfg.moco_t).to(device)
     opt = torch.optim.Adam(moco.encoder_q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     keys = KeyMaker(cfg.mode, flow=cfg.flow, alpha=cfg.alpha, strategy=cfg.strategy, gen_backend=cfg.gen_backend,
-                    clamp=cfg.clamp_key, seed=cfg.seed, device=device)
+                    clamp=cfg.clamp_key, seed=cfg.seed, device=device, pregenerated=cfg.keys is not None)
     # the record says which alpha was used, so a resume with the flow's default compares to it
     cfg = dataclasses.replace(cfg, alpha=keys.alpha if keys.alpha is not None else cfg.alpha)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")

@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from .datasets import DATASETS
-from .keys import MODES
+from .keys import MODES, PREGENERATED_MODES
 from .models import BACKBONES
 from .synthetic import SyntheticSet
 
@@ -22,7 +22,7 @@ SYNTHETIC_KEYS = {"synthetic_seed": "seed", "synthetic_bias": "bias",
 # device and logging may change)
 RESUME_MUST_MATCH = ("mode", "dataset", "root", "fold", "dim", "queue", "moco_m", "moco_t", "frames", "stride",
                      "size", "decode_size", "flow", "alpha", "strategy", "clamp_key", "batch_size", "lr",
-                     "weight_decay", "warmup_epochs", "lr_steps", "seed", *SYNTHETIC_KEYS)
+                     "weight_decay", "warmup_epochs", "lr_steps", "seed", "keys", *SYNTHETIC_KEYS)
 
 
 @dataclass(kw_only=True)
@@ -62,6 +62,7 @@ class PretrainConfig:
     strategy: str = "zero"
     gen_backend: str = "auto"
     clamp_key: bool = False
+    keys: str | None = None                    # a mirror (s2vc generate --dataset) holding the keys
     # optimisation
     epochs: int = 20
     max_steps: int | None = None
@@ -91,6 +92,11 @@ class PretrainConfig:
         if (self.max_steps is not None and self.max_steps < 1) or self.snapshot_every < 0 or self.ckpt_every < 1:
             raise ValueError(f"need --max-steps >= 1 (or none), --snapshot-every >= 0 and --ckpt-every >= 1, got "
                              f"{self.max_steps}, {self.snapshot_every}, {self.ckpt_every}")
+        if self.frames < 2:
+            raise ValueError(f"--frames must be >= 2 (the temporal STD of a key clip needs T >= 2), got {self.frames}")
+        if self.keys is not None and self.mode not in PREGENERATED_MODES:
+            raise ValueError(f"--keys MIRROR holds pre-generated keys of modes {PREGENERATED_MODES}, "
+                             f"not of mode {self.mode!r}")
         if self.mode == "oracle" and self.dataset != "synthetic":
             raise ValueError(f"mode 'oracle' needs the actor masks of the synthetic set (--dataset synthetic), "
                              f"got --dataset {self.dataset}")

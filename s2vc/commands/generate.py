@@ -160,6 +160,11 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "dataset", None) is not None:
         return run_dataset(args)
     videos = [Path(v) for v in args.videos] or require_sample_videos()
+    missing = [str(v) for v in videos if not v.is_file()]
+    if missing:   # before any work: nothing is half-done for a typo
+        from .common import UsageError
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UsageError(f"no such video file: {missing[0]}{more}")
     gen = generator_from_args(args, videos)
     _, failures = generate_from_args(args, videos, gen)
     if failures:

@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", default="zero")
     g.add_argument("--gen-backend", default="auto")
     g.add_argument("--clamp-key", action="store_true", help="clip the generated key to [0, 1]")
+    g.add_argument("--keys", default=None, metavar="MIRROR",
+                   help="modes s2vc/tfd: read the key clips from this motion-preserved mirror of the dataset "
+                        "(s2vc generate --dataset ... --out MIRROR) instead of generating them each step")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=20)
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")

@@ -45,9 +45,12 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from s2vc.training.experiments import ARMS
     from s2vc.training.keys import MODES
 
-    p.add_argument("--arms", nargs="+", default=list(MODES), help=f"pretraining modes to compare, of {MODES}")
+    p.add_argument("--arms", nargs="+", default=list(MODES),
+                   help=f"pretraining modes to compare, of {ARMS} (<mode>-keys: that mode on keys generated "
+                        "once into a mirror of the training split)")
     add_budget_arguments(p)
 
 
