@@ -33,6 +33,9 @@ def test_train_resume_and_load(tmp_path, capsys):
     assert all(h["val_bpd"] > 0 for h in history)
     assert history[-1]["val_bpd"] < history[0]["val_bpd"]
     assert flow.config.resolution == 8
+    # alpha calibrated on windows of the training video when the run ended, beside the held-out figure
+    assert flow.meta["alpha"] > 0 and flow.meta["alpha_calibration"]["videos"] == ["bikes.mp4"]
+    assert flow.meta["heldout_bpd"] == history[-1]["val_bpd"]
     assert any(p.name.startswith("events") for p in (tmp_path / "flow.pt.logs").iterdir())
     assert not list(tmp_path.glob(".*.tmp"))
 

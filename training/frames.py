@@ -48,10 +48,20 @@ def collect_media(paths: list[str]) -> list[Path]:
     return found
 
 
+def evenly_spaced(total: int, count: int | None) -> np.ndarray:
+    """Indices of ``count`` items spread evenly over ``range(total)`` (first and last included);
+    all of them when ``count`` is None or >= ``total``."""
+    if count is None or count >= total:
+        return np.arange(total)
+    return np.linspace(0, total - 1, count).round().astype(int)
+
+
 def load_sources(files: list[Path], decode_size: int, max_frames: int | None = None,
-                 log=print) -> tuple[list[FrameSource], list[str]]:
+                 log=print, frames_per_source: int | None = None) -> tuple[list[FrameSource], list[str]]:
     """Decode every file (videos with a frame cap, images as one frame). Files that cannot be
-    decoded are skipped and returned in the second list with the reason."""
+    decoded are skipped and returned in the second list with the reason. ``frames_per_source``:
+    keep only that many frames of each video, evenly spaced over what was decoded (memory for
+    datasets of thousands of videos)."""
     sources, skipped = [], []
     for f in files:
         try:
@@ -64,6 +74,9 @@ def load_sources(files: list[Path], decode_size: int, max_frames: int | None = N
             skipped.append(f"{f}: {e}")
             log(f"skipping {f}: {e}")
             continue
+        if frames_per_source is not None and frames.shape[0] > frames_per_source:
+            # a copy, so the full decode is freed
+            frames = frames[torch.from_numpy(evenly_spaced(frames.shape[0], frames_per_source))].clone()
         sources.append(FrameSource(str(f), frames))
     return sources, skipped
 
@@ -150,7 +163,7 @@ class FrameSampler:
         views = []
         for s in self.sources:
             t = s.frames.shape[0]
-            for idx in np.linspace(0, t - 1, min(per_source, t)).round().astype(int):
+            for idx in evenly_spaced(t, per_source):
                 f = s.frames[idx]
                 h, w = f.shape[:2]
                 side = min(h, w)

@@ -38,7 +38,7 @@ from .pretrain_config import RESUME_MUST_MATCH, PretrainConfig
 from .transforms import normalize_clip
 
 __all__ = ["MODES", "CHECKPOINT", "RESUME_MUST_MATCH", "PretrainConfig", "pretrain", "learning_rate",
-           "snapshot_path", "snapshots", "build_data", "mirror_expectations"]
+           "snapshot_path", "snapshots", "build_data", "mirror_expectations", "setup_run", "time_steps"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -142,7 +142,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     process (loss, lr, acc, preserved, timings), "out": the run folder}. Raises ValueError for
     settings that cannot work or that differ from the checkpoint being resumed."""
     cfg.check()
-    run = _setup(cfg)
+    run = setup_run(cfg)
     try:
         if run.finished and run.rank == 0:
             print(f"pretrain: {run.ckpt_path} has already run {run.step} >= --max-steps {cfg.max_steps} steps",
@@ -172,7 +172,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
 
 
 # -- setup ------------------------------------------------------------------------------------
-def _setup(cfg: PretrainConfig) -> _Run:
+def setup_run(cfg: PretrainConfig) -> "_Run":
     """Device, process group, seeds, data, model, optimizer, key maker; then the checkpoint's
     state when resuming. The order is fixed: it decides what the seeded RNGs draw."""
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -233,6 +233,25 @@ def _resume(run: _Run) -> None:
     set_rng_state(ckpt["rng"][run.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
     if run.rank == 0:
         print(f"pretrain: resuming {path} at epoch {run.epoch}, step {run.step}", file=sys.stderr)
+
+
+def time_steps(run: "_Run", steps: int) -> list[dict]:
+    """Run ``steps`` more training steps of a run made by ``setup_run`` (epoch 0 from its start,
+    no checkpoints) and return their records ("t_data", "t_gen", "t_model" in seconds): what the
+    pretraining benchmark times, mode against mode on one config."""
+    run.sampler.set_epoch(0, 0)
+    run.ds.set_epoch(0)
+    run.model.train()
+    records: list[dict] = []
+    while len(records) < steps:
+        t_data = time.perf_counter()
+        for i, batch in enumerate(run.loader):
+            if batch["label"].numel() == run.cfg.batch_size:
+                records.append(_train_step(run, batch, 0, i, t_data))
+            if len(records) == steps:
+                break
+            t_data = time.perf_counter()
+    return records
 
 
 # -- the loop ---------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
     d = SyntheticSet()
     alias = (lambda name: [name]) if old_names else (lambda name: [])
     p.add_argument("--synthetic-seed", type=int, default=d.seed,
-                   help="synthetic set: its own seed (--seed is a run's)")
+                   help="synthetic set: the seed it is rendered from (not a run's seed)")
     p.add_argument("--synthetic-bias", *alias("--bias"), dest="synthetic_bias", default=d.bias,
                    choices=tuple(BIAS_LEVELS), help="synthetic set: how strongly looks are tied to classes in train")
     p.add_argument("--synthetic-train-per-class", *alias("--train-per-class"), dest="synthetic_train_per_class",

@@ -1,5 +1,6 @@
-"""``s2vc train-flow``: train the flow by maximum likelihood on frames of videos/images
-(``s2vc.training.flow_training.train_flow``)."""
+"""``s2vc train-flow``: train the flow by maximum likelihood on frames of videos/images or of a
+dataset's training split, then calibrate its alpha (``s2vc.training.flow_training.train_flow``).
+Runs under torchrun too (one process per GPU or CPU share)."""
 from __future__ import annotations
 
 import argparse
@@ -9,11 +10,20 @@ HELP = "train the flow by maximum likelihood on frames of videos/images"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--data", nargs="+", required=True,
-                   help="video/image files or folders; 'samples' = the sample media installed packages ship")
+    from s2vc.commands.common import add_synthetic_arguments
+    from s2vc.engine.calibrate import DEFAULT_PRESERVE
+    from s2vc.training.datasets import DATASETS
+
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", nargs="+",
+                        help="video/image files or folders; 'samples' = the sample media installed packages ship")
+    source.add_argument("--dataset", choices=DATASETS, default=None,
+                        help="instead of --data: the training split of this dataset (its test videos are never read)")
     p.add_argument("--val-data", nargs="+", default=None,
                    help="held-out files or folders (default: the last --holdout of each training video)")
-    p.add_argument("--holdout", type=float, default=0.1, help="tail fraction of each video held out (no --val-data)")
+    p.add_argument("--holdout", type=float, default=0.1,
+                   help="tail fraction of each video held out (no --val-data); with --dataset: that fraction of "
+                        "the training videos, held out whole")
     p.add_argument("--out", required=True, help="flow checkpoint to write (.pt)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt if it exists")
     p.add_argument("--init", default=None, help="start from this flow checkpoint instead of a new flow")
@@ -32,11 +42,28 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--grad-clip", type=float, default=50.0, help="max gradient norm")
     g.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up")
+    g.add_argument("--minutes", type=float, default=None,
+                   help="training-time budget of the run (resumes included): stop when it or --epochs ends")
+    g.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     g = p.add_argument_group("data")
     g.add_argument("--decode-size", type=int, default=128, help="shorter side frames are decoded at")
     g.add_argument("--max-frames", type=int, default=400, help="frames decoded per video at most")
     g.add_argument("--synthetic", type=int, default=0, help="add this many procedural frames to training")
     g.add_argument("--val-frames", type=int, default=32, help="evaluation views per held-out source")
+    g.add_argument("--crop-scale", type=float, nargs=2, default=(0.35, 1.0), metavar=("MIN", "MAX"),
+                   help="training crops: squares of this fraction of the shorter side")
+    g = p.add_argument_group("dataset (--dataset)")
+    g.add_argument("--root", default=None, help="dataset root (synthetic: default a cache folder)")
+    g.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
+    g.add_argument("--max-videos", type=int, default=256,
+                   help="training videos decoded at most, evenly spaced over the split")
+    g.add_argument("--frames-per-video", type=int, default=32,
+                   help="frames kept per video, evenly spaced over its first --max-frames")
+    add_synthetic_arguments(g)
+    g = p.add_argument_group("alpha (calibrated when training ends, stored in the checkpoint)")
+    g.add_argument("--preserve", type=float, default=DEFAULT_PRESERVE,
+                   help="fraction of latents alpha keeps (the paper's 0.227)")
+    g.add_argument("--clip-len", type=int, default=16, help="frames per calibration window (at --decode-size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -46,10 +73,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from s2vc.commands.common import settings_from_args
+    from s2vc.commands.common import UsageError, settings_from_args, synthetic_set
     from s2vc.training.flow_training import FlowTrainConfig, train_flow
 
+    if args.dataset is None and (args.root is not None or args.fold != 1):
+        raise UsageError("train-flow: --root and --fold name a dataset's split; they need --dataset (got --data)")
     argv = getattr(args, "argv", None) or ["train-flow", "..."]
     cfg = settings_from_args(FlowTrainConfig, args, progress=not args.no_progress,
+                             synthetic_set=synthetic_set(args) if args.dataset == "synthetic" else None,
                              command="s2vc " + " ".join(shlex.quote(a) for a in argv))
     return train_flow(cfg)

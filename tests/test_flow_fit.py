@@ -1,0 +1,92 @@
+"""The domain check (does a flow fit a dataset?) and the synthetic set's own fitted flow."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from s2vc.engine import load_flow
+from s2vc.engine.checkpoint import save_flow
+from s2vc.engine.flow import AdvFlow, FlowConfig
+from s2vc.training import fitted_flow as fitted_flow_module
+from s2vc.training.datasets import dataset_root, split_records
+from s2vc.training.fitted_flow import FittedFlowRecipe, fitted_flow_for, fitted_flow_path
+from s2vc.training.flow_fit import (FIT_MARGIN_BPD, FlowDoesNotFitError, check_flow_fits, check_flow_for_dataset,
+                                    fit_command, reference_bpd)
+from s2vc.training.synthetic import SyntheticSet
+
+TINY_SET = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
+TINY_RECIPE = FittedFlowRecipe(resolution=8, high_blocks=1, low_blocks=1, fc_blocks=1, hidden=8, fc_hidden=8,
+                               epochs=2, steps_per_epoch=3, batch_size=4, warmup_steps=1, decode_size=32,
+                               clip_len=6, holdout=0.25, from_bundled=False, crop_scale=(0.5, 1.0))
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    return dataset_root("synthetic", tmp_path_factory.mktemp("set") / "tiny", synthetic=TINY_SET)
+
+
+def test_bundled_flow_on_the_synthetic_set(tiny_root):
+    bundled = load_flow()
+    ref, where = reference_bpd(bundled)
+    assert ref == pytest.approx(4.638, abs=0.01) and "history" in where    # docs/default_flow.md
+    start = time.perf_counter()
+    report = check_flow_for_dataset(bundled, "synthetic", tiny_root, synthetic=TINY_SET)
+    assert time.perf_counter() - start < 10
+    assert report.frames >= 24 and report.reference_bpd == ref and report.margin == FIT_MARGIN_BPD
+    # the bundled flow was trained on natural clips: it does not fit the synthetic set
+    assert report.fits is False and report.data_bpd > ref + FIT_MARGIN_BPD
+    assert "does not fit synthetic" in report.message and "\n" not in report.message
+    # a set with settings that have no flag is read through its UCF101 layout
+    assert report.fit_command == f"s2vc train-flow --dataset ucf101 --root {tiny_root} --out flow_ucf101.pt " \
+                                 "--minutes 30"
+    assert report.fit_command in report.message
+    with pytest.raises(FlowDoesNotFitError, match="s2vc train-flow --dataset ucf101"):
+        check_flow_for_dataset(None, "synthetic", tiny_root, synthetic=TINY_SET, strict=True)
+    # a margin wide enough lets it pass, with a message that says so
+    wide = check_flow_for_dataset(bundled, "synthetic", tiny_root, synthetic=TINY_SET, margin=10.0)
+    assert wide.fits is True and wide.data_bpd == pytest.approx(report.data_bpd)
+    assert wide.message.startswith("the flow fits synthetic")
+
+
+def test_frames_tensors_and_a_flow_without_a_reference(tiny_root, tmp_path):
+    from s2vc.engine import video_io
+    path = split_records("synthetic", tiny_root, "train")[0].path
+    frames = video_io.read_video(path)                                    # uint8 (T, 64, 64, 3)
+    flow = AdvFlow(FlowConfig(resolution=8, high_blocks=1, low_blocks=1, fc_blocks=1, hidden=8, fc_hidden=8))
+    report = check_flow_fits(flow, frames)
+    assert report.fits is None and report.reference_bpd is None and "unknown" in report.message
+    assert report.fit_command.startswith("s2vc train-flow --data")
+    as_float = check_flow_fits(flow, frames.permute(0, 3, 1, 2).float() / 255)
+    assert as_float.data_bpd == pytest.approx(report.data_bpd, abs=0.05)
+    # a checkpoint's meta["heldout_bpd"] is the reference
+    save_flow(flow, tmp_path / "f.pt", meta={"heldout_bpd": report.data_bpd - 1.0})
+    checked = check_flow_fits(tmp_path / "f.pt", frames, dataset="folder", root="/data/clips")
+    assert checked.fits is False and checked.reference == "meta['heldout_bpd']"
+    assert "--dataset folder --root /data/clips --out flow_folder.pt" in checked.message
+    assert fit_command("synthetic", None, synthetic=SyntheticSet(train_per_class=5)) == \
+        "s2vc train-flow --dataset synthetic --synthetic-train-per-class 5 --out flow_synthetic.pt --minutes 30"
+    with pytest.raises(ValueError, match=r"uint8 \(N, H, W, 3\)"):
+        check_flow_fits(flow, torch.zeros(2, 4, 4))
+
+
+def test_fitted_flow_is_deterministic_and_cached(tmp_path, monkeypatch):
+    first = fitted_flow_for(TINY_SET, root=tmp_path / "a", recipe=TINY_RECIPE, progress=False, log=lambda s: None)
+    second = fitted_flow_for(TINY_SET, root=tmp_path / "b", recipe=TINY_RECIPE, progress=False, log=lambda s: None)
+    assert first.parent == tmp_path / "a" and first.name == second.name
+    assert first.name == f"flow_fitted_{TINY_RECIPE.key(TINY_SET)}.pt"
+    a, b = load_flow(first), load_flow(second)
+    assert torch.load(first, weights_only=True)["sha256"] == torch.load(second, weights_only=True)["sha256"]
+    assert a.meta["alpha"] == b.meta["alpha"] > 0 and a.meta["heldout_bpd"] is not None
+    assert a.meta["steps"] == 6 and a.meta["dataset"]["synthetic_set"] == TINY_SET.kwargs()
+    assert not [p for p in first.parent.iterdir() if p.name.startswith(".flow_fitted")]   # no work folder left
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached flow should have been reused")
+
+    monkeypatch.setattr(fitted_flow_module, "train_flow", no_training)
+    assert fitted_flow_for(TINY_SET, root=tmp_path / "a", recipe=TINY_RECIPE) == first
+    assert fitted_flow_path(TINY_SET, root=tmp_path / "a", recipe=TINY_RECIPE) == first
+    # another recipe or set is another file
+    assert TINY_RECIPE.key(TINY_SET) != FittedFlowRecipe().key(TINY_SET) != FittedFlowRecipe().key(SyntheticSet())
