@@ -268,7 +268,7 @@ def test_probes_command(tiny, tmp_path, capsys):
 
 EXPERIMENT = ["--seeds", "0", "--steps", "2", "--snapshot-every", "1", "--frames", "4", "--size", "32",
               "--batch-size", "4", "--queue", "8", "--train-per-class", "3", "--test-per-class", "6",
-              "--num-clips", "1", "--threads", "1", "--no-progress"]
+              "--num-clips", "1", "--threads", "1", "--no-progress", "--flow", "bundled"]
 
 
 def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys):
@@ -328,7 +328,7 @@ def test_demo_short_comparison(tiny, tmp_path, monkeypatch, capsys):
     _, _, cache = tiny
     monkeypatch.setenv("S2VC_CACHE", str(cache))
     cfg = comparison_settings(tmp_path / "cmp", 1, frames=4, size=32, batch_size=4, queue=8, num_clips=1, threads=1,
-                              synthetic=SyntheticSet(train_per_class=3, test_per_class=6))
+                              synthetic=SyntheticSet(train_per_class=3, test_per_class=6), flow="bundled")
     assert (cfg.arms, cfg.seeds, cfg.steps, cfg.snapshot_every) == (COMPARISON_ARMS, (0,), 1, 1)
     res = run_comparison(cfg)
     assert {r["arm"] for r in res["rows"]} == set(COMPARISON_ARMS)
@@ -396,3 +396,18 @@ def test_reproduce_arm_on_pregenerated_keys(tiny, tmp_path, monkeypatch):
     assert config["mode"] == "s2vc" and config["keys"] == str(out / "mirrors" / "s2vc")
     with pytest.raises(ValueError, match="unknown arms \\['moco-keys'\\]"):
         _run(["reproduce", "--out", str(out), "--arms", "moco-keys", *EXPERIMENT])
+
+
+def test_experiments_default_to_the_sets_fitted_flow(tmp_path, monkeypatch):
+    """No --flow: the runs use the synthetic set's own fitted flow (built once, cached); 'bundled'
+    is the packaged one; a path is used as given."""
+    from s2vc.training import experiments, fitted_flow
+    from s2vc.training.synthetic import SyntheticSet
+    built = []
+    monkeypatch.setattr(fitted_flow, "fitted_flow_for",
+                        lambda synthetic, **kw: built.append(synthetic) or tmp_path / "fitted.pt")
+    syn = SyntheticSet(train_per_class=3)
+    cfg = experiments.ReproduceConfig(out=str(tmp_path), synthetic=syn)
+    assert experiments.experiment_flow(cfg) == str(tmp_path / "fitted.pt") and built == [syn]
+    assert experiments.experiment_flow(experiments.ReproduceConfig(out=str(tmp_path), flow="bundled")) is None
+    assert experiments.experiment_flow(experiments.ReproduceConfig(out=str(tmp_path), flow="f.pt")) == "f.pt"

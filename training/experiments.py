@@ -36,8 +36,8 @@ from .keys import MODES, PREGENERATED_MODES
 from .pretrain import CHECKPOINT, PretrainConfig, pretrain
 from .synthetic import SyntheticSet
 
-__all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "ARMS", "PINNED", "reproduce",
-           "ablate", "summarise"]
+__all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "ARMS", "BUNDLED_FLOW", "PINNED",
+           "experiment_flow", "reproduce", "ablate", "summarise"]
 
 # the arms of a reproduction: every pretraining mode, and "<mode>-keys" for the modes whose keys
 # can be pre-generated: the same arm trained on keys read from the set's mirror (generated once
@@ -50,8 +50,9 @@ ARMS = MODES + tuple(mode + KEYS_SUFFIX for mode in PREGENERATED_MODES)
 class ExperimentConfig:
     """The budget every run of an experiment shares, and how it is evaluated (the flags of
     ``s2vc reproduce`` / ``s2vc ablate``). ``ckpt_every`` None = ``snapshot_every``; ``flow`` /
-    ``alpha``: the s2vc arm's (None: the bundled flow / its calibrated alpha); ``synthetic``: the
-    set the runs train on and are evaluated on."""
+    ``alpha``: the s2vc arm's (flow None: the set's own fitted flow, "bundled": the bundled one —
+    see ``experiment_flow``; alpha None: the flow's calibrated one); ``synthetic``: the set the
+    runs train on and are evaluated on."""
 
     out: str                                   # experiment folder: runs, cached evaluations, results
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -120,6 +121,24 @@ PINNED = ("backbone", "frames", "stride", "size", "batch_size", "queue", "moco_m
 # experiment.json of the old command-line code named the synthetic set's settings so
 OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_class": "synthetic_test_per_class",
                     "bias": "synthetic_bias"}
+
+
+BUNDLED_FLOW = "bundled"   # --flow bundled: the flow the package ships instead of the set's fitted one
+
+
+def experiment_flow(cfg: ExperimentConfig) -> str | None:
+    """The flow checkpoint the runs use, as ``PretrainConfig.flow`` takes it: ``cfg.flow`` when a
+    path; None (the bundled flow) for ``--flow bundled``; by default the synthetic set's own fitted
+    flow (``training/fitted_flow.py``), trained and cached beside the set the first time. A flow
+    that does not fit the data makes S²VC no better than MoCo, so the fitted one is the default."""
+    if cfg.flow == BUNDLED_FLOW:
+        return None
+    if cfg.flow:
+        return cfg.flow
+    from .fitted_flow import fitted_flow_for
+    print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
+          file=sys.stderr)
+    return str(fitted_flow_for(cfg.synthetic, progress=not cfg.no_progress))
 
 
 def pinned_settings(cfg: ExperimentConfig) -> dict:
@@ -233,6 +252,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     bad = [arm for arm in cfg.arms if arm not in ARMS]
     if bad:
         raise ValueError(f"unknown arms {bad}; use some of {ARMS}")
+    cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
     pin_experiment(cfg, out)
     plan = {f"{arm}_seed{seed}": (f"reproduce: {arm}, seed {seed}", {"arm": arm, "seed": seed}, _arm_settings(cfg, out, arm))
             for seed in cfg.seeds for arm in cfg.arms}
@@ -287,6 +307,7 @@ def ablate(cfg: AblateConfig) -> dict:
     start = time.perf_counter()
     kind, out = cfg.ablation, Path(cfg.out)
     values = _ablation_values(cfg)
+    cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
     pin_experiment(cfg, out)
     plan = {f"{kind}_{value}_seed{seed}": (f"ablate: {kind} = {value}, seed {seed}", {kind: value, "seed": seed},
                                            {"mode": "s2vc", ABLATIONS[kind]: value})

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,8 @@ class MirrorConfig:
     decode size (``s2vc pretrain --frames/--stride/--decode-size``); method: "s2vc" or "tfd";
     flow / alpha / strategy / keep_fraction / backend / model / seed: the generator (``alpha``
     None = the flow's calibrated one); device; batch: windows per generator call; shard: (i, n),
-    None = torchrun's RANK / WORLD_SIZE, else (0, 1).
+    None = torchrun's RANK / WORLD_SIZE, else (0, 1); require_flow_fit: a flow that does not fit the
+    dataset's training frames is fatal (default: say so and go on).
     """
 
     dataset: str
@@ -86,6 +88,7 @@ class MirrorConfig:
     batch: int = 8
     shard: tuple[int, int] | None = None
     progress: bool = True
+    require_flow_fit: bool = False
 
 
 @dataclass
@@ -273,6 +276,12 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
         raise ValueError(f"the mirror folder {out} must lie outside the dataset {root}")
     gen, settings = build_generator(cfg)
     pin_settings(out, settings)
+    if cfg.method == "s2vc" and shard == 0:
+        from .flow_fit import check_flow_for_dataset
+        report = check_flow_for_dataset(cfg.flow, cfg.dataset, cfg.root, cfg.fold, cfg.synthetic,
+                                        decode_size=cfg.decode_size, strict=cfg.require_flow_fit)
+        if cfg.progress or report.fits is False:
+            tqdm.write(f"mirror: {report.message}", file=sys.stderr)
     if shard == 0:
         _copy_side_files(root, out)
     rels = [r.path.relative_to(root).as_posix() for r in records]

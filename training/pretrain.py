@@ -89,6 +89,18 @@ def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1):
     return ds, sampler, loader
 
 
+def check_flow(cfg: PretrainConfig):
+    """The domain check before an s2vc run: the flow's bits/dim on a sample of the training
+    frames against its own held-out figure (``training/flow_fit.py``); says so, with the command
+    that fits a flow, when it does not fit; ``require_flow_fit`` makes that fatal."""
+    from .flow_fit import check_flow_for_dataset
+    report = check_flow_for_dataset(cfg.flow, cfg.dataset, cfg.root, cfg.fold,
+                                    cfg.synthetic if cfg.dataset == "synthetic" else None,
+                                    decode_size=cfg.decode_size, strict=cfg.require_flow_fit)
+    tqdm.write(f"pretrain: {report.message}", file=sys.stderr)
+    return report
+
+
 def mirror_expectations(cfg: PretrainConfig) -> dict:
     """What a mirror must have been generated with to serve this run's keys (``--keys``): the
     dataset, the clip's frames, stride and decode size, the mode, the flow, and for s2vc the
@@ -191,6 +203,8 @@ def setup_run(cfg: PretrainConfig) -> "_Run":
     np.random.seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
 
+    if cfg.mode == "s2vc" and cfg.keys is None and rank == 0:
+        check_flow(cfg)
     ds, sampler, loader = build_data(cfg, rank, world)
     moco = MoCo(Encoder(cfg.backbone, cfg.dim), dim=cfg.dim, K=cfg.queue, m=cfg.moco_m, T=cfg.moco_t).to(device)
     opt = torch.optim.Adam(moco.encoder_q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -63,6 +63,7 @@ class PretrainConfig:
     gen_backend: str = "auto"
     clamp_key: bool = False
     keys: str | None = None                    # a mirror (s2vc generate --dataset) holding the keys
+    require_flow_fit: bool = False             # s2vc: a flow that does not fit the data is fatal
     # optimisation
     epochs: int = 20
     max_steps: int | None = None

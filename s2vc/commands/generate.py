@@ -62,6 +62,8 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=METHODS, default="s2vc",
                    help="s2vc (the flow) or tfd (the pixel baseline), pretrain's --mode")
     g.add_argument("--model", default=None, help="exported model for --backend onnxruntime / tensorrt")
+    g.add_argument("--require-flow-fit", action="store_true",
+                   help="stop when the flow does not fit the dataset's training frames (default: say so and go on)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="this process writes videos I, I+N, ... (default: torchrun's RANK/WORLD_SIZE, else all)")
     add_synthetic_arguments(g)
@@ -148,7 +150,8 @@ def run_dataset(args: argparse.Namespace) -> int:
                        decode_size=args.size, method=args.method, flow=args.flow, alpha=args.alpha,
                        strategy=args.strategy, keep_fraction=args.keep_fraction, backend=args.backend,
                        model=args.model, seed=args.seed, device=device, batch=args.batch,
-                       shard=_shard(args.shard), progress=not args.no_progress)
+                       shard=_shard(args.shard), progress=not args.no_progress,
+                       require_flow_fit=args.require_flow_fit)
     report = generate_mirror(cfg)
     print(describe(report))
     return 0

@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", default="zero")
     g.add_argument("--gen-backend", default="auto")
     g.add_argument("--clamp-key", action="store_true", help="clip the generated key to [0, 1]")
+    g.add_argument("--require-flow-fit", action="store_true",
+                   help="mode s2vc: stop when the flow does not fit the training frames (default: say so and go on)")
     g.add_argument("--keys", default=None, metavar="MIRROR",
                    help="modes s2vc/tfd: read the key clips from this motion-preserved mirror of the dataset "
                         "(s2vc generate --dataset ... --out MIRROR) instead of generating them each step")

@@ -31,7 +31,8 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
                         "earlier keys sit in the queue as negatives")
     g.add_argument("--moco-m", type=float, default=0.99)
     g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--flow", default=None, help="flow checkpoint of the s2vc (and tfd resolution) arms; default: bundled")
+    g.add_argument("--flow", default=None, help="flow checkpoint of the s2vc (and tfd resolution) arms; default: the synthetic set's own "
+                        "fitted flow (built once, cached beside the set); 'bundled': the bundled one")
     g.add_argument("--alpha", type=float, default=None, help="s2vc arm's alpha; default: the flow checkpoint's")
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--workers", type=int, default=0)
