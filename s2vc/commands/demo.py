@@ -48,8 +48,9 @@ Metrics in % (mean ± std over seeds) on the set's test split, where looks are r
 
 {finding}
 It took `{command}`: {machine}.
-`s2vc demo --compare` runs a short live version (MoCo, S²VC, oracle; 40 steps, one seed: about 8
-minutes on 2 CPU cores, a smoke run); `s2vc reproduce` runs the whole of it.
+`s2vc demo --compare` runs a short live version (MoCo, S²VC, oracle; 40 steps, one seed, a smoke
+run; tens of minutes on 2 CPU cores: the set's flow is fitted once first, and each snapshot is
+evaluated); `s2vc reproduce` runs the whole of it.
 """
 
 COMPARISON_TEXT = """\
