@@ -214,3 +214,39 @@ def test_pretrain_on_keys_from_the_mirror(mirrored):
                                 **{**base, "stride": 1}))
     with pytest.raises(MirrorMismatchError, match="method"):       # an s2vc mirror is no tfd key
         pretrain(PretrainConfig(out=str(tmp / "run_tfd"), mode="tfd", keys=str(report.out), **base))
+
+
+def test_torchrun_ranks_pick_the_shard(monkeypatch, tmp_path):
+    """Under torchrun (RANK / WORLD_SIZE set) each process takes its shard; --shard wins over them."""
+    from s2vc.training.mirror import _shard
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert _shard(_cfg(tmp_path)) == (1, 3)
+    assert _shard(_cfg(tmp_path, shard=(0, 2))) == (0, 2)
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        _shard(_cfg(tmp_path, shard=(2, 2)))
+
+
+def test_generate_dataset_command(mirrored, tmp_path, capsys):
+    """``s2vc generate --dataset folder``: the command over generate_mirror, its closing report,
+    and one-line refusals of a bad --shard and of VIDEO files beside --dataset."""
+    import shutil
+
+    from s2vc.cli import main
+    tmp, _ = mirrored
+    folder = tmp_path / "videos" / "clips"
+    folder.mkdir(parents=True)
+    for src in sorted((tmp / "set" / "UCF-101").rglob("*.mp4"))[:2]:
+        shutil.copy(src, folder / src.name)
+    out = tmp_path / "mirror"
+    assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
+                 "--clip-len", "4", "--no-progress"]) == 0
+    report = capsys.readouterr().out
+    assert "2 videos written" in report and "frames/s" in report and "clips/s" in report
+    assert sorted(load_manifest(out)["videos"]) == sorted(f"clips/{p.name}" for p in folder.iterdir())
+    assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
+                 "--shard", "2/2"]) == 2
+    assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
+                 str(folder / "x.mp4")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("s2vc generate")]
+    assert len(err) == 2 and "I/N" in err[0] and "no VIDEO" in err[1]
