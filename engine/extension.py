@@ -251,8 +251,9 @@ if "temporal_std_mask" in _REGISTERED:
         # strategy is a Python int while tracing, so the shape of z_p is known; outputs contiguous
         torch._check(z.dim() == 3, lambda: f"expected z (B, T, D), got shape {tuple(z.shape)}")
         torch._check(z.shape[1] >= 2, lambda: f"the temporal STD needs T >= 2, got {z.shape[1]}")
-        torch._check(strategy in (-1, 0, 1, 2),
-                     lambda: f"unknown strategy code {strategy}; valid codes: -1, 0, 1, 2")
+        from .suppression import STRATEGY_CODES
+        codes = (-1, *STRATEGY_CODES.values())
+        torch._check(strategy in codes, lambda: f"unknown strategy code {strategy}; valid codes: {codes}")
         b, _, d = z.shape
         z_p = z.new_empty((0,)) if strategy == -1 else z.new_empty(z.shape)
         return z_p, z.new_empty((b, d), dtype=torch.bool), z.new_empty((b, d))

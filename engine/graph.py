@@ -77,6 +77,9 @@ class GeneratorGraph(nn.Module):
         self.decoder = prepared.decoder
         self.alpha = float(alpha)
         self.strategy_code = STRATEGY_CODES[strategy]
+        # the codes as attributes: a scripted forward cannot read the module's table
+        self.noise_code = STRATEGY_CODES["noise"]
+        self.shuffle_clip_code = STRATEGY_CODES["shuffle_clip"]
         self.strategy = strategy
         self.height, self.width = int(height), int(width)
         self.channels = prepared.config.channels
@@ -103,10 +106,10 @@ class GeneratorGraph(nn.Module):
         std = torch.sqrt(((z - mean) * (z - mean)).sum(dim=1) / (t - 1))
         mask = std < self.alpha
         m = mask.unsqueeze(1)
-        if self.strategy_code == 1:
+        if self.strategy_code == self.noise_code:
             assert noise is not None, "strategy 'noise' needs the noise input (B, D)"
             z_p = torch.where(m, noise.unsqueeze(1).to(z.dtype), z)
-        elif self.strategy_code == 2:
+        elif self.strategy_code == self.shuffle_clip_code:
             assert order is not None, "strategy 'shuffle_clip' needs the order input (B, T, D)"
             z_p = torch.where(m, torch.gather(z, 1, order), z)
         else:
