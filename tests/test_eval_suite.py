@@ -278,7 +278,7 @@ def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys)
     res = _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT])
     assert [(r["arm"], r["step"]) for r in res["rows"]] == [("moco", 0), ("moco", 1), ("moco", 2),
                                                              ("oracle", 0), ("oracle", 1), ("oracle", 2)]
-    assert set(res["rows"][0]) >= {"R@1", "R@5", "linear", "motion", "look_scene", "look_shape", "look_colour"}
+    assert set(res["rows"][0]) >= {"R@1", "R@5", "R@50", "linear", "motion", "look_scene", "look_shape", "look_colour"}
     assert (out / "curves.png").exists() and "frame difference" in (out / "results.md").read_text()
     assert (out / "keys.png").stat().st_size > 1000                      # what each arm's key looks like
     assert res["reference"]["chance"]["motion"] == pytest.approx(1 / 6)

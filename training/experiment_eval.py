@@ -2,7 +2,9 @@
 synthetic static-bias set, and the per-snapshot cache that makes them resumable.
 
 Every snapshot gets (train split: looks tied to the class; test split: looks random):
-    R@1, R@5   test videos query the train set (``metrics.retrieval_recall``)
+    R@1, R@5, R@50  test videos query the train set (``metrics.retrieval_recall``); R@50 is the
+               most sensitive static-bias meter here: with test looks shuffled, appearance-bound
+               features retrieve the look-tied class, look-blind ones reach ~100%
     linear     linear probe trained on train, tested on test (``evaluate.linear_probe``)
     motion     motion probe on disjoint groups of the test split (``probes.motion_probe``)
     look_*     look probes (scene, shape, colour) on the test split (``probes.look_probe``)
@@ -27,10 +29,10 @@ from .synthetic import SyntheticSet
 
 __all__ = ["METRICS", "SCORER", "Evaluator", "LazyEvaluator", "evaluate_runs", "reference_scores"]
 
-METRICS = ("R@1", "R@5", "linear", "motion") + tuple(f"look_{k}" for k in LOOKS)
+METRICS = ("R@1", "R@5", "R@50", "linear", "motion") + tuple(f"look_{k}" for k in LOOKS)
 # bump when ``Evaluator.score`` changes: cached scores of another version are recomputed from
 # the cached features
-SCORER = 2
+SCORER = 3
 
 
 class Evaluator:
@@ -59,13 +61,14 @@ class Evaluator:
 
     def chance(self) -> dict[str, float]:
         """Each metric's chance level (nan for retrieval: it depends on the class counts)."""
-        c = {"R@1": float("nan"), "R@5": float("nan"), "linear": 1 / self.classes, "motion": 1 / self.classes}
+        c = {"R@1": float("nan"), "R@5": float("nan"), "R@50": float("nan"), "linear": 1 / self.classes,
+             "motion": 1 / self.classes}
         c.update({f"look_{k}": 1 / (int(v.max()) + 1) for k, v in self.looks.items()})
         return c
 
     def score(self, train_f: torch.Tensor, test_f: torch.Tensor) -> dict[str, float]:
         """``METRICS`` (fractions in [0, 1]) of per-video features (V_train, C) and (V_test, C)."""
-        r = retrieval_recall(test_f, self.test.labels, train_f, self.train.labels, (1, 5))
+        r = retrieval_recall(test_f, self.test.labels, train_f, self.train.labels, (1, 5, 50))
         lin = linear_probe(train_f, self.train.labels, test_f, self.test.labels, seed=self.seed,
                            num_classes=self.classes, weight_decay=PROBE_WEIGHT_DECAY)["top1"]
         out = {**r, "linear": lin, "motion": motion_probe(test_f, self.test.labels, self.groups, seed=self.seed)}
