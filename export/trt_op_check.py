@@ -39,15 +39,12 @@ _FLOATING = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, Tenso
 
 
 def default_op_table_path() -> Path:
-    """Where the TensorRT op table is looked for: ``$S2VC_TRT_OP_TABLE``, a copy beside this module,
-    then ``$S2VC_SHARED/data`` or the ``shared/`` folder beside the repository."""
+    """Where the TensorRT op table is: ``$S2VC_TRT_OP_TABLE`` when set, else the copy that ships
+    beside this module (its source: onnx_tensorrt_supported_ops.SOURCE.txt)."""
     candidates = []
     if os.environ.get("S2VC_TRT_OP_TABLE"):
         candidates.append(Path(os.environ["S2VC_TRT_OP_TABLE"]))
-    here = Path(__file__).resolve().parent
-    candidates.append(here / TABLE_NAME)
-    shared = Path(os.environ.get("S2VC_SHARED", here.parent.parent / "shared"))
-    candidates.append(shared / "data" / TABLE_NAME)
+    candidates.append(Path(__file__).resolve().parent / TABLE_NAME)
     for c in candidates:
         if c.is_file():
             return c
