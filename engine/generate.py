@@ -79,10 +79,8 @@ def build_generator(flow, *, alpha: float | None = None, strategy: str = "zero",
                     keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
                     seed: int | None = 0, device: str | torch.device = "cpu") -> MotionPreservingGenerator:
     """A generator for ``flow`` on ``device``; ``alpha=None`` is the flow's calibrated alpha
-    (``resolve_alpha``). A bad alpha, strategy or backend raises ``ValueError`` naming it."""
-    if alpha is not None and not (np.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a positive number (a latent's STD over time below it is a static "
-                         f"cue), got {alpha!r}")
+    (``resolve_alpha``). A bad alpha, strategy or backend raises ``ValueError`` naming it (the
+    generator checks them)."""
     device = torch.device(device)
     gen = MotionPreservingGenerator(flow.to(device), alpha=resolve_alpha(flow, alpha), strategy=strategy,
                                     backend=backend, keep_fraction=keep_fraction, upsample=upsample,

@@ -41,8 +41,14 @@ def _check(z: torch.Tensor, alpha: float, strategy: str, keep_fraction: float | 
     if strategy == "topk":
         if keep_fraction is None or not (0.0 <= keep_fraction <= 1.0):
             raise ValueError(f"strategy 'topk' needs keep_fraction in [0, 1], got {keep_fraction}")
-    elif not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
+    else:
+        check_alpha(alpha)
+
+
+def check_alpha(alpha) -> None:
+    """ValueError unless ``alpha`` is a positive finite number (eq. (4)'s threshold)."""
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a positive number (the STD threshold of eq. (4)), got {alpha!r}")
 
 
 def temporal_std(z: torch.Tensor) -> torch.Tensor:

@@ -2,13 +2,13 @@
 the ONNX and TorchScript exports alike."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 import s2vc
 from s2vc.engine.engine_meta import FORMAT, FORMAT_VERSION, STRATEGY_INPUTS, flow_sha256
+from s2vc.engine.suppression import check_alpha
 
 
 def base_metadata(flow, kind: str, precision: str, exporter: str) -> dict[str, Any]:
@@ -28,8 +28,7 @@ def generator_metadata(flow, *, alpha: float, strategy: str, height: int, width:
                        upsample: str = "nearest", clamp: bool = False, fp16: bool = False,
                        exporter: str = "dynamo") -> dict[str, Any]:
     """The metadata an exported generator carries (see ``s2vc.engine.engine_meta``)."""
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a positive number (the STD threshold of eq. (4)), got {alpha!r}")
+    check_alpha(alpha)
     meta = base_metadata(flow, "generator", "fp16" if fp16 else "fp32", exporter)
     extra = list(STRATEGY_INPUTS[strategy])
     meta.update({

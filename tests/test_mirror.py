@@ -77,9 +77,9 @@ def test_mirror_has_the_dataset_layout_and_a_manifest(mirrored):
 
 def test_mirror_frames_are_the_generator_output_on_its_windows(mirrored):
     """Lossless: on every window, the written frames are the generator's (8-bit) output exactly."""
-    from s2vc.training.mirror import build_generator
+    from s2vc.training.mirror import mirror_generator
     tmp, report = mirrored
-    gen, _ = build_generator(_cfg(tmp))
+    gen, _, _ = mirror_generator(_cfg(tmp))
     rel = sorted(load_manifest(report.out)["videos"])[0]
     source = video_io.read_video(tmp / "set" / rel)
     written = video_io.read_video(report.out / rel)

@@ -173,8 +173,9 @@ def generate_video(generator, video: torch.Tensor, frames: int, stride: int, bat
 # ---------------------------------------------------------------------------------------------
 # the pass over a dataset
 # ---------------------------------------------------------------------------------------------
-def build_generator(cfg: MirrorConfig):
-    """(generator, MirrorSettings) for ``cfg``: the flow's generator, or TFD at the flow's resolution."""
+def mirror_generator(cfg: MirrorConfig):
+    """(generator, MirrorSettings, flow) for ``cfg``: the flow's generator, or TFD at the flow's
+    resolution; the flow is returned so that nothing loads it again."""
     from s2vc.engine import load_flow
     from s2vc.engine.generator import MotionPreservingGenerator
     from s2vc.engine.tfd import tfd_generator
@@ -194,7 +195,7 @@ def build_generator(cfg: MirrorConfig):
                               flow_sha256=flow.sha256 or "", flow_resolution=flow.config.resolution,
                               alpha=alpha, strategy=strategy, keep_fraction=keep, frames=cfg.frames,
                               stride=cfg.stride, decode_size=cfg.decode_size, seed=cfg.seed)
-    return gen, settings
+    return gen, settings, flow
 
 
 def dataset_records(cfg: MirrorConfig) -> tuple[Path, list[VideoRecord]]:
@@ -274,11 +275,11 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
     root, records = dataset_records(cfg)
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise ValueError(f"the mirror folder {out} must lie outside the dataset {root}")
-    gen, settings = build_generator(cfg)
+    gen, settings, flow = mirror_generator(cfg)
     pin_settings(out, settings)
     if cfg.method == "s2vc" and shard == 0:
         from .flow_fit import check_flow_for_dataset
-        report = check_flow_for_dataset(cfg.flow, cfg.dataset, cfg.root, cfg.fold, cfg.synthetic,
+        report = check_flow_for_dataset(flow, cfg.dataset, cfg.root, cfg.fold, cfg.synthetic,
                                         decode_size=cfg.decode_size, strict=cfg.require_flow_fit)
         if cfg.progress or report.fits is False:
             tqdm.write(f"mirror: {report.message}", file=sys.stderr)
@@ -341,5 +342,5 @@ def describe(report: MirrorReport) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["METHODS", "MirrorConfig", "MirrorReport", "build_generator", "describe",
+__all__ = ["METHODS", "MirrorConfig", "MirrorReport", "describe", "mirror_generator",
            "generate_mirror", "generate_video", "mirror_windows", "video_seed"]
