@@ -2,6 +2,8 @@
 checked on clips with known answers, plus determinism, layouts and bad input."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -262,3 +264,17 @@ def test_cuda_matches_cpu_with_a_cpu_generator():
     assert torch.equal(mask[:, 0, 0].cpu(), trail)
     cuda_gen = torch.Generator(device="cuda").manual_seed(4)       # a CUDA generator works too
     assert fame_merge(kc, generator=cuda_gen).is_cuda and background_erasing(kc, generator=cuda_gen).is_cuda
+
+
+@pytest.mark.parametrize("mode", ["be", "fame"])
+def test_key_maker_arms_run_the_peer_operations(mode):
+    """Pretraining's be / fame arms make exactly the peer's key (seeded per run and step)."""
+    from s2vc.training.keys import KeyMaker
+    g = torch.Generator().manual_seed(3)
+    k = torch.rand(3, 3, 4, 16, 16, generator=g)
+    maker = KeyMaker(mode, seed=0)
+    key, preserved = maker(k, {}, 5)
+    op = background_erasing if mode == "be" else fame_merge
+    expected = op(k, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(key, expected) and not torch.equal(key, k) and math.isnan(preserved)
+    assert not torch.equal(maker(k, {}, 6)[0], key)               # fresh draws every step

@@ -114,7 +114,6 @@ class ClipDataset(Dataset):
         self.two_clips, self.strict, self.seed = two_clips, strict, seed
         # decoded videos kept in memory, for small sets read many times over such as the synthetic
         # one; ``preload`` fills it before DataLoader workers fork, so they share it
-        self.cache_videos = cache_videos
         self.video_cache = DecodedVideos(size) if cache_videos else None
         self.transform_q, self.transform_k = transform_q, transform_k
         # pre-generated keys (``s2vc pretrain --keys``): the key clip is read from the mirror's
@@ -125,6 +124,7 @@ class ClipDataset(Dataset):
         self.key_cache = DecodedVideos(size) if cache_videos and key_videos is not None else None
         self.epoch = 0
         self.missing: list[Path] = []        # set by build_dataset
+        self.root: Path | None = None        # the dataset's folder, set by build_dataset
         self._lengths: dict[int, int] = {}   # frame counts seen by this process
 
     @property
@@ -411,4 +411,5 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
     dataset = ClipDataset(present, classes, frames, stride, size, two_clips, transform_q, transform_k,
                           strict, seed, cache_videos, key_videos)
     dataset.missing = missing
+    dataset.root = Path(root)
     return dataset

@@ -32,8 +32,9 @@ import torch
 from .experiment_eval import LazyEvaluator, evaluate_runs
 from .experiment_report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
 from .key_sheet import key_sheet
-from .keys import MODES, PREGENERATED_MODES
+from .keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from .pretrain import CHECKPOINT, PretrainConfig, pretrain
+from .pretrain_config import SYNTHETIC_KEYS
 from .synthetic import SyntheticSet
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "ARMS", "BUNDLED_FLOW", "PINNED",
@@ -42,7 +43,6 @@ __all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "
 # the arms of a reproduction: every pretraining mode, and "<mode>-keys" for the modes whose keys
 # can be pre-generated: the same arm trained on keys read from the set's mirror (generated once
 # per experiment, training/mirror.py) instead of made each step
-KEYS_SUFFIX = "-keys"
 ARMS = MODES + tuple(mode + KEYS_SUFFIX for mode in PREGENERATED_MODES)
 
 
@@ -143,9 +143,7 @@ def experiment_flow(cfg: ExperimentConfig) -> str | None:
 
 def pinned_settings(cfg: ExperimentConfig) -> dict:
     """The ``PINNED`` settings of ``cfg`` (the synthetic set's as ``synthetic_*``)."""
-    flat = {"synthetic_seed": cfg.synthetic.seed, "synthetic_bias": cfg.synthetic.bias,
-            "synthetic_train_per_class": cfg.synthetic.train_per_class,
-            "synthetic_test_per_class": cfg.synthetic.test_per_class}
+    flat = {key: getattr(cfg.synthetic, name) for key, name in SYNTHETIC_KEYS.items()}
     return {k: flat[k] if k in flat else getattr(cfg, k) for k in PINNED}
 
 
@@ -183,14 +181,20 @@ def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **ch
 
 
 def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
-    """Pretrain (or resume) one run unless ``eval_only``; returns {"train_s": summed step time,
+    """Pretrain (or resume) one run unless ``eval_only`` or already finished (its checkpoint has
+    ``max_steps`` steps: nothing is set up again); returns {"train_s": summed step time,
     "preserved": mean fraction of latents kept (nan without a flow), "steps"}."""
-    if not cfg.eval_only:
-        pretrain(settings)
     ckpt = Path(settings.out) / CHECKPOINT
-    if not ckpt.exists():
+    state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
+    if state is not None and state["step"] >= settings.max_steps:
+        print(f"{ckpt} has already run {state['step']} steps", file=sys.stderr)
+        history = state["history"]
+    elif not cfg.eval_only:
+        history = pretrain(settings)["history"]
+    elif state is not None:
+        history = state["history"]
+    else:
         return {"train_s": math.nan, "preserved": math.nan, "steps": 0}
-    history = torch.load(ckpt, map_location="cpu", weights_only=True)["history"]
     kept = [h["preserved"] for h in history if not math.isnan(h["preserved"])]
     return {"train_s": float(sum(h["t_data"] + h["t_gen"] + h["t_model"] for h in history)),
             "preserved": float(np.mean(kept)) if kept else math.nan, "steps": len(history)}
@@ -234,7 +238,7 @@ def _arm_settings(cfg: ExperimentConfig, out: Path, arm: str) -> dict:
     from .mirror import MirrorConfig, describe, generate_mirror
     mode = arm.removesuffix(KEYS_SUFFIX)
     mirror = out / "mirrors" / mode
-    if not (mirror / "manifest.json").exists():
+    if not (mirror / "manifest.json").exists() and not cfg.eval_only:    # eval_only trains nothing
         print(f"reproduce: generating the {mode} keys of the training split once -> {mirror}", file=sys.stderr)
         report = generate_mirror(MirrorConfig(dataset="synthetic", out=str(mirror), synthetic=cfg.synthetic,
                                               frames=cfg.frames, stride=cfg.stride, decode_size=None, method=mode,

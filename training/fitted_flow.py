@@ -109,16 +109,12 @@ def fitted_flow_for(synthetic: SyntheticSet | None = None, *, root: str | os.Pat
     work = path.parent / f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
+        # every field of the recipe but from_bundled is a FlowTrainConfig field of the same name
+        training = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "from_bundled"}
         cfg = FlowTrainConfig(
-            dataset="synthetic", root=str(path.parent), synthetic_set=synthetic, out=str(work / "flow.pt"),
-            resolution=recipe.resolution, high_blocks=recipe.high_blocks, low_blocks=recipe.low_blocks,
-            fc_blocks=recipe.fc_blocks, hidden=recipe.hidden, fc_hidden=recipe.fc_hidden, epochs=recipe.epochs,
-            steps_per_epoch=recipe.steps_per_epoch, batch_size=recipe.batch_size, lr=recipe.lr,
-            warmup_steps=recipe.warmup_steps, decode_size=recipe.decode_size,
-            frames_per_video=recipe.frames_per_video, max_videos=None, holdout=recipe.holdout,
-            preserve=recipe.preserve, clip_len=recipe.clip_len, seed=recipe.seed, progress=progress,
-            crop_scale=recipe.crop_scale, init=str(default_checkpoint_path()) if recipe.from_bundled else None,
-            distributed=False,
+            **training, dataset="synthetic", root=str(path.parent), synthetic_set=synthetic,
+            out=str(work / "flow.pt"), max_videos=None, progress=progress,
+            init=str(default_checkpoint_path()) if recipe.from_bundled else None, distributed=False,
             command=f"training.fitted_flow.fitted_flow_for({synthetic!r}, recipe={recipe!r})")
         train_flow(cfg, log=log)
         os.replace(work / "flow.pt", path)     # same folder: atomic

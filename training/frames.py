@@ -75,8 +75,8 @@ def load_sources(files: list[Path], decode_size: int, max_frames: int | None = N
             log(f"skipping {f}: {e}")
             continue
         if frames_per_source is not None and frames.shape[0] > frames_per_source:
-            # a copy, so the full decode is freed
-            frames = frames[torch.from_numpy(evenly_spaced(frames.shape[0], frames_per_source))].clone()
+            # index selection copies, so the full decode is freed
+            frames = frames[torch.from_numpy(evenly_spaced(frames.shape[0], frames_per_source))]
         sources.append(FrameSource(str(f), frames))
     return sources, skipped
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .keys import KeyMaker
+from .keys import KEYS_SUFFIX, KeyMaker
 from .synthetic import SyntheticSet, load_mask
 
 __all__ = ["key_sheet"]
@@ -22,8 +22,9 @@ def key_sheet(path: str | Path, arms, *, synthetic: SyntheticSet, frames: int, s
     from .datasets import build_dataset
     ds = build_dataset("synthetic", split="train", frames=frames, stride=stride, size=None, two_clips=False,
                        synthetic=synthetic)
-    root = Path(ds.records[0].path).parents[2]                                      # root/UCF-101/<Class>/<video>
-    arms = [arm for arm in arms if not arm.endswith("-keys")]   # a mirror's key is its mode's key
+    root = ds.root
+    # a mirror's key is its mode's key (as made on the fly: the mirror's fixed windows aside)
+    arms = list(dict.fromkeys(arm.removesuffix(KEYS_SUFFIX) for arm in arms))
     makers = {arm: KeyMaker(arm, flow=flow, alpha=alpha, device="cpu") for arm in arms if arm not in ("moco", "oracle")}
     picks = [i * (len(ds) // videos) for i in range(videos)]
     clips = torch.cat([ds.eval_clips(index, 1)["clips"][:1] for index in picks])   # (videos, C, T, H, W)

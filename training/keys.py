@@ -24,24 +24,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MODES", "PREGENERATED_MODES", "KeyMaker", "OracleKeys"]
+__all__ = ["MODES", "PREGENERATED_MODES", "KEYS_SUFFIX", "KeyMaker", "OracleKeys"]
 
 MODES = ("s2vc", "moco", "tfd", "oracle", "be", "fame")
 PREGENERATED_MODES = ("s2vc", "tfd")     # the modes whose key a mirror can hold
+KEYS_SUFFIX = "-keys"                    # "<mode>-keys": an arm of such a mode on a mirror's keys
 
 
 class KeyMaker:
     """Turns the second clip, float (B, 3, T, H, W) in [0, 1], into the MoCo key of ``mode``.
 
-    flow: flow checkpoint of the s2vc generator (and of the TFD resolution), None = the bundled
-    one; alpha: None = the flow's calibrated one (``engine.suppression.resolve_alpha``);
+    flow: the s2vc generator's flow (and the TFD resolution's): a loaded flow, a checkpoint path,
+    or None = the bundled one; alpha: None = the flow's calibrated one (``engine.suppression.resolve_alpha``);
     strategy / gen_backend: of the generator; clamp: clip a generated key to [0, 1]; seed: the
     random strategies' seed (renewed every step; also of BE's and FAME's draws). ``self.alpha`` is
     the alpha in use (None for the arms without a flow threshold). ``pregenerated``: the key clip
     already is the s2vc / tfd key (read from a mirror): no generator runs, the alpha is the flow's.
     """
 
-    def __init__(self, mode: str, *, flow: str | None = None, alpha: float | None = None, strategy: str = "zero",
+    def __init__(self, mode: str, *, flow=None, alpha: float | None = None, strategy: str = "zero",
                  gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
                  device: torch.device | str = "cpu", pregenerated: bool = False):
         if mode not in MODES:
@@ -50,21 +51,21 @@ class KeyMaker:
             raise ValueError(f"pre-generated keys (--keys) are for modes {PREGENERATED_MODES}, not {mode!r}")
         self.mode, self.clamp, self.gen, self.alpha, self.seed = mode, clamp, None, None, seed
         self.pregenerated = pregenerated
+        if mode not in PREGENERATED_MODES:
+            return
+        from s2vc.engine import load_flow
+        from s2vc.engine.suppression import resolve_alpha
+        # a loaded flow (the trainer's) or a checkpoint path / None (the bundled one)
+        flow = flow.to(device) if isinstance(flow, torch.nn.Module) else load_flow(flow, device=device)
         if pregenerated:
-            if mode == "s2vc":
-                from s2vc.engine import load_flow
-                from s2vc.engine.suppression import resolve_alpha
-                self.alpha = resolve_alpha(load_flow(flow), alpha)
+            self.alpha = resolve_alpha(flow, alpha) if mode == "s2vc" else None
         elif mode == "s2vc":
-            from s2vc.engine import load_flow
             from s2vc.engine.generator import MotionPreservingGenerator
-            self.gen = MotionPreservingGenerator(load_flow(flow, device=device), alpha=alpha, strategy=strategy,
-                                                 backend=gen_backend, seed=seed)
+            self.gen = MotionPreservingGenerator(flow, alpha=alpha, strategy=strategy, backend=gen_backend, seed=seed)
             self.alpha = self.gen.alpha
-        elif mode == "tfd":
-            from s2vc.engine import load_flow
+        else:
             from s2vc.engine.tfd import tfd_generator
-            self.gen = tfd_generator(resolution=load_flow(flow).config.resolution)
+            self.gen = tfd_generator(resolution=flow.config.resolution)
 
     def __call__(self, k: torch.Tensor, batch: dict, step: int) -> tuple[torch.Tensor, float]:
         """(key (B, 3, T, H, W), mean fraction of latents preserved, or nan without a flow).

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from s2vc.engine import video_io
 from s2vc.engine.video_io import VideoDecodeError
+from s2vc.engine.video_write import atomic_path
 
 from .layouts import VIDEO_EXTENSIONS, VideoRecord
 from .mirror_manifest import (MirrorSettings, PartWriter, mark_done, merge_if_complete, pin_settings,
@@ -226,18 +227,18 @@ def _shard(cfg: MirrorConfig) -> tuple[int, int]:
 
 
 def _copy_side_files(root: Path, out: Path) -> int:
-    """Copy the dataset's non-video files (split lists, annotations, the synthetic set's masks)."""
+    """Copy the dataset's non-video files (split lists, annotations, the synthetic set's masks);
+    not hidden files or folders, nor checkpoints (a fitted flow cached beside the set)."""
     copied = 0
     for path in root.rglob("*"):
-        if (not path.is_file() or path.suffix.lower() in VIDEO_EXTENSIONS or path.name.startswith(".")
-                or path.stat().st_size > COPY_LIMIT):
+        rel = path.relative_to(root)
+        if (not path.is_file() or path.suffix.lower() in VIDEO_EXTENSIONS + (".pt",)
+                or any(part.startswith(".") for part in rel.parts) or path.stat().st_size > COPY_LIMIT):
             continue
-        target = out / path.relative_to(root)
+        target = out / rel
         if not target.exists() or target.stat().st_size != path.stat().st_size:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                shutil.copyfile(path, tmp)
         copied += 1
     return copied
 
@@ -278,9 +279,13 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
     gen, settings, flow = mirror_generator(cfg)
     pin_settings(out, settings)
     if cfg.method == "s2vc" and shard == 0:
-        from .flow_fit import check_flow_for_dataset
-        report = check_flow_for_dataset(flow, cfg.dataset, cfg.root, cfg.fold, cfg.synthetic,
-                                        decode_size=cfg.decode_size, strict=cfg.require_flow_fit)
+        from .flow_fit import check_flow_fits, check_flow_for_dataset
+        common = dict(dataset=cfg.dataset, root=cfg.root, fold=cfg.fold, synthetic=cfg.synthetic,
+                      decode_size=cfg.decode_size, strict=cfg.require_flow_fit)
+        if cfg.split == "train" or cfg.dataset == "folder":   # the training videos are listed already
+            report = check_flow_fits(flow, [r.path for r in records if r.path.is_file()], **common)
+        else:                                                # never score a test video
+            report = check_flow_for_dataset(flow, **common)
         if cfg.progress or report.fits is False:
             tqdm.write(f"mirror: {report.message}", file=sys.stderr)
     if shard == 0:

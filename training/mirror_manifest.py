@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
+
+from s2vc.engine.video_write import atomic_path
 
 MIRROR_FORMAT = 1
 SETTINGS_FILE = "mirror.json"
@@ -72,12 +75,8 @@ class MirrorSettings:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def pin_settings(out: Path, settings: MirrorSettings) -> None:
@@ -100,7 +99,8 @@ def part_path(out: Path, shard: int, shards: int, suffix: str = ".jsonl") -> Pat
 
 def read_parts(out: Path) -> dict[str, dict]:
     """Every video line of every shard part in ``out`` ({relative path: entry}); a line cut by a
-    kill is ignored (its video is generated again)."""
+    kill is ignored (its video is generated again). A video written more than once (its source
+    changed, or the shard count did) keeps its latest entry (``written_at``), whatever part holds it."""
     done: dict[str, dict] = {}
     for part in sorted((out / PARTS).glob("part-*.jsonl")):
         for line in part.read_text().splitlines():
@@ -108,7 +108,10 @@ def read_parts(out: Path) -> dict[str, dict]:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(entry, dict) and "path" in entry:
+            if not (isinstance(entry, dict) and "path" in entry):
+                continue
+            seen = done.get(entry["path"])
+            if seen is None or entry.get("written_at", 0) >= seen.get("written_at", 0):
                 done[entry["path"]] = entry
     return done
 
@@ -123,6 +126,7 @@ class PartWriter:
         self._file = open(self.path, "a")
 
     def add(self, entry: dict) -> None:
+        entry = {**entry, "written_at": time.time()}
         self._file.write(json.dumps(entry) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())

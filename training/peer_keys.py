@@ -91,11 +91,17 @@ def mix_static_frame(k: torch.Tensor, weight: float | torch.Tensor, frame: torch
     """
     _check_clip(k, "mix_static_frame")
     b, _, t = k.shape[:3]
-    frame = torch.as_tensor(frame, device=k.device).long().reshape(-1)
+    frame = torch.as_tensor(frame).long().reshape(-1)
     if frame.numel() != b:
         raise ValueError(f"mix_static_frame: expected one static frame index per clip ({b}), got {frame.numel()}")
     if bool(((frame < 0) | (frame >= t)).any()):
         raise ValueError(f"mix_static_frame: static frame indices must lie in [0, {t}), got {frame.tolist()}")
+    return _mix(k, weight, frame.to(k.device))
+
+
+def _mix(k: torch.Tensor, weight, frame: torch.Tensor) -> torch.Tensor:
+    """``mix_static_frame`` without its checks (``frame`` long (B,) on k's device, in range)."""
+    b = k.shape[0]
     w = torch.as_tensor(weight, dtype=k.dtype, device=k.device)
     w = w.reshape(-1, 1, 1, 1, 1) if w.ndim else w
     static = k[torch.arange(b, device=k.device), :, frame].unsqueeze(2)    # (B, 3, 1, H, W)
@@ -119,8 +125,8 @@ def background_erasing(k: torch.Tensor, *, generator: torch.Generator | None = N
     b, _, t = k.shape[:3]
     where = _draw_device(generator)
     lam = float(torch.rand((), generator=generator, device=where)) * max_weight
-    frame = torch.randint(0, t, (b,), generator=generator, device=where)
-    return mix_static_frame(k, lam, frame.to(k.device))
+    frame = torch.randint(0, t, (b,), generator=generator, device=where)   # in [0, T) by construction
+    return _mix(k, lam, frame.to(k.device))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from s2vc.engine.checkpoint import atomic_torch_save
+from s2vc.engine.checkpoint import atomic_torch_save, load_flow
 
 from .distributed import ResumableSampler, barrier, gather_objects, rng_state, set_rng_state, setup_distributed
-from .keys import MODES, KeyMaker, OracleKeys
+from .keys import MODES, PREGENERATED_MODES, KeyMaker, OracleKeys
 from .models import Encoder
 from .moco import MoCo
 from .pretrain_config import RESUME_MUST_MATCH, PretrainConfig
@@ -60,13 +60,13 @@ def learning_rate(cfg: PretrainConfig, epoch_float: float) -> float:
     return lr * 0.1 ** sum(epoch_float >= s for s in cfg.lr_steps)
 
 
-def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1):
+def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1, flow=None):
     """(dataset, sampler, loader) of two-clip training items: "q" and "k" (3, T, H, W) in [0, 1]
     after the query / key augmentations, plus "k_mask" (1, T, H, W) for the oracle."""
     from .datasets import build_dataset, collate_clips
     from .transforms import key_transform, query_transform
     oracle = cfg.mode == "oracle"
-    keys = {"path": cfg.keys, "expect": mirror_expectations(cfg)} if cfg.keys else None
+    keys = {"path": cfg.keys, "expect": mirror_expectations(cfg, flow)} if cfg.keys else None
     ds = build_dataset(cfg.dataset, cfg.root, split="train", fold=cfg.fold, frames=cfg.frames, stride=cfg.stride,
                        size=cfg.decode_size, two_clips=True, transform_q=query_transform(cfg.size),
                        transform_k=None if oracle else key_transform(cfg.size), strict=cfg.strict, seed=cfg.seed,
@@ -81,7 +81,7 @@ def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1):
             print(f"pretrain: {kept}/{len(ds)} videos decoded into memory in {time.perf_counter() - t0:.1f} s",
                   file=sys.stderr)
     if oracle:
-        ds = OracleKeys(ds, Path(ds.records[0].path).parents[2], key_transform(cfg.size))  # root/UCF-101/Class/v
+        ds = OracleKeys(ds, ds.root, key_transform(cfg.size))
     sampler = ResumableSampler(len(ds), cfg.batch_size, cfg.seed, rank, world)
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                                          collate_fn=collate_clips, drop_last=True,
@@ -89,7 +89,7 @@ def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1):
     return ds, sampler, loader
 
 
-def check_flow(cfg: PretrainConfig):
+def check_flow(cfg: PretrainConfig, flow=None):
     """The domain check before an s2vc run: the flow's bits/dim on a sample of the training
     frames against its own held-out figure (``training/flow_fit.py``); says so, with the command
     that fits a flow, when it does not fit; ``require_flow_fit`` makes that fatal."""
@@ -101,13 +101,14 @@ def check_flow(cfg: PretrainConfig):
     return report
 
 
-def mirror_expectations(cfg: PretrainConfig) -> dict:
+def mirror_expectations(cfg: PretrainConfig, flow=None) -> dict:
     """What a mirror must have been generated with to serve this run's keys (``--keys``): the
     dataset, the clip's frames, stride and decode size, the mode, the flow, and for s2vc the
-    alpha (the flow's calibrated one when none is given) and the strategy."""
+    alpha (the flow's calibrated one when none is given) and the strategy. ``flow``: the run's
+    flow when loaded already (else ``cfg.flow`` is loaded)."""
     from s2vc.engine import load_flow
     from s2vc.engine.suppression import resolve_alpha
-    flow = load_flow(cfg.flow)
+    flow = flow if flow is not None else load_flow(cfg.flow)
     expect = {"dataset": cfg.dataset, "fold": cfg.fold, "frames": cfg.frames, "stride": cfg.stride,
               "decode_size": cfg.decode_size, "method": cfg.mode, "flow_sha256": flow.sha256 or "",
               "flow_resolution": flow.config.resolution}
@@ -203,12 +204,14 @@ def setup_run(cfg: PretrainConfig) -> "_Run":
     np.random.seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
 
+    # the flow, loaded once for the fit check, the mirror check and the key maker
+    flow = load_flow(cfg.flow, device=device) if cfg.mode in PREGENERATED_MODES else None
     if cfg.mode == "s2vc" and cfg.keys is None and rank == 0:
-        check_flow(cfg)
-    ds, sampler, loader = build_data(cfg, rank, world)
+        check_flow(cfg, flow)
+    ds, sampler, loader = build_data(cfg, rank, world, flow)
     moco = MoCo(Encoder(cfg.backbone, cfg.dim), dim=cfg.dim, K=cfg.queue, m=cfg.moco_m, T=cfg.moco_t).to(device)
     opt = torch.optim.Adam(moco.encoder_q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    keys = KeyMaker(cfg.mode, flow=cfg.flow, alpha=cfg.alpha, strategy=cfg.strategy, gen_backend=cfg.gen_backend,
+    keys = KeyMaker(cfg.mode, flow=flow if flow is not None else cfg.flow, alpha=cfg.alpha, strategy=cfg.strategy, gen_backend=cfg.gen_backend,
                     clamp=cfg.clamp_key, seed=cfg.seed, device=device, pregenerated=cfg.keys is not None)
     # the record says which alpha was used, so a resume with the flow's default compares to it
     cfg = dataclasses.replace(cfg, alpha=keys.alpha if keys.alpha is not None else cfg.alpha)

@@ -142,7 +142,7 @@ class ClipBank:
             ids += [dataset.records[i].video_id for i in batch["index"].tolist()]
         if not ids:
             raise ValueError(f"every one of the {len(dataset)} videos was skipped:\n{counter.report()}")
-        root = Path(dataset.records[0].path).parents[2]                     # root/UCF-101/<Class>/<video>
+        root = dataset.root
         return cls(torch.cat(clips), torch.cat(owner), torch.cat(labels), ids, root,
                    list(dict.fromkeys(counter.messages)))
 

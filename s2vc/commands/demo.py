@@ -116,21 +116,13 @@ def print_last_reproduction() -> None:
 
 
 def _generate(args: argparse.Namespace, video: Path):
-    """The motion-preserved outputs of ``video`` with the generator flags: (its ``FileResult``,
-    the generator, the window length used)."""
-    from s2vc.commands.generate import FILE_CLIP_LEN, FILE_SIZE
-    from s2vc.engine.checkpoint import load_flow
-    from s2vc.engine.generate import build_generator, describe_result, generate_files, preserving_alpha
+    """The motion-preserved outputs of ``video`` with the generator flags (the generate
+    command's: ``generator_from_args``): (its ``FileResult``, the generator, the window length)."""
+    from s2vc.commands.generate import file_settings, generator_from_args
+    from s2vc.engine.generate import describe_result, generate_files
 
-    size, clip_len = args.size or FILE_SIZE, args.clip_len or FILE_CLIP_LEN
-    flow = load_flow(args.flow)
-    alpha = args.alpha
-    if args.preserve is not None:
-        alpha = preserving_alpha(flow, [video], args.preserve, clip_len=clip_len, size=size)
-        print(f"alpha = {alpha:.4f} keeps {100 * args.preserve:.1f}% of latents on this video")
-    gen = build_generator(flow, alpha=alpha, strategy=args.strategy, backend=args.backend,
-                          keep_fraction=args.keep_fraction, upsample=args.upsample, clamp=args.clamp,
-                          seed=args.seed, device=args.device)
+    size, clip_len = file_settings(args)
+    gen = generator_from_args(args, [video])
     (result,) = generate_files([video], args.out, gen, clip_len=clip_len, size=size, max_frames=args.max_frames,
                                batch=args.batch, device=args.device, progress=not args.no_progress)
     print(describe_result(result))

@@ -12,12 +12,10 @@ import sys
 from typing import Callable
 
 from s2vc.commands.common import UsageError, add_synthetic_arguments, settings_from_args, synthetic_set
+from s2vc.training.eval_common import EVAL_DATASETS
 
 HELP = ("evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, probes, similarity, "
         "static-gain, cam")
-
-DATASET_CHOICES = ("synthetic", "ucf101", "hmdb51", "kinetics")
-
 
 # ---------------------------------------------------------------------------------------------
 # Flags
@@ -33,7 +31,7 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
     p.add_argument("--checkpoint", default=None, help="pretrain checkpoint (its encoder_q.backbone is evaluated)")
     p.add_argument("--backbone", default=None, choices=BACKBONES,
                    help="expected backbone (default: the checkpoint's); alone, a randomly initialised baseline")
-    p.add_argument("--dataset", default="synthetic", choices=DATASET_CHOICES)
+    p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS)
     p.add_argument("--root", default=None, help="dataset root (synthetic: built there, default a cache)")
     p.add_argument("--fold", type=int, default=1, help="official split 1-3 (ucf101, hmdb51)")
     add_synthetic_arguments(p)
@@ -95,7 +93,7 @@ def _add_finetune(p):
 
 
 def _add_similarity(p):
-    p.add_argument("--dataset", default="synthetic", choices=DATASET_CHOICES)
+    p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS)
     p.add_argument("--root", default=None)
     p.add_argument("--split", default="train")
     p.add_argument("--fold", type=int, default=1)

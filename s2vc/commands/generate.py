@@ -72,7 +72,7 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
 FILE_SIZE, FILE_CLIP_LEN = 128, 16     # --size / --clip-len when writing files (not a dataset)
 
 
-def _file_settings(args: argparse.Namespace) -> tuple[int, int]:
+def file_settings(args: argparse.Namespace) -> tuple[int, int]:
     """(size, clip_len) for video files: the flags, else the file defaults."""
     return args.size or FILE_SIZE, args.clip_len or FILE_CLIP_LEN
 
@@ -86,7 +86,7 @@ def generator_from_args(args: argparse.Namespace, videos: list[Path]):
     flow = load_flow(args.flow)
     alpha = args.alpha
     if args.preserve is not None:
-        size, clip_len = _file_settings(args)
+        size, clip_len = file_settings(args)
         alpha = preserving_alpha(flow, videos, args.preserve, clip_len=clip_len, size=size)
         print(f"alpha = {alpha:.4f} keeps {100 * args.preserve:.1f}% of latents on these videos")
     return build_generator(flow, alpha=alpha, strategy=args.strategy, backend=args.backend,
@@ -107,7 +107,7 @@ def generate_from_args(args: argparse.Namespace, videos: list[Path], gen) -> tup
         failures.append(line)
         print(f"error: {line}", file=sys.stderr)
 
-    size, clip_len = _file_settings(args)
+    size, clip_len = file_settings(args)
     results = generate_files(videos, args.out, gen, clip_len=clip_len, size=size,
                              max_frames=args.max_frames, batch=args.batch, device=args.device,
                              progress=not args.no_progress, on_error=on_error,
