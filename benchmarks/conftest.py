@@ -2,7 +2,8 @@
 then ``python scripts/bench_table.py out.json`` for the side-by-side table with ratios.
 
 Each benchmark's ``extra_info`` records what the table needs (variant, shape, bytes moved, items
-per call). Devices: every benchmark is parametrised over "cpu" and "cuda"; cuda skips without a GPU.
+per call). Devices: the kernel and generator benchmarks are parametrised over "cpu" and "cuda" (cuda
+skips without a GPU); the mirror and pretraining-step benchmarks run on the CPU.
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ the lossless mirror file, and records the file's size per hour of video (extra_i
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -59,10 +58,10 @@ def test_mirror_generator(benchmark, variant, tmp_path):
                                 f"{video.shape[2]} T{FRAMES}s{STRIDE}", items=windows, frames=len(video))
 
 
-def test_mirror_io(benchmark):
+def test_mirror_io(benchmark, tmp_path):
     """Decode at 128 + write the lossless mirror file (no generation): the I/O share, and MB per hour."""
     video = _video()
-    out = Path(tempfile.mkdtemp()) / "bikes.mp4"
+    out = tmp_path / "bikes.mp4"
 
     def decode_and_write():
         frames = video_io.read_video(_cache["path"], size=SIZE)

@@ -27,13 +27,14 @@ from tqdm import tqdm
 
 from . import video_io
 from .generator import MotionPreservingGenerator
-from .suppression import alpha_for_preserved_fraction, resolve_alpha
+from .suppression import alpha_for_preserved_fraction
 
 CHANGE_GAIN = 4.0   # the change map shows |out - in| x 4, so a change of 1/4 is white
 SHEET_COLUMNS = 8
 
 # What a video file that cannot be read raises: a missing path, a folder, a broken container.
-UNREADABLE_VIDEO_ERRORS = (video_io.VideoDecodeError, OSError)
+# (Not every OSError: an unwritable --out or a full disk must stop the run, not skip each video.)
+UNREADABLE_VIDEO_ERRORS = (video_io.VideoDecodeError, FileNotFoundError, IsADirectoryError)
 
 
 @dataclass
@@ -77,14 +78,15 @@ def preserving_alpha(flow, videos: Sequence[str | os.PathLike], fraction: float,
 
 def build_generator(flow, *, alpha: float | None = None, strategy: str = "zero", backend: str = "auto",
                     keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
-                    seed: int | None = 0, device: str | torch.device = "cpu") -> MotionPreservingGenerator:
+                    seed: int | None = 0, device: str | torch.device = "cpu",
+                    model: str | None = None) -> MotionPreservingGenerator:
     """A generator for ``flow`` on ``device``; ``alpha=None`` is the flow's calibrated alpha
-    (``resolve_alpha``). A bad alpha, strategy or backend raises ``ValueError`` naming it (the
-    generator checks them)."""
+    (``resolve_alpha``); ``model``: the exported file backends onnxruntime / tensorrt run. A bad
+    alpha, strategy or backend raises ``ValueError`` naming it (the generator checks them)."""
     device = torch.device(device)
-    gen = MotionPreservingGenerator(flow.to(device), alpha=resolve_alpha(flow, alpha), strategy=strategy,
-                                    backend=backend, keep_fraction=keep_fraction, upsample=upsample,
-                                    clamp=clamp, seed=seed)
+    gen = MotionPreservingGenerator(flow.to(device), alpha=alpha, strategy=strategy, backend=backend,
+                                    keep_fraction=keep_fraction, upsample=upsample, clamp=clamp, seed=seed,
+                                    model=model)
     return gen.to(device)
 
 

@@ -11,8 +11,9 @@ the default (``create_network(0)`` plus ``STRONGLY_TYPED`` where TensorRT has it
 from the ONNX graph's types: build fp16 engines from an fp16 export), named tensors, memory-pool
 limits. The runtime (``s2vc.engine.runtime_trt``) never imports this module.
 
-Arguments are checked before TensorRT is imported; without TensorRT or a CUDA GPU ``main`` prints
-one line saying what is missing and returns 1; argument errors return 2. Before the build the
+``python export/build_trt.py`` parses and checks the flags before TensorRT is imported; without
+TensorRT or a CUDA GPU it prints one line saying what is missing and returns 1; argument errors
+return 2. Before the build the
 timing cache (a cache TensorRT refuses, e.g. from another GPU, is an error), the precision and the
 metadata are checked; the engine and its metadata are then written atomically (temporary names,
 then renames). The checks and writes are plain functions, tested without TensorRT.

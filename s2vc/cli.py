@@ -29,8 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         # after the subcommand too; SUPPRESS keeps a `s2vc --debug CMD` from being overwritten
         _debug_flag(p, argparse.SUPPRESS)
         module.add_arguments(p)
-        if not p.get_default("run"):
-            p.set_defaults(run=module.run)
+        p.set_defaults(run=module.run)   # eval's sub-subcommands set their own run
     return parser
 
 
@@ -51,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - every error becomes one line unless --debug
         if debug:
             raise
-        from s2vc.commands.common import UsageError, error_line
+        from s2vc.commands.common import USER_ERRORS, UsageError, error_line
         print(f"s2vc {name}: error: {error_line(exc)}", file=sys.stderr)
-        if not isinstance(exc, (UsageError, ValueError, OSError)):
+        if not isinstance(exc, USER_ERRORS):
             print("(run again with --debug for the traceback)", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 

@@ -24,16 +24,25 @@ def test_no_layer_imports_one_it_must_not():
 
 
 def test_the_graph_sees_lazy_imports(tmp_path, monkeypatch):
-    """A function-level import is a dependency too (the check would be blind without it)."""
+    """A function-level import is a dependency too (the check would be blind without it), and an
+    engine module importing the trainer is reported as a violation."""
     (tmp_path / "engine").mkdir()
+    (tmp_path / "training").mkdir()
     (tmp_path / "engine" / "bad.py").write_text("def f():\n    from s2vc.training import pretrain\n")
     (tmp_path / "engine" / "worse.py").write_text("from ..training import models\n")
+    (tmp_path / "engine" / "fine.py").write_text("from . import bad\n")
+    (tmp_path / "training" / "pretrain.py").write_text("from s2vc.engine import fine\n")
+    (tmp_path / "training" / "models.py").write_text("")
     monkeypatch.setattr(import_graph, "ROOT", tmp_path)
-    monkeypatch.setattr(import_graph, "PACKAGE_ROOTS", {"s2vc.engine": "engine"})
+    monkeypatch.setattr(import_graph, "PACKAGE_ROOTS", {"s2vc.engine": "engine", "s2vc.training": "training"})
     g = import_graph.graph()
     assert import_graph.imports_of("s2vc.engine.bad", tmp_path / "engine" / "bad.py") >= {"s2vc.training.pretrain"}
     assert "s2vc.training.models" in import_graph.imports_of("s2vc.engine.worse", tmp_path / "engine" / "worse.py")
-    assert set(g) == {"s2vc.engine.bad", "s2vc.engine.worse"}
+    assert set(g) == {"s2vc.engine.bad", "s2vc.engine.worse", "s2vc.engine.fine", "s2vc.training.pretrain",
+                      "s2vc.training.models"}
+    assert import_graph.violations(g) == [
+        "s2vc.engine.bad (engine) imports s2vc.training.pretrain (training)",
+        "s2vc.engine.worse (engine) imports s2vc.training.models (training)"]
 
 
 def _library_files():

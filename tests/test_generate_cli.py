@@ -135,6 +135,16 @@ def test_export_commands(tmp_path, flow_path):
                      "--width", "20", "--exporter", "torchscript"]) == 0
     meta = read_onnx_metadata(tmp_path / "g.onnx")
     assert meta["alpha"] == 0.05 and meta["height"] == 24 and meta["strategy"] == "zero"
+    # the exported file runs as a generate backend: --model reaches the generator
+    import argparse
+
+    from s2vc.commands import generate
+    p = argparse.ArgumentParser()
+    generate.add_arguments(p)
+    args = p.parse_args(["--flow", str(flow_path), "--backend", "onnxruntime", "--model", str(tmp_path / "g.onnx")])
+    gen = generate.generator_from_args(args, [])
+    out, _ = gen(torch.rand(1, 3, 4, 24, 20))
+    assert gen.last_backend == "onnxruntime" and out.shape == (1, 3, 4, 24, 20)
     assert cli_main(["export", "torchscript", "--out", str(tmp_path / "g.pt"), "--flow", str(flow_path),
                      "--height", "24", "--width", "20"]) == 0
     assert (tmp_path / "g.pt").stat().st_size > 0

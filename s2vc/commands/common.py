@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import os
 import tomllib
-import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,18 +84,7 @@ def read_toml(path: str | os.PathLike, cls: type | None = None) -> dict:
     return values
 
 
-def load_settings(cls: type[T], path: str | os.PathLike, **overrides: Any) -> T:
-    """A ``cls`` dataclass from a TOML file (``read_toml``), ``overrides`` on top."""
-    values = read_toml(path, cls)
-    values.update(overrides)
-    hints = typing.get_type_hints(cls)
-    for name, value in values.items():     # TOML arrays arrive as lists; tuple fields want tuples
-        if isinstance(value, list) and typing.get_origin(hints.get(name)) is tuple:
-            values[name] = tuple(value)
-    return cls(**values)
-
-
-def apply_toml_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str],
+def apply_toml_defaults(parser: argparse.ArgumentParser, argv: list[str],
                         path: str | os.PathLike) -> argparse.Namespace:
     """Re-parse ``argv`` with the TOML file's values as defaults: flags given on the command line
     win over the file, the file over the parser's defaults. Keys must be flags of ``parser``."""
@@ -113,9 +101,9 @@ def apply_toml_defaults(parser: argparse.ArgumentParser, args: argparse.Namespac
 # Errors
 # ---------------------------------------------------------------------------------------------
 # Exceptions that are a user's mistake (a flag, a path, a file's content) rather than a bug:
-# their message is the whole story. Anything else also gets its type and a pointer to --debug.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError, OSError,
-                                                 RuntimeError)
+# their message is the whole story (RuntimeError: the decode and engine-build errors, a named
+# backend that cannot run). Anything else also gets its type and a pointer to --debug.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 
 
 def error_line(exc: BaseException) -> str:

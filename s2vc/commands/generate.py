@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
     p.add_argument("--strategy", choices=STRATEGIES, default="zero")
     p.add_argument("--keep-fraction", type=float, default=None, help="for --strategy topk")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument("--model", default=None,
+                   help="the exported model --backend onnxruntime / tensorrt runs (s2vc export onnx, build_trt.py)")
     p.add_argument("--size", type=int, default=None,
                    help="shorter side frames are decoded at (default 128; with --dataset: as stored, "
                         "like pretrain's --decode-size)")
@@ -61,7 +63,6 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stride", type=int, default=2, help="frame step inside a window (pretrain's --stride)")
     g.add_argument("--method", choices=METHODS, default="s2vc",
                    help="s2vc (the flow) or tfd (the pixel baseline), pretrain's --mode")
-    g.add_argument("--model", default=None, help="exported model for --backend onnxruntime / tensorrt")
     g.add_argument("--require-flow-fit", action="store_true",
                    help="stop when the flow does not fit the dataset's training frames (default: say so and go on)")
     g.add_argument("--shard", default=None, metavar="I/N",
@@ -91,7 +92,7 @@ def generator_from_args(args: argparse.Namespace, videos: list[Path]):
         print(f"alpha = {alpha:.4f} keeps {100 * args.preserve:.1f}% of latents on these videos")
     return build_generator(flow, alpha=alpha, strategy=args.strategy, backend=args.backend,
                            keep_fraction=args.keep_fraction, upsample=args.upsample, clamp=args.clamp,
-                           seed=args.seed, device=args.device)
+                           seed=args.seed, device=args.device, model=args.model)
 
 
 def generate_from_args(args: argparse.Namespace, videos: list[Path], gen) -> tuple[list, list[str]]:

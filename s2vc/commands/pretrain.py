@@ -89,7 +89,7 @@ def settings(args: argparse.Namespace):
         argv = getattr(args, "argv", None)
         if argv is None:
             raise common.UsageError("--config needs the command line (run through `s2vc pretrain`)")
-        args = common.apply_toml_defaults(args.pretrain_parser, args, own_argv(argv, COMMAND), args.config)
+        args = common.apply_toml_defaults(args.pretrain_parser, own_argv(argv, COMMAND), args.config)
     return common.settings_from_args(PretrainConfig, args, synthetic=common.synthetic_set(args))
 
 
