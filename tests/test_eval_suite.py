@@ -322,6 +322,21 @@ def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
     assert [r["strategy"] for r in res["rows"] if r["step"] == 1] == ["zero", "noise"]
 
 
+def test_ablate_preserved_fraction(tiny, tmp_path, monkeypatch):
+    """``ablate preserve``: each fraction becomes the alpha that keeps it on training clips; the
+    fraction kept while pretraining follows the one asked for (the key clips are the same kind)."""
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    small = [a if a != "2" else "1" for a in EXPERIMENT]
+    res = _run(["ablate", "preserve", "--values", "0.1", "0.6", "--out", str(tmp_path / "p"), *small])
+    assert res["alphas"][0.1] > res["alphas"][0.6]                  # keeping fewer needs a higher alpha
+    assert res["preserved"][0.1] < res["preserved"][0.6]
+    assert abs(res["preserved"][0.6] - 0.6) < 0.25 and abs(res["preserved"][0.1] - 0.1) < 0.25
+    assert "| 0.1 |" in res["table"] and "alpha" in res["table"]
+    with pytest.raises(ValueError, match="must be in \\(0, 1\\)"):
+        _run(["ablate", "preserve", "--values", "0.2", "1.5", "--out", str(tmp_path / "q"), *small])
+
+
 def test_demo_short_comparison(tiny, tmp_path, monkeypatch, capsys):
     from s2vc.commands.demo import COMPARISON_ARMS, comparison_settings, run_comparison
     from s2vc.training.synthetic import SyntheticSet

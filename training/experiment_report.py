@@ -112,7 +112,7 @@ def plot_ablation(kind: str, summary: dict, preserved: dict, path: Path) -> None
     if kind == "strategy":
         ax.set_xticks(xs, values)
     else:
-        ax.set_xlabel("α")
+        ax.set_xlabel({"alpha": "α", "preserve": "fraction of latents asked to keep"}.get(kind, kind))
         twin = ax.twinx()
         twin.plot(xs, [100 * preserved[v] for v in values], "k--", marker="s", label="preserved latents")
         twin.set_ylabel("preserved latents (%)")

@@ -2,6 +2,7 @@
 
     reproduce(ReproduceConfig(out=DIR, arms=("moco", "s2vc", "tfd", "oracle"), seeds=(0, 1, 2), steps=N))
     ablate(AblateConfig(out=DIR, ablation="alpha", values=(0.3, 0.5, 0.7)))           (the paper's Fig. 3)
+    ablate(AblateConfig(out=DIR, ablation="preserve", values=(0.05, 0.227, 0.6)))     (Fig. 3 by fraction kept)
     ablate(AblateConfig(out=DIR, ablation="strategy", values=("zero", "noise", ...)))  (Table 4)
 
 (``s2vc reproduce`` / ``s2vc ablate`` on the command line.) Every run is an ordinary pretraining
@@ -96,13 +97,16 @@ class ReproduceConfig(ExperimentConfig):
 
 
 # what an ablation varies -> the pretraining setting it sets
-ABLATIONS = {"alpha": "alpha", "strategy": "strategy"}
+# ablation -> the pretraining setting it varies ("preserve": the fraction of latents kept, turned
+# into the alpha that keeps it on the set's training clips: ``preserve_alphas``)
+ABLATIONS = {"alpha": "alpha", "preserve": "alpha", "strategy": "strategy"}
 
 
 @dataclass(kw_only=True)
 class AblateConfig(ExperimentConfig):
-    """``ablate``: S²VC at every value of ``ablation`` ("alpha": floats, Fig. 3; "strategy":
-    names of ``engine.suppression.STRATEGIES``, Table 4) with every seed."""
+    """``ablate``: S²VC at every value of ``ablation`` ("alpha": floats, Fig. 3; "preserve":
+    fractions of latents kept in (0, 1), each run at the alpha that keeps it (``preserve_alphas``);
+    "strategy": names of ``engine.suppression.STRATEGIES``, Table 4) with every seed."""
 
     ablation: str
     values: tuple = ()
@@ -292,16 +296,41 @@ def _ablation_values(cfg: AblateConfig) -> list:
     """The values as the setting takes them (floats for alpha); ValueError for unknown ones."""
     if cfg.ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {cfg.ablation!r}; expected one of {tuple(ABLATIONS)}")
-    if cfg.ablation == "alpha":
+    if cfg.ablation in ("alpha", "preserve"):
         try:
-            return [float(v) for v in cfg.values]
+            values = [float(v) for v in cfg.values]
         except ValueError:
-            raise ValueError(f"ablate alpha: the values must be numbers, got {list(cfg.values)}") from None
+            raise ValueError(f"ablate {cfg.ablation}: the values must be numbers, got {list(cfg.values)}") from None
+        if cfg.ablation == "preserve" and not all(0.0 < v < 1.0 for v in values):
+            raise ValueError(f"ablate preserve: the fractions must be in (0, 1), got {values}")
+        return values
     from s2vc.engine.suppression import STRATEGIES
     bad = [v for v in cfg.values if v not in STRATEGIES]
     if bad:
         raise ValueError(f"ablate strategy: unknown strategies {bad}; use some of {STRATEGIES}")
     return list(cfg.values)
+
+
+def preserve_alphas(cfg: ExperimentConfig, fractions: list[float]) -> dict[float, float]:
+    """{fraction: the alpha at which the experiment's flow (``cfg.flow`` resolved: a path or None
+    for the bundled one) keeps that fraction of the latents}, measured as ``train-flow`` calibrates:
+    on windows of ``cfg.frames`` frames of the synthetic set's training videos (never a test one),
+    decoded at ``cfg.size``."""
+    from s2vc.engine.calibrate import latent_stds
+    from s2vc.engine.checkpoint import default_checkpoint_path, flow_from_checkpoint, read_checkpoint
+    from s2vc.engine.suppression import alpha_for_preserved_fraction
+    from .datasets import dataset_root, split_records
+    from .flow_data import calibration_plan
+
+    path = cfg.flow or str(default_checkpoint_path())
+    flow = flow_from_checkpoint(read_checkpoint(path), path)
+    root = dataset_root("synthetic", None, synthetic=cfg.synthetic)
+    videos, windows = calibration_plan([r.path for r in split_records("synthetic", root, "train")])
+    stds = latent_stds(flow, videos, clip_len=cfg.frames, size=cfg.size, max_windows=windows)
+    alphas = {v: float(alpha_for_preserved_fraction(stds, v)) for v in fractions}
+    print(f"ablate preserve: alphas on {len(stds)} training windows: "
+          + ", ".join(f"{v:.1%} -> {a:.4f}" for v, a in alphas.items()), file=sys.stderr)
+    return alphas
 
 
 def ablate(cfg: AblateConfig) -> dict:
@@ -313,18 +342,22 @@ def ablate(cfg: AblateConfig) -> dict:
     values = _ablation_values(cfg)
     cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
     pin_experiment(cfg, out)
+    setting = {v: v for v in values} if kind != "preserve" else preserve_alphas(cfg, values)
     plan = {f"{kind}_{value}_seed{seed}": (f"ablate: {kind} = {value}, seed {seed}", {kind: value, "seed": seed},
-                                           {"mode": "s2vc", ABLATIONS[kind]: value})
+                                           {"mode": "s2vc", ABLATIONS[kind]: setting[value]})
             for seed in cfg.seeds for value in values}
     rows, runs, ref = _train_and_evaluate(cfg, out, plan)
     summary = summarise(rows, kind)
     preserved = {v: float(np.nanmean([runs[f"{kind}_{v}_seed{s}"]["preserved"] for s in cfg.seeds]))
                  for v in values}
-    table = final_table(summary, ref, kind, {v: {"preserved": preserved[v]} for v in values})
+    extra = {v: ({"alpha": setting[v]} if kind == "preserve" else {}) | {"preserved": preserved[v]} for v in values}
+    table = final_table(summary, ref, kind, extra)
     plot_ablation(kind, summary, preserved, out / "ablation.png")
     wall = time.perf_counter() - start
     result = {"rows": rows, "runs": runs, "preserved": preserved, "reference": ref, "budget": budget_text(cfg),
               "command_wall_s": wall, "table": table}
+    if kind == "preserve":
+        result["alphas"] = setting
     (out / "results.json").write_text(json.dumps(result, indent=1))
     (out / "results.md").write_text(f"# S²VC {kind} ablation\n\nBudget: {budget_text(cfg)}.\n\n{table}\n\n"
                                     f"preserved = mean fraction of latents kept per step of pretraining.\n"

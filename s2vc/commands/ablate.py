@@ -1,5 +1,6 @@
-"""``s2vc ablate alpha|strategy``: pretrain S²VC over alphas (the paper's Fig. 3) or suppression
-strategies (Table 4), evaluate, tabulate (``training.experiments.ablate``). Resumable."""
+"""``s2vc ablate alpha|preserve|strategy``: pretrain S²VC over alphas or preserved fractions of
+latents (the paper's Fig. 3) or suppression strategies (Table 4), evaluate, tabulate
+(``training.experiments.ablate``). Resumable."""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +8,16 @@ import argparse
 from s2vc.commands import common
 from s2vc.commands.reproduce import add_budget_arguments
 
-HELP = "pretrain S²VC over alphas (Fig. 3) or strategies (Table 4), evaluate, tabulate"
+HELP = "pretrain S²VC over alphas or preserved fractions (Fig. 3) or strategies (Table 4), evaluate, tabulate"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from s2vc.training.experiments import ABLATIONS
 
-    p.add_argument("ablation", choices=tuple(ABLATIONS), help="what varies: alpha (Fig. 3) or strategy (Table 4)")
-    p.add_argument("--values", nargs="+", required=True, help="the alphas or strategies")
+    p.add_argument("ablation", choices=tuple(ABLATIONS), help="what varies: alpha or preserve (the fraction of latents kept, "
+                   "each turned into the alpha that keeps it on the training clips): Fig. 3; strategy: Table 4")
+    p.add_argument("--values", nargs="+", required=True,
+                   help="the alphas, the fractions in (0, 1) (e.g. 0.05 0.227 0.6) or the strategies")
     add_budget_arguments(p)
 
 
