@@ -85,18 +85,21 @@ def _probe(feats: torch.Tensor, target: torch.Tensor, groups: torch.Tensor, **kw
 
 
 def motion_probe(feats: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor, *, seed: int = 0,
-                 epochs: int = 100, lr: float = 1e-2, weight_decay: float = PROBE_WEIGHT_DECAY) -> float:
+                 epochs: int = 100, lr: float = 1e-2, weight_decay: float = PROBE_WEIGHT_DECAY,
+                 min_steps: int = 1000) -> float:
     """Top-1 of a linear classifier of the class (the motion) trained on the odd groups and tested
     on the even groups of the same (look-randomised) split. feats (N, C), labels/groups (N,)."""
-    return _probe(feats, labels, groups, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay)
+    return _probe(feats, labels, groups, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                  min_steps=min_steps)
 
 
 def look_probe(feats: torch.Tensor, looks: dict[str, torch.Tensor], groups: torch.Tensor, *, seed: int = 0,
-               epochs: int = 100, lr: float = 1e-2, weight_decay: float = PROBE_WEIGHT_DECAY) -> dict[str, float]:
+               epochs: int = 100, lr: float = 1e-2, weight_decay: float = PROBE_WEIGHT_DECAY,
+               min_steps: int = 1000) -> dict[str, float]:
     """Top-1 of one linear classifier per look (``looks``: name -> long (N,) value index), trained
     on the odd groups, tested on the even ones. Returns {look: top-1}."""
-    return {name: _probe(feats, target, groups, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay)
-            for name, target in looks.items()}
+    return {name: _probe(feats, target, groups, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                         min_steps=min_steps) for name, target in looks.items()}
 
 
 def frame_difference_features(clips: torch.Tensor, owner: torch.Tensor, videos: int, grid: int = 16) -> torch.Tensor:

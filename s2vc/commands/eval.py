@@ -15,7 +15,7 @@ from s2vc.commands.common import UsageError, add_synthetic_arguments, settings_f
 from s2vc.training.eval_common import EVAL_DATASETS
 
 HELP = ("evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, probes, similarity, "
-        "static-gain, cam")
+        "static-gain, cam; and of the keys themselves: key-bands")
 
 # ---------------------------------------------------------------------------------------------
 # Flags
@@ -133,6 +133,26 @@ def _add_cam(p):
     p.add_argument("--device", default=None)
 
 
+def _add_key_bands(p):
+    from s2vc.training.key_bands import DEFAULT_ARMS
+    from s2vc.training.keys import MODES
+    p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=MODES, help="the arms whose keys are probed")
+    add_synthetic_arguments(p)
+    p.add_argument("--flow", default=None, help="flow of the s2vc / tfd keys (default: the synthetic set's own "
+                                                "fitted flow; 'bundled': the bundled one)")
+    p.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
+    p.add_argument("--strategy", default="zero")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--stride", type=int, default=2)
+    p.add_argument("--size", type=int, default=None, help="frame side (default: the set's)")
+    p.add_argument("--grid", type=int, default=8, help="pooled grid of the band features")
+    p.add_argument("--probe-steps", type=int, default=1000, help="optimiser steps of each linear probe (at least)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="JSON of the result (a PNG of the heat maps beside it)")
+    p.add_argument("--no-progress", action="store_true")
+
+
 # ---------------------------------------------------------------------------------------------
 # Runs: flags -> settings -> library -> printed table
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +205,12 @@ def _run_static_gain(args):
     return _show(evaluate_static_gain(settings_from_args(StaticGainSettings, args, names=tuple(args.names))))
 
 
+def _run_key_bands(args):
+    from s2vc.training.key_bands import KeyBandSettings, evaluate_key_bands
+    return _show(evaluate_key_bands(settings_from_args(KeyBandSettings, args, arms=tuple(args.arms),
+                                                       synthetic=synthetic_set(args), progress=not args.no_progress)))
+
+
 def _run_cam(args):
     from s2vc.training.cam import CamSettings, class_activation_maps
     return _show(class_activation_maps(settings_from_args(CamSettings, args)))
@@ -202,6 +228,8 @@ EVALS: dict[str, tuple[str, Callable, Callable]] = {
                     _run_static_gain),
     "cam": ("class activation maps over the frames of videos (paper Fig. 7)", _add_cam, _run_cam),
     "probes": ("motion and look probes on the synthetic set's test split", _add_probes, _run_probes),
+    "key-bands": ("look and motion probes on each arm's MoCo key, per spatial frequency band", _add_key_bands,
+                  _run_key_bands),
 }
 
 
