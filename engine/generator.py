@@ -8,6 +8,13 @@
       -> out = frames + upsample(low_p - low, H x W)             the residual keeps the detail
 
 The official code's defaults: nearest upsampling, no clamp of the output.
+
+``detail``: what happens to the detail finer than the flow's resolution, which the flow never
+sees. "keep" (the paper's residual, the default): it passes into the output as it is, static
+textures included. "dynamic" (an option of this project, not the paper's): its temporal mean
+over the clip is removed, so the fine detail that does not move (a textured background) is
+suppressed too and the fine detail that moves stays:
+      -> out = frames + upsample(low_p - low) - mean_t(frames - upsample(low))
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from .suppression import STRATEGIES, draw_random_inputs, resolve_alpha, temporal
 
 BACKENDS = ("auto", "eager", "ext", "compile", "torchscript", "onnxruntime", "tensorrt")
 GRAPH_BACKENDS = ("torchscript", "onnxruntime", "tensorrt")
+DETAILS = ("keep", "dynamic")       # the fine detail: kept as is (the paper) / its static part removed
 MODEL_BACKENDS = ("onnxruntime", "tensorrt")     # they run an exported file: model=PATH
 log = logging.getLogger("s2vc")
 
@@ -42,7 +50,9 @@ class MotionPreservingGenerator(torch.nn.Module):
     flow: an AdvFlow (or anything with ``config``, ``prepare()``); alpha: the STD threshold of
     eq. (4), None = the flow's calibrated one (``resolve_alpha``); strategy: one of
     ``STRATEGIES``; upsample: "nearest" (official) or "bilinear";
-    clamp: clip the output to [0, 1]; chunk_frames: frames encoded/decoded at once (bounds memory);
+    clamp: clip the output to [0, 1]; detail: "keep" (the paper) or "dynamic" (the fine detail's
+    static part removed, see the module docstring; eager/ext/compile backends);
+    chunk_frames: frames encoded/decoded at once (bounds memory);
     seed: seeds the random strategies (None = nondeterministic).
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
     temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
@@ -57,7 +67,7 @@ class MotionPreservingGenerator(torch.nn.Module):
     def __init__(self, flow, alpha: float | None = None, strategy: str = "zero", *, backend: str = "auto",
                  keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
                  chunk_frames: int = 256, seed: int | None = None, model: str | None = None,
-                 providers: list | None = None):
+                 providers: list | None = None, detail: str = "keep"):
         super().__init__()
         if backend not in BACKENDS:
             raise ValueError(f"generator backend {backend!r} is not available; available: {BACKENDS}")
@@ -67,6 +77,11 @@ class MotionPreservingGenerator(torch.nn.Module):
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+        if detail not in DETAILS:
+            raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
+        if detail != "keep" and backend in GRAPH_BACKENDS:
+            raise ValueError(f"backend {backend!r} runs the exported graph of the paper's residual (detail 'keep'); "
+                             f"detail {detail!r} runs on backends 'auto', 'eager', 'ext' and 'compile'")
         from . import extension as _extension
         alpha = resolve_alpha(flow, alpha)
         if backend == "ext":
@@ -101,6 +116,7 @@ class MotionPreservingGenerator(torch.nn.Module):
         self.last_backend: str | None = None
         self.upsample = upsample
         self.clamp = clamp
+        self.detail = detail
         self.chunk_frames = chunk_frames
         self.seed = seed
         # Validate the threshold now rather than on the first clip.
@@ -223,6 +239,10 @@ class MotionPreservingGenerator(torch.nn.Module):
         up = F.interpolate(diff, size=(h, w), mode=self.upsample,
                            **({} if self.upsample == "nearest" else {"align_corners": False}))
         out = frames + up
+        if self.detail == "dynamic":        # the fine detail's temporal mean: its static part
+            fine = frames - F.interpolate(low, size=(h, w), mode=self.upsample,
+                                          **({} if self.upsample == "nearest" else {"align_corners": False}))
+            out = (out.reshape(b, t, c, h, w) - fine.reshape(b, t, c, h, w).mean(dim=1, keepdim=True)).flatten(0, 1)
         if self.clamp:
             out = out.clamp(0, 1)
         out = out.reshape(b, t, c, h, w).transpose(1, 2).contiguous()

@@ -320,6 +320,12 @@ def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
         _run(["ablate", "strategy", "--values", "zero", "blur", "--out", str(tmp_path / "s"), *small])
     res = _run(["ablate", "strategy", "--values", "zero", "noise", "--out", str(tmp_path / "s"), *small])
     assert [r["strategy"] for r in res["rows"] if r["step"] == 1] == ["zero", "noise"]
+    res = _run(["ablate", "detail", "--values", "dynamic", "--out", str(tmp_path / "d"), *small])
+    assert [r["detail"] for r in res["rows"] if r["step"] == 1] == ["dynamic"]
+    config = json.loads((tmp_path / "d" / "runs" / "detail_dynamic_seed0" / "config.json").read_text())
+    assert config["detail"] == "dynamic" and config["mode"] == "s2vc"
+    with pytest.raises(ValueError, match="unknown values \\['blur'\\]"):
+        _run(["ablate", "detail", "--values", "blur", "--out", str(tmp_path / "e"), *small])
 
 
 def test_ablate_preserved_fraction(tiny, tmp_path, monkeypatch):

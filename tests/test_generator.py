@@ -98,6 +98,50 @@ def test_pipeline_matches_hand_written_reference(small_flow):
         flow.float()
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_detail_dynamic_matches_hand_written_reference(small_flow, upsample):
+    """detail='dynamic' = the paper's output minus the clip mean of the fine detail
+    (frames - upsample(pool(frames))), in float64 on odd sizes (T = 2, frames 33 x 18 pooled to 16)."""
+    video = torch.rand(2, 3, 2, 33, 18, dtype=torch.float64)
+    flow = small_flow.double()
+    try:
+        keep, stats_keep = MotionPreservingGenerator(flow, alpha=0.3, upsample=upsample)(video)
+        dyn, stats_dyn = MotionPreservingGenerator(flow, alpha=0.3, upsample=upsample, detail="dynamic")(video)
+        frames = video.transpose(1, 2).flatten(0, 1)                      # (B T, 3, H, W)
+        kw = {} if upsample == "nearest" else {"align_corners": False}
+        fine = frames - torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(frames, 16),
+                                                        size=(33, 18), mode=upsample, **kw)
+        static = fine.reshape(2, 2, 3, 33, 18).mean(dim=1).unsqueeze(2)  # (B, 3, 1, H, W)
+        torch.testing.assert_close(dyn, keep - static, rtol=1e-10, atol=1e-10)
+        assert torch.equal(stats_keep.mask, stats_dyn.mask)              # the latents are untouched
+        # non-contiguous input: the same result
+        wide = video.transpose(3, 4).contiguous().transpose(3, 4)
+        again, _ = MotionPreservingGenerator(flow, alpha=0.3, upsample=upsample, detail="dynamic")(wide)
+        torch.testing.assert_close(again, dyn, rtol=1e-12, atol=1e-12)
+    finally:
+        flow.float()
+
+
+def test_detail_dynamic_removes_still_fine_texture_and_keeps_moving_detail(default_flow):
+    """A still texture finer than the flow's resolution passes the paper's residual untouched;
+    'dynamic' removes it, while the moving square's fine edges still change over time."""
+    clip, path = moving_square_clip(t=8, h=64, w=64)
+    g = torch.Generator().manual_seed(5)
+    clip = (clip + 0.1 * (torch.rand(1, 3, 1, 64, 64, generator=g) - 0.5)).clamp(0, 1)   # still pixel noise
+    alpha = default_flow.meta["alpha"]
+    keep, _ = MotionPreservingGenerator(default_flow, alpha=alpha)(clip)
+    dyn, _ = MotionPreservingGenerator(default_flow, alpha=alpha, detail="dynamic")(clip)
+
+    def still_fine(x):       # the fine band's clip mean, off the square's path
+        f = x[0].transpose(0, 1)
+        f = f - torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(f, 2), scale_factor=2)
+        return f.mean(dim=0).abs().mean(dim=0)[~path].mean()
+
+    assert still_fine(keep) > 5 * still_fine(dyn)
+    moving = (dyn[0, :, 1:] - dyn[0, :, :-1]).abs().mean(dim=(0, 1))
+    assert moving[path].mean() > 3 * moving[~path].mean()
+
+
 def test_options_bilinear_and_clamp(small_flow):
     video = torch.rand(1, 3, 4, 32, 32)
     near, _ = MotionPreservingGenerator(small_flow, alpha=0.3)(video)
@@ -125,7 +169,8 @@ def test_bad_video(small_flow, video, exc, match):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(alpha=0.0), "alpha"), (dict(alpha=float("nan")), "alpha"), (dict(alpha=-1), "alpha"),
     (dict(strategy="mean"), "unknown suppression strategy"), (dict(backend="cuda"), "not available"),
-    (dict(upsample="cubic"), "upsample"),
+    (dict(upsample="cubic"), "upsample"), (dict(detail="blur"), "detail must be one of"),
+    (dict(detail="dynamic", backend="torchscript"), "exported graph of the paper's residual"),
 ])
 def test_bad_settings(small_flow, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -176,6 +221,23 @@ def test_backends_match_the_eager_reference(small_flow, backend, strategy, devic
         same = ~flips.any(dim=1)                       # clips whose masks agree exactly
         assert same.any(), "every clip has a flipped latent: nothing was compared"
         torch.testing.assert_close(out[same], ref[same], rtol=1e-4, atol=1e-4)
+    finally:
+        small_flow.cpu()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_ext_backend_with_dynamic_detail_matches_eager(small_flow, device):
+    if not _ext_loaded(device):
+        pytest.skip(f"s2vc._C has no {device} kernels")
+    flow = small_flow.to(device)
+    try:
+        video = torch.rand(1, 3, 2, 17, 23, device=device)                 # T = 2, one clip, odd frame
+        ref, rs = MotionPreservingGenerator(flow, alpha=0.05, backend="eager", detail="dynamic")(video)
+        out, st = MotionPreservingGenerator(flow, alpha=0.05, backend="ext", detail="dynamic")(video)
+        if torch.equal(rs.mask, st.mask):
+            torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        else:                               # a latent on the threshold flipped: only its STD may differ
+            assert torch.all((rs.z_std[rs.mask != st.mask] - 0.05).abs() < 1e-5)
     finally:
         small_flow.cpu()
 

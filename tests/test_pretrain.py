@@ -245,3 +245,17 @@ def test_two_process_torchrun_gloo(cache, tmp_path):
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 2 and len(ckpt["rng"]) == 2
     assert int(ckpt["model"]["queue_ptr"]) == 16 % 16      # 2 steps x 2 processes x 4 clips, K = 16
+
+
+def test_detail_is_an_option_of_the_s2vc_generator_only(tmp_path):
+    from s2vc.training.pretrain_config import PretrainConfig
+    PretrainConfig(out=str(tmp_path), mode="s2vc", detail="dynamic").check()
+    with pytest.raises(ValueError, match="detail must be one of"):
+        PretrainConfig(out=str(tmp_path), mode="s2vc", detail="blur").check()
+    with pytest.raises(ValueError, match="got mode 'moco'"):
+        PretrainConfig(out=str(tmp_path), mode="moco", detail="dynamic").check()
+    with pytest.raises(ValueError, match="with --keys"):
+        PretrainConfig(out=str(tmp_path), mode="s2vc", detail="dynamic", keys=str(tmp_path)).check()
+    # a run recorded before the option existed (no "detail" in its config) still resumes as "keep"
+    assert PretrainConfig(out=str(tmp_path)).changed_from({"mode": "s2vc"}) == {}
+    assert "detail" in PretrainConfig(out=str(tmp_path), detail="dynamic").changed_from({"detail": "keep"})

@@ -97,19 +97,20 @@ def plot_curves(summary: dict, ref: dict, path: Path, title: str) -> None:
 
 
 def plot_ablation(kind: str, summary: dict, preserved: dict, path: Path) -> None:
-    """The headline metrics at the last snapshot per value (bars for strategies, lines over α
-    with the preserved fraction of latents on a second axis)."""
+    """The headline metrics at the last snapshot per value (bars for strategies and details,
+    lines over α or the preserved fraction with the fraction kept on a second axis)."""
     plt = _pyplot()
     values = list(summary)
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    xs = np.arange(len(values)) if kind == "strategy" else np.array([float(v) for v in values])
+    categorical = kind in ("strategy", "detail")
+    xs = np.arange(len(values)) if categorical else np.array([float(v) for v in values])
     for j, metric in enumerate(HEADLINE):
         mean = np.array([summary[v][max(summary[v])][metric][0] for v in values]) * 100
-        if kind == "strategy":
+        if categorical:
             ax.bar(xs + (j - 2) * 0.16, mean, width=0.16, label=metric)
         else:
             ax.plot(xs, mean, marker="o", label=metric)
-    if kind == "strategy":
+    if categorical:
         ax.set_xticks(xs, values)
     else:
         ax.set_xlabel({"alpha": "α", "preserve": "fraction of latents asked to keep"}.get(kind, kind))

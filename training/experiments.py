@@ -99,14 +99,15 @@ class ReproduceConfig(ExperimentConfig):
 # what an ablation varies -> the pretraining setting it sets
 # ablation -> the pretraining setting it varies ("preserve": the fraction of latents kept, turned
 # into the alpha that keeps it on the set's training clips: ``preserve_alphas``)
-ABLATIONS = {"alpha": "alpha", "preserve": "alpha", "strategy": "strategy"}
+ABLATIONS = {"alpha": "alpha", "preserve": "alpha", "strategy": "strategy", "detail": "detail"}
 
 
 @dataclass(kw_only=True)
 class AblateConfig(ExperimentConfig):
     """``ablate``: S²VC at every value of ``ablation`` ("alpha": floats, Fig. 3; "preserve":
     fractions of latents kept in (0, 1), each run at the alpha that keeps it (``preserve_alphas``);
-    "strategy": names of ``engine.suppression.STRATEGIES``, Table 4) with every seed."""
+    "strategy": names of ``engine.suppression.STRATEGIES``, Table 4; "detail": the generator's
+    ``engine.generator.DETAILS``) with every seed."""
 
     ablation: str
     values: tuple = ()
@@ -304,10 +305,13 @@ def _ablation_values(cfg: AblateConfig) -> list:
         if cfg.ablation == "preserve" and not all(0.0 < v < 1.0 for v in values):
             raise ValueError(f"ablate preserve: the fractions must be in (0, 1), got {values}")
         return values
+    from s2vc.engine.generator import DETAILS
     from s2vc.engine.suppression import STRATEGIES
-    bad = [v for v in cfg.values if v not in STRATEGIES]
+    allowed = STRATEGIES if cfg.ablation == "strategy" else DETAILS
+    bad = [v for v in cfg.values if v not in allowed]
     if bad:
-        raise ValueError(f"ablate strategy: unknown strategies {bad}; use some of {STRATEGIES}")
+        raise ValueError(f"ablate {cfg.ablation}: unknown {'strategies' if cfg.ablation == 'strategy' else 'values'} "
+                         f"{bad}; use some of {allowed}")
     return list(cfg.values)
 
 

@@ -36,14 +36,14 @@ class KeyMaker:
 
     flow: the s2vc generator's flow (and the TFD resolution's): a loaded flow, a checkpoint path,
     or None = the bundled one; alpha: None = the flow's calibrated one (``engine.suppression.resolve_alpha``);
-    strategy / gen_backend: of the generator; clamp: clip a generated key to [0, 1]; seed: the
+    strategy / detail / gen_backend: of the generator; clamp: clip a generated key to [0, 1]; seed: the
     random strategies' seed (renewed every step; also of BE's and FAME's draws). ``self.alpha`` is
     the alpha in use (None for the arms without a flow threshold). ``pregenerated``: the key clip
     already is the s2vc / tfd key (read from a mirror): no generator runs, the alpha is the flow's.
     """
 
     def __init__(self, mode: str, *, flow=None, alpha: float | None = None, strategy: str = "zero",
-                 gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
+                 detail: str = "keep", gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
                  device: torch.device | str = "cpu", pregenerated: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown pretraining mode {mode!r}; expected one of {MODES}")
@@ -61,7 +61,8 @@ class KeyMaker:
             self.alpha = resolve_alpha(flow, alpha) if mode == "s2vc" else None
         elif mode == "s2vc":
             from s2vc.engine.generator import MotionPreservingGenerator
-            self.gen = MotionPreservingGenerator(flow, alpha=alpha, strategy=strategy, backend=gen_backend, seed=seed)
+            self.gen = MotionPreservingGenerator(flow, alpha=alpha, strategy=strategy, backend=gen_backend, seed=seed,
+                                                 detail=detail)
             self.alpha = self.gen.alpha
         else:
             from s2vc.engine.tfd import tfd_generator

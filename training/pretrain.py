@@ -211,7 +211,8 @@ def setup_run(cfg: PretrainConfig) -> "_Run":
     ds, sampler, loader = build_data(cfg, rank, world, flow)
     moco = MoCo(Encoder(cfg.backbone, cfg.dim), dim=cfg.dim, K=cfg.queue, m=cfg.moco_m, T=cfg.moco_t).to(device)
     opt = torch.optim.Adam(moco.encoder_q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    keys = KeyMaker(cfg.mode, flow=flow if flow is not None else cfg.flow, alpha=cfg.alpha, strategy=cfg.strategy, gen_backend=cfg.gen_backend,
+    keys = KeyMaker(cfg.mode, flow=flow if flow is not None else cfg.flow, alpha=cfg.alpha, strategy=cfg.strategy,
+                    detail=cfg.detail, gen_backend=cfg.gen_backend,
                     clamp=cfg.clamp_key, seed=cfg.seed, device=device, pregenerated=cfg.keys is not None)
     # the record says which alpha was used, so a resume with the flow's default compares to it
     cfg = dataclasses.replace(cfg, alpha=keys.alpha if keys.alpha is not None else cfg.alpha)

@@ -21,7 +21,7 @@ SYNTHETIC_KEYS = {"synthetic_seed": "seed", "synthetic_bias": "bias",
 # what a resumed run must share with its checkpoint (--max-steps, --epochs, workers, threads,
 # device and logging may change)
 RESUME_MUST_MATCH = ("mode", "dataset", "root", "fold", "dim", "queue", "moco_m", "moco_t", "frames", "stride",
-                     "size", "decode_size", "flow", "alpha", "strategy", "clamp_key", "batch_size", "lr",
+                     "size", "decode_size", "flow", "alpha", "strategy", "detail", "clamp_key", "batch_size", "lr",
                      "weight_decay", "warmup_epochs", "lr_steps", "seed", "keys", *SYNTHETIC_KEYS)
 
 
@@ -60,6 +60,7 @@ class PretrainConfig:
     flow: str | None = None
     alpha: float | None = None
     strategy: str = "zero"
+    detail: str = "keep"                       # the fine detail: "keep" (the paper) or "dynamic"
     gen_backend: str = "auto"
     clamp_key: bool = False
     keys: str | None = None                    # a mirror (s2vc generate --dataset) holding the keys
@@ -98,6 +99,13 @@ class PretrainConfig:
         if self.keys is not None and self.mode not in PREGENERATED_MODES:
             raise ValueError(f"--keys MIRROR holds pre-generated keys of modes {PREGENERATED_MODES}, "
                              f"not of mode {self.mode!r}")
+        from s2vc.engine.generator import DETAILS
+        if self.detail not in DETAILS:
+            raise ValueError(f"detail must be one of {DETAILS}, got {self.detail!r}")
+        if self.detail != "keep" and (self.mode != "s2vc" or self.keys is not None):
+            raise ValueError(f"--detail {self.detail} is an option of the s2vc generator made each step (mode s2vc "
+                             f"without --keys: a mirror holds keys of the paper's residual), got mode {self.mode!r}"
+                             + (" with --keys" if self.keys is not None else ""))
         if self.mode == "oracle" and self.dataset != "synthetic":
             raise ValueError(f"mode 'oracle' needs the actor masks of the synthetic set (--dataset synthetic), "
                              f"got --dataset {self.dataset}")

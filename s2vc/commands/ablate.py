@@ -15,9 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from s2vc.training.experiments import ABLATIONS
 
     p.add_argument("ablation", choices=tuple(ABLATIONS), help="what varies: alpha or preserve (the fraction of latents kept, "
-                   "each turned into the alpha that keeps it on the training clips): Fig. 3; strategy: Table 4")
+                   "each turned into the alpha that keeps it on the training clips): Fig. 3; strategy: Table 4; "
+                   "detail: the generator's fine detail, keep (the paper) or dynamic")
     p.add_argument("--values", nargs="+", required=True,
-                   help="the alphas, the fractions in (0, 1) (e.g. 0.05 0.227 0.6) or the strategies")
+                   help="the alphas, the fractions in (0, 1) (e.g. 0.05 0.227 0.6), the strategies or the details")
     add_budget_arguments(p)
 
 

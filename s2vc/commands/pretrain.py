@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
     g.add_argument("--strategy", default="zero")
+    g.add_argument("--detail", default="keep", choices=("keep", "dynamic"),
+                   help="mode s2vc: the detail finer than the flow's resolution is kept as is (the paper) or loses "
+                        "its static part, its mean over the clip ('dynamic', docs/RESULTS.md)")
     g.add_argument("--gen-backend", default="auto")
     g.add_argument("--clamp-key", action="store_true", help="clip the generated key to [0, 1]")
     g.add_argument("--require-flow-fit", action="store_true",
