@@ -39,10 +39,15 @@ def test_band_features_read_colour_and_motion():
     clip[0, 0] = 1.0                                  # video 0: red and still
     clip[1, :, 1::2, :, :8] = 1.0                       # video 1: grey, its left half flickers
     look, motion = band_features(clip, grid=4)
-    assert look.shape == (2, 2 * 3 * 16) and motion.shape == (2, 3 * 16)
+    assert look.shape == (2, (2 * 3 + 2) * 16) and motion.shape == (2, 3 * 16)
     assert motion[0].abs().max() == 0 and motion[1].view(3, 4, 4)[:, :, :2].min() > 0
     assert motion[1].view(3, 4, 4)[:, :, 2:].abs().max() == 0      # the right half does not move
     assert look[0, :16].min() == 1 and look[0, 16:48].abs().max() == 0    # red channel mean only
+    assert look[0, 96:].abs().max() == 0                                   # a flat frame: no gradient
+    stripes = torch.zeros(1, 3, 2, 16, 16)
+    stripes[..., ::2] = 1.0                                                # vertical stripes
+    look, _ = band_features(stripes, grid=4)
+    assert look[0, 96:112].min() > 0 and look[0, 112:].abs().max() == 0     # x-gradient energy only
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ minus the coarser one, upsampled). With the paper's residual design a flow of re
 ever changes the bands up to r: every band above r passes into the key as it is, which is what
 this measures. Per band and video:
 
-- look features: the band's time mean per colour channel, and its energy (the square's time
-  mean), both average-pooled to ``grid`` x ``grid``;
+- look features: the band's time mean per colour channel, its energy (the square's time mean),
+  and the energy of the time mean's horizontal and vertical gradients (grey; what tells stripes
+  from a checkerboard), each average-pooled to ``grid`` x ``grid``;
 - motion features: the energy of the band's frame-to-frame differences (grey), pooled to
   ``grid`` x ``grid`` for every pair of frames (where things move, over time).
 
@@ -57,11 +58,13 @@ def band_pyramid(clips: torch.Tensor, levels: int = LEVELS) -> dict[str, torch.T
 
 
 def band_features(band: torch.Tensor, grid: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """(look features (N, 2 C grid²), motion features (N, (T-1) grid²)) of one band (N, C, T, S, S)."""
+    """(look features (N, (2 C + 2) grid²), motion features (N, (T-1) grid²)) of one band (N, C, T, S, S)."""
     mean_t = band.mean(dim=2)                                            # (N, C, S, S)
     energy_t = band.square().mean(dim=2)
-    look = torch.cat([F.adaptive_avg_pool2d(mean_t, grid).flatten(1),
-                      F.adaptive_avg_pool2d(energy_t, grid).flatten(1)], dim=1)
+    still = mean_t.mean(dim=1, keepdim=True)                             # grey time mean (N, 1, S, S)
+    gx = F.pad((still[..., :, 1:] - still[..., :, :-1]).square(), (0, 1))
+    gy = F.pad((still[..., 1:, :] - still[..., :-1, :]).square(), (0, 0, 0, 1))
+    look = torch.cat([F.adaptive_avg_pool2d(x, grid).flatten(1) for x in (mean_t, energy_t, gx, gy)], dim=1)
     grey = band.mean(dim=1)                                              # (N, T, S, S)
     motion = F.adaptive_avg_pool2d((grey[:, 1:] - grey[:, :-1]).square(), grid).flatten(1)
     return look, motion
