@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole CPU study of docs/RESULTS.md (the comparison that decides), every part resumable:
+#
+#   OUT=/some/dir bash scripts/reproduce_cpu.sh            # from the repo root, after setup
+#   PARTS="main set2" bash scripts/reproduce_cpu.sh        # only some parts
+#
+# Parts, in the order they run (each an ordinary s2vc command; a killed part continues where it
+# stopped when the script is started again with the same OUT; finished runs are reused):
+#   main      moco, oracle, tfd, be, fame and s2vc on pre-generated keys (the mirror of the
+#             training split, made once), 3 seeds, on the built-in set with its fitted flow;
+#             plus s2vc with keys made each step, seed 0 (the same method, checked equivalent)
+#   set2      the same arms (s2vc made each step) on a second set nothing was tuned on: set seed 1,
+#             bias mild, seed 0 (its own fitted flow, built once)
+#   keybands  the look and motion probes of every arm's key per spatial band, on both sets
+#   preserve  the alpha sweep by the fraction of latents kept (Fig. 3), seed 0
+#   strategy  the suppression strategies (Table 4), seed 0
+#   detail    the fine-detail variant (detail dynamic) on both sets, seed 0
+# Measured on the 2-core dev VM (2026-12-01): a run of 200 steps takes 3-4 min (s2vc made each
+# step: about 8), the evaluation about 1.5 min per run; main is about 2 h, set2 about 40 min.
+set -u
+set -o pipefail
+OUT="${OUT:-./cpu_out}"
+PY="${PYTHON:-python3}"
+PARTS="${PARTS:-main set2 keybands preserve strategy detail}"
+THREADS="${THREADS:-2}"
+BUDGET=(--steps 200 --snapshot-every 50 --threads "$THREADS" --no-progress)
+SET2=(--synthetic-seed 1 --synthetic-bias mild)
+mkdir -p "$OUT"
+
+run() {  # run NAME ARGS...: one s2vc command, its log in $OUT/NAME.log
+    local name=$1; shift
+    echo "$(date +%H:%M:%S) $name: s2vc $*"
+    "$PY" -m s2vc.cli "$@" >>"$OUT/$name.log" 2>&1 || { echo "$name failed, see $OUT/$name.log"; exit 1; }
+}
+
+for part in $PARTS; do
+    case $part in
+    main)
+        run main reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --out "$OUT/main"
+        run main_s2vc reproduce --arms s2vc --seeds 0 "${BUDGET[@]}" --out "$OUT/main_s2vc" ;;
+    set2)
+        run set2 reproduce --arms moco oracle tfd s2vc be fame --seeds 0 "${BUDGET[@]}" "${SET2[@]}" --out "$OUT/set2" ;;
+    keybands)
+        run keybands eval key-bands --no-progress --out "$OUT/keybands/main.json"
+        run keybands eval key-bands --no-progress "${SET2[@]}" --out "$OUT/keybands/set2.json" ;;
+    preserve)
+        run preserve ablate preserve --values 0.05 0.1 0.227 0.4 0.6 --seeds 0 "${BUDGET[@]}" --out "$OUT/preserve" ;;
+    strategy)
+        run strategy ablate strategy --values zero noise shuffle_clip shuffle_frame topk --seeds 0 "${BUDGET[@]}" \
+            --out "$OUT/strategy" ;;
+    detail)
+        run detail ablate detail --values keep dynamic --seeds 0 "${BUDGET[@]}" --out "$OUT/detail"
+        run detail ablate detail --values keep dynamic --seeds 0 "${BUDGET[@]}" "${SET2[@]}" --out "$OUT/detail_set2" ;;
+    *)
+        echo "unknown part $part (main set2 keybands preserve strategy detail)"; exit 2 ;;
+    esac
+done
+echo "$(date +%H:%M:%S) done: tables in $OUT/*/results.md"
