@@ -361,7 +361,6 @@ def test_demo_short_comparison(tiny, tmp_path, monkeypatch, capsys):
 def test_demo_writes_the_video_and_prints_the_last_reproduction(tmp_path, monkeypatch, capsys):
     """The default demo: the generator's files and explanation, then docs/RESULTS.md's table from
     the copy shipped in the package (every arm's row as RESULTS.md has it); no pretraining."""
-    import re
     from pathlib import Path
 
     from s2vc.cli import main as cli_main
@@ -376,14 +375,11 @@ def test_demo_writes_the_video_and_prints_the_last_reproduction(tmp_path, monkey
     record = load_reproduction_record()
     assert reproduction_table(record, follow_up=False) in out
     results = (Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md").read_text()
-    for line in reproduction_table(record, follow_up=False).splitlines()[2:]:
-        assert line in results, line                                   # the same numbers as the docs
-    for row in record["follow_up"]["rows"]:
-        alpha = row["arm"].rsplit(" ", 1)[1]                           # "s2vc, <flow>, alpha 0.330"
-        doc_row = next(x for x in results.splitlines() if x.startswith("| ") and f"α = {alpha}" in x)
-        numbers = [float(x) for x in re.findall(r"\d+\.\d+", doc_row.split("|", 3)[3])]
-        expected = [v for m, sd in zip(row["mean"], row["std"]) for v in (m, sd) if v is not None]
-        assert numbers == expected, (doc_row, expected)
+    # every row, the follow-up's too, as RESULTS.md has it (the same numbers as the docs)
+    rows = [x for x in reproduction_table(record).splitlines() if x.startswith("| ") and not x.startswith("| arm |")]
+    assert len(rows) >= len(record["rows"]) + len(record["follow_up"]["rows"])
+    for line in rows:
+        assert line in results, line
 
 
 def test_ten_crop_features_average_the_ten_views(tiny):

