@@ -206,6 +206,10 @@ class MotionPreservingGenerator(torch.nn.Module):
         out, mask = run(video, noise, order)
         return out, GenerationStats(preserved=1.0 - mask.float().mean(dim=1), mask=mask, z_std=None)
 
+    def _upsample(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        return F.interpolate(x, size=(h, w), mode=self.upsample,
+                             **({} if self.upsample == "nearest" else {"align_corners": False}))
+
     def _chunked(self, fn, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)])
 
@@ -236,12 +240,9 @@ class MotionPreservingGenerator(torch.nn.Module):
                                       generator=generator, backend="ext" if backend == "ext" else "eager")
         low_p = self._chunked(decode, z_p.reshape(b * t, -1))
         diff = low_p - low
-        up = F.interpolate(diff, size=(h, w), mode=self.upsample,
-                           **({} if self.upsample == "nearest" else {"align_corners": False}))
-        out = frames + up
+        out = frames + self._upsample(diff, h, w)
         if self.detail == "dynamic":        # the fine detail's temporal mean: its static part
-            fine = frames - F.interpolate(low, size=(h, w), mode=self.upsample,
-                                          **({} if self.upsample == "nearest" else {"align_corners": False}))
+            fine = frames - self._upsample(low, h, w)
             out = (out.reshape(b, t, c, h, w) - fine.reshape(b, t, c, h, w).mean(dim=1, keepdim=True)).flatten(0, 1)
         if self.clamp:
             out = out.clamp(0, 1)

@@ -32,6 +32,7 @@ import torch
 
 from .experiment_eval import LazyEvaluator, evaluate_runs
 from .experiment_report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
+from .fitted_flow import BUNDLED_FLOW, flow_choice
 from .key_sheet import key_sheet
 from .keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from .pretrain import CHECKPOINT, PretrainConfig, pretrain
@@ -128,7 +129,6 @@ OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_cl
                     "bias": "synthetic_bias"}
 
 
-BUNDLED_FLOW = "bundled"   # --flow bundled: the flow the package ships instead of the set's fitted one
 
 
 def experiment_flow(cfg: ExperimentConfig) -> str | None:
@@ -136,14 +136,10 @@ def experiment_flow(cfg: ExperimentConfig) -> str | None:
     path; None (the bundled flow) for ``--flow bundled``; by default the synthetic set's own fitted
     flow (``training/fitted_flow.py``), trained and cached beside the set the first time. A flow
     that does not fit the data makes S²VC no better than MoCo, so the fitted one is the default."""
-    if cfg.flow == BUNDLED_FLOW:
-        return None
-    if cfg.flow:
-        return cfg.flow
-    from .fitted_flow import fitted_flow_for
-    print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
-          file=sys.stderr)
-    return str(fitted_flow_for(cfg.synthetic, progress=not cfg.no_progress))
+    if not cfg.flow:
+        print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
+              file=sys.stderr)
+    return flow_choice(cfg.flow, cfg.synthetic, progress=not cfg.no_progress)
 
 
 def pinned_settings(cfg: ExperimentConfig) -> dict:

@@ -28,7 +28,9 @@ from .flow_config import FlowTrainConfig
 from .flow_training import train_flow
 from .synthetic import SyntheticSet
 
-__all__ = ["FittedFlowRecipe", "FITTED_RECIPE", "fitted_flow_path", "fitted_flow_for"]
+__all__ = ["FittedFlowRecipe", "FITTED_RECIPE", "BUNDLED_FLOW", "fitted_flow_path", "fitted_flow_for", "flow_choice"]
+
+BUNDLED_FLOW = "bundled"   # --flow bundled: the flow the package ships instead of the set's fitted one
 
 RECIPE_FORMAT = 1    # bump when the training code changes what a recipe produces
 
@@ -121,3 +123,14 @@ def fitted_flow_for(synthetic: SyntheticSet | None = None, *, root: str | os.Pat
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
+
+
+def flow_choice(flow: str | None, synthetic: SyntheticSet | None = None, *, progress: bool = True) -> str | None:
+    """The flow checkpoint a ``--flow`` value names, as ``load_flow`` / ``PretrainConfig.flow``
+    take it: a path as is; None (the bundled flow) for "bundled"; none given: the synthetic set's
+    own fitted flow (``fitted_flow_for``), trained and cached beside the set the first time."""
+    if flow == BUNDLED_FLOW:
+        return None
+    if flow:
+        return flow
+    return str(fitted_flow_for(synthetic, progress=progress))

@@ -118,15 +118,6 @@ def _test_windows(settings: KeyBandSettings) -> tuple[ClipBank, torch.Tensor]:
     return bank, torch.stack(masks)
 
 
-def _resolve_flow(settings: KeyBandSettings) -> str | None:
-    if settings.flow == "bundled":
-        return None
-    if settings.flow:
-        return settings.flow
-    from .fitted_flow import fitted_flow_for
-    return str(fitted_flow_for(settings.synthetic, progress=settings.progress))
-
-
 @torch.no_grad()
 def _keys(arm: str, bank: ClipBank, masks: torch.Tensor, flow, settings: KeyBandSettings) -> torch.Tensor:
     from .keys import KeyMaker
@@ -152,7 +143,8 @@ def evaluate_key_bands(settings: KeyBandSettings) -> Evaluation:
         raise ValueError(f"unknown arms {bad}; use some of {MODES}")
     if settings.frames < 2:
         raise ValueError(f"a window needs >= 2 frames, got {settings.frames}")
-    flow_path = _resolve_flow(settings)
+    from .fitted_flow import flow_choice
+    flow_path = flow_choice(settings.flow, settings.synthetic, progress=settings.progress)
     flow = load_flow(flow_path, device=settings.device)
     bank, masks = _test_windows(settings)
     looks, groups, labels = bank.looks(), bank.groups, bank.labels
