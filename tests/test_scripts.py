@@ -1,0 +1,65 @@
+"""The study scripts issue valid s2vc commands: scripts/reproduce_cpu.sh is run with a stand-in for
+Python that records each command instead of running it, and every recorded command must parse
+with the real command-line parser (a renamed flag or a wrong value would otherwise surface hours
+into a study)."""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from s2vc.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("main", "set2", "keybands", "preserve", "strategy", "detail", "longer")
+
+
+def _recorded_commands(tmp_path: Path, parts: str) -> list[list[str]]:
+    record = tmp_path / "commands.txt"
+    fake = tmp_path / "fake_python"
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%q " "$@" >> {shlex.quote(str(record))}\necho >> '
+                    f'{shlex.quote(str(record))}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out"), "PARTS": parts}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_cpu.sh")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [shlex.split(line) for line in record.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_reproduce_cpu_issues_valid_commands(tmp_path):
+    commands = _recorded_commands(tmp_path, " ".join(PARTS))
+    parser = build_parser()
+    seen = set()
+    for argv in commands:
+        assert argv[:2] == ["-m", "s2vc.cli"], argv
+        args = parser.parse_args(argv[2:])          # SystemExit (a failing test) on a bad flag
+        seen.add(args.command)
+        assert str(tmp_path / "out") in " ".join(argv), f"writes outside OUT: {argv}"
+    assert {"reproduce", "ablate", "eval"} <= seen
+    # every part issued at least one command; the ablations ask for the values the study reports
+    joined = [" ".join(c) for c in commands]
+    assert any("ablate strategy --values zero noise shuffle_clip shuffle_frame topk" in c for c in joined)
+    assert any("ablate preserve --values 0.05 0.1 0.4 0.6" in c for c in joined)
+    assert sum("ablate detail --values keep dynamic" in c for c in joined) == 2
+    assert any("--steps 400" in c for c in joined)
+
+
+def test_reproduce_cpu_rejects_unknown_part(tmp_path):
+    env = {**os.environ, "PYTHON": "false", "OUT": str(tmp_path / "out"), "PARTS": "nonsense"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_cpu.sh")], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown part nonsense" in done.stdout
+
+
+def test_reproduce_cpu_reuses_a_finished_run(tmp_path):
+    """strategy zero is main's s2vc run of seed 0: copied when it has finished, not trained again."""
+    src = tmp_path / "out" / "main_s2vc" / "runs" / "s2vc_seed0"
+    src.mkdir(parents=True)
+    (src / "checkpoint.pt").write_bytes(b"x")
+    _recorded_commands(tmp_path, "strategy")
+    assert (tmp_path / "out" / "strategy" / "runs" / "strategy_zero_seed0" / "checkpoint.pt").read_bytes() == b"x"
