@@ -161,6 +161,20 @@ def resolve_alpha(flow, alpha: float | None = None) -> float:
     return float(getattr(flow, "meta", {}).get("alpha", PAPER_ALPHA))
 
 
+def resolve_keep_fraction(flow, keep_fraction: float | None = None) -> float:
+    """The fraction strategy ``topk`` keeps with ``flow``: ``keep_fraction`` when given; else the
+    fraction the flow's alpha was calibrated for (``flow.meta["alpha_calibration"]["preserve"]``),
+    so that topk and the threshold keep as much; else the paper's 22.7%."""
+    if keep_fraction is None:
+        from .calibrate import DEFAULT_PRESERVE
+        calibration = getattr(flow, "meta", {}).get("alpha_calibration") or {}
+        keep_fraction = calibration.get("preserve", DEFAULT_PRESERVE)
+    keep_fraction = float(keep_fraction)
+    if not 0.0 < keep_fraction <= 1.0:
+        raise ValueError(f"strategy 'topk' keeps a fraction in (0, 1] of the latents, got {keep_fraction}")
+    return keep_fraction
+
+
 def alpha_for_preserved_fraction(z_std: torch.Tensor, fraction: float) -> float:
     """The alpha at which a ``fraction`` of latents is preserved (STD >= alpha), read off the
     STDs ``z_std`` of some clips, any shape. The paper's 22.7% at alpha = 0.5 belongs to its own

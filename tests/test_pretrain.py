@@ -259,3 +259,43 @@ def test_detail_is_an_option_of_the_s2vc_generator_only(tmp_path):
     # a run recorded before the option existed (no "detail" in its config) still resumes as "keep"
     assert PretrainConfig(out=str(tmp_path)).changed_from({"mode": "s2vc"}) == {}
     assert "detail" in PretrainConfig(out=str(tmp_path), detail="dynamic").changed_from({"detail": "keep"})
+
+
+@pytest.mark.parametrize("strategy", ["shuffle_clip", "shuffle_frame", "topk"])
+def test_every_suppression_strategy_trains(cache, tmp_path, strategy):
+    """Every strategy of Table 4 runs in pretraining (topk used to stop at setup: it had no fraction)."""
+    import json
+    run = tmp_path / strategy
+    assert cli_main(["pretrain", "--mode", "s2vc", "--strategy", strategy, "--out", str(run), "--max-steps", "2",
+                     *TINY]) == 0
+    hist = _history(run)
+    assert len(hist) == 2 and all(0 < h["preserved"] < 1 for h in hist)
+    recorded = json.loads((run / "config.json").read_text())
+    if strategy == "topk":      # the bundled flow's calibrated fraction, kept exactly (up to one latent)
+        from s2vc.engine import load_flow
+        flow = load_flow(None)
+        want = flow.meta["alpha_calibration"]["preserve"]
+        d = 3 * flow.config.resolution ** 2
+        assert recorded["keep_fraction"] == pytest.approx(want)
+        assert all(h["preserved"] == pytest.approx(want, abs=1.0 / d) for h in hist)
+    else:
+        assert recorded["keep_fraction"] is None
+
+
+def test_topk_keeps_the_fraction_asked_and_resume_must_match_it(cache, tmp_path):
+    run = tmp_path / "topk"
+    args = ["--mode", "s2vc", "--strategy", "topk", "--keep-fraction", "0.1", "--out", str(run), *TINY]
+    assert cli_main(["pretrain", "--max-steps", "2", *args]) == 0
+    assert all(h["preserved"] == pytest.approx(0.1, abs=1e-3) for h in _history(run))
+    with pytest.raises(ValueError, match="keep_fraction 0.1 -> 0.3"):
+        pretrain(dataclasses.replace(PretrainConfig(out=str(run), mode="s2vc", strategy="topk", keep_fraction=0.3,
+                                                    frames=4, size=32, batch_size=4, queue=16, epochs=1,
+                                                    no_progress=True, threads=2), resume=True, max_steps=4))
+
+
+def test_keep_fraction_is_an_option_of_topk_only(tmp_path):
+    PretrainConfig(out=str(tmp_path), mode="s2vc", strategy="topk", keep_fraction=0.5).check()
+    with pytest.raises(ValueError, match="--keep-fraction"):
+        PretrainConfig(out=str(tmp_path), mode="s2vc", strategy="zero", keep_fraction=0.5).check()
+    with pytest.raises(ValueError, match="--keep-fraction"):
+        PretrainConfig(out=str(tmp_path), mode="s2vc", strategy="topk", keep_fraction=0.0).check()

@@ -158,3 +158,18 @@ def test_alpha_for_preserved_fraction():
 def test_bad_input(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         temporal_std_mask(**kwargs)
+
+
+def test_resolve_keep_fraction_follows_the_flows_calibration():
+    from types import SimpleNamespace
+
+    from s2vc.engine.calibrate import DEFAULT_PRESERVE
+    from s2vc.engine.suppression import resolve_keep_fraction
+    calibrated = SimpleNamespace(meta={"alpha": 0.4, "alpha_calibration": {"preserve": 0.31}})
+    assert resolve_keep_fraction(calibrated) == 0.31
+    assert resolve_keep_fraction(calibrated, 0.05) == 0.05
+    assert resolve_keep_fraction(SimpleNamespace(meta={})) == DEFAULT_PRESERVE
+    assert resolve_keep_fraction(object()) == DEFAULT_PRESERVE
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="topk"):
+            resolve_keep_fraction(calibrated, bad)

@@ -43,26 +43,29 @@ class KeyMaker:
     """
 
     def __init__(self, mode: str, *, flow=None, alpha: float | None = None, strategy: str = "zero",
-                 detail: str = "keep", gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
+                 keep_fraction: float | None = None, detail: str = "keep", gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
                  device: torch.device | str = "cpu", pregenerated: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown pretraining mode {mode!r}; expected one of {MODES}")
         if pregenerated and mode not in PREGENERATED_MODES:
             raise ValueError(f"pre-generated keys (--keys) are for modes {PREGENERATED_MODES}, not {mode!r}")
         self.mode, self.clamp, self.gen, self.alpha, self.seed = mode, clamp, None, None, seed
+        self.keep_fraction = None
         self.pregenerated = pregenerated
         if mode not in PREGENERATED_MODES:
             return
         from s2vc.engine import load_flow
-        from s2vc.engine.suppression import resolve_alpha
+        from s2vc.engine.suppression import resolve_alpha, resolve_keep_fraction
         # a loaded flow (the trainer's) or a checkpoint path / None (the bundled one)
         flow = flow.to(device) if isinstance(flow, torch.nn.Module) else load_flow(flow, device=device)
         if pregenerated:
             self.alpha = resolve_alpha(flow, alpha) if mode == "s2vc" else None
         elif mode == "s2vc":
             from s2vc.engine.generator import MotionPreservingGenerator
+            if strategy == "topk":
+                self.keep_fraction = resolve_keep_fraction(flow, keep_fraction)
             self.gen = MotionPreservingGenerator(flow, alpha=alpha, strategy=strategy, backend=gen_backend, seed=seed,
-                                                 detail=detail)
+                                                 keep_fraction=self.keep_fraction, detail=detail)
             self.alpha = self.gen.alpha
         else:
             from s2vc.engine.tfd import tfd_generator

@@ -179,15 +179,17 @@ def mirror_generator(cfg: MirrorConfig):
     resolution; the flow is returned so that nothing loads it again."""
     from s2vc.engine import load_flow
     from s2vc.engine.generator import MotionPreservingGenerator
+    from s2vc.engine.suppression import resolve_keep_fraction
     from s2vc.engine.tfd import tfd_generator
 
     if cfg.method not in METHODS:
         raise ValueError(f"unknown mirror method {cfg.method!r}; expected one of {METHODS}")
     flow = load_flow(cfg.flow, device=cfg.device)
     if cfg.method == "s2vc":
+        keep = resolve_keep_fraction(flow, cfg.keep_fraction) if cfg.strategy == "topk" else cfg.keep_fraction
         gen = MotionPreservingGenerator(flow, alpha=cfg.alpha, strategy=cfg.strategy, backend=cfg.backend,
-                                        keep_fraction=cfg.keep_fraction, model=cfg.model, seed=cfg.seed)
-        alpha, strategy, keep = gen.alpha, cfg.strategy, cfg.keep_fraction
+                                        keep_fraction=keep, model=cfg.model, seed=cfg.seed)
+        alpha, strategy = gen.alpha, cfg.strategy
     else:
         gen = tfd_generator(resolution=flow.config.resolution, backend="eager" if cfg.backend == "auto"
                             else cfg.backend)

@@ -107,13 +107,15 @@ def mirror_expectations(cfg: PretrainConfig, flow=None) -> dict:
     alpha (the flow's calibrated one when none is given) and the strategy. ``flow``: the run's
     flow when loaded already (else ``cfg.flow`` is loaded)."""
     from s2vc.engine import load_flow
-    from s2vc.engine.suppression import resolve_alpha
+    from s2vc.engine.suppression import resolve_alpha, resolve_keep_fraction
     flow = flow if flow is not None else load_flow(cfg.flow)
     expect = {"dataset": cfg.dataset, "fold": cfg.fold, "frames": cfg.frames, "stride": cfg.stride,
               "decode_size": cfg.decode_size, "method": cfg.mode, "flow_sha256": flow.sha256 or "",
               "flow_resolution": flow.config.resolution}
     if cfg.mode == "s2vc":
         expect.update(alpha=resolve_alpha(flow, cfg.alpha), strategy=cfg.strategy)
+        if cfg.strategy == "topk":
+            expect["keep_fraction"] = resolve_keep_fraction(flow, cfg.keep_fraction)
     return expect
 
 
@@ -212,10 +214,11 @@ def setup_run(cfg: PretrainConfig) -> "_Run":
     moco = MoCo(Encoder(cfg.backbone, cfg.dim), dim=cfg.dim, K=cfg.queue, m=cfg.moco_m, T=cfg.moco_t).to(device)
     opt = torch.optim.Adam(moco.encoder_q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     keys = KeyMaker(cfg.mode, flow=flow if flow is not None else cfg.flow, alpha=cfg.alpha, strategy=cfg.strategy,
-                    detail=cfg.detail, gen_backend=cfg.gen_backend,
+                    keep_fraction=cfg.keep_fraction, detail=cfg.detail, gen_backend=cfg.gen_backend,
                     clamp=cfg.clamp_key, seed=cfg.seed, device=device, pregenerated=cfg.keys is not None)
     # the record says which alpha was used, so a resume with the flow's default compares to it
-    cfg = dataclasses.replace(cfg, alpha=keys.alpha if keys.alpha is not None else cfg.alpha)
+    cfg = dataclasses.replace(cfg, alpha=keys.alpha if keys.alpha is not None else cfg.alpha,
+                              keep_fraction=keys.keep_fraction if keys.keep_fraction is not None else cfg.keep_fraction)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     run = _Run(cfg, out, device, rank, world, ds, sampler, loader, moco, moco, opt, keys, scaler)
     if cfg.resume and run.ckpt_path.exists():

@@ -21,7 +21,7 @@ SYNTHETIC_KEYS = {"synthetic_seed": "seed", "synthetic_bias": "bias",
 # what a resumed run must share with its checkpoint (--max-steps, --epochs, workers, threads,
 # device and logging may change)
 RESUME_MUST_MATCH = ("mode", "dataset", "root", "fold", "dim", "queue", "moco_m", "moco_t", "frames", "stride",
-                     "size", "decode_size", "flow", "alpha", "strategy", "detail", "clamp_key", "batch_size", "lr",
+                     "size", "decode_size", "flow", "alpha", "strategy", "keep_fraction", "detail", "clamp_key", "batch_size", "lr",
                      "weight_decay", "warmup_epochs", "lr_steps", "seed", "keys", *SYNTHETIC_KEYS)
 
 
@@ -60,6 +60,7 @@ class PretrainConfig:
     flow: str | None = None
     alpha: float | None = None
     strategy: str = "zero"
+    keep_fraction: float | None = None         # strategy topk: None = the flow's calibrated fraction
     detail: str = "keep"                       # the fine detail: "keep" (the paper) or "dynamic"
     gen_backend: str = "auto"
     clamp_key: bool = False
@@ -99,6 +100,9 @@ class PretrainConfig:
         if self.keys is not None and self.mode not in PREGENERATED_MODES:
             raise ValueError(f"--keys MIRROR holds pre-generated keys of modes {PREGENERATED_MODES}, "
                              f"not of mode {self.mode!r}")
+        if self.keep_fraction is not None and (self.strategy != "topk" or not 0.0 < self.keep_fraction <= 1.0):
+            raise ValueError(f"--keep-fraction is the fraction in (0, 1] that --strategy topk keeps, got "
+                             f"{self.keep_fraction} with --strategy {self.strategy}")
         from s2vc.engine.generator import DETAILS
         if self.detail not in DETAILS:
             raise ValueError(f"detail must be one of {DETAILS}, got {self.detail!r}")

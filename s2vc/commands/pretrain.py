@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
     g.add_argument("--strategy", default="zero")
+    g.add_argument("--keep-fraction", type=float, default=None,
+                   help="--strategy topk: the fraction of most-varying latents kept per clip (default: the fraction "
+                        "the flow's alpha was calibrated for)")
     g.add_argument("--detail", default="keep", choices=("keep", "dynamic"),
                    help="mode s2vc: the detail finer than the flow's resolution is kept as is (the paper) or loses "
                         "its static part, its mean over the clip ('dynamic', docs/RESULTS.md)")
