@@ -318,8 +318,11 @@ def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
     assert "preserved" in res["table"] and (tmp_path / "a" / "ablation.png").exists()
     with pytest.raises(ValueError, match="unknown strategies"):
         _run(["ablate", "strategy", "--values", "zero", "blur", "--out", str(tmp_path / "s"), *small])
-    res = _run(["ablate", "strategy", "--values", "zero", "noise", "--out", str(tmp_path / "s"), *small])
-    assert [r["strategy"] for r in res["rows"] if r["step"] == 1] == ["zero", "noise"]
+    # every strategy of Table 4 runs (topk keeps the fraction the flow's alpha was calibrated for)
+    res = _run(["ablate", "strategy", "--values", "zero", "noise", "topk", "--out", str(tmp_path / "s"), *small])
+    assert [r["strategy"] for r in res["rows"] if r["step"] == 1] == ["zero", "noise", "topk"]
+    config = json.loads((tmp_path / "s" / "runs" / "strategy_topk_seed0" / "config.json").read_text())
+    assert config["strategy"] == "topk" and 0 < config["keep_fraction"] < 1
     res = _run(["ablate", "detail", "--values", "dynamic", "--out", str(tmp_path / "d"), *small])
     assert [r["detail"] for r in res["rows"] if r["step"] == 1] == ["dynamic"]
     config = json.loads((tmp_path / "d" / "runs" / "detail_dynamic_seed0" / "config.json").read_text())
