@@ -63,11 +63,11 @@ def test_key_bands_end_to_end(tiny_cache, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("S2VC_CACHE", str(tiny_cache))
     argv = ["eval", "key-bands", "--arms", "moco", "oracle", "s2vc", "--flow", "bundled", "--frames", "4",
             "--synthetic-train-per-class", "3", "--synthetic-test-per-class", "6", "--probe-steps", "30", "--no-progress",
-            "--out", str(tmp_path / "kb.json")]
+            "--detail", "dynamic", "--out", str(tmp_path / "kb.json")]
     args = build_parser().parse_args(argv)
     args.argv = argv
     res = args.run(args)
-    assert list(res["arms"]) == ["moco", "oracle", "s2vc"] and res["videos"] == 36
+    assert list(res["arms"]) == ["moco", "oracle", "s2vc"] and res["videos"] == 36 and res["detail"] == "dynamic"
     assert list(res["arms"]["moco"]) == ["<=8", "8-16", "16-32", "32-64", "all"]
     for by_band in res["arms"].values():
         for cells in by_band.values():
@@ -80,3 +80,22 @@ def test_key_bands_end_to_end(tiny_cache, tmp_path, monkeypatch, capsys):
     assert "| oracle | 32-64 |" in out and "| chance |" in out
     with pytest.raises(SystemExit):                        # an unknown arm is refused by the parser
         build_parser().parse_args(["eval", "key-bands", "--arms", "blur"])
+
+
+def test_key_bands_detail_reaches_the_s2vc_key():
+    """--detail dynamic: the s2vc key of a still textured clip loses its band finer than the flow
+    (its static part), which the paper's residual keeps; other arms ignore the option."""
+    from types import SimpleNamespace
+
+    from s2vc.engine import load_flow
+    from s2vc.training.key_bands import KeyBandSettings, _keys, band_pyramid
+    flow = load_flow(None)                                  # 32x32: the 32-64 band is finer than it
+    torch.manual_seed(0)
+    still = torch.rand(2, 3, 1, 64, 64).expand(2, 3, 4, 64, 64).contiguous()
+    bank, masks = SimpleNamespace(clips=still), torch.ones(2, 1, 4, 64, 64)
+    fine = {d: band_pyramid(_keys("s2vc", bank, masks, flow, KeyBandSettings(detail=d, batch_size=2)))["32-64"]
+            for d in ("keep", "dynamic")}
+    assert fine["keep"].abs().mean() > 0.05
+    assert fine["dynamic"].abs().mean() < 0.1 * fine["keep"].abs().mean()
+    moco = [_keys("moco", bank, masks, flow, KeyBandSettings(detail=d, batch_size=2)) for d in ("keep", "dynamic")]
+    assert torch.equal(*moco)

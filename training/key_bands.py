@@ -74,7 +74,8 @@ def band_features(band: torch.Tensor, grid: int = 8) -> tuple[torch.Tensor, torc
 class KeyBandSettings:
     """``arms``: trainer modes whose keys are probed; ``flow``: the s2vc / tfd flow checkpoint
     (None: the synthetic set's own fitted flow; "bundled": the bundled one); ``alpha`` None: the
-    flow's; ``frames``/``stride``/``size``: the window and its side (the set's frame size by
+    flow's; ``detail``: the s2vc generator's fine detail ("keep", the paper; "dynamic");
+    ``frames``/``stride``/``size``: the window and its side (the set's frame size by
     default); ``grid``: pooled grid of the features; ``probe_steps``: optimiser steps of each linear
     probe (at least; ``training.evaluate.linear_probe``); ``out``: JSON (and a PNG beside it)."""
 
@@ -83,6 +84,7 @@ class KeyBandSettings:
     flow: str | None = None
     alpha: float | None = None
     strategy: str = "zero"
+    detail: str = "keep"
     frames: int = 16
     stride: int = 2
     size: int | None = None
@@ -122,7 +124,7 @@ def _test_windows(settings: KeyBandSettings) -> tuple[ClipBank, torch.Tensor]:
 def _keys(arm: str, bank: ClipBank, masks: torch.Tensor, flow, settings: KeyBandSettings) -> torch.Tensor:
     from .keys import KeyMaker
     maker = KeyMaker(arm, flow=flow, alpha=settings.alpha, strategy=settings.strategy, seed=settings.seed,
-                     device=settings.device)
+                     detail=settings.detail if arm == "s2vc" else "keep", device=settings.device)
     out = []
     for i in range(0, len(bank.clips), settings.batch_size):
         k = bank.clips[i:i + settings.batch_size].to(settings.device)
@@ -150,7 +152,7 @@ def evaluate_key_bands(settings: KeyBandSettings) -> Evaluation:
     looks, groups, labels = bank.looks(), bank.groups, bank.labels
     kw = {"seed": settings.seed, "weight_decay": PROBE_WEIGHT_DECAY, "min_steps": settings.probe_steps}
     result: dict = {"arms": {}, "flow": flow_path or "bundled", "flow_resolution": flow.config.resolution,
-                    "frames": settings.frames, "stride": settings.stride, "size": bank.clips.shape[-1],
+                    "detail": settings.detail, "frames": settings.frames, "stride": settings.stride, "size": bank.clips.shape[-1],
                     "grid": settings.grid, "videos": len(bank),
                     "chance": {"motion": 1 / (int(labels.max()) + 1),
                                **{k: 1 / (int(v.max()) + 1) for k, v in looks.items()}}}

@@ -142,6 +142,8 @@ def _add_key_bands(p):
                                                 "fitted flow; 'bundled': the bundled one)")
     p.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
     p.add_argument("--strategy", default="zero")
+    p.add_argument("--detail", default="keep", choices=("keep", "dynamic"),
+                   help="the s2vc key's detail finer than the flow: kept (the paper) or without its clip mean")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--stride", type=int, default=2)
     p.add_argument("--size", type=int, default=None, help="frame side (default: the set's)")
