@@ -15,7 +15,7 @@
 #   preserve  the alpha sweep by the fraction of latents kept (Fig. 3), seed 0 (the paper's 22.7% is
 #             main's s2vc run: its alpha is the flow's own calibration)
 #   strategy  the suppression strategies (Table 4), seed 0
-#   detail    the fine-detail variant (detail dynamic) on both sets, seed 0
+#   detail    the fine-detail variant (detail dynamic) on both sets, seed 0; on the first, seeds 0-2
 #   longer    moco, oracle and s2vc-keys of main resumed to 400 steps (the schedule is constant
 #             after warm-up, so a resumed run is a 400-step run); rewrites main's tables
 # strategy zero and detail keep are main's / set2's s2vc run of seed 0 (the same settings): when
@@ -64,6 +64,8 @@ for part in $PARTS; do
         reuse "$OUT/main_s2vc/runs/s2vc_seed0" "$OUT/detail/runs/detail_keep_seed0"
         reuse "$OUT/set2/runs/s2vc_seed0" "$OUT/detail_set2/runs/detail_keep_seed0"
         run detail ablate detail --values keep dynamic --seeds 0 "${BUDGET[@]}" --out "$OUT/detail"
+        reuse "$OUT/detail/runs/detail_dynamic_seed0" "$OUT/detail3/runs/detail_dynamic_seed0"
+        run detail ablate detail --values dynamic --seeds 0 1 2 "${BUDGET[@]}" --out "$OUT/detail3"
         run detail ablate detail --values keep dynamic --seeds 0 --steps 200 --snapshot-every 100 \
             --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/detail_set2" ;;
     longer)

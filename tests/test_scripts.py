@@ -46,6 +46,7 @@ def test_reproduce_cpu_issues_valid_commands(tmp_path):
     assert any("ablate strategy --values zero noise shuffle_clip shuffle_frame topk" in c for c in joined)
     assert any("ablate preserve --values 0.05 0.1 0.4 0.6" in c for c in joined)
     assert sum("ablate detail --values keep dynamic" in c for c in joined) == 2
+    assert any("ablate detail --values dynamic --seeds 0 1 2" in c for c in joined)
     assert any("--steps 400" in c for c in joined)
 
 
