@@ -11,7 +11,8 @@
 #             plus s2vc with keys made each step, seed 0 (the same method, checked equivalent)
 #   set2      the same arms (s2vc made each step) on a second set nothing was tuned on: set seed 1,
 #             bias mild, seed 0 (its own fitted flow, built once)
-#   keybands  the look and motion probes of every arm's key per spatial band, on both sets
+#   keybands  the look and motion probes of every arm's key per spatial band, on both sets (and of
+#             the dynamic-detail s2vc key)
 #   preserve  the alpha sweep by the fraction of latents kept (Fig. 3), seed 0 (the paper's 22.7% is
 #             main's s2vc run: its alpha is the flow's own calibration)
 #   strategy  the suppression strategies (Table 4), seed 0
@@ -53,7 +54,10 @@ for part in $PARTS; do
             --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/set2" ;;
     keybands)
         run keybands eval key-bands --no-progress --out "$OUT/keybands/main.json"
-        run keybands eval key-bands --no-progress "${SET2[@]}" --out "$OUT/keybands/set2.json" ;;
+        run keybands eval key-bands --no-progress "${SET2[@]}" --out "$OUT/keybands/set2.json"
+        run keybands eval key-bands --arms s2vc --detail dynamic --no-progress --out "$OUT/keybands/main_dynamic.json"
+        run keybands eval key-bands --arms s2vc --detail dynamic --no-progress "${SET2[@]}" \
+            --out "$OUT/keybands/set2_dynamic.json" ;;
     preserve)
         run preserve ablate preserve --values 0.05 0.1 0.4 0.6 --seeds 0 "${BUDGET[@]}" --out "$OUT/preserve" ;;
     strategy)
