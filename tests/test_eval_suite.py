@@ -271,6 +271,18 @@ EXPERIMENT = ["--seeds", "0", "--steps", "2", "--snapshot-every", "1", "--frames
               "--num-clips", "1", "--threads", "1", "--no-progress", "--flow", "bundled"]
 
 
+def test_a_finished_run_folder_of_other_settings_is_refused(tiny, tmp_path, monkeypatch):
+    """A finished run is reused without training, so a stale folder of another run must not pass."""
+    import shutil
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    out = tmp_path / "rep"
+    _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT])
+    shutil.copytree(out / "runs" / "moco_seed0", out / "runs" / "oracle_seed0")
+    with pytest.raises(ValueError, match="mode 'moco' -> 'oracle'"):
+        _run(["reproduce", "--out", str(out), "--arms", "oracle", *EXPERIMENT])
+
+
 def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys):
     _, _, cache = tiny
     monkeypatch.setenv("S2VC_CACHE", str(cache))

@@ -188,6 +188,14 @@ def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
     ckpt = Path(settings.out) / CHECKPOINT
     state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
     if state is not None and state["step"] >= settings.max_steps:
+        # a finished folder is reused as it is, so it must be this run: the settings a resume
+        # would check (alpha / keep_fraction left to the flow are resolved in the record only)
+        changed = {k: v for k, v in settings.changed_from(state.get("config", {})).items()
+                   if not (k in ("alpha", "keep_fraction") and v[1] is None)}
+        if changed:
+            raise ValueError(f"{ckpt} has finished with other settings than this run's: "
+                             + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                             + "; remove the folder or use another --out")
         print(f"{ckpt} has already run {state['step']} steps", file=sys.stderr)
         history = state["history"]
     elif not cfg.eval_only:
