@@ -36,7 +36,7 @@ from .fitted_flow import BUNDLED_FLOW, flow_choice
 from .key_sheet import key_sheet
 from .keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from .pretrain import CHECKPOINT, PretrainConfig, pretrain
-from .pretrain_config import SYNTHETIC_KEYS
+from .pretrain_config import SYNTHETIC_KEYS, describe_changes
 from .synthetic import SyntheticSet
 
 __all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "ARMS", "BUNDLED_FLOW", "PINNED",
@@ -129,8 +129,6 @@ OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_cl
                     "bias": "synthetic_bias"}
 
 
-
-
 def experiment_flow(cfg: ExperimentConfig) -> str | None:
     """The flow checkpoint the runs use, as ``PretrainConfig.flow`` takes it: ``cfg.flow`` when a
     path; None (the bundled flow) for ``--flow bundled``; by default the synthetic set's own fitted
@@ -188,14 +186,11 @@ def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
     ckpt = Path(settings.out) / CHECKPOINT
     state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
     if state is not None and state["step"] >= settings.max_steps:
-        # a finished folder is reused as it is, so it must be this run: the settings a resume
-        # would check (alpha / keep_fraction left to the flow are resolved in the record only)
-        changed = {k: v for k, v in settings.changed_from(state.get("config", {})).items()
-                   if not (k in ("alpha", "keep_fraction") and v[1] is None)}
+        # a finished folder is reused as it is, so it must be this run: the settings a resume checks
+        changed = settings.changed_from(state.get("config", {}))
         if changed:
             raise ValueError(f"{ckpt} has finished with other settings than this run's: "
-                             + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
-                             + "; remove the folder or use another --out")
+                             + describe_changes(changed) + "; remove the folder or use another --out")
         print(f"{ckpt} has already run {state['step']} steps", file=sys.stderr)
         history = state["history"]
     elif not cfg.eval_only:

@@ -152,7 +152,8 @@ def evaluate_key_bands(settings: KeyBandSettings) -> Evaluation:
     looks, groups, labels = bank.looks(), bank.groups, bank.labels
     kw = {"seed": settings.seed, "weight_decay": PROBE_WEIGHT_DECAY, "min_steps": settings.probe_steps}
     result: dict = {"arms": {}, "flow": flow_path or "bundled", "flow_resolution": flow.config.resolution,
-                    "detail": settings.detail, "frames": settings.frames, "stride": settings.stride, "size": bank.clips.shape[-1],
+                    "detail": settings.detail, "frames": settings.frames, "stride": settings.stride,
+                    "size": bank.clips.shape[-1],
                     "grid": settings.grid, "videos": len(bank),
                     "chance": {"motion": 1 / (int(labels.max()) + 1),
                                **{k: 1 / (int(v.max()) + 1) for k, v in looks.items()}}}

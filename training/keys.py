@@ -43,7 +43,8 @@ class KeyMaker:
     """
 
     def __init__(self, mode: str, *, flow=None, alpha: float | None = None, strategy: str = "zero",
-                 keep_fraction: float | None = None, detail: str = "keep", gen_backend: str = "auto", clamp: bool = False, seed: int | None = 0,
+                 keep_fraction: float | None = None, detail: str = "keep", gen_backend: str = "auto",
+                 clamp: bool = False, seed: int | None = 0,
                  device: torch.device | str = "cpu", pregenerated: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown pretraining mode {mode!r}; expected one of {MODES}")

@@ -34,7 +34,7 @@ from .distributed import ResumableSampler, barrier, gather_objects, rng_state, s
 from .keys import MODES, PREGENERATED_MODES, KeyMaker, OracleKeys
 from .models import Encoder
 from .moco import MoCo
-from .pretrain_config import RESUME_MUST_MATCH, PretrainConfig
+from .pretrain_config import RESUME_MUST_MATCH, PretrainConfig, describe_changes
 from .transforms import normalize_clip
 
 __all__ = ["MODES", "CHECKPOINT", "RESUME_MUST_MATCH", "PretrainConfig", "pretrain", "learning_rate",
@@ -245,8 +245,7 @@ def _resume(run: _Run) -> None:
     changed = run.cfg.changed_from(saved)
     if changed:
         raise ValueError(f"{path} was trained with other settings than asked, so --resume would mix two runs: "
-                         + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
-                         + "; use another --out or the same settings")
+                         + describe_changes(changed) + "; use another --out or the same settings")
     run.moco.load_state_dict(ckpt["model"])
     run.opt.load_state_dict(ckpt["optimizer"])
     run.epoch, run.batch_in_epoch, run.step = ckpt["epoch"], ckpt["batch_in_epoch"], ckpt["step"]

@@ -24,6 +24,8 @@ RESUME_MUST_MATCH = ("mode", "dataset", "root", "fold", "dim", "queue", "moco_m"
                      "size", "decode_size", "flow", "alpha", "strategy", "keep_fraction", "detail", "clamp_key", "batch_size", "lr",
                      "weight_decay", "warmup_epochs", "lr_steps", "seed", "keys", *SYNTHETIC_KEYS)
 
+LEFT_TO_FLOW = ("alpha", "keep_fraction")   # None: the flow's calibrated value, resolved at setup
+
 
 @dataclass(kw_only=True)
 class PretrainConfig:
@@ -135,10 +137,17 @@ class PretrainConfig:
 
     def changed_from(self, record: dict) -> dict[str, tuple]:
         """{setting: (recorded, asked)} for the ``RESUME_MUST_MATCH`` settings that differ from a
-        checkpoint's ``config`` record (settings the record lacks are not compared)."""
+        checkpoint's ``config`` record (settings the record lacks are not compared, nor alpha /
+        keep_fraction asked as None: left to the flow, the record holds them resolved)."""
         mine = self.to_dict()
         return {k: (record[k], mine[k]) for k in RESUME_MUST_MATCH
-                if k in record and _plain(record[k]) != _plain(mine[k])}
+                if k in record and not (k in LEFT_TO_FLOW and mine[k] is None)
+                and _plain(record[k]) != _plain(mine[k])}
+
+
+def describe_changes(changed: dict[str, tuple]) -> str:
+    """``changed_from``'s result as text: "setting recorded -> asked, ..."."""
+    return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
 
 
 def _plain(value):
