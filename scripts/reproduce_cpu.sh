@@ -17,8 +17,10 @@
 #             main's s2vc run: its alpha is the flow's own calibration)
 #   strategy  the suppression strategies (Table 4), seed 0
 #   detail    the fine-detail variant (detail dynamic) on both sets, seed 0; on the first, seeds 0-2
-#   longer    moco, oracle and s2vc-keys of main resumed to 400 steps (the schedule is constant
-#             after warm-up, so a resumed run is a 400-step run); rewrites main's tables
+#   longer    the six arms of main resumed to 400 steps (the schedule is constant after warm-up,
+#             so a resumed run is a 400-step run); rewrites main's tables
+#   flow64    a 64x64 flow (the paper's resolution, the frames' own) fitted to the set's training
+#             frames from scratch, then s2vc on keys it generated, 3 seeds, and its key's bands
 # strategy zero and detail keep are main's / set2's s2vc run of seed 0 (the same settings): when
 # that run has finished it is copied in instead of being trained again.
 # Measured on the 2-core dev VM (2026-12-01): a run of 200 steps takes 3-4 min (s2vc made each
@@ -27,7 +29,7 @@ set -u
 set -o pipefail
 OUT="${OUT:-./cpu_out}"
 PY="${PYTHON:-python3}"
-PARTS="${PARTS:-main set2 keybands preserve strategy detail longer}"
+PARTS="${PARTS:-main set2 keybands preserve strategy detail longer flow64}"
 THREADS="${THREADS:-2}"
 BUDGET=(--steps 200 --snapshot-every 50 --threads "$THREADS" --no-progress)
 SET2=(--synthetic-seed 1 --synthetic-bias mild)
@@ -73,10 +75,20 @@ for part in $PARTS; do
         run detail ablate detail --values keep dynamic --seeds 0 --steps 200 --snapshot-every 100 \
             --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/detail_set2" ;;
     longer)
-        run longer reproduce --arms moco oracle s2vc-keys --seeds 0 1 2 --steps 400 --snapshot-every 100 \
+        run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 --steps 400 --snapshot-every 100 \
             --threads "$THREADS" --no-progress --out "$OUT/main" ;;
+    flow64)
+        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps
+        [ -f "$OUT/flow64/flow64.pt" ] || run flow64 train-flow --dataset synthetic --resolution 64 --high-blocks 4 \
+            --low-blocks 6 --fc-blocks 6 --hidden 32 --fc-hidden 64 --epochs 12 --steps-per-epoch 100 --batch-size 16 \
+            --lr 1e-3 --warmup-steps 50 --decode-size 64 --frames-per-video 32 --holdout 0.1 --clip-len 16 --seed 0 \
+            --threads "$THREADS" --no-progress --resume --out "$OUT/flow64/flow64.pt"
+        run flow64 reproduce --arms s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --flow "$OUT/flow64/flow64.pt" \
+            --out "$OUT/flow64"
+        run flow64 eval key-bands --arms s2vc --flow "$OUT/flow64/flow64.pt" --no-progress \
+            --out "$OUT/keybands/main_flow64.json" ;;
     *)
-        echo "unknown part $part (main set2 keybands preserve strategy detail longer)"; exit 2 ;;
+        echo "unknown part $part (main set2 keybands preserve strategy detail longer flow64)"; exit 2 ;;
     esac
 done
 echo "$(date +%H:%M:%S) done: tables in $OUT/*/results.md"

@@ -14,7 +14,7 @@ import pytest
 from s2vc.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("main", "set2", "keybands", "preserve", "strategy", "detail", "longer")
+PARTS = ("main", "set2", "keybands", "preserve", "strategy", "detail", "longer", "flow64")
 
 
 def _recorded_commands(tmp_path: Path, parts: str) -> list[list[str]]:
@@ -40,14 +40,15 @@ def test_reproduce_cpu_issues_valid_commands(tmp_path):
         args = parser.parse_args(argv[2:])          # SystemExit (a failing test) on a bad flag
         seen.add(args.command)
         assert str(tmp_path / "out") in " ".join(argv), f"writes outside OUT: {argv}"
-    assert {"reproduce", "ablate", "eval"} <= seen
+    assert {"reproduce", "ablate", "eval", "train-flow"} <= seen
     # every part issued at least one command; the ablations ask for the values the study reports
     joined = [" ".join(c) for c in commands]
     assert any("ablate strategy --values zero noise shuffle_clip shuffle_frame topk" in c for c in joined)
     assert any("ablate preserve --values 0.05 0.1 0.4 0.6" in c for c in joined)
     assert sum("ablate detail --values keep dynamic" in c for c in joined) == 2
     assert any("ablate detail --values dynamic --seeds 0 1 2" in c for c in joined)
-    assert any("--steps 400" in c for c in joined)
+    assert any("--arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 --steps 400" in c for c in joined)
+    assert any("train-flow --dataset synthetic --resolution 64" in c for c in joined)
 
 
 def test_reproduce_cpu_rejects_unknown_part(tmp_path):
