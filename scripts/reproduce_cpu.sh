@@ -78,8 +78,9 @@ for part in $PARTS; do
         run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 --steps 400 --snapshot-every 100 \
             --threads "$THREADS" --no-progress --out "$OUT/main" ;;
     flow64)
-        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps
-        [ -f "$OUT/flow64/flow64.pt" ] || run flow64 train-flow --dataset synthetic --resolution 64 --high-blocks 4 \
+        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps;
+        # --resume: a killed fit continues, a finished one only recalibrates alpha
+        run flow64 train-flow --dataset synthetic --resolution 64 --high-blocks 4 \
             --low-blocks 6 --fc-blocks 6 --hidden 32 --fc-hidden 64 --epochs 12 --steps-per-epoch 100 --batch-size 16 \
             --lr 1e-3 --warmup-steps 50 --decode-size 64 --frames-per-video 32 --holdout 0.1 --clip-len 16 --seed 0 \
             --threads "$THREADS" --no-progress --resume --out "$OUT/flow64/flow64.pt"
