@@ -10,13 +10,13 @@
 #             training split, made once), 3 seeds, on the built-in set with its fitted flow;
 #             plus s2vc with keys made each step, seed 0 (the same method, checked equivalent)
 #   set2      the same arms (s2vc made each step) on a second set nothing was tuned on: set seed 1,
-#             bias mild, seed 0 (its own fitted flow, built once)
+#             bias mild, seed 0 (its own fitted flow, built once); MoCo also seeds 1 and 2
 #   keybands  the look and motion probes of every arm's key per spatial band, on both sets (and of
 #             the dynamic-detail s2vc key)
 #   preserve  the alpha sweep by the fraction of latents kept (Fig. 3), seed 0 (the paper's 22.7% is
 #             main's s2vc run: its alpha is the flow's own calibration)
 #   strategy  the suppression strategies (Table 4), seed 0
-#   detail    the fine-detail variant (detail dynamic) on both sets, seed 0; on the first, seeds 0-2
+#   detail    the fine-detail variant (detail dynamic) against the paper's key, on both sets, seeds 0-2
 #   longer    the six arms of main resumed to 400 steps (the schedule is constant after warm-up,
 #             so a resumed run is a 400-step run); rewrites main's tables
 #   flow64    a 64x64 flow (the paper's resolution, the frames' own) fitted to the set's training
@@ -53,7 +53,10 @@ for part in $PARTS; do
     set2)
         # snapshots every 100 steps (the curves have 3 points): the evaluation is a third of a run
         run set2 reproduce --arms moco oracle tfd s2vc be fame --seeds 0 --steps 200 --snapshot-every 100 \
-            --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/set2" ;;
+            --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/set2"
+        # MoCo's seeds 1 and 2 there: the spread S²VC's three seeds (part detail) are read against
+        run set2 reproduce --arms moco --seeds 1 2 --steps 200 --snapshot-every 100 \
+            --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/set2_moco" ;;
     keybands)
         run keybands eval key-bands --no-progress --out "$OUT/keybands/main.json"
         run keybands eval key-bands --no-progress "${SET2[@]}" --out "$OUT/keybands/set2.json"
@@ -72,7 +75,7 @@ for part in $PARTS; do
         run detail ablate detail --values keep dynamic --seeds 0 "${BUDGET[@]}" --out "$OUT/detail"
         reuse "$OUT/detail/runs/detail_dynamic_seed0" "$OUT/detail3/runs/detail_dynamic_seed0"
         run detail ablate detail --values dynamic --seeds 0 1 2 "${BUDGET[@]}" --out "$OUT/detail3"
-        run detail ablate detail --values keep dynamic --seeds 0 --steps 200 --snapshot-every 100 \
+        run detail ablate detail --values keep dynamic --seeds 0 1 2 --steps 200 --snapshot-every 100 \
             --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/detail_set2" ;;
     longer)
         run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 --steps 400 --snapshot-every 100 \
