@@ -81,12 +81,13 @@ for part in $PARTS; do
         run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 --steps 400 --snapshot-every 100 \
             --threads "$THREADS" --no-progress --out "$OUT/main" ;;
     flow64)
-        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps;
-        # --resume: a killed fit continues, a finished one only recalibrates alpha
+        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps, and
+        # (as measured in docs/RESULTS.md) train-flow's default crops of 35-100% of the frame where the
+        # recipe takes whole frames; --resume: a killed fit continues, a finished one only recalibrates
         run flow64 train-flow --dataset synthetic --resolution 64 --high-blocks 4 \
             --low-blocks 6 --fc-blocks 6 --hidden 32 --fc-hidden 64 --epochs 12 --steps-per-epoch 100 --batch-size 16 \
             --lr 1e-3 --warmup-steps 50 --decode-size 64 --frames-per-video 32 --holdout 0.1 --clip-len 16 --seed 0 \
-            --threads "$THREADS" --no-progress --resume --out "$OUT/flow64/flow64.pt"
+            --crop-scale 0.35 1.0 --threads "$THREADS" --no-progress --resume --out "$OUT/flow64/flow64.pt"
         run flow64 reproduce --arms s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --flow "$OUT/flow64/flow64.pt" \
             --out "$OUT/flow64"
         run flow64 eval key-bands --arms s2vc --flow "$OUT/flow64/flow64.pt" --no-progress \

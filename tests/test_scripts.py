@@ -51,6 +51,21 @@ def test_reproduce_cpu_issues_valid_commands(tmp_path):
     assert any("train-flow --dataset synthetic --resolution 64" in c for c in joined)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_flow64_part_is_the_fitted_recipe_at_64(tmp_path):
+    """The 64x64 flow of part flow64 differs from the set's fitted-flow recipe only where
+    docs/RESULTS.md says it does: resolution, steps, a new flow, the crop scale."""
+    import dataclasses
+
+    from s2vc.training.fitted_flow import FITTED_RECIPE
+    (argv,) = [c for c in _recorded_commands(tmp_path, "flow64") if "train-flow" in c]
+    args = build_parser().parse_args(argv[2:])
+    differs = {"resolution": 64, "epochs": 4 * FITTED_RECIPE.epochs, "from_bundled": False, "crop_scale": (0.35, 1.0)}
+    for field, value in dataclasses.asdict(FITTED_RECIPE).items():
+        got = args.init is not None if field == "from_bundled" else getattr(args, field)
+        assert (tuple(got) if field == "crop_scale" else got) == differs.get(field, value), field
+
+
 def test_reproduce_cpu_rejects_unknown_part(tmp_path):
     env = {**os.environ, "PYTHON": "false", "OUT": str(tmp_path / "out"), "PARTS": "nonsense"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_cpu.sh")], env=env, cwd=ROOT,
