@@ -13,9 +13,9 @@
 #             bias mild, seed 0 (its own fitted flow, built once); MoCo also seeds 1 and 2
 #   keybands  the look and motion probes of every arm's key per spatial band, on both sets (and of
 #             the dynamic-detail s2vc key)
-#   preserve  the alpha sweep by the fraction of latents kept (Fig. 3), seed 0 (the paper's 22.7% is
-#             main's s2vc run: its alpha is the flow's own calibration)
-#   strategy  the suppression strategies (Table 4), seed 0
+#   preserve  the alpha sweep by the fraction of latents kept (Fig. 3), seed 0, 400 steps (the
+#             paper's 22.7% is strategy's zero run: its alpha is the flow's own calibration)
+#   strategy  the suppression strategies (Table 4), seed 0, 400 steps
 #   detail    the fine-detail variant (detail dynamic) against the paper's key, on both sets, seeds 0-2
 #   longer    the six arms of main resumed to 400 steps (the schedule is constant after warm-up,
 #             so a resumed run is a 400-step run); rewrites main's tables
@@ -32,6 +32,9 @@ PY="${PYTHON:-python3}"
 PARTS="${PARTS:-main set2 keybands preserve strategy detail longer flow64}"
 THREADS="${THREADS:-2}"
 BUDGET=(--steps 200 --snapshot-every 50 --threads "$THREADS" --no-progress)
+# the budget that decides (docs/RESULTS.md): the ablations and part longer run to 400 steps; a run
+# that stopped at 200 (an earlier OUT) resumes from there
+LONG=(--steps 400 --snapshot-every 100 --threads "$THREADS" --no-progress)
 SET2=(--synthetic-seed 1 --synthetic-bias mild)
 mkdir -p "$OUT"
 
@@ -64,10 +67,10 @@ for part in $PARTS; do
         run keybands eval key-bands --arms s2vc --detail dynamic --no-progress "${SET2[@]}" \
             --out "$OUT/keybands/set2_dynamic.json" ;;
     preserve)
-        run preserve ablate preserve --values 0.05 0.1 0.4 0.6 --seeds 0 "${BUDGET[@]}" --out "$OUT/preserve" ;;
+        run preserve ablate preserve --values 0.05 0.1 0.4 0.6 --seeds 0 "${LONG[@]}" --out "$OUT/preserve" ;;
     strategy)
         reuse "$OUT/main_s2vc/runs/s2vc_seed0" "$OUT/strategy/runs/strategy_zero_seed0"
-        run strategy ablate strategy --values zero noise shuffle_clip shuffle_frame topk --seeds 0 "${BUDGET[@]}" \
+        run strategy ablate strategy --values zero noise shuffle_clip shuffle_frame topk --seeds 0 "${LONG[@]}" \
             --out "$OUT/strategy" ;;
     detail)
         reuse "$OUT/main_s2vc/runs/s2vc_seed0" "$OUT/detail/runs/detail_keep_seed0"
@@ -78,8 +81,7 @@ for part in $PARTS; do
         run detail ablate detail --values keep dynamic --seeds 0 1 2 --steps 200 --snapshot-every 100 \
             --threads "$THREADS" --no-progress "${SET2[@]}" --out "$OUT/detail_set2" ;;
     longer)
-        run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 --steps 400 --snapshot-every 100 \
-            --threads "$THREADS" --no-progress --out "$OUT/main" ;;
+        run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 "${LONG[@]}" --out "$OUT/main" ;;
     flow64)
         # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps, and
         # (as measured in docs/RESULTS.md) train-flow's default crops of 35-100% of the frame where the
