@@ -20,7 +20,8 @@
 #   longer    the six arms of main resumed to 400 steps (the schedule is constant after warm-up,
 #             so a resumed run is a 400-step run); rewrites main's tables
 #   flow64    a 64x64 flow (the paper's resolution, the frames' own) fitted to the set's training
-#             frames from scratch, then s2vc on keys it generated, 3 seeds, and its key's bands
+#             frames from scratch (on crops, then on whole frames), then s2vc on keys each generated,
+#             3 seeds, and the keys' bands
 # strategy zero and detail keep are main's / set2's s2vc run of seed 0 (the same settings): when
 # that run has finished it is copied in instead of being trained again.
 # Measured on the 2-core dev VM (2026-12-01): a run of 200 steps takes 3-4 min (s2vc made each
@@ -83,17 +84,21 @@ for part in $PARTS; do
     longer)
         run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 "${LONG[@]}" --out "$OUT/main" ;;
     flow64)
-        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps, and
-        # (as measured in docs/RESULTS.md) train-flow's default crops of 35-100% of the frame where the
-        # recipe takes whole frames; --resume: a killed fit continues, a finished one only recalibrates
-        run flow64 train-flow --dataset synthetic --resolution 64 --high-blocks 4 \
-            --low-blocks 6 --fc-blocks 6 --hidden 32 --fc-hidden 64 --epochs 12 --steps-per-epoch 100 --batch-size 16 \
-            --lr 1e-3 --warmup-steps 50 --decode-size 64 --frames-per-video 32 --holdout 0.1 --clip-len 16 --seed 0 \
-            --crop-scale 0.35 1.0 --threads "$THREADS" --no-progress --resume --out "$OUT/flow64/flow64.pt"
-        run flow64 reproduce --arms s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --flow "$OUT/flow64/flow64.pt" \
-            --out "$OUT/flow64"
-        run flow64 eval key-bands --arms s2vc --flow "$OUT/flow64/flow64.pt" --no-progress \
-            --out "$OUT/keybands/main_flow64.json" ;;
+        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps: first
+        # (as measured first in docs/RESULTS.md) on train-flow's default crops of 35-100% of the frame,
+        # then on whole frames as the recipe (flow64w); --resume: a killed fit continues, a finished
+        # one only recalibrates
+        for variant in "flow64 0.35" "flow64w 1"; do
+            set -- $variant
+            run flow64 train-flow --dataset synthetic --resolution 64 --high-blocks 4 \
+                --low-blocks 6 --fc-blocks 6 --hidden 32 --fc-hidden 64 --epochs 12 --steps-per-epoch 100 --batch-size 16 \
+                --lr 1e-3 --warmup-steps 50 --decode-size 64 --frames-per-video 32 --holdout 0.1 --clip-len 16 --seed 0 \
+                --crop-scale "$2" 1.0 --threads "$THREADS" --no-progress --resume --out "$OUT/$1/flow64.pt"
+            run flow64 reproduce --arms s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --flow "$OUT/$1/flow64.pt" \
+                --out "$OUT/$1"
+            run flow64 eval key-bands --arms s2vc --flow "$OUT/$1/flow64.pt" --no-progress \
+                --out "$OUT/keybands/main_$1.json"
+        done ;;
     *)
         echo "unknown part $part (main set2 keybands preserve strategy detail longer flow64)"; exit 2 ;;
     esac

@@ -60,12 +60,16 @@ def test_flow64_part_is_the_fitted_recipe_at_64(tmp_path):
     import dataclasses
 
     from s2vc.training.fitted_flow import FITTED_RECIPE
-    (argv,) = [c for c in _recorded_commands(tmp_path, "flow64") if "train-flow" in c]
-    args = build_parser().parse_args(argv[2:])
-    differs = {"resolution": 64, "epochs": 4 * FITTED_RECIPE.epochs, "from_bundled": False, "crop_scale": (0.35, 1.0)}
-    for field, value in dataclasses.asdict(FITTED_RECIPE).items():
-        got = args.init is not None if field == "from_bundled" else getattr(args, field)
-        assert (tuple(got) if field == "crop_scale" else got) == differs.get(field, value), field
+    fits = [c for c in _recorded_commands(tmp_path, "flow64") if "train-flow" in c]
+    assert len(fits) == 2                       # on crops (as first measured), then on whole frames
+    for argv, crops in zip(fits, [(0.35, 1.0), None]):
+        args = build_parser().parse_args(argv[2:])
+        differs = {"resolution": 64, "epochs": 4 * FITTED_RECIPE.epochs, "from_bundled": False}
+        if crops is not None:
+            differs["crop_scale"] = crops
+        for field, value in dataclasses.asdict(FITTED_RECIPE).items():
+            got = args.init is not None if field == "from_bundled" else getattr(args, field)
+            assert (tuple(got) if field == "crop_scale" else got) == differs.get(field, value), field
 
 
 def test_reproduce_cpu_rejects_unknown_part(tmp_path):
