@@ -17,7 +17,7 @@ import torch
 from s2vc.engine import load_flow, video_io
 from s2vc.engine.generator import MotionPreservingGenerator
 from s2vc.engine.samples import sample_videos
-from s2vc.training.mirror import generate_video, mirror_windows
+from s2vc.training.pretrain.mirror import generate_video, mirror_windows
 
 from conftest import ext_ready
 

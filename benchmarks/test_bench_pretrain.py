@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from s2vc.training.mirror import MirrorConfig, generate_mirror
-from s2vc.training.pretrain import PretrainConfig, setup_run, time_steps
-from s2vc.training.synthetic import SyntheticSet
+from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror
+from s2vc.training.pretrain.loop import PretrainConfig, setup_run, time_steps
+from s2vc.training.data.synthetic import SyntheticSet
 
 SET = SyntheticSet(classes=6, train_per_class=8, test_per_class=1)
 CLIP = dict(frames=16, stride=2)

@@ -26,6 +26,26 @@ FORBIDDEN = {
     "training": ("export", "commands"),
 }
 
+# training's sub-packages (docs/ARCHITECTURE.md): role -> the roles it may import besides itself
+# and training's top-level modules (models, distributed, run_files), which import no role.
+TRAINING_MAY_IMPORT = {
+    "data": (),
+    "flow": ("data",),
+    "pretrain": ("data", "flow"),
+    "evaluation": ("data",),
+    "experiments": ("data", "flow", "pretrain", "evaluation"),
+    "top": (),
+}
+
+
+def training_role(module: str) -> str | None:
+    """``data``/``flow``/``pretrain``/``evaluation``/``experiments`` for a module of that
+    sub-package of s2vc.training, ``top`` for one at training's top level, else None."""
+    parts = module.split(".")
+    if len(parts) < 3 or parts[:2] != ["s2vc", "training"]:
+        return None
+    return parts[2] if parts[2] in TRAINING_MAY_IMPORT else "top"
+
 
 def modules() -> dict[str, Path]:
     """{import name: file} of every module of the four packages."""
@@ -93,6 +113,11 @@ def violations(g: dict[str, set[str]]) -> list[str]:
         for dep in sorted(deps):
             if layer(dep) in FORBIDDEN.get(layer(mod), ()):
                 bad.append(f"{mod} ({layer(mod)}) imports {dep} ({layer(dep)})")
+            role, dep_role = training_role(mod), training_role(dep)
+            if role and dep_role and dep_role not in (role, "top", *TRAINING_MAY_IMPORT[role]):
+                bad.append(f"{mod} (training/{role}) imports {dep} (training/{dep_role})")
+            elif role == "top" and dep_role not in (None, "top"):
+                bad.append(f"{mod} (training top level) imports {dep} (training/{dep_role})")
     return bad
 
 

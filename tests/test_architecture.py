@@ -45,6 +45,33 @@ def test_the_graph_sees_lazy_imports(tmp_path, monkeypatch):
         "s2vc.engine.worse (engine) imports s2vc.training.models (training)"]
 
 
+def test_training_roles_import_only_what_the_table_allows(tmp_path, monkeypatch):
+    """An evaluation importing the pretraining loop, or a dataset importing an evaluation, is a
+    violation; an experiment importing everything, and a role importing training's top level, are not."""
+    for sub in ("data", "evaluation", "pretrain", "experiments"):
+        (tmp_path / "training" / sub).mkdir(parents=True)
+    (tmp_path / "training" / "models.py").write_text("")
+    (tmp_path / "training" / "pretrain" / "loop.py").write_text("from ..models import x\n")
+    (tmp_path / "training" / "evaluation" / "frozen.py").write_text(
+        "from ..models import x\ndef f():\n    from ..pretrain.loop import y\n")
+    (tmp_path / "training" / "data" / "datasets.py").write_text("from s2vc.training.evaluation import frozen\n")
+    (tmp_path / "training" / "experiments" / "runner.py").write_text(
+        "from ..pretrain import loop\nfrom ..evaluation import frozen\nfrom ..data import datasets\n")
+    monkeypatch.setattr(import_graph, "ROOT", tmp_path)
+    monkeypatch.setattr(import_graph, "PACKAGE_ROOTS", {"s2vc.training": "training"})
+    assert import_graph.violations(import_graph.graph()) == [
+        "s2vc.training.data.datasets (training/data) imports s2vc.training.evaluation.frozen (training/evaluation)",
+        "s2vc.training.evaluation.frozen (training/evaluation) imports s2vc.training.pretrain.loop (training/pretrain)"]
+
+
+def test_training_keeps_a_handful_of_modules_at_its_top():
+    top = sorted(p.name for p in (ROOT / "training").glob("*.py") if p.name != "__init__.py")
+    assert top == ["distributed.py", "models.py", "run_files.py"]
+    for sub in ("data", "flow", "pretrain", "evaluation", "experiments"):
+        doc = ast.get_docstring(ast.parse((ROOT / "training" / sub / "__init__.py").read_text()))
+        assert doc and len(doc) > 40, f"training/{sub}/__init__.py says what the role is"
+
+
 def _library_files():
     return [p for folder in LIBRARY for p in sorted((ROOT / folder).rglob("*.py"))]
 

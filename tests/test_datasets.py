@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from s2vc.engine.video_io import write_video
-from s2vc.training.datasets import (
+from s2vc.training.data.datasets import (
     EvalWindows,
     SkipSample,
     Skipped,
@@ -26,7 +26,7 @@ from s2vc.training.datasets import (
     collate_windows,
     window_starts,
 )
-from s2vc.training.transforms import key_transform
+from s2vc.training.data.transforms import key_transform
 
 H, W, N = 48, 64, 24
 

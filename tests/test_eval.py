@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from s2vc.cli import main as cli_main
-from s2vc.training.datasets import build_dataset
-from s2vc.training.eval_common import EvalSettings, LinearEvalSettings
-from s2vc.training.evaluate import (assert_frozen_unchanged, evaluate_linear, evaluate_retrieval,
+from s2vc.training.data.datasets import build_dataset
+from s2vc.training.evaluation.common import EvalSettings, LinearEvalSettings
+from s2vc.training.evaluation.frozen import (assert_frozen_unchanged, evaluate_linear, evaluate_retrieval,
                                     evaluate_temporal_order, extract_features, frame_permutation, frozen_state,
                                     linear_probe, load_backbone, temporal_order_test)
-from s2vc.training.metrics import pearson, retrieval_recall, top1
+from s2vc.training.evaluation.metrics import pearson, retrieval_recall, top1
 from s2vc.training.models import Encoder
-from s2vc.training.moco import MoCo
+from s2vc.training.pretrain.moco import MoCo
 
 # --- metrics ---------------------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ def test_load_backbone_refuses_what_is_not_a_checkpoint_in_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     """A synthetic set of 16-frame videos (3 train, 2 test per class), read in UCF101's layout."""
-    from s2vc.training.synthetic import make_static_bias_set
+    from s2vc.training.data.synthetic import make_static_bias_set
     root = tmp_path_factory.mktemp("synthetic")
     make_static_bias_set(root, train_per_class=3, test_per_class=2, frames=16)
     return root
@@ -170,7 +170,7 @@ def test_extract_features_one_per_video(tiny_set):
     assert_frozen_unchanged(net, state)
     # the mean of the per-window features of video 0
     item = ds.eval_clips(0, 2, 0.5)
-    from s2vc.training.transforms import eval_transform, normalize_clip
+    from s2vc.training.data.transforms import eval_transform, normalize_clip
     t = eval_transform(32)
     with torch.no_grad():
         ref = net.eval()(normalize_clip(torch.stack([t(c) for c in item["clips"]]))).mean(0)
@@ -274,7 +274,7 @@ def test_temporal_order_on_order_sensitive_backbone():
 
 
 def test_skipped_videos_are_reported_and_left_out(tiny_set, tmp_path):
-    from s2vc.training.datasets import ClipDataset, SkippedCounter, VideoRecord
+    from s2vc.training.data.datasets import ClipDataset, SkippedCounter, VideoRecord
     good = _test_split(tiny_set)
     junk = tmp_path / "junk.avi"
     junk.write_bytes(b"not a video")
@@ -288,7 +288,7 @@ def test_skipped_videos_are_reported_and_left_out(tiny_set, tmp_path):
 
 def test_concat_protocol_joins_the_windows_along_time(tiny_set):
     """The authors' variant: one long clip per video instead of the mean over windows."""
-    from s2vc.training.transforms import eval_transform, normalize_clip
+    from s2vc.training.data.transforms import eval_transform, normalize_clip
     ds = _test_split(tiny_set)
     torch.manual_seed(0)
     net = Encoder("small").backbone.eval()

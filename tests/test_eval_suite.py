@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from s2vc.cli import build_parser
-from s2vc.training.cam import activation_map, overlay
-from s2vc.training.datasets import build_dataset
-from s2vc.training.finetune import Classifier, load_classifier, static_clip
-from s2vc.training.metrics import per_class_accuracy
+from s2vc.training.evaluation.cam import activation_map, overlay
+from s2vc.training.data.datasets import build_dataset
+from s2vc.training.evaluation.finetune import Classifier, load_classifier, static_clip
+from s2vc.training.evaluation.metrics import per_class_accuracy
 from s2vc.training.models import Encoder, build_backbone
-from s2vc.training.moco import MoCo
-from s2vc.training.probes import frame_difference_features, group_of, look_probe, motion_probe, probe_halves
-from s2vc.training.static_gain import relative_gain, static_gain
-from s2vc.training.transforms import ten_crop_transform
+from s2vc.training.pretrain.moco import MoCo
+from s2vc.training.evaluation.probes import frame_difference_features, group_of, look_probe, motion_probe, probe_halves
+from s2vc.training.evaluation.static_gain import relative_gain, static_gain
+from s2vc.training.data.transforms import ten_crop_transform
 
 
 def _run(argv):
@@ -150,7 +150,7 @@ TINY = {"train_per_class": 3, "test_per_class": 6, "frames": 16}
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    from s2vc.training.synthetic import cache_name, make_static_bias_set
+    from s2vc.training.data.synthetic import cache_name, make_static_bias_set
     root = make_static_bias_set(cache / "synthetic" / cache_name(**TINY), **TINY)
     ckpt = tmp_path_factory.mktemp("ckpt") / "pretrain.pt"
     torch.manual_seed(0)
@@ -232,7 +232,7 @@ def test_finetune_resume_refuses_another_backbone(tiny, tmp_path):
 
 
 def test_finetune_killed_after_an_epoch_resumes_to_the_same_result(tiny, tmp_path, monkeypatch):
-    import s2vc.training.finetune as ft
+    import s2vc.training.evaluation.finetune as ft
     root, ckpt, _ = tiny
     argv = ["eval", "finetune", "--checkpoint", str(ckpt), *_common(root), "--epochs", "2", "--no-progress"]
     _run([*argv, "--out", str(tmp_path / "whole.json")])
@@ -360,7 +360,7 @@ def test_ablate_preserved_fraction(tiny, tmp_path, monkeypatch):
 
 def test_demo_short_comparison(tiny, tmp_path, monkeypatch, capsys):
     from s2vc.commands.demo import COMPARISON_ARMS, comparison_settings, run_comparison
-    from s2vc.training.synthetic import SyntheticSet
+    from s2vc.training.data.synthetic import SyntheticSet
     _, _, cache = tiny
     monkeypatch.setenv("S2VC_CACHE", str(cache))
     cfg = comparison_settings(tmp_path / "cmp", 1, frames=4, size=32, batch_size=4, queue=8, num_clips=1, threads=1,
@@ -379,7 +379,7 @@ def test_demo_writes_the_video_and_prints_the_last_reproduction(tmp_path, monkey
     from pathlib import Path
 
     from s2vc.cli import main as cli_main
-    from s2vc.training.reproduction_record import load_reproduction_record, reproduction_table
+    from s2vc.training.experiments.record import load_reproduction_record, reproduction_table
     pytest.importorskip("av")
     monkeypatch.chdir(tmp_path)
     assert cli_main(["demo", "--max-frames", "16", "--no-progress", "--no-compare"]) == 0
@@ -398,8 +398,8 @@ def test_demo_writes_the_video_and_prints_the_last_reproduction(tmp_path, monkey
 
 
 def test_ten_crop_features_average_the_ten_views(tiny):
-    from s2vc.training.evaluate import extract_features
-    from s2vc.training.transforms import normalize_clip
+    from s2vc.training.evaluation.frozen import extract_features
+    from s2vc.training.data.transforms import normalize_clip
     root, _, _ = tiny
     ds = build_dataset("ucf101", root, "test", frames=4, stride=2, size=40, two_clips=False)
     torch.manual_seed(0)
@@ -433,8 +433,9 @@ def test_reproduce_arm_on_pregenerated_keys(tiny, tmp_path, monkeypatch):
 def test_experiments_default_to_the_sets_fitted_flow(tmp_path, monkeypatch):
     """No --flow: the runs use the synthetic set's own fitted flow (built once, cached); 'bundled'
     is the packaged one; a path is used as given."""
-    from s2vc.training import experiments, fitted_flow
-    from s2vc.training.synthetic import SyntheticSet
+    from s2vc.training.experiments import runner as experiments
+    from s2vc.training.flow import fitted as fitted_flow
+    from s2vc.training.data.synthetic import SyntheticSet
     built = []
     monkeypatch.setattr(fitted_flow, "fitted_flow_for",
                         lambda synthetic, **kw: built.append(synthetic) or tmp_path / "fitted.pt")

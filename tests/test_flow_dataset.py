@@ -14,8 +14,8 @@ import torch
 from s2vc.cli import main as cli_main
 from s2vc.engine import load_flow, video_io
 from s2vc.engine.video_io import VideoWriter
-from s2vc.training.datasets import dataset_root, split_records
-from s2vc.training.synthetic import SyntheticSet
+from s2vc.training.data.datasets import dataset_root, split_records
+from s2vc.training.data.synthetic import SyntheticSet
 
 TINY_SET = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
 TINY_FLOW = ["--resolution", "8", "--high-blocks", "1", "--low-blocks", "1", "--fc-blocks", "1",
@@ -67,7 +67,7 @@ def decoded(monkeypatch):
 
 
 def test_reads_only_the_training_split_and_stores_alpha(tiny_root, tmp_path, decoded):
-    from s2vc.training.flow_fit import check_flow_for_dataset
+    from s2vc.training.flow.fit_check import check_flow_for_dataset
 
     train = {r.path for r in split_records("synthetic", tiny_root, "train")}
     test = {r.path for r in split_records("synthetic", tiny_root, "test")}
@@ -90,7 +90,7 @@ def test_reads_only_the_training_split_and_stores_alpha(tiny_root, tmp_path, dec
 
 
 def test_time_budget_stops_cleanly_and_resume_continues(tiny_root, tmp_path):
-    from s2vc.training.flow_training import FlowTrainConfig, train_flow
+    from s2vc.training.flow.training import FlowTrainConfig, train_flow
 
     def cfg(minutes):
         return FlowTrainConfig(

@@ -8,12 +8,12 @@ import torch
 from s2vc.engine import load_flow
 from s2vc.engine.checkpoint import save_flow
 from s2vc.engine.flow import AdvFlow, FlowConfig
-from s2vc.training import fitted_flow as fitted_flow_module
-from s2vc.training.datasets import dataset_root, split_records
-from s2vc.training.fitted_flow import FittedFlowRecipe, fitted_flow_for, fitted_flow_path
-from s2vc.training.flow_fit import (FIT_MARGIN_BPD, FlowDoesNotFitError, check_flow_fits, check_flow_for_dataset,
+from s2vc.training.flow import fitted as fitted_flow_module
+from s2vc.training.data.datasets import dataset_root, split_records
+from s2vc.training.flow.fitted import FittedFlowRecipe, fitted_flow_for, fitted_flow_path
+from s2vc.training.flow.fit_check import (FIT_MARGIN_BPD, FlowDoesNotFitError, check_flow_fits, check_flow_for_dataset,
                                     fit_command, reference_bpd)
-from s2vc.training.synthetic import SyntheticSet
+from s2vc.training.data.synthetic import SyntheticSet
 
 TINY_SET = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
 TINY_RECIPE = FittedFlowRecipe(resolution=8, high_blocks=1, low_blocks=1, fc_blocks=1, hidden=8, fc_hidden=8,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from s2vc.cli import build_parser
-from s2vc.training.key_bands import band_features, band_pyramid
+from s2vc.training.experiments.key_bands import band_features, band_pyramid
 
 
 def test_bands_sum_to_the_clip_and_separate_scales():
@@ -53,7 +53,7 @@ def test_band_features_read_colour_and_motion():
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    from s2vc.training.synthetic import cache_name, make_static_bias_set
+    from s2vc.training.data.synthetic import cache_name, make_static_bias_set
     params = {"train_per_class": 3, "test_per_class": 6, "frames": 16}
     make_static_bias_set(cache / "synthetic" / cache_name(**params), **params)
     return cache
@@ -88,7 +88,7 @@ def test_key_bands_detail_reaches_the_s2vc_key():
     from types import SimpleNamespace
 
     from s2vc.engine import load_flow
-    from s2vc.training.key_bands import KeyBandSettings, _keys, band_pyramid
+    from s2vc.training.experiments.key_bands import KeyBandSettings, _keys, band_pyramid
     flow = load_flow(None)                                  # 32x32: the 32-64 band is finer than it
     torch.manual_seed(0)
     still = torch.rand(2, 3, 1, 64, 64).expand(2, 3, 4, 64, 64).contiguous()

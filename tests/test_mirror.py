@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from s2vc.engine import video_io
-from s2vc.training.datasets import build_dataset
-from s2vc.training.mirror import MirrorConfig, generate_mirror, generate_video, mirror_windows
-from s2vc.training.mirror_manifest import MirrorMismatchError, load_manifest
-from s2vc.training.synthetic import SyntheticSet
+from s2vc.training.data.datasets import build_dataset
+from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror, generate_video, mirror_windows
+from s2vc.training.data.mirror_manifest import MirrorMismatchError, load_manifest
+from s2vc.training.data.synthetic import SyntheticSet
 
 TINY = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
 CLIP = {"frames": 4, "stride": 2, "decode_size": None}
@@ -77,7 +77,7 @@ def test_mirror_has_the_dataset_layout_and_a_manifest(mirrored):
 
 def test_mirror_frames_are_the_generator_output_on_its_windows(mirrored):
     """Lossless: on every window, the written frames are the generator's (8-bit) output exactly."""
-    from s2vc.training.mirror import mirror_generator
+    from s2vc.training.pretrain.mirror import mirror_generator
     tmp, report = mirrored
     gen, _, _ = mirror_generator(_cfg(tmp))
     rel = sorted(load_manifest(report.out)["videos"])[0]
@@ -144,14 +144,14 @@ def test_sharded_generation_equals_unsharded(mirrored):
 
 SLOW_RUN = """
 import sys, time
-import s2vc.training.mirror as m
+import s2vc.training.pretrain.mirror as m
 one = m._mirror_one
 def slow(*a, **k):
     entry = one(*a, **k)
     time.sleep(1.0)           # time for the test to kill this process between two videos
     return entry
 m._mirror_one = slow
-from s2vc.training.synthetic import SyntheticSet
+from s2vc.training.data.synthetic import SyntheticSet
 m.generate_mirror(m.MirrorConfig(dataset="synthetic", root=sys.argv[1], out=sys.argv[2],
                   synthetic=SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12),
                   frames=4, stride=2, decode_size=None, progress=False))
@@ -179,7 +179,7 @@ def test_resume_after_kill_gives_the_same_mirror(mirrored):
 
 def test_corrupt_video_is_skipped_listed_and_counted(tmp_path):
     cfg = _cfg(tmp_path)
-    from s2vc.training.datasets import dataset_root
+    from s2vc.training.data.datasets import dataset_root
     root = dataset_root("synthetic", cfg.root, synthetic=TINY)
     victim = sorted((root / "UCF-101").rglob("*_g02_c01.mp4"))[0]
     victim.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"broken" * 50)
@@ -198,7 +198,7 @@ def test_corrupt_video_is_skipped_listed_and_counted(tmp_path):
 def test_pretrain_on_keys_from_the_mirror(mirrored):
     """s2vc pretrain --keys: the key clips come from the mirror (no generator runs), and a mirror
     that does not match the run is refused before training."""
-    from s2vc.training.pretrain import PretrainConfig, pretrain
+    from s2vc.training.pretrain.loop import PretrainConfig, pretrain
     tmp, report = mirrored
     base = dict(dataset="synthetic", root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, size=32,
                 batch_size=4, queue=16, max_steps=2, no_progress=True, threads=2)
@@ -218,7 +218,7 @@ def test_pretrain_on_keys_from_the_mirror(mirrored):
 
 def test_torchrun_ranks_pick_the_shard(monkeypatch, tmp_path):
     """Under torchrun (RANK / WORLD_SIZE set) each process takes its shard; --shard wins over them."""
-    from s2vc.training.mirror import _shard
+    from s2vc.training.pretrain.mirror import _shard
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert _shard(_cfg(tmp_path)) == (1, 3)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from s2vc.training.models import BACKBONES, Encoder, build_backbone
-from s2vc.training.moco import MoCo
+from s2vc.training.pretrain.moco import MoCo
 
 
 @pytest.mark.parametrize("name,shape,dim", [("small", (2, 3, 8, 32, 32), 256), ("r3d_18", (1, 3, 4, 32, 32), 512),

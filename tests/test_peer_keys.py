@@ -1,4 +1,4 @@
-"""The peers' keys (training/peer_keys.py): BE's static-frame mix and FAME's foreground merge,
+"""The peers' keys (training/pretrain/peer_keys.py): BE's static-frame mix and FAME's foreground merge,
 checked on clips with known answers, plus determinism, layouts and bad input."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from s2vc.training.peer_keys import (
+from s2vc.training.pretrain.peer_keys import (
     background_erasing,
     derangement,
     fame_foreground_mask,
@@ -269,7 +269,7 @@ def test_cuda_matches_cpu_with_a_cpu_generator():
 @pytest.mark.parametrize("mode", ["be", "fame"])
 def test_key_maker_arms_run_the_peer_operations(mode):
     """Pretraining's be / fame arms make exactly the peer's key (seeded per run and step)."""
-    from s2vc.training.keys import KeyMaker
+    from s2vc.training.pretrain.keys import KeyMaker
     g = torch.Generator().manual_seed(3)
     k = torch.rand(3, 3, 4, 16, 16, generator=g)
     maker = KeyMaker(mode, seed=0)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from s2vc.cli import main as cli_main
-from s2vc.training.pretrain import PretrainConfig, pretrain
-from s2vc.training.synthetic import SyntheticSet
+from s2vc.training.pretrain.loop import PretrainConfig, pretrain
+from s2vc.training.data.synthetic import SyntheticSet
 
 CLIPS = ["--frames", "4", "--stride", "2", "--size", "32", "--batch-size", "4", "--queue", "16"]
 TINY = [*CLIPS, "--epochs", "1", "--no-progress", "--threads", "2"]
@@ -43,8 +43,8 @@ def test_every_mode_trains(cache, tmp_path, mode):
 
 
 def test_snapshots_and_a_finished_run_is_not_extended(cache, tmp_path, capsys):
-    from s2vc.training.evaluate import load_backbone
-    from s2vc.training.pretrain import snapshots
+    from s2vc.training.evaluation.frozen import load_backbone
+    from s2vc.training.pretrain.loop import snapshots
     run = tmp_path / "snap"
     argv = ["pretrain", "--mode", "moco", "--out", str(run), "--max-steps", "4", "--snapshot-every", "2", *TINY]
     assert cli_main(argv) == 0
@@ -79,10 +79,10 @@ def test_contrastive_loss_on_fixed_pairs_decreases(cache, tmp_path):
     two crops of 24 fixed videos, in-batch negatives, before and after 30 training steps.
     Observed: 3.18 (= ln 24, chance) -> 2.96 / 3.06 / 3.01 (moco seeds 0, 1; s2vc seed 0)."""
     import torch.nn.functional as F
-    from s2vc.training.datasets import build_dataset
+    from s2vc.training.data.datasets import build_dataset
     from s2vc.training.models import Encoder
-    from s2vc.training.moco import MoCo
-    from s2vc.training.transforms import key_transform, normalize_clip
+    from s2vc.training.pretrain.moco import MoCo
+    from s2vc.training.data.transforms import key_transform, normalize_clip
     run = tmp_path / "curve"
     assert cli_main(["pretrain", "--mode", "moco", "--out", str(run), "--max-steps", "30", "--warmup-epochs", "0",
                      "--epochs", "10", *CLIPS, "--no-progress"]) == 0
@@ -248,7 +248,7 @@ def test_two_process_torchrun_gloo(cache, tmp_path):
 
 
 def test_detail_is_an_option_of_the_s2vc_generator_only(tmp_path):
-    from s2vc.training.pretrain_config import PretrainConfig
+    from s2vc.training.pretrain.config import PretrainConfig
     PretrainConfig(out=str(tmp_path), mode="s2vc", detail="dynamic").check()
     with pytest.raises(ValueError, match="detail must be one of"):
         PretrainConfig(out=str(tmp_path), mode="s2vc", detail="blur").check()

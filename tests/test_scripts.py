@@ -59,7 +59,7 @@ def test_flow64_part_is_the_fitted_recipe_at_64(tmp_path):
     docs/RESULTS.md says it does: resolution, steps, a new flow, the crop scale."""
     import dataclasses
 
-    from s2vc.training.fitted_flow import FITTED_RECIPE
+    from s2vc.training.flow.fitted import FITTED_RECIPE
     fits = [c for c in _recorded_commands(tmp_path, "flow64") if "train-flow" in c]
     assert len(fits) == 2                       # on crops (as first measured), then on whole frames
     for argv, crops in zip(fits, [(0.35, 1.0), None]):

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from s2vc.training.similarity import pairwise_frame_cosine
+from s2vc.training.evaluation.similarity import pairwise_frame_cosine
 
 
 def test_pairwise_frame_cosine_known_answers():
@@ -21,8 +21,8 @@ def test_pairwise_frame_cosine_known_answers():
 
 
 def test_similarity_on_a_tiny_synthetic_set(tmp_path):
-    from s2vc.training.similarity import SimilaritySettings, evaluate_similarity
-    from s2vc.training.synthetic import SyntheticSet
+    from s2vc.training.evaluation.similarity import SimilaritySettings, evaluate_similarity
+    from s2vc.training.data.synthetic import SyntheticSet
     settings = SimilaritySettings(out=str(tmp_path / "out"), root=str(tmp_path / "syn"), frames=4, classes=3,
                                   per_class=3, synthetic=SyntheticSet(train_per_class=3, test_per_class=1))
     result = evaluate_similarity(settings)

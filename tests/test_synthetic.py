@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from s2vc.engine.video_io import read_video
-from s2vc.training import synthetic as syn
-from s2vc.training import synthetic_render
-from s2vc.training.datasets import build_dataset
+from s2vc.training.data import synthetic as syn
+from s2vc.training.data import synthetic_render
+from s2vc.training.data.datasets import build_dataset
 
 SMALL_SET = syn.SyntheticSet(seed=1, classes=len(syn.CLASS_NAMES), train_per_class=2, test_per_class=1,
                              frames=20, size=64)
@@ -53,7 +53,7 @@ def test_layout_and_params(small_set):
 
 def test_deterministic_and_cached(small_set, tmp_path):
     # another process: libx264's default rate control wrote different bytes from process to process
-    code = f"from s2vc.training.synthetic import make_static_bias_set as m; m({str(tmp_path / 'again')!r}, **{SMALL!r})"
+    code = f"from s2vc.training.data.synthetic import make_static_bias_set as m; m({str(tmp_path / 'again')!r}, **{SMALL!r})"
     subprocess.run([sys.executable, "-c", code], check=True)
     again = tmp_path / "again"
     first, second = _tree(small_set), _tree(again)

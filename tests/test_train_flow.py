@@ -42,7 +42,7 @@ def test_train_resume_and_load(tmp_path, capsys):
 
 def test_no_input_files_is_a_clear_error(tmp_path, capsys):
     import pytest
-    from s2vc.training.flow_training import FlowTrainConfig, train_flow
+    from s2vc.training.flow.training import FlowTrainConfig, train_flow
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no video or image files"):
         train_flow(FlowTrainConfig(data=[str(tmp_path / "empty")], out=str(tmp_path / "f.pt")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from s2vc.training.transforms import (
+from s2vc.training.data.transforms import (
     KINETICS_MEAN,
     KINETICS_STD,
     eval_transform,

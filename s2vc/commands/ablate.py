@@ -12,7 +12,7 @@ HELP = "pretrain S²VC over alphas or preserved fractions (Fig. 3) or strategies
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from s2vc.training.experiments import ABLATIONS
+    from s2vc.training.experiments.runner import ABLATIONS
 
     p.add_argument("ablation", choices=tuple(ABLATIONS), help="what varies: alpha or preserve (the fraction of latents kept, "
                    "each turned into the alpha that keeps it on the training clips): Fig. 3; strategy: Table 4; "
@@ -23,6 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from s2vc.training.experiments import AblateConfig, ablate
+    from s2vc.training.experiments.runner import AblateConfig, ablate
 
     return ablate(common.settings_from_args(AblateConfig, args, synthetic=common.synthetic_set(args)))

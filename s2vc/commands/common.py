@@ -29,7 +29,7 @@ def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
     """The built-in synthetic set's flags, the same for every command (defaults from
     ``training.synthetic.SyntheticSet``). ``old_names`` also accepts reproduce/ablate's earlier
     ``--bias / --train-per-class / --test-per-class`` (aliases kept for one release)."""
-    from s2vc.training.synthetic import BIAS_LEVELS, SyntheticSet
+    from s2vc.training.data.synthetic import BIAS_LEVELS, SyntheticSet
 
     d = SyntheticSet()
     alias = (lambda name: [name]) if old_names else (lambda name: [])
@@ -45,7 +45,7 @@ def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
 
 def synthetic_set(args: argparse.Namespace):
     """The ``SyntheticSet`` the synthetic flags name."""
-    from s2vc.training.synthetic import SyntheticSet
+    from s2vc.training.data.synthetic import SyntheticSet
 
     return SyntheticSet(seed=args.synthetic_seed, bias=args.synthetic_bias,
                         train_per_class=args.synthetic_train_per_class,

@@ -90,7 +90,7 @@ def comparison_settings(out: str | Path, steps: int, *, progress: bool = True, *
     """The ``ReproduceConfig`` of the short comparison: arms ``COMPARISON_ARMS``, one seed,
     ``steps`` steps, snapshots at 0, steps/2 and steps; ``budget`` overrides the rest (the tests
     make it tiny)."""
-    from s2vc.training.experiments import ReproduceConfig
+    from s2vc.training.experiments.runner import ReproduceConfig
 
     return ReproduceConfig(out=str(out), arms=COMPARISON_ARMS, seeds=(0,), steps=steps,
                            snapshot_every=max(1, steps // 2), no_progress=not progress, **budget)
@@ -98,7 +98,7 @@ def comparison_settings(out: str | Path, steps: int, *, progress: bool = True, *
 
 def run_comparison(cfg) -> dict:
     """Run the comparison ``cfg`` (``comparison_settings``), print its table and how to read it."""
-    from s2vc.training.experiments import reproduce
+    from s2vc.training.experiments.runner import reproduce
 
     result = reproduce(cfg)
     print(COMPARISON_TEXT.format(out=cfg.out, steps=cfg.steps, curves=Path(cfg.out) / "curves.png"))
@@ -107,7 +107,7 @@ def run_comparison(cfg) -> dict:
 
 def print_last_reproduction() -> None:
     """The shipped copy of docs/RESULTS.md's table, with what it measured."""
-    from s2vc.training.reproduction_record import load_reproduction_record, reproduction_table
+    from s2vc.training.experiments.record import load_reproduction_record, reproduction_table
 
     record = load_reproduction_record()
     print(RECORD_TEXT.format(source=record.get("source", "docs/RESULTS.md"), title=record["title"],

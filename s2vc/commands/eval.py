@@ -12,7 +12,7 @@ import sys
 from typing import Callable
 
 from s2vc.commands.common import UsageError, add_synthetic_arguments, settings_from_args, synthetic_set
-from s2vc.training.eval_common import EVAL_DATASETS
+from s2vc.training.evaluation.common import EVAL_DATASETS
 
 HELP = ("evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, probes, similarity, "
         "static-gain, cam; and of the keys themselves: key-bands")
@@ -25,7 +25,7 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
     """The flags of the evaluations of a backbone on videos (retrieval, linear, temporal-order,
     probes, finetune). ``classifier``: the trained head's ``epochs`` / ``lr`` / ``weight_decay``
     flags as {name: (default, help)}; None: no such flags (retrieval)."""
-    from s2vc.training.features import PROTOCOLS
+    from s2vc.training.evaluation.features import PROTOCOLS
     from s2vc.training.models import BACKBONES
 
     p.add_argument("--checkpoint", default=None, help="pretrain checkpoint (its encoder_q.backbone is evaluated)")
@@ -74,7 +74,7 @@ def _add_linear(p):
 
 
 def _add_probes(p):
-    from s2vc.training.probes import PROBE_WEIGHT_DECAY
+    from s2vc.training.evaluation.probes import PROBE_WEIGHT_DECAY
     add_backbone_eval_arguments(p, classifier=_linear_head(PROBE_WEIGHT_DECAY))
     p.add_argument("--frame-difference", action="store_true",
                    help="probe the learning-free frame-difference feature instead of a backbone")
@@ -134,8 +134,8 @@ def _add_cam(p):
 
 
 def _add_key_bands(p):
-    from s2vc.training.key_bands import DEFAULT_ARMS
-    from s2vc.training.keys import MODES
+    from s2vc.training.experiments.key_bands import DEFAULT_ARMS
+    from s2vc.training.pretrain.keys import MODES
     p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=MODES, help="the arms whose keys are probed")
     add_synthetic_arguments(p)
     p.add_argument("--flow", default=None, help="flow of the s2vc / tfd keys (default: the synthetic set's own "
@@ -168,53 +168,53 @@ def _show(evaluation):
 
 
 def _run_retrieval(args):
-    from s2vc.training.eval_common import EvalSettings
-    from s2vc.training.evaluate import evaluate_retrieval
+    from s2vc.training.evaluation.common import EvalSettings
+    from s2vc.training.evaluation.frozen import evaluate_retrieval
     return _show(evaluate_retrieval(settings_from_args(EvalSettings, args, synthetic=synthetic_set(args))))
 
 
 def _run_linear(args):
-    from s2vc.training.eval_common import LinearEvalSettings
-    from s2vc.training.evaluate import evaluate_linear
+    from s2vc.training.evaluation.common import LinearEvalSettings
+    from s2vc.training.evaluation.frozen import evaluate_linear
     return _show(evaluate_linear(settings_from_args(LinearEvalSettings, args, synthetic=synthetic_set(args))))
 
 
 def _run_temporal_order(args):
-    from s2vc.training.eval_common import LinearEvalSettings
-    from s2vc.training.evaluate import evaluate_temporal_order
+    from s2vc.training.evaluation.common import LinearEvalSettings
+    from s2vc.training.evaluation.frozen import evaluate_temporal_order
     return _show(evaluate_temporal_order(settings_from_args(LinearEvalSettings, args,
                                                             synthetic=synthetic_set(args))))
 
 
 def _run_probes(args):
-    from s2vc.training.probes import ProbeSettings, evaluate_probes
+    from s2vc.training.evaluation.probes import ProbeSettings, evaluate_probes
     return _show(evaluate_probes(settings_from_args(ProbeSettings, args, synthetic=synthetic_set(args))))
 
 
 def _run_finetune(args):
-    from s2vc.training.finetune import FinetuneSettings, finetune
+    from s2vc.training.evaluation.finetune import FinetuneSettings, finetune
     return _show(finetune(settings_from_args(FinetuneSettings, args, synthetic=synthetic_set(args),
                                              progress=not args.no_progress)))
 
 
 def _run_similarity(args):
-    from s2vc.training.similarity import SimilaritySettings, evaluate_similarity
+    from s2vc.training.evaluation.similarity import SimilaritySettings, evaluate_similarity
     return _show(evaluate_similarity(settings_from_args(SimilaritySettings, args, synthetic=synthetic_set(args))))
 
 
 def _run_static_gain(args):
-    from s2vc.training.static_gain import StaticGainSettings, evaluate_static_gain
+    from s2vc.training.evaluation.static_gain import StaticGainSettings, evaluate_static_gain
     return _show(evaluate_static_gain(settings_from_args(StaticGainSettings, args, names=tuple(args.names))))
 
 
 def _run_key_bands(args):
-    from s2vc.training.key_bands import KeyBandSettings, evaluate_key_bands
+    from s2vc.training.experiments.key_bands import KeyBandSettings, evaluate_key_bands
     return _show(evaluate_key_bands(settings_from_args(KeyBandSettings, args, arms=tuple(args.arms),
                                                        synthetic=synthetic_set(args), progress=not args.no_progress)))
 
 
 def _run_cam(args):
-    from s2vc.training.cam import CamSettings, class_activation_maps
+    from s2vc.training.evaluation.cam import CamSettings, class_activation_maps
     return _show(class_activation_maps(settings_from_args(CamSettings, args)))
 
 

@@ -49,8 +49,8 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
 
 
 def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
-    from s2vc.training.datasets import DATASETS
-    from s2vc.training.mirror import METHODS, SPLITS
+    from s2vc.training.data.datasets import DATASETS
+    from s2vc.training.pretrain.mirror import METHODS, SPLITS
 
     from .common import add_synthetic_arguments
 
@@ -134,7 +134,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     """``--dataset``: the mirror of a whole dataset (``training.mirror.generate_mirror``)."""
     import os
 
-    from s2vc.training.mirror import MirrorConfig, describe, generate_mirror
+    from s2vc.training.pretrain.mirror import MirrorConfig, describe, generate_mirror
 
     from .common import UsageError, synthetic_set
 

@@ -15,8 +15,8 @@ COMMAND = "pretrain"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from s2vc.training.datasets import DATASETS
-    from s2vc.training.keys import MODES
+    from s2vc.training.data.datasets import DATASETS
+    from s2vc.training.pretrain.keys import MODES
     from s2vc.training.models import BACKBONES
 
     p.add_argument("--config", default=None, help="TOML file of defaults (configs/*.toml); flags override it")
@@ -89,7 +89,7 @@ def own_argv(argv: list[str], command: str) -> list[str]:
 
 def settings(args: argparse.Namespace):
     """The ``PretrainConfig`` the flags (and ``--config``'s file) name."""
-    from s2vc.training.pretrain import PretrainConfig
+    from s2vc.training.pretrain.loop import PretrainConfig
 
     if args.config:
         argv = getattr(args, "argv", None)
@@ -100,6 +100,6 @@ def settings(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from s2vc.training.pretrain import pretrain
+    from s2vc.training.pretrain.loop import pretrain
 
     return pretrain(settings(args))

@@ -46,8 +46,8 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from s2vc.training.experiments import ARMS
-    from s2vc.training.keys import MODES
+    from s2vc.training.experiments.runner import ARMS
+    from s2vc.training.pretrain.keys import MODES
 
     p.add_argument("--arms", nargs="+", default=list(MODES),
                    help=f"pretraining modes to compare, of {ARMS} (<mode>-keys: that mode on keys generated "
@@ -56,6 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from s2vc.training.experiments import ReproduceConfig, reproduce
+    from s2vc.training.experiments.runner import ReproduceConfig, reproduce
 
     return reproduce(common.settings_from_args(ReproduceConfig, args, synthetic=common.synthetic_set(args)))

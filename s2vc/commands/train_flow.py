@@ -1,5 +1,5 @@
 """``s2vc train-flow``: train the flow by maximum likelihood on frames of videos/images or of a
-dataset's training split, then calibrate its alpha (``s2vc.training.flow_training.train_flow``).
+dataset's training split, then calibrate its alpha (``s2vc.training.flow.training.train_flow``).
 Runs under torchrun too (one process per GPU or CPU share)."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ HELP = "train the flow by maximum likelihood on frames of videos/images"
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from s2vc.commands.common import add_synthetic_arguments
     from s2vc.engine.calibrate import DEFAULT_PRESERVE
-    from s2vc.training.datasets import DATASETS
+    from s2vc.training.data.datasets import DATASETS
 
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", nargs="+",
@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> dict:
     from s2vc.commands.common import UsageError, settings_from_args, synthetic_set
-    from s2vc.training.flow_training import FlowTrainConfig, train_flow
+    from s2vc.training.flow.training import FlowTrainConfig, train_flow
 
     if args.dataset is None and (args.root is not None or args.fold != 1):
         raise UsageError("train-flow: --root and --fold name a dataset's split; they need --dataset (got --data)")

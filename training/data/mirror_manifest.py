@@ -1,0 +1,233 @@
+"""The manifest of a motion-preserved mirror of a dataset (``training/pretrain/mirror.py``), and the checks
+pretraining runs before it trusts one.
+
+A mirror folder holds, beside the videos (same layout and file names as the dataset):
+
+    mirror.json                      the settings it was generated with (pinned: a run with other
+                                     settings into the same folder is refused)
+    .parts/part-IIII-of-NNNN.jsonl   one line per finished video of shard I (written after the
+                                     video's file is in place; a killed run continues from here)
+    .parts/part-IIII-of-NNNN.done    shard I finished
+    manifest.json                    all shards merged: settings, videos, skipped videos, timing
+
+Per video: its path relative to the dataset root, frames, windows, preserved fraction (mean over
+windows), the source's size in bytes and mtime, the backend that ran.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable
+
+from s2vc.engine.video_write import atomic_path
+
+MIRROR_FORMAT = 1
+SETTINGS_FILE = "mirror.json"
+MANIFEST_FILE = "manifest.json"
+PARTS = ".parts"
+
+
+class MirrorMismatchError(ValueError):
+    """A mirror that does not match what it is asked to serve (settings, dataset, flow)."""
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """What makes two mirrors the same: everything that changes a written pixel, and the dataset.
+
+    method: "s2vc" (the flow) or "tfd" (the pixel baseline); flow_sha256 / flow_resolution: the
+    flow's weights and input size; alpha, strategy, keep_fraction: the suppression; frames /
+    stride: the windows the temporal STD is taken over (training's clip length and stride);
+    decode_size: the shorter side frames are decoded at (None: as stored); seed: of the random
+    strategies. The backend is not pinned: every backend computes the same function.
+    """
+
+    dataset: str
+    fold: int
+    split: str
+    method: str
+    flow_sha256: str
+    flow_resolution: int
+    alpha: float | None
+    strategy: str
+    keep_fraction: float | None
+    frames: int
+    stride: int
+    decode_size: int | None
+    seed: int
+    format: int = MIRROR_FORMAT
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "MirrorSettings":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def differences(self, other: "MirrorSettings") -> list[str]:
+        """``"name: mine != theirs"`` for every setting that differs."""
+        a, b = self.to_json(), other.to_json()
+        return [f"{k}: {a[k]!r} != {b[k]!r}" for k in a if a[k] != b.get(k)]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def pin_settings(out: Path, settings: MirrorSettings) -> None:
+    """Write ``out/mirror.json``, or refuse when it holds other settings."""
+    path = out / SETTINGS_FILE
+    if path.exists():
+        stored = MirrorSettings.from_json(json.loads(path.read_text()))
+        diff = stored.differences(settings)
+        if diff:
+            raise MirrorMismatchError(f"{out} holds a mirror made with other settings ({'; '.join(diff)}): "
+                                      "use another --out folder, or the same settings to continue it")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(path, json.dumps(settings.to_json(), indent=2) + "\n")
+
+
+def part_path(out: Path, shard: int, shards: int, suffix: str = ".jsonl") -> Path:
+    return out / PARTS / f"part-{shard:04d}-of-{shards:04d}{suffix}"
+
+
+def read_parts(out: Path) -> dict[str, dict]:
+    """Every video line of every shard part in ``out`` ({relative path: entry}); a line cut by a
+    kill is ignored (its video is generated again). A video written more than once (its source
+    changed, or the shard count did) keeps its latest entry (``written_at``), whatever part holds it."""
+    done: dict[str, dict] = {}
+    for part in sorted((out / PARTS).glob("part-*.jsonl")):
+        for line in part.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not (isinstance(entry, dict) and "path" in entry):
+                continue
+            seen = done.get(entry["path"])
+            if seen is None or entry.get("written_at", 0) >= seen.get("written_at", 0):
+                done[entry["path"]] = entry
+    return done
+
+
+class PartWriter:
+    """Appends one JSON line per finished (or skipped) video to this shard's part, flushed and
+    fsynced, so a kill loses at most the video being written."""
+
+    def __init__(self, out: Path, shard: int, shards: int):
+        self.path = part_path(out, shard, shards)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a")
+
+    def add(self, entry: dict) -> None:
+        entry = {**entry, "written_at": time.time()}
+        self._file.write(json.dumps(entry) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def mark_done(out: Path, shard: int, shards: int, timing: dict) -> None:
+    _atomic_write_text(part_path(out, shard, shards, ".done"), json.dumps(timing) + "\n")
+
+
+def merge_if_complete(out: Path, shards: int, expected: Iterable[str]) -> Path | None:
+    """Write ``out/manifest.json`` once every one of the ``shards`` parts is done; returns its
+    path, or None while some shard is still running. Idempotent (same content every time)."""
+    dones = [part_path(out, i, shards, ".done") for i in range(shards)]
+    if not all(p.exists() for p in dones):
+        return None
+    settings = json.loads((out / SETTINGS_FILE).read_text())
+    entries = read_parts(out)
+    expected = sorted(expected)
+    missing = [p for p in expected if p not in entries]
+    if missing:
+        raise RuntimeError(f"{out}: every shard is done but {len(missing)} videos have no entry "
+                           f"(first: {missing[0]}); run the generation again to fill them in")
+    videos = {p: entries[p] for p in expected if not entries[p].get("skipped")}
+    skipped = {p: entries[p]["skipped"] for p in expected if entries[p].get("skipped")}
+    timing = [json.loads(p.read_text()) for p in dones]
+    manifest = {"settings": settings, "videos": videos, "skipped": skipped, "shards": timing}
+    path = out / MANIFEST_FILE
+    _atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def load_manifest(out: str | os.PathLike) -> dict:
+    """The merged manifest of the mirror at ``out``; a clear error when there is none yet."""
+    out = Path(out)
+    path = out / MANIFEST_FILE
+    if not path.is_file():
+        hint = (" (its generation has not finished: run it again to complete it)"
+                if (out / SETTINGS_FILE).exists() else " (expected a folder written by s2vc generate --dataset)")
+        raise MirrorMismatchError(f"{out} holds no mirror manifest {MANIFEST_FILE}{hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MirrorMismatchError(f"{path} is not a valid manifest: {exc}") from None
+    if manifest.get("settings", {}).get("format") != MIRROR_FORMAT:
+        raise MirrorMismatchError(f"{path}: mirror format {manifest.get('settings', {}).get('format')!r}, "
+                                  f"this version reads {MIRROR_FORMAT}; generate it again")
+    return manifest
+
+
+def source_stamp(path: Path) -> dict:
+    """What identifies a source video's content cheaply: its size and mtime."""
+    st = path.stat()
+    return {"source_size": st.st_size, "source_mtime": st.st_mtime}
+
+
+def mirror_key_paths(mirror: str | os.PathLike, root: str | os.PathLike, records: list, *,
+                     expect: dict) -> tuple[list[Path], list[int]]:
+    """The mirror's file for each of ``records`` (videos of the dataset at ``root``), after
+    checking that the mirror serves them: ``expect`` holds the settings the caller trains with
+    (any of ``MirrorSettings``' fields: dataset, fold, frames, stride, decode_size, method,
+    flow_sha256, alpha, strategy, ...) and each must equal the mirror's; every record must be in
+    the mirror, its source unchanged since (size and mtime). Returns (paths, indices of the
+    records the mirror skipped as unusable — the caller leaves them out). Raises
+    ``MirrorMismatchError`` naming the first thing that does not match."""
+    mirror = Path(mirror)
+    manifest = load_manifest(mirror)
+    settings = manifest["settings"]
+    for key, want in expect.items():
+        have = settings.get(key)
+        same = (abs(have - want) <= 1e-9 * max(1.0, abs(want))
+                if isinstance(have, float) and isinstance(want, float) else have == want)
+        if not same:
+            raise MirrorMismatchError(f"mirror {mirror} was generated with {key}={have!r}, this run has "
+                                      f"{key}={want!r}: generate a mirror with these settings "
+                                      "(s2vc generate --dataset ... --out NEW) or train with the mirror's")
+    videos, skipped = manifest["videos"], manifest["skipped"]
+    root = Path(root)
+    paths, left_out, absent = [], [], []
+    for k, record in enumerate(records):
+        rel = Path(record.path).relative_to(root).as_posix()
+        if rel in skipped:
+            left_out.append(k)
+            paths.append(mirror / rel)
+            continue
+        if rel not in videos:
+            absent.append(rel)
+            continue
+        entry = videos[rel]
+        stamp = source_stamp(Path(record.path))
+        if any(entry.get(key) != value for key, value in stamp.items()):
+            raise MirrorMismatchError(f"{record.path} changed since mirror {mirror} was generated from it "
+                                      f"(size/mtime {stamp} vs {entry.get('source_size')}/"
+                                      f"{entry.get('source_mtime')}): generate the mirror again")
+        path = mirror / rel
+        if not path.is_file():
+            raise MirrorMismatchError(f"mirror {mirror} lists {rel} but the file is not there")
+        paths.append(path)
+    if absent:
+        raise MirrorMismatchError(f"mirror {mirror} lacks {len(absent)} of the {len(records)} videos this run "
+                                  f"reads (first: {absent[0]}): it was generated from another split or set")
+    return paths, left_out

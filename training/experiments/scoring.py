@@ -1,0 +1,169 @@
+"""How the experiments (``s2vc reproduce`` / ``s2vc ablate``) score a pretrained backbone on the
+synthetic static-bias set, and the per-snapshot cache that makes them resumable.
+
+Every snapshot gets (train split: looks tied to the class; test split: looks random):
+    R@1, R@5, R@50  test videos query the train set (``metrics.retrieval_recall``); R@50 is the
+               most sensitive static-bias meter here: with test looks shuffled, appearance-bound
+               features retrieve the look-tied class, look-blind ones reach ~100%
+    linear     linear probe trained on train, tested on test (``evaluate.linear_probe``)
+    motion     motion probe on disjoint groups of the test split (``probes.motion_probe``)
+    look_*     look probes (scene, shape, colour) on the test split (``probes.look_probe``)
+The frame-difference feature (no learning) is scored the same way, as a reference line.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from s2vc.engine.checkpoint import atomic_torch_save
+
+from ..evaluation.frozen import linear_probe, load_backbone
+from ..evaluation.metrics import retrieval_recall
+from ..pretrain.loop import snapshots
+from ..evaluation.probes import LOOKS, PROBE_WEIGHT_DECAY, ClipBank, look_probe, motion_probe
+from ..data.synthetic import SyntheticSet
+
+__all__ = ["METRICS", "SCORER", "Evaluator", "LazyEvaluator", "evaluate_runs", "reference_scores"]
+
+METRICS = ("R@1", "R@5", "R@50", "linear", "motion") + tuple(f"look_{k}" for k in LOOKS)
+# bump when ``Evaluator.score`` changes: cached scores of another version are recomputed from
+# the cached features
+SCORER = 3
+
+
+class Evaluator:
+    """Decodes the synthetic set's train and test windows once; scores features or backbones.
+
+    frames / stride: the clip of a window; size: its centre crop (pixels); num_clips: windows
+    per video (half-overlapping); seed_eval: the linear classifiers' seed; batch_size: windows
+    per backbone call; device None = cuda when available, else cpu.
+    """
+
+    def __init__(self, *, synthetic: SyntheticSet, frames: int, stride: int, size: int, num_clips: int,
+                 seed_eval: int = 0, batch_size: int = 32, workers: int = 0, device: str | None = None,
+                 progress: bool = True):
+        from ..data.datasets import build_dataset
+        common = dict(frames=frames, stride=stride, size=None, two_clips=False, synthetic=synthetic)
+        bank = dict(num_clips=num_clips, overlap=0.5, size=size, workers=workers)
+        banks = {}
+        for split in tqdm(("train", "test"), desc="decoding the evaluation windows", unit="split",
+                          disable=not progress, file=sys.stderr, leave=False):
+            banks[split] = ClipBank.from_dataset(build_dataset("synthetic", split=split, **common), **bank)
+        self.train, self.test = banks["train"], banks["test"]
+        self.looks, self.groups = self.test.looks(), self.test.groups
+        self.classes = int(max(self.train.labels.max(), self.test.labels.max())) + 1
+        self.seed, self.batch_size = seed_eval, batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+    def chance(self) -> dict[str, float]:
+        """Each metric's chance level (nan for retrieval: it depends on the class counts)."""
+        c = {"R@1": float("nan"), "R@5": float("nan"), "R@50": float("nan"), "linear": 1 / self.classes,
+             "motion": 1 / self.classes}
+        c.update({f"look_{k}": 1 / (int(v.max()) + 1) for k, v in self.looks.items()})
+        return c
+
+    def score(self, train_f: torch.Tensor, test_f: torch.Tensor) -> dict[str, float]:
+        """``METRICS`` (fractions in [0, 1]) of per-video features (V_train, C) and (V_test, C)."""
+        r = retrieval_recall(test_f, self.test.labels, train_f, self.train.labels, (1, 5, 50))
+        lin = linear_probe(train_f, self.train.labels, test_f, self.test.labels, seed=self.seed,
+                           num_classes=self.classes, weight_decay=PROBE_WEIGHT_DECAY)["top1"]
+        out = {**r, "linear": lin, "motion": motion_probe(test_f, self.test.labels, self.groups, seed=self.seed)}
+        out.update({f"look_{k}": v for k, v in look_probe(test_f, self.looks, self.groups, seed=self.seed).items()})
+        return out
+
+    def features(self, backbone) -> dict[str, torch.Tensor]:
+        """{"train": (V_train, C), "test": (V_test, C)}: the backbone's per-video features."""
+        return {split: bank.features(backbone, device=self.device, batch_size=self.batch_size)
+                for split, bank in (("train", self.train), ("test", self.test))}
+
+    def score_frame_difference(self) -> dict[str, float]:
+        return self.score(self.train.frame_difference(), self.test.frame_difference())
+
+
+class LazyEvaluator:
+    """Builds the ``Evaluator`` (decoding every window) only when a score is not cached;
+    ``kwargs`` are the Evaluator's."""
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.value = kwargs, None
+
+    def __call__(self) -> Evaluator:
+        if self.value is None:
+            self.value = Evaluator(**self.kwargs)
+        return self.value
+
+
+def _cached_scores(path: Path, step: int, run: Path, evaluator: LazyEvaluator) -> dict:
+    """The scores of one snapshot, cached: the scores (``eval/step_N.json``, redone when
+    ``SCORER`` changed) and the features they came from (``eval/step_N.features.pt``, so a new
+    scorer does not run the backbone again)."""
+    cache = _score_path(run, step)
+    feats = cache.with_suffix(".features.pt")
+    scores = json.loads(cache.read_text()) if cache.exists() else {}
+    if scores.pop("scorer", None) == SCORER:
+        return scores
+    if feats.exists():
+        f = torch.load(feats, weights_only=True)
+    else:
+        f = evaluator().features(load_backbone(path))
+        feats.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(f, feats)
+    scores = evaluator().score(f["train"], f["test"])
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**scores, "scorer": SCORER}, indent=1))
+    tmp.replace(cache)
+    return scores
+
+
+def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int, out: Path, *,
+                  progress: bool = True) -> tuple[dict[str, list[dict]], dict]:
+    """Scores of run folders {name: path}: ({name: [{"step", metrics...} per snapshot up to
+    ``max_step``]}, the reference scores of OUT/reference.json). The windows are decoded first
+    when anything is not cached, then one progress bar (with ETA) covers every snapshot and the
+    reference."""
+    todo = [(name, run, step, path) for name, run in runs.items()
+            for step, path in snapshots(run).items() if step <= max_step]   # a run may have trained further
+    if any(not _is_cached(_score_path(run, step)) for _, run, step, _ in todo) or not _reference_cached(out):
+        evaluator()                                  # decoding: its own bar, so the ETA below is the scoring's
+    out_rows: dict[str, list[dict]] = {name: [] for name in runs}
+    with tqdm(total=len(todo) + 1, desc="evaluating snapshots", unit="snapshot", disable=not progress,
+              file=sys.stderr, leave=False) as bar:
+        for name, run, step, path in todo:
+            out_rows[name].append({"step": step, **_cached_scores(path, step, run, evaluator)})
+            bar.update(1)
+        bar.set_description("evaluating the frame-difference reference")
+        ref = reference_scores(out, evaluator)
+        bar.update(1)
+    return out_rows, ref
+
+
+def _score_path(run: Path, step: int) -> Path:
+    return run / "eval" / f"step_{step:06d}.json"
+
+
+def _is_cached(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("scorer") == SCORER
+    except (OSError, ValueError):
+        return False
+
+
+def _reference_cached(out: Path) -> bool:
+    return _is_cached(out / "reference.json")
+
+
+def reference_scores(out: Path, evaluator: LazyEvaluator) -> dict:
+    """{"frame_difference": scores, "chance": levels, "scorer"}, cached in OUT/reference.json."""
+    path = out / "reference.json"
+    if _reference_cached(out):
+        return json.loads(path.read_text())
+    ev = evaluator()
+    ref = {"frame_difference": ev.score_frame_difference(), "chance": ev.chance(), "scorer": SCORER}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ref, indent=1))
+    tmp.replace(path)
+    return ref

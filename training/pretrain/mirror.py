@@ -1,0 +1,353 @@
+"""A motion-preserved mirror of a whole dataset, generated once: ``s2vc generate --dataset``.
+
+S²VC's on-the-fly key costs more than the training step it feeds, and every epoch regenerates the
+same videos (the flow is frozen; ``zero`` is deterministic). A mirror pays that cost once, as a
+throughput-bound pass that the fast backends (ext, compile, ONNX Runtime, TensorRT) serve best,
+and pretraining then reads its keys from it (``s2vc pretrain --keys MIRROR``) at MoCo's cost.
+
+What is written: every video of the chosen split, decoded at training's ``decode_size``, run
+through the generator and written losslessly (``VideoWriter(lossless=True)``: bit-exact RGB) under
+the same relative path and file name as in the dataset; the dataset's other files (split lists,
+annotations) are copied, so any trainer can read the mirror as that dataset.
+
+Windows. The temporal STD of eq. (4) is taken over windows of training's clip: ``frames`` frames
+``stride`` apart. For each phase p < stride, the frames p, p + stride, ... are cut into
+consecutive windows of ``frames`` (``mirror_windows``); every frame of the video is generated in
+exactly one window. How this differs from on-the-fly generation: there, the STD window is the key
+clip itself (random start, so it straddles the mirror's windows) and the generator sees the
+cropped, flipped clip; here the windows are fixed and the crop and flip come after generation. The
+reproduction measures whether that matters (docs/RESULTS.md).
+
+Safe and resumable (``training/data/mirror_manifest.py``): each video is written to a temporary name and
+renamed; a finished video is recorded in the shard's part file only after that; a killed run
+continues where it stopped; a video that cannot be decoded (or is too short) is skipped, listed
+and counted, never fatal; another run with other settings into the same folder is refused.
+Scale-out: ``shard=(i, n)`` (or torchrun's RANK / WORLD_SIZE) takes every n-th video; the shard
+that finishes last merges the parts into ``manifest.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from s2vc.engine import video_io
+from s2vc.engine.video_io import VideoDecodeError
+from s2vc.engine.video_write import atomic_path
+
+from ..data.layouts import VIDEO_EXTENSIONS, VideoRecord
+from ..data.mirror_manifest import (MirrorSettings, PartWriter, mark_done, merge_if_complete, pin_settings,
+                              read_parts, source_stamp)
+from ..data.synthetic import SyntheticSet
+
+log = logging.getLogger(__name__)
+
+METHODS = ("s2vc", "tfd")
+SPLITS = ("train", "test", "all")
+COPY_LIMIT = 256 << 20      # non-video files up to this size are copied (split lists, annotations)
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    """Settings of ``generate_mirror``.
+
+    dataset / root / fold / split / synthetic: which videos (split "all" = train and test);
+    out: the mirror folder; frames / stride / decode_size: training's clip length, stride and
+    decode size (``s2vc pretrain --frames/--stride/--decode-size``); method: "s2vc" or "tfd";
+    flow / alpha / strategy / keep_fraction / backend / model / seed: the generator (``alpha``
+    None = the flow's calibrated one); device; batch: windows per generator call; shard: (i, n),
+    None = torchrun's RANK / WORLD_SIZE, else (0, 1); require_flow_fit: a flow that does not fit the
+    dataset's training frames is fatal (default: say so and go on).
+    """
+
+    dataset: str
+    out: str
+    root: str | None = None
+    fold: int = 1
+    split: str = "train"
+    synthetic: SyntheticSet = field(default_factory=SyntheticSet)
+    frames: int = 16
+    stride: int = 2
+    decode_size: int | None = 128
+    method: str = "s2vc"
+    flow: str | None = None
+    alpha: float | None = None
+    strategy: str = "zero"
+    keep_fraction: float | None = None
+    backend: str = "auto"
+    model: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    batch: int = 8
+    shard: tuple[int, int] | None = None
+    progress: bool = True
+    require_flow_fit: bool = False
+
+
+@dataclass
+class MirrorReport:
+    """What one process did: videos written / skipped / already there, frames and windows it
+    generated, its wall time; ``manifest``: the merged manifest's path once every shard is done."""
+
+    out: Path
+    shard: tuple[int, int]
+    written: int = 0
+    skipped: dict = field(default_factory=dict)
+    reused: int = 0
+    frames: int = 0
+    windows: int = 0
+    seconds: float = 0.0
+    manifest: Path | None = None
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.windows / self.seconds if self.seconds else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# windows
+# ---------------------------------------------------------------------------------------------
+def mirror_windows(num_frames: int, frames: int, stride: int) -> list[list[int]]:
+    """The windows a video of ``num_frames`` frames is generated in: lists of frame indices,
+    ``stride`` apart, ``frames`` long (fewer only for a phase shorter than that), covering every
+    frame exactly once. A phase's last window, when it would be short, takes the phase's last
+    ``frames`` frames instead (overlapping the one before; only its new frames are kept), so every
+    STD is over ``frames`` frames wherever the video is long enough. Empty when some phase has
+    fewer than 2 frames (``num_frames < 2 * stride``): the temporal STD needs T >= 2."""
+    if frames < 2 or stride < 1:
+        raise ValueError(f"need frames >= 2 and stride >= 1, got frames={frames}, stride={stride}")
+    if num_frames < 2 * stride:
+        return []
+    windows = []
+    for phase in range(stride):
+        idx = list(range(phase, num_frames, stride))
+        for start in range(0, len(idx), frames):
+            chunk = idx[start:start + frames]
+            if len(chunk) < frames and len(idx) >= frames:
+                chunk = idx[-frames:]
+            windows.append(chunk)
+    return windows
+
+
+def generate_video(generator, video: torch.Tensor, frames: int, stride: int, batch: int,
+                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, float, int]:
+    """Motion-preserved frames of one video. video: uint8 (N, H, W, 3). Returns (uint8 (N, H, W, 3),
+    mean preserved fraction over windows, number of windows); windows of one length go through
+    ``generator`` ``batch`` at a time."""
+    windows = mirror_windows(len(video), frames, stride)
+    if not windows:
+        raise ValueError(f"too short: {len(video)} frames, the mirror needs at least {2 * stride} "
+                         f"(stride {stride}) for a temporal STD")
+    out = torch.empty_like(video)
+    written = torch.zeros(len(video), dtype=torch.bool)
+    preserved = []
+    by_length: dict[int, list[list[int]]] = {}
+    for w in windows:
+        by_length.setdefault(len(w), []).append(w)
+    for group in by_length.values():
+        for i in range(0, len(group), batch):
+            chunk = group[i:i + batch]
+            clips = torch.stack([video[w] for w in chunk])                         # (B, T, H, W, 3)
+            result, stats = generator(video_io.to_float_video(clips).to(device))
+            result = video_io.to_uint8_frames(result.cpu())                        # (B, T, H, W, 3)
+            preserved += stats.preserved.float().cpu().tolist()
+            for w, frames_out in zip(chunk, result):
+                idx = torch.tensor(w)
+                new = ~written[idx]
+                out[idx[new]] = frames_out[new]
+                written[idx] = True
+    return out, sum(preserved) / len(preserved), len(windows)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pass over a dataset
+# ---------------------------------------------------------------------------------------------
+def mirror_generator(cfg: MirrorConfig):
+    """(generator, MirrorSettings, flow) for ``cfg``: the flow's generator, or TFD at the flow's
+    resolution; the flow is returned so that nothing loads it again."""
+    from s2vc.engine import load_flow
+    from s2vc.engine.generator import MotionPreservingGenerator
+    from s2vc.engine.suppression import resolve_keep_fraction
+    from s2vc.engine.tfd import tfd_generator
+
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown mirror method {cfg.method!r}; expected one of {METHODS}")
+    flow = load_flow(cfg.flow, device=cfg.device)
+    if cfg.method == "s2vc":
+        keep = resolve_keep_fraction(flow, cfg.keep_fraction) if cfg.strategy == "topk" else cfg.keep_fraction
+        gen = MotionPreservingGenerator(flow, alpha=cfg.alpha, strategy=cfg.strategy, backend=cfg.backend,
+                                        keep_fraction=keep, model=cfg.model, seed=cfg.seed)
+        alpha, strategy = gen.alpha, cfg.strategy
+    else:
+        gen = tfd_generator(resolution=flow.config.resolution, backend="eager" if cfg.backend == "auto"
+                            else cfg.backend)
+        alpha, strategy, keep = None, "topk", gen.keep_fraction
+    settings = MirrorSettings(dataset=cfg.dataset, fold=cfg.fold, split=cfg.split, method=cfg.method,
+                              flow_sha256=flow.sha256 or "", flow_resolution=flow.config.resolution,
+                              alpha=alpha, strategy=strategy, keep_fraction=keep, frames=cfg.frames,
+                              stride=cfg.stride, decode_size=cfg.decode_size, seed=cfg.seed)
+    return gen, settings, flow
+
+
+def dataset_records(cfg: MirrorConfig) -> tuple[Path, list[VideoRecord]]:
+    """(dataset root, the records of ``cfg.split``, sorted by path, each video once)."""
+    from ..data.datasets import dataset_root, split_records
+
+    if cfg.split not in SPLITS:
+        raise ValueError(f"unknown split {cfg.split!r}; expected one of {SPLITS}")
+    root = dataset_root(cfg.dataset, cfg.root, synthetic=cfg.synthetic)
+    splits = ("train", "test") if cfg.split == "all" else (cfg.split,)
+    if cfg.dataset == "folder":
+        splits = ("train",)
+    seen: dict[Path, VideoRecord] = {}
+    for split in splits:
+        for record in split_records(cfg.dataset, root, split, cfg.fold):
+            seen.setdefault(record.path, record)
+    return root, sorted(seen.values(), key=lambda r: str(r.path))
+
+
+def _shard(cfg: MirrorConfig) -> tuple[int, int]:
+    if cfg.shard is not None:
+        i, n = cfg.shard
+    else:
+        i, n = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"shard must be I/N with 0 <= I < N, got {i}/{n}")
+    return i, n
+
+
+def _copy_side_files(root: Path, out: Path) -> int:
+    """Copy the dataset's non-video files (split lists, annotations, the synthetic set's masks);
+    not hidden files or folders, nor checkpoints (a fitted flow cached beside the set)."""
+    copied = 0
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if (not path.is_file() or path.suffix.lower() in VIDEO_EXTENSIONS + (".pt",)
+                or any(part.startswith(".") for part in rel.parts) or path.stat().st_size > COPY_LIMIT):
+            continue
+        target = out / rel
+        if not target.exists() or target.stat().st_size != path.stat().st_size:
+            with atomic_path(target) as tmp:
+                shutil.copyfile(path, tmp)
+        copied += 1
+    return copied
+
+
+def video_seed(seed: int, rel: str) -> int:
+    """The random strategies' seed of one video: the same in any shard layout."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{rel}".encode()).digest()[:4], "little")
+
+
+def _mirror_one(gen, cfg: MirrorConfig, record: VideoRecord, rel: str, out: Path) -> dict:
+    """Generate and write one video; returns its manifest entry (``skipped`` set when unusable)."""
+    entry = {"path": rel, **source_stamp(record.path)}
+    try:
+        video = video_io.read_video(record.path, size=cfg.decode_size)
+        fps = video_io.probe_video(record.path, exact=False).fps
+    except (VideoDecodeError, OSError) as exc:
+        return {**entry, "skipped": f"cannot decode: {str(exc).splitlines()[0]}"}
+    if len(video) < 2 * cfg.stride:
+        return {**entry, "skipped": f"too short: {len(video)} frames, needs {2 * cfg.stride}"}
+    if gen.seed is not None:
+        gen.seed = video_seed(cfg.seed, rel)
+    frames, preserved, windows = generate_video(gen, video, cfg.frames, cfg.stride, cfg.batch, cfg.device)
+    fps = fps if fps == fps and fps > 0 else 25.0
+    with video_io.VideoWriter(out / rel, fps=fps, lossless=True, deterministic=True) as writer:
+        writer.write(frames)
+    return {**entry, "frames": len(video), "windows": windows, "preserved": round(preserved, 6),
+            "height": int(video.shape[1]), "width": int(video.shape[2]), "fps": fps,
+            "backend": gen.last_backend}
+
+
+def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
+    """Write (or continue) the mirror of ``cfg``'s videos into ``cfg.out``; see the module docstring."""
+    shard, shards = _shard(cfg)
+    out = Path(cfg.out)
+    root, records = dataset_records(cfg)
+    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
+        raise ValueError(f"the mirror folder {out} must lie outside the dataset {root}")
+    gen, settings, flow = mirror_generator(cfg)
+    pin_settings(out, settings)
+    if cfg.method == "s2vc" and shard == 0:
+        from ..flow.fit_check import check_flow_fits, check_flow_for_dataset
+        common = dict(dataset=cfg.dataset, root=cfg.root, fold=cfg.fold, synthetic=cfg.synthetic,
+                      decode_size=cfg.decode_size, strict=cfg.require_flow_fit)
+        if cfg.split == "train" or cfg.dataset == "folder":   # the training videos are listed already
+            report = check_flow_fits(flow, [r.path for r in records if r.path.is_file()], **common)
+        else:                                                # never score a test video
+            report = check_flow_for_dataset(flow, **common)
+        if cfg.progress or report.fits is False:
+            tqdm.write(f"mirror: {report.message}", file=sys.stderr)
+    if shard == 0:
+        _copy_side_files(root, out)
+    rels = [r.path.relative_to(root).as_posix() for r in records]
+    done = read_parts(out)
+    mine = [(r, rel) for k, (r, rel) in enumerate(zip(records, rels)) if k % shards == shard]
+    todo = [(r, rel) for r, rel in mine if rel not in done or not _still_valid(done[rel], r, out)]
+    report = MirrorReport(out=out, shard=(shard, shards), reused=len(mine) - len(todo))
+    writer = PartWriter(out, shard, shards)
+    start = time.perf_counter()
+    bar = tqdm(todo, desc=f"mirror {shard + 1}/{shards}", unit="video", disable=not cfg.progress,
+               dynamic_ncols=True)
+    try:
+        for record, rel in bar:
+            entry = _mirror_one(gen, cfg, record, rel, out)
+            writer.add(entry)
+            if entry.get("skipped"):
+                report.skipped[rel] = entry["skipped"]
+                log.warning("skipped %s: %s", rel, entry["skipped"])
+                continue
+            report.written += 1
+            report.frames += entry["frames"]
+            report.windows += entry["windows"]
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(clips_s=f"{report.windows / elapsed:.1f}", fps=f"{report.frames / elapsed:.0f}",
+                            skipped=len(report.skipped))
+    finally:
+        writer.close()
+        bar.close()
+    report.seconds = time.perf_counter() - start
+    mark_done(out, shard, shards, {"shard": shard, "written": report.written, "reused": report.reused,
+                                   "skipped": len(report.skipped), "frames": report.frames,
+                                   "windows": report.windows, "seconds": round(report.seconds, 3)})
+    report.manifest = merge_if_complete(out, shards, rels)
+    return report
+
+
+def _still_valid(entry: dict, record: VideoRecord, out: Path) -> bool:
+    """A recorded video counts as done while its source is unchanged and its file is there."""
+    stamp = source_stamp(record.path)
+    if any(entry.get(k) != v for k, v in stamp.items()):
+        return False
+    return bool(entry.get("skipped")) or (out / entry["path"]).is_file()
+
+
+def describe(report: MirrorReport) -> str:
+    """The closing lines of a generation: counts, frames/s and clips/s of this process."""
+    lines = [f"shard {report.shard[0] + 1}/{report.shard[1]}: {report.written} videos written, "
+             f"{report.reused} already there, {len(report.skipped)} skipped; {report.frames} frames / "
+             f"{report.windows} clips in {report.seconds:.1f} s = {report.frames_per_s:.1f} frames/s, "
+             f"{report.clips_per_s:.2f} clips/s"]
+    for rel, why in list(report.skipped.items())[:10]:
+        lines.append(f"  skipped {rel}: {why}")
+    if len(report.skipped) > 10:
+        lines.append(f"  ... and {len(report.skipped) - 10} more (listed in the manifest)")
+    lines.append(f"manifest: {report.manifest}" if report.manifest else
+                 "manifest: not yet (other shards are still running; the last to finish writes it)")
+    return "\n".join(lines)
+
+
+__all__ = ["METHODS", "MirrorConfig", "MirrorReport", "describe", "mirror_generator",
+           "generate_mirror", "generate_video", "mirror_windows", "video_seed"]
