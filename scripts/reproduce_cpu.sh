@@ -84,7 +84,7 @@ for part in $PARTS; do
     longer)
         run longer reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 "${LONG[@]}" --out "$OUT/main" ;;
     flow64)
-        # the fitted flow's recipe (training/fitted_flow.py) at 64x64, from scratch, 4x its steps: first
+        # the fitted flow's recipe (training/flow/fitted.py) at 64x64, from scratch, 4x its steps: first
         # (as measured first in docs/RESULTS.md) on train-flow's default crops of 35-100% of the frame,
         # then on whole frames as the recipe (flow64w); --resume: a killed fit continues, a finished
         # one only recalibrates
