@@ -8,7 +8,7 @@ Inputs and outputs stay torch tensors: IO binding hands ONNX Runtime the tensors
 CPU tensors run on CPUExecutionProvider; CUDA tensors on CUDAExecutionProvider (onnxruntime-gpu).
 An fp16 model takes and returns half tensors: a float32 video is cast to half first (one copy).
 
-This is runtime code: it reads the model's metadata with ``engine_meta`` and never imports the
+This is runtime code: it reads the model's metadata with ``exported_meta`` and never imports the
 exporter (``s2vc.export``).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .engine_meta import (
+from .exported_meta import (
     TORCH_DTYPES,
     check_generator_inputs,
     check_metadata,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .engine_meta import (
+from .exported_meta import (
     TORCH_DTYPES,
     MetadataMismatchError,
     check_generator_inputs,

@@ -23,7 +23,7 @@ from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 try:
-    from s2vc.engine.engine_meta import MetadataMismatchError, read_onnx_metadata
+    from s2vc.engine.exported_meta import MetadataMismatchError, read_onnx_metadata
     from s2vc.export.trt_builder import (DEFAULT_BATCH, DEFAULT_FRAMES, EngineBuildError, TensorRTUnavailable,
                                          build_engine)
 except ImportError as exc:  # the message is the point; a traceback would bury it

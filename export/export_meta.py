@@ -1,4 +1,4 @@
-"""The metadata an exported file carries (its format: ``s2vc.engine.engine_meta``), written by
+"""The metadata an exported file carries (its format: ``s2vc.engine.exported_meta``), written by
 the ONNX and TorchScript exports alike."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 import s2vc
-from s2vc.engine.engine_meta import FORMAT, FORMAT_VERSION, STRATEGY_INPUTS, flow_sha256
+from s2vc.engine.exported_meta import FORMAT, FORMAT_VERSION, STRATEGY_INPUTS, flow_sha256
 from s2vc.engine.suppression import check_alpha
 
 
@@ -27,7 +27,7 @@ def base_metadata(flow, kind: str, precision: str, exporter: str) -> dict[str, A
 def generator_metadata(flow, *, alpha: float, strategy: str, height: int, width: int,
                        upsample: str = "nearest", clamp: bool = False, fp16: bool = False,
                        exporter: str = "dynamo") -> dict[str, Any]:
-    """The metadata an exported generator carries (see ``s2vc.engine.engine_meta``)."""
+    """The metadata an exported generator carries (see ``s2vc.engine.exported_meta``)."""
     check_alpha(alpha)
     meta = base_metadata(flow, "generator", "fp16" if fp16 else "fp32", exporter)
     extra = list(STRATEGY_INPUTS[strategy])

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 import s2vc
-from s2vc.engine.engine_meta import draw_strategy_inputs, metadata_to_props
+from s2vc.engine.exported_meta import draw_strategy_inputs, metadata_to_props
 from s2vc.engine.graph import GeneratorGraph
 
 from .export_meta import base_metadata, generator_metadata

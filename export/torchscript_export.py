@@ -1,7 +1,7 @@
 """TorchScript export of the generator: ``GeneratorGraph`` scripted and saved with its metadata.
 
     export_torchscript(flow, "gen.pt", alpha=0.676, strategy="zero", height=112, width=112)
-    module, meta = s2vc.engine.engine_meta.load_torchscript("gen.pt", flow, alpha=..., strategy=...)
+    module, meta = s2vc.engine.exported_meta.load_torchscript("gen.pt", flow, alpha=..., strategy=...)
     out, mask = module(video, noise, order)       # as GeneratorGraph.forward
 
 The metadata (the same dict the ONNX export carries) is the file's ``s2vc.json`` extra file.

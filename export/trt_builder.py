@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from s2vc.engine.engine_meta import read_onnx_metadata
+from s2vc.engine.exported_meta import read_onnx_metadata
 
 DEFAULT_BATCH = (1, 8, 16)
 DEFAULT_FRAMES = (2, 16, 32)

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import randomize_
 from s2vc.engine import AdvFlow, FlowConfig, load_flow
-from s2vc.engine.engine_meta import MetadataMismatchError, load_torchscript, read_onnx_metadata
+from s2vc.engine.exported_meta import MetadataMismatchError, load_torchscript, read_onnx_metadata
 from s2vc.engine.generator import MotionPreservingGenerator
 from s2vc.engine.graph import GeneratorGraph
 from s2vc.engine.runtime_onnx import OnnxRuntimeGenerator

@@ -7,7 +7,7 @@ import torch
 
 from s2vc.cli import main as cli_main
 from s2vc.engine import AdvFlow, FlowConfig, save_flow, video_io
-from s2vc.engine.generate import _windows
+from s2vc.engine.video_files import _windows
 
 from conftest import randomize_
 
@@ -81,7 +81,7 @@ def test_generate_is_the_generator_window_by_window(tmp_path, flow_path):
 
 
 def test_generate_with_no_video_uses_the_sample_videos(tmp_path, flow_path, monkeypatch):
-    from s2vc.engine import generate
+    from s2vc.engine import video_files as generate
     seen = []
     monkeypatch.setattr(generate, "generate_file", lambda p, *a, **k: seen.append(p.name) or
                         generate.FileResult(p, 2, 1.0, 0.5, []))
@@ -92,7 +92,7 @@ def test_generate_with_no_video_uses_the_sample_videos(tmp_path, flow_path, monk
 def test_generate_files_is_a_library_call(tmp_path, flow_path):
     """What the demo calls: a generator (alpha None -> the checkpoint's), then generate_files."""
     from s2vc.engine import load_flow
-    from s2vc.engine.generate import build_generator, generate_files
+    from s2vc.engine.video_files import build_generator, generate_files
     good = _moving_video(tmp_path / "lib.mp4", t=10)
     gen = build_generator(load_flow(flow_path), alpha=None)
     assert gen.alpha == 0.05
@@ -130,7 +130,7 @@ def test_generate_missing_video_names_the_file(tmp_path, flow_path, capsys):
 
 
 def test_export_commands(tmp_path, flow_path):
-    from s2vc.engine.engine_meta import read_onnx_metadata
+    from s2vc.engine.exported_meta import read_onnx_metadata
     assert cli_main(["export", "onnx", "--out", str(tmp_path / "g.onnx"), "--flow", str(flow_path), "--height", "24",
                      "--width", "20", "--exporter", "torchscript"]) == 0
     meta = read_onnx_metadata(tmp_path / "g.onnx")

@@ -20,7 +20,7 @@ import torch
 from onnx import TensorProto, helper
 
 from s2vc.engine import load_flow
-from s2vc.engine.engine_meta import MetadataMismatchError, check_metadata, metadata_to_props, read_engine_metadata
+from s2vc.engine.exported_meta import MetadataMismatchError, check_metadata, metadata_to_props, read_engine_metadata
 from s2vc.engine.runtime_trt import TensorRTGenerator, check_profile, check_tensorrt_build
 from s2vc.export import build_trt, trt_builder
 from s2vc.export.onnx_export import generator_metadata

