@@ -191,8 +191,8 @@ def test_bad_configs(cache, tmp_path, capsys):
     cfg.write_text('backbone = "small"\nlearning_rate = 1\n')
     err = error(["pretrain", "--config", str(cfg), "--out", str(tmp_path / "e")])
     assert "unknown keys" in err and "learning_rate" in err
-    with pytest.raises(ValueError, match="max-steps >= 1"):
-        pretrain(PretrainConfig(out=str(tmp_path / "f"), max_steps=0))
+    with pytest.raises(ValueError, match="max-steps >= 0"):
+        pretrain(PretrainConfig(out=str(tmp_path / "f"), max_steps=-1))
 
 
 def test_toml_config_and_flags_over_it(tmp_path):
@@ -299,3 +299,56 @@ def test_keep_fraction_is_an_option_of_topk_only(tmp_path):
         PretrainConfig(out=str(tmp_path), mode="s2vc", strategy="zero", keep_fraction=0.5).check()
     with pytest.raises(ValueError, match="--keep-fraction"):
         PretrainConfig(out=str(tmp_path), mode="s2vc", strategy="topk", keep_fraction=0.0).check()
+
+
+def _first_batch(run):
+    """The first training batch of a run made by ``setup_run`` (epoch 0, as the loop draws it)."""
+    run.sampler.set_epoch(0, 0)
+    run.ds.set_epoch(0)
+    return next(iter(run.loader))
+
+
+def test_every_mode_starts_from_the_same_state(cache, tmp_path):
+    """Issue 21: for one seed every arm has bitwise-equal initial encoders and queue, the same
+    first clips and the same augmentations (the query clip equal bit for bit, the key clip too
+    before the arm's key is made; the oracle's key is masked after the same crop), and the
+    global streams stand at the same place after setup, whatever the arm loaded."""
+    from s2vc.training.pretrain.loop import setup_run
+    starts = {}
+    for mode in ("moco", "s2vc", "tfd", "oracle", "be", "fame"):
+        cfg = PretrainConfig(out=str(tmp_path / mode), mode=mode, frames=4, stride=2, size=32, batch_size=4,
+                             queue=16, max_steps=1, no_progress=True, threads=2, seed=3)
+        run = setup_run(cfg)
+        state = {k: v.clone() for k, v in run.moco.state_dict().items()}
+        rng = torch.get_rng_state()
+        batch = _first_batch(run)
+        starts[mode] = (state, rng, batch)
+        run.writer.close()
+    state0, rng0, batch0 = starts["moco"]
+    assert any(k.startswith("encoder_q.") for k in state0) and "queue" in state0
+    for mode, (state, rng, batch) in starts.items():
+        assert state.keys() == state0.keys()
+        assert all(torch.equal(state[k], state0[k]) for k in state0), mode
+        assert torch.equal(rng, rng0), mode
+        for key in ("index", "label", "start_q", "start_k", "q"):
+            assert torch.equal(batch[key], batch0[key]), (mode, key)
+        if mode != "oracle":
+            assert torch.equal(batch["k"], batch0["k"]), mode
+    other_seed = setup_run(PretrainConfig(out=str(tmp_path / "seed4"), mode="moco", frames=4, stride=2, size=32,
+                                          batch_size=4, queue=16, max_steps=1, no_progress=True, seed=4))
+    other_seed.writer.close()
+    assert not torch.equal(other_seed.moco.state_dict()["queue"], state0["queue"])
+
+
+def test_max_steps_zero_writes_the_shared_initial_checkpoint(cache, tmp_path):
+    """`s2vc pretrain --max-steps 0` writes the initial state: identical encoder_q / encoder_k /
+    queue for moco, s2vc and tfd with one seed, and no step taken."""
+    models = {}
+    for mode in ("moco", "s2vc", "tfd"):
+        run = tmp_path / mode
+        assert cli_main(["pretrain", "--mode", mode, "--out", str(run), "--max-steps", "0", *TINY]) == 0
+        ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+        assert ckpt["step"] == 0 and ckpt["history"] == []
+        models[mode] = ckpt["model"]
+    for mode in ("s2vc", "tfd"):
+        assert all(torch.equal(v, models["moco"][k]) for k, v in models[mode].items()), mode

@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(s2vc generate --dataset ... --out MIRROR) instead of generating them each step")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
+    g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all (0: write the initial checkpoint, "
+                   "the start every arm of this --seed shares, and stop)")
     g.add_argument("--batch-size", type=int, default=16, help="per process")
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--weight-decay", type=float, default=1e-5)

@@ -35,7 +35,8 @@ class PretrainConfig:
     Sizes are in pixels, ``frames`` per clip taken every ``stride`` frames; ``batch_size`` is per
     process; ``queue`` must be a multiple of the global batch; ``alpha`` None = the flow
     checkpoint's calibrated one; ``decode_size`` None = frames as stored; ``max_steps`` None =
-    all ``epochs``; ``device`` None = cuda when available, else cpu.
+    all ``epochs`` (0: write the initial checkpoint, the start every arm of the seed shares, and
+    stop); ``device`` None = cuda when available, else cpu.
     """
 
     out: str                                   # run folder: checkpoint.pt, config.json, logs/, snapshots/
@@ -94,8 +95,9 @@ class PretrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if (self.max_steps is not None and self.max_steps < 1) or self.snapshot_every < 0 or self.ckpt_every < 1:
-            raise ValueError(f"need --max-steps >= 1 (or none), --snapshot-every >= 0 and --ckpt-every >= 1, got "
+        if (self.max_steps is not None and self.max_steps < 0) or self.snapshot_every < 0 or self.ckpt_every < 1:
+            raise ValueError(f"need --max-steps >= 0 (or none; 0 writes the initial state only), --snapshot-every "
+                             f">= 0 and --ckpt-every >= 1, got "
                              f"{self.max_steps}, {self.snapshot_every}, {self.ckpt_every}")
         if self.frames < 2:
             raise ValueError(f"--frames must be >= 2 (the temporal STD of a key clip needs T >= 2), got {self.frames}")

@@ -35,6 +35,7 @@ from .keys import MODES, PREGENERATED_MODES, KeyMaker, OracleKeys
 from ..models import Encoder
 from ..run_files import CHECKPOINT, snapshot_path
 from .moco import MoCo
+from .rng import isolated_rng
 from .config import RESUME_MUST_MATCH, PretrainConfig, describe_changes
 from ..data.transforms import normalize_clip
 
@@ -88,7 +89,7 @@ def check_flow(cfg: PretrainConfig, flow=None):
     frames against its own held-out figure (``training/flow/fit_check.py``); says so, with the command
     that fits a flow, when it does not fit; ``require_flow_fit`` makes that fatal."""
     from ..flow.fit_check import check_flow_for_dataset
-    report = check_flow_for_dataset(cfg.flow, cfg.dataset, cfg.root, cfg.fold,
+    report = check_flow_for_dataset(flow if flow is not None else cfg.flow, cfg.dataset, cfg.root, cfg.fold,
                                     cfg.synthetic if cfg.dataset == "synthetic" else None,
                                     decode_size=cfg.decode_size, strict=cfg.require_flow_fit)
     tqdm.write(f"pretrain: {report.message}", file=sys.stderr)
@@ -143,7 +144,7 @@ class _Run:
 
     @property
     def finished(self) -> bool:
-        return bool(self.cfg.max_steps and self.step >= self.cfg.max_steps)
+        return self.cfg.max_steps is not None and self.step >= self.cfg.max_steps
 
 
 def pretrain(cfg: PretrainConfig) -> dict:
@@ -153,12 +154,16 @@ def pretrain(cfg: PretrainConfig) -> dict:
     cfg.check()
     run = setup_run(cfg)
     try:
-        if run.finished and run.rank == 0:
-            print(f"pretrain: {run.ckpt_path} has already run {run.step} >= --max-steps {cfg.max_steps} steps",
-                  file=sys.stderr)
         if cfg.snapshot_every and run.step == 0:
             _save_snapshot(run, 0)                 # the random initialisation: where every curve starts
-        total = cfg.max_steps or cfg.epochs * run.sampler.batches_per_epoch
+        if run.finished and run.step == 0:         # --max-steps 0: the start every arm of the seed shares
+            _save_checkpoint(run, 0, 0)
+            if run.rank == 0:
+                print(f"pretrain: the initial state (step 0) written to {run.ckpt_path}", file=sys.stderr)
+        elif run.finished and run.rank == 0:
+            print(f"pretrain: {run.ckpt_path} has already run {run.step} >= --max-steps {cfg.max_steps} steps",
+                  file=sys.stderr)
+        total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * run.sampler.batches_per_epoch
         run.bar = tqdm(total=max(total, run.step), initial=run.step, desc=f"pretrain {cfg.mode}", unit="step",
                        disable=cfg.no_progress or run.rank != 0, file=sys.stderr, leave=False)
         start_epoch = run.epoch
@@ -200,16 +205,21 @@ def setup_run(cfg: PretrainConfig) -> "_Run":
     np.random.seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
 
-    # the flow, loaded once for the fit check, the mirror check and the key maker
-    flow = load_flow(cfg.flow, device=device) if cfg.mode in PREGENERATED_MODES else None
-    if cfg.mode == "s2vc" and cfg.keys is None and rank == 0:
-        check_flow(cfg, flow)
-    ds, sampler, loader = build_data(cfg, rank, world, flow)
+    # the model first, from the freshly seeded streams; everything an arm does differently
+    # (its flow, fit check, mirror, key maker) runs with the streams isolated, so every arm of a
+    # seed starts from the same weights, queue, clips and augmentations (training/pretrain/rng.py)
     moco = MoCo(Encoder(cfg.backbone, cfg.dim), dim=cfg.dim, K=cfg.queue, m=cfg.moco_m, T=cfg.moco_t).to(device)
     opt = torch.optim.Adam(moco.encoder_q.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    keys = KeyMaker(cfg.mode, flow=flow if flow is not None else cfg.flow, alpha=cfg.alpha, strategy=cfg.strategy,
-                    keep_fraction=cfg.keep_fraction, detail=cfg.detail, gen_backend=cfg.gen_backend,
-                    clamp=cfg.clamp_key, seed=cfg.seed, device=device, pregenerated=cfg.keys is not None)
+    with isolated_rng(device):
+        # the flow, loaded once for the fit check, the mirror check and the key maker
+        flow = load_flow(cfg.flow, device=device) if cfg.mode in PREGENERATED_MODES else None
+        if cfg.mode == "s2vc" and cfg.keys is None and rank == 0:
+            check_flow(cfg, flow)
+        ds, sampler, loader = build_data(cfg, rank, world, flow)
+        keys = KeyMaker(cfg.mode, flow=flow if flow is not None else cfg.flow, alpha=cfg.alpha,
+                        strategy=cfg.strategy, keep_fraction=cfg.keep_fraction, detail=cfg.detail,
+                        gen_backend=cfg.gen_backend, clamp=cfg.clamp_key, seed=cfg.seed, device=device,
+                        pregenerated=cfg.keys is not None)
     # the record says which alpha was used, so a resume with the flow's default compares to it
     cfg = dataclasses.replace(cfg, alpha=keys.alpha if keys.alpha is not None else cfg.alpha,
                               keep_fraction=keys.keep_fraction if keys.keep_fraction is not None else cfg.keep_fraction)
@@ -311,7 +321,7 @@ def _train_step(run: _Run, batch: dict, epoch: int, i: int, t_data: float) -> di
         group["lr"] = lr
     q, k = batch["q"].to(device, non_blocking=True), batch["k"].to(device, non_blocking=True)
     t_gen = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), isolated_rng():      # the key never moves the augmentations' streams
         k, preserved = run.keys(k, batch, run.step)
     _sync(device)
     t_model = time.perf_counter()
