@@ -11,7 +11,9 @@ pinned one), and the build records that torch in ``s2vc/_build_info.json``: the 
 (``engine/extension.py``) refuses an extension built for another torch and says how to rebuild.
 
 The extension always holds the C++ CPU kernels (OpenMP), and CUDA kernels whenever a CUDA
-toolkit whose major version matches torch's is found (a GPU is not needed to build them). When
+toolkit whose major version matches torch's is found (a GPU is not needed to build them): in
+$CUDA_HOME, on PATH, in /usr/local/cuda*, or unpacked from NVIDIA's pip wheels into
+site-packages/nvidia (CUDA 13: ``pip install nvidia-cuda-nvcc`` and friends, docs/INSTALL.md). When
 the ops cannot be built (no C++ compiler, no torch, a failed compile) the install still succeeds
 on the plain PyTorch path and one "[s2vc setup]" line says why.
 
@@ -28,7 +30,8 @@ Environment switches:
     MAX_JOBS               parallel compile jobs (default 2)
 
 What was decided, and why, is printed as "[s2vc setup] ..." lines (pip shows them with -v; the
-line saying why the ops were not built is also shown without it).
+line saying why the ops, or their CUDA kernels under a CUDA torch, were not built also goes to
+the terminal without it), and recorded in s2vc/_build_info.json, which ``s2vc info`` reads.
 """
 from __future__ import annotations
 
@@ -52,11 +55,23 @@ BUILD_INFO = "_build_info.json"             # written into the s2vc package by t
 REBUILD_HINT = "pip install -e . --no-build-isolation"
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
+SYSTEM_TOOLKITS = ("/usr/local/cuda", "/usr/local/cuda-*")     # glob patterns, searched in order
 
 
 def _say(msg: str) -> None:
     # pip hides a build's stdout unless -v is given; stderr shows up in its error report.
     print(f"[s2vc setup] {msg}", file=sys.stderr, flush=True)
+
+
+def _say_loud(msg: str) -> None:
+    """_say, and the same line on the terminal: pip shows a successful build's output only with
+    -v, and a GPU machine installing without its CUDA kernels must hear it anyway."""
+    _say(msg)
+    try:
+        with open("/dev/tty", "w") as tty:
+            tty.write(f"[s2vc setup] {msg}\n")
+    except OSError:
+        pass                                # no terminal (CI): the build record and `s2vc info` say it
 
 
 def _switch(name: str) -> str:
@@ -145,29 +160,115 @@ def _nvcc_target(nvcc: str) -> str:
     return nvcc
 
 
-def find_cuda_toolkit() -> tuple[str | None, str]:
-    """Return (toolkit folder or None, how it was found / why none was)."""
-    notes = []
+def nvidia_wheel_roots() -> list[str]:
+    """The ``nvidia`` folders of this Python's site-packages, where the CUDA wheels unpack (torch's
+    own runtime wheels, and ``nvidia-cuda-nvcc`` when installed)."""
+    roots = []
+    try:
+        import nvidia  # a namespace package: several folders when several site-packages hold it
+        roots += [os.path.realpath(p) for p in nvidia.__path__]
+    except ImportError:
+        pass
+    try:
+        import site
+        folders = site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:              # virtualenv's old site.py lacks them
+        folders = []
+    roots += [os.path.realpath(os.path.join(p, "nvidia")) for p in folders]
+    return [r for r in dict.fromkeys(roots) if os.path.isdir(r)]
+
+
+def wheel_toolkits(roots: list[str]) -> list[str]:
+    """Toolkit folders laid out by NVIDIA's pip wheels under ``roots`` (``site-packages/nvidia``).
+
+    CUDA 13 and later: every CUDA wheel unpacks into one ``nvidia/cu<major>/`` (``nvidia-cuda-nvcc``
+    puts ``bin/nvcc`` there, ``nvidia-nvvm`` ``nvvm/bin/cicc``, ``nvidia-cuda-crt``
+    ``include/crt``, ``nvidia-cuda-cccl`` ``include/cccl`` + ``include/nv``, the runtime
+    ``include/cuda_runtime.h`` + ``lib/libcudart.so.<major>``): a whole toolkit in one folder.
+    CUDA 12: one folder per wheel (``nvidia/cuda_nvcc/``, ``nvidia/cuda_runtime/``); the 12.x
+    ``nvidia-cuda-nvcc-cu12`` wheels seen ship ``ptxas`` but no ``nvcc``, so a CUDA 12 machine
+    usually needs a system toolkit. Newest CUDA major first.
+    """
+    found = []
+    for root in roots:
+        for folder in glob.glob(os.path.join(root, "cu[0-9]*")) + [os.path.join(root, "cuda_nvcc")]:
+            if os.path.isfile(os.path.join(folder, "bin", "nvcc")):
+                found.append(folder)
+    major = lambda f: int(m.group(1)) if (m := re.search(r"cu(\d+)$", f)) else 12  # noqa: E731
+    return sorted(dict.fromkeys(found), key=major, reverse=True)
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    """(13, 0) for ".../cuda-13.0": numbers, so that 12.10 sorts above 12.9 (a string sort would not)."""
+    match = re.search(r"(\d+)\.(\d+)$", path)
+    return (int(match.group(1)), int(match.group(2))) if match else (-1,)
+
+
+def _toolkit_candidates(notes: list[str], roots: list[str]) -> list[tuple[str, str]]:
+    """(toolkit folder, how it was found) in the order of preference: $CUDA_HOME / $CUDA_PATH, the
+    nvcc on PATH, /usr/local/cuda, /usr/local/cuda-X.Y (newest first), the pip wheels."""
+    out = []
     for var in ("CUDA_HOME", "CUDA_PATH"):
         value = os.environ.get(var)
         if value:
             if _is_toolkit(value):
-                return os.path.realpath(value), f"from ${var}={value}"
-            notes.append(f"${var}={value} holds no bin/nvcc + include/cuda_runtime.h, ignored")
+                out.append((os.path.realpath(value), f"from ${var}={value}"))
+            else:
+                notes.append(f"${var}={value} holds no bin/nvcc + include/cuda_runtime.h, ignored")
     nvcc = shutil.which("nvcc")
     if nvcc:
         real = _nvcc_target(nvcc)
         home = os.path.dirname(os.path.dirname(real))
         if _is_toolkit(home):
             via = f" (via {nvcc})" if real != nvcc else ""
-            return home, f"from nvcc on PATH: {real}{via}"
-        notes.append(f"nvcc on PATH ({nvcc} -> {real}) is not inside a toolkit")
-    # /usr/local/cuda is usually the distribution's chosen symlink; then the newest version
-    for cand in ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True):
+            out.append((home, f"from nvcc on PATH: {real}{via}"))
+        else:
+            notes.append(f"nvcc on PATH ({nvcc} -> {real}) is not inside a toolkit")
+    # /usr/local/cuda is usually the distribution's chosen symlink; then by version, newest first
+    system = [c for pattern in SYSTEM_TOOLKITS for c in sorted(glob.glob(pattern), key=_version_key, reverse=True)]
+    for cand in system:
         if _is_toolkit(cand):
-            return os.path.realpath(cand), f"found at {cand}"
-    notes.append("no nvcc on PATH and no /usr/local/cuda*")
-    return None, "; ".join(notes)
+            out.append((os.path.realpath(cand), f"found at {cand}"))
+    for cand in wheel_toolkits(roots):
+        if _is_toolkit(cand) or _wheel_runtime_include(cand):
+            out.append((cand, f"from the pip wheels at {cand}"))
+        else:
+            notes.append(f"{cand}/bin/nvcc has no cuda_runtime.h beside it (pip install the CUDA runtime wheel)")
+    if not out:
+        notes.append("no nvcc on PATH, no /usr/local/cuda*, no nvcc in the pip wheels (site-packages/nvidia)")
+    return list(dict.fromkeys(out))
+
+
+def _wheel_runtime_include(toolkit: str) -> str | None:
+    """The CUDA 12 wheels' ``nvidia/cuda_runtime/include`` beside ``nvidia/cuda_nvcc``, when the
+    toolkit lacks its own cuda_runtime.h."""
+    include = os.path.join(os.path.dirname(toolkit), "cuda_runtime", "include")
+    return include if os.path.isfile(os.path.join(include, "cuda_runtime.h")) else None
+
+
+def find_cuda_toolkit(torch_cuda: str | None = None,
+                      nvidia_roots: list[str] | None = None) -> tuple[str | None, str]:
+    """Return (toolkit folder or None, how it was found / why none was).
+
+    torch_cuda: ``torch.version.cuda`` ("13.0"); given, the first toolkit (in the order of
+    ``_toolkit_candidates``) of torch's CUDA major wins, so a CUDA 12 /usr/local/cuda does not
+    hide the CUDA 13 nvcc of the pip wheels from a CUDA 13 torch; when none matches, the first is
+    returned and ``cuda_decision`` says why it cannot be used. $CUDA_HOME / $CUDA_PATH, when they
+    name a toolkit, are taken as they are. nvidia_roots: the wheels' folders (default: this Python's).
+    """
+    notes: list[str] = []
+    roots = nvidia_wheel_roots() if nvidia_roots is None else nvidia_roots
+    candidates = _toolkit_candidates(notes, roots)
+    if not candidates:
+        return None, "; ".join(notes)
+    if torch_cuda and not candidates[0][1].startswith("from $CUDA"):
+        want = torch_cuda.split(".")[0]
+        for path, how in candidates:
+            version = toolkit_version(path)
+            if version is None or version.split(".")[0] == want:
+                skipped = [p for p, _ in candidates[:candidates.index((path, how))]]
+                return path, how + (f" (CUDA {want} as torch; skipped {skipped})" if skipped else "")
+    return candidates[0]
 
 
 def _nvcc(toolkit: str, *args: str) -> str | None:
@@ -241,24 +342,50 @@ def decide_cuda(torch_module=None) -> tuple[str | None, str]:
     switch = _switch("S2VC_CUDA")
     if switch in FALSE:
         return cuda_decision(switch, None, "", None, "", None)
-    toolkit, how = find_cuda_toolkit()
+    toolkit, how = find_cuda_toolkit(torch_module.version.cuda)
     version = toolkit_version(toolkit) if toolkit else None
+    lacking = wheel_toolkit_missing(toolkit, version) if toolkit else None
+    if lacking:
+        toolkit, how = None, lacking
     return cuda_decision(switch, torch_module.version.cuda, torch_module.__version__, toolkit, how, version)
 
 
+# what a toolkit assembled from the CUDA 13 pip wheels needs beside nvcc, and the wheel that has it
+_WHEEL_PARTS = (
+    (("nvvm/bin/cicc",), "nvidia-nvvm"),
+    (("include/crt/host_config.h",), "nvidia-cuda-crt"),
+    (("include/nv/target", "include/cccl/nv/target"), "nvidia-cuda-cccl"),
+    (("include/cuda_runtime.h",), "nvidia-cuda-runtime"),
+)
+
+
+def wheel_toolkit_missing(toolkit: str, version: str | None) -> str | None:
+    """Why a toolkit unpacked from the pip wheels (``.../nvidia/cu13``) cannot compile the
+    kernels, naming the wheels to install; None when it has every part (or is a system toolkit).
+    nvidia-cuda-nvcc's own dependencies are unpinned, hence the pinned command."""
+    if os.path.basename(os.path.dirname(toolkit)) != "nvidia" or not re.fullmatch(r"cu\d+", os.path.basename(toolkit)):
+        return None
+    lacking = [wheel for paths, wheel in _WHEEL_PARTS
+               if not any(os.path.exists(os.path.join(toolkit, p)) for p in paths)]
+    if not lacking:
+        return None
+    pin = f"=={version}.*" if version else ""
+    wheels = " ".join(f'"{w}{pin}"' for w in ["nvidia-cuda-nvcc", *lacking])
+    return (f"the pip-installed CUDA toolkit {toolkit} lacks {', '.join(lacking)}: "
+            f"pip install {wheels}, then {REBUILD_HINT}")
+
+
 def _cuda_library_headers(toolkit: str) -> list[str]:
-    """Include dirs for cuBLAS / cuSPARSE headers that ATen/cuda/CUDAContext.h pulls in.
+    """Include dirs for the CUDA runtime and the cuBLAS / cuSPARSE / cuSOLVER headers that
+    ATen/cuda/CUDAContext.h pulls in.
 
     A slim toolkit may lack them; the torch wheel's ``nvidia`` packages ship them
-    (``nvidia/cu13/include`` for CUDA 13, ``nvidia/cublas/include`` ... for CUDA 12).
+    (``nvidia/cu13/include`` for CUDA 13, ``nvidia/cublas/include``, ``nvidia/cusolver/include``,
+    ``nvidia/cuda_runtime/include`` ... for CUDA 12).
     """
-    missing = [h for h in ("cublas_v2.h", "cusparse.h")
+    missing = [h for h in ("cuda_runtime.h", "cublas_v2.h", "cusparse.h", "cusolverDn.h")
                if not os.path.isfile(os.path.join(toolkit, "include", h))]
-    try:
-        import nvidia  # namespace package installed with the CUDA build of torch
-        roots = list(nvidia.__path__)
-    except ImportError:
-        roots = []
+    roots = nvidia_wheel_roots()
     found = []
     for header in missing:
         hits = [h for root in roots for h in sorted(glob.glob(os.path.join(root, "*", "include", header)))]
@@ -267,6 +394,26 @@ def _cuda_library_headers(toolkit: str) -> list[str]:
         elif not hits:
             _say(f"warning: {header} is in neither {toolkit}/include nor the nvidia wheels; the CUDA build may fail")
     return found
+
+
+def cudart_link_dir(toolkit: str, build_temp: str) -> str | None:
+    """A folder holding ``libcudart.so`` for the linker's ``-lcudart``, when the toolkit has only
+    the versioned ``libcudart.so.<major>`` (the pip wheels: ``nvidia/cu13/lib``, CUDA 12's
+    ``nvidia/cuda_runtime/lib``); None when the toolkit's lib64/ or lib/ already has it."""
+    libs = [os.path.join(toolkit, "lib64"), os.path.join(toolkit, "lib"),
+            os.path.join(os.path.dirname(toolkit), "cuda_runtime", "lib")]
+    if any(os.path.exists(os.path.join(d, "libcudart.so")) for d in libs[:2]):
+        return None
+    versioned = sorted(p for d in libs for p in glob.glob(os.path.join(d, "libcudart.so.[0-9]*")))
+    if not versioned:
+        return None
+    shim = os.path.join(build_temp, "cudart_link")
+    os.makedirs(shim, exist_ok=True)
+    link = os.path.join(shim, "libcudart.so")
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(versioned[0], link)
+    return shim
 
 
 def compiled_arches(gencode_flags: list[str]) -> tuple[list[str], list[str]]:
@@ -333,7 +480,9 @@ def plan_build() -> tuple[BuildPlan, list]:
     kwargs = dict(include_dirs=[os.path.join(ROOT, "cpp_ext")], extra_link_args=["-fopenmp"],
                   extra_compile_args={"cxx": ["-O3", "-fopenmp"]})
     if plan.cuda_toolkit is None:
-        _say(f"building C++ CPU kernels only: {plan.cuda_reason}")
+        # torch can run CUDA but this build will not have CUDA kernels: worth a line without -v
+        say = _say_loud if torch.version.cuda and _switch("S2VC_CUDA") not in FALSE else _say
+        say(f"building C++ CPU kernels only (no CUDA kernels): {plan.cuda_reason}")
         plan.info.update(cuda_kernels=False, cuda_reason=plan.cuda_reason)
         return plan, [cpp_extension.CppExtension("s2vc._C", sources, **kwargs)]
 
@@ -342,6 +491,9 @@ def plan_build() -> tuple[BuildPlan, list]:
     # script outside any toolkit); point it, and the compile steps, at the real one.
     os.environ["CUDA_HOME"] = cpp_extension.CUDA_HOME = toolkit
     kwargs["include_dirs"] += _cuda_library_headers(toolkit)
+    shim = cudart_link_dir(toolkit, os.path.join(ROOT, "build", "cuda_link"))
+    if shim:
+        kwargs["library_dirs"] = [shim]
     sass, ptx = compiled_arches(cpp_extension._get_cuda_arch_flags())
     kwargs["extra_compile_args"]["nvcc"] = ["-O3", "-lineinfo"]
     _say(f"building C++ CPU + CUDA kernels: {plan.cuda_reason}; CUDA_HOME={toolkit}; arch list "
@@ -375,7 +527,7 @@ class OptionalBuildExt(_build_ext_base()):
         line = f"the compiled ops s2vc._C were not built: {reason}"
         if _switch("S2VC_REQUIRE_EXT") in TRUE + ("cuda",) or _switch("S2VC_CUDA") in TRUE:
             sys.exit(f"[s2vc setup] S2VC_REQUIRE_EXT/S2VC_CUDA demand them, but {line}")
-        _say(f"{line}; s2vc installs on the plain PyTorch path (see README, Install)")
+        _say_loud(f"{line}; s2vc installs on the plain PyTorch path (see docs/INSTALL.md)")
 
     def _write_info(self, info: dict) -> None:
         # beside the package in the build tree (wheels) and, for editable/in-place builds, in the source

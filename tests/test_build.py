@@ -139,10 +139,101 @@ def test_toolkit_found_through_symlink_and_env(setup_module, tmp_path, monkeypat
     assert Path(found) == toolkit.resolve() and "CUDA_HOME" in how
 
 
+def _fake_nvcc(path: Path, release: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.88'\n")
+    path.chmod(0o755)
+
+
+def _fake_cu13_wheels(site: Path) -> Path:
+    """site-packages/nvidia/cu13 as nvidia-cuda-nvcc, -nvvm, -crt, -cccl and -runtime 13.0 lay it
+    out (read from the 13.0.88 wheels: one shared folder, no version.json, lib/ not lib64/)."""
+    cu13 = site / "nvidia" / "cu13"
+    _fake_nvcc(cu13 / "bin" / "nvcc", "13.0")
+    for rel in ("nvvm/bin/cicc", "include/crt/host_config.h", "include/cccl/nv/target", "include/nv/target",
+                "include/cuda_runtime.h", "include/cusolverDn.h", "lib/libcudart.so.13"):
+        (cu13 / rel).parent.mkdir(parents=True, exist_ok=True)
+        (cu13 / rel).write_text("// fake\n")
+    return cu13
+
+
+@pytest.fixture()
+def no_system_toolkit(setup_module, tmp_path, monkeypatch):
+    """No $CUDA_HOME, no nvcc on PATH, no /usr/local/cuda*: only what a test lays out counts."""
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    (tmp_path / "empty-bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(setup_module, "SYSTEM_TOOLKITS", (str(tmp_path / "usr-local" / "cuda-*"),))
+    return setup_module
+
+
+def test_toolkit_found_in_the_cuda13_pip_wheels(no_system_toolkit, tmp_path):
+    setup = no_system_toolkit
+    cu13 = _fake_cu13_wheels(tmp_path / "site")
+    roots = [str(tmp_path / "site" / "nvidia")]
+    found, how = setup.find_cuda_toolkit("13.0", roots)
+    assert Path(found) == cu13 and "pip wheels" in how
+    assert setup.toolkit_version(found) == "13.0"
+    assert setup.wheel_toolkit_missing(found, "13.0") is None
+    # a CUDA 12 system toolkit earlier in the search does not hide it from a CUDA 13 torch ...
+    system = _fake_toolkit(tmp_path / "usr-local" / "cuda-12.8")
+    (system / "version.json").write_text(json.dumps({"cuda": {"version": "12.8.1"}}))
+    found, how = setup.find_cuda_toolkit("13.0", roots)
+    assert Path(found) == cu13 and "skipped" in how, how
+    # ... and is the one a CUDA 12 torch gets
+    assert Path(setup.find_cuda_toolkit("12.8", roots)[0]) == system
+    # the wheels hold libcudart.so.13 only: the linker's -lcudart gets a libcudart.so beside the build
+    shim = setup.cudart_link_dir(found, str(tmp_path / "build"))
+    assert os.readlink(os.path.join(shim, "libcudart.so")) == str(cu13 / "lib" / "libcudart.so.13")
+    assert setup.cudart_link_dir(str(system), str(tmp_path / "build2")) is None  # no runtime there
+
+
+def test_incomplete_wheel_toolkit_names_the_wheels_to_install(no_system_toolkit, tmp_path, monkeypatch):
+    setup = no_system_toolkit
+    cu13 = _fake_cu13_wheels(tmp_path / "site")
+    (cu13 / "nvvm" / "bin" / "cicc").unlink()
+    for rel in ("include/cccl/nv/target", "include/nv/target"):
+        (cu13 / rel).unlink()
+    why = setup.wheel_toolkit_missing(str(cu13), "13.0")
+    assert "lacks nvidia-nvvm, nvidia-cuda-cccl" in why
+    assert 'pip install "nvidia-cuda-nvcc==13.0.*" "nvidia-nvvm==13.0.*" "nvidia-cuda-cccl==13.0.*"' in why
+    monkeypatch.setattr(setup, "nvidia_wheel_roots", lambda: [str(tmp_path / "site" / "nvidia")])
+    cuda13_torch = types.SimpleNamespace(version=types.SimpleNamespace(cuda="13.0"), __version__="2.14.1+cu130")
+    toolkit, reason = setup.decide_cuda(cuda13_torch)
+    assert toolkit is None and "lacks nvidia-nvvm" in reason
+    assert setup.wheel_toolkit_missing("/usr/local/cuda-13.0", "13.0") is None  # a system toolkit
+
+
+def test_cuda12_wheel_layout_and_library_headers(no_system_toolkit, tmp_path, monkeypatch):
+    """CUDA 12's wheels: one folder per wheel; cuda_runtime.h and cuSOLVER's header (CUDAContext.h
+    includes cusolverDn.h) come from their own folders."""
+    setup = no_system_toolkit
+    nvidia = tmp_path / "site" / "nvidia"
+    _fake_nvcc(nvidia / "cuda_nvcc" / "bin" / "nvcc", "12.8")
+    for rel in ("cuda_runtime/include/cuda_runtime.h", "cublas/include/cublas_v2.h",
+                "cusparse/include/cusparse.h", "cusolver/include/cusolverDn.h", "cuda_runtime/lib/libcudart.so.12"):
+        (nvidia / rel).parent.mkdir(parents=True, exist_ok=True)
+        (nvidia / rel).write_text("// fake\n")
+    found, how = setup.find_cuda_toolkit("12.8", [str(nvidia)])
+    assert Path(found) == nvidia / "cuda_nvcc", how
+    monkeypatch.setattr(setup, "nvidia_wheel_roots", lambda: [str(nvidia)])
+    assert setup._cuda_library_headers(found) == [
+        str(nvidia / f"{lib}/include") for lib in ("cuda_runtime", "cublas", "cusparse", "cusolver")]
+    shim = setup.cudart_link_dir(found, str(tmp_path / "build"))
+    assert os.readlink(os.path.join(shim, "libcudart.so")).endswith("cuda_runtime/lib/libcudart.so.12")
+
+
+def test_toolkit_versions_sort_as_numbers(setup_module):
+    paths = ["/usr/local/cuda-12.9", "/usr/local/cuda-12.10", "/usr/local/cuda-13.0", "/usr/local/cuda-9.2"]
+    assert sorted(paths, key=setup_module._version_key, reverse=True) == [
+        "/usr/local/cuda-13.0", "/usr/local/cuda-12.10", "/usr/local/cuda-12.9", "/usr/local/cuda-9.2"]
+
+
 def test_cuda_switch(setup_module, monkeypatch):
     monkeypatch.setenv("S2VC_CUDA", "0")
     assert setup_module.decide_cuda()[0] is None
-    monkeypatch.setattr(setup_module, "find_cuda_toolkit", lambda: (None, "none here"))
+    monkeypatch.setattr(setup_module, "find_cuda_toolkit", lambda *a, **k: (None, "none here"))
     monkeypatch.setenv("S2VC_CUDA", "1")
     with pytest.raises(SystemExit, match="S2VC_CUDA=1 but"):
         setup_module.decide_cuda()
