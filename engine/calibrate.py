@@ -25,30 +25,36 @@ import torch.nn.functional as F
 from . import video_io
 from .checkpoint import (FORMAT, CheckpointError, atomic_torch_save, default_checkpoint_path,
                          flow_from_checkpoint, read_checkpoint)
+from .defaults import DEFAULT_PRESERVE, check_preserved_fraction
 from .suppression import alpha_for_preserved_fraction
 
 DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
-DEFAULT_PRESERVE = 0.227      # the paper's fraction of latents kept at its alpha = 0.5
 
 
 @torch.no_grad()
-def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 112, max_windows: int = 8) -> torch.Tensor:
+def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 112, max_windows: int = 8,
+                stride: int = 1) -> torch.Tensor:
     """Temporal STDs float (N, D) of the latents of up to ``max_windows`` windows of ``clip_len``
-    frames per video (frames decoded at shorter side ``size``); N windows in all, D latents."""
-    if clip_len < 2:
-        raise ValueError(f"clip_len must be >= 2 frames (the temporal STD needs two), got {clip_len}")
+    frames taken every ``stride`` frames per video (frames decoded at shorter side ``size``); N
+    windows in all, D latents. ``stride`` is the clip's: a clip that spans more time varies more,
+    so an alpha read off stride-1 windows keeps more latents of a stride-2 clip than asked."""
+    if clip_len < 2 or stride < 1:
+        raise ValueError(f"need clip_len >= 2 frames (the temporal STD needs two) and stride >= 1, got "
+                         f"{clip_len}, {stride}")
     prepared = flow.prepare()
+    span = clip_len * stride
     stds = []
     for v in videos:
-        frames = video_io.read_video(v, size=size, max_frames=max_windows * clip_len)
-        n = frames.shape[0] // clip_len * clip_len
+        frames = video_io.read_video(v, size=size, max_frames=max_windows * span)
+        n = frames.shape[0] // span * span
         if n == 0:
             continue
-        x = frames[:n].permute(0, 3, 1, 2).float().div(255)
+        picked = frames[:n].reshape(n // span, span, *frames.shape[1:])[:, ::stride]
+        x = picked.reshape(-1, *frames.shape[1:]).permute(0, 3, 1, 2).float().div(255)
         z = prepared.encode(F.adaptive_avg_pool2d(x, flow.config.resolution))
         stds.append(z.reshape(-1, clip_len, z.shape[1]).std(dim=1))
     if not stds:
-        raise ValueError(f"no video had {clip_len} frames to calibrate on")
+        raise ValueError(f"no video had {clip_len} frames {stride} apart ({span} frames) to calibrate on")
     return torch.cat(stds)
 
 
@@ -59,8 +65,9 @@ def preserved_fraction(stds: torch.Tensor, alpha: float) -> float:
 
 @dataclass
 class Calibration:
-    """What ``calibrate`` measured: ``alpha`` keeps ``preserve`` of the latents; ``table`` the
-    (alpha, preserved fraction) of each alpha asked about; ``windows`` the clips measured."""
+    """What ``calibrate`` measured: ``alpha`` keeps ``preserve`` of the latents of windows of
+    ``clip_len`` frames ``stride`` apart; ``table`` the (alpha, preserved fraction) of each alpha
+    asked about; ``windows`` the clips measured."""
 
     checkpoint: Path
     videos: list[Path]
@@ -70,38 +77,44 @@ class Calibration:
     preserve: float
     alpha: float
     table: list[tuple[float, float]]
+    stride: int = 1
 
     def record(self) -> dict:
         """How the alpha was found, as stored in the checkpoint's meta["alpha_calibration"]."""
         return {"preserve": self.preserve, "videos": [v.name for v in self.videos],
-                "clip_len": self.clip_len, "size": self.size, "windows": self.windows}
+                "clip_len": self.clip_len, "stride": self.stride, "size": self.size, "windows": self.windows}
+
+    def meta(self) -> dict:
+        """What a flow checkpoint's meta records of it: the alpha, the clip it was read off
+        (``alpha_frames`` frames ``alpha_stride`` apart) and how it was found."""
+        return {"alpha": self.alpha, "alpha_frames": self.clip_len, "alpha_stride": self.stride,
+                "alpha_calibration": self.record()}
 
 
 def calibrate(checkpoint: str | os.PathLike | None, videos: Sequence[str | os.PathLike], *,
               preserve: float = DEFAULT_PRESERVE, alphas: Sequence[float] = DEFAULT_ALPHAS,
-              clip_len: int = 16, size: int = 112) -> Calibration:
-    """Measure the flow at ``checkpoint`` (None: the bundled one) on ``videos``: the preserved
-    fraction at each of ``alphas`` and the alpha that keeps ``preserve`` (in (0, 1))."""
-    if not 0.0 < preserve < 1.0:        # checked before the videos are decoded
-        raise ValueError(f"the preserved fraction must be in (0, 1), got {preserve}")
+              clip_len: int = 16, size: int = 112, stride: int = 1) -> Calibration:
+    """Measure the flow at ``checkpoint`` (None: the bundled one) on ``videos`` (windows of
+    ``clip_len`` frames ``stride`` apart: the pretraining clip's): the preserved fraction at each
+    of ``alphas`` and the alpha that keeps ``preserve`` (in (0, 1))."""
+    check_preserved_fraction(preserve)        # checked before the videos are decoded
     path = Path(checkpoint) if checkpoint else default_checkpoint_path()
     flow = flow_from_checkpoint(read_checkpoint(path), str(path))
     videos = [Path(v) for v in videos]
-    stds = latent_stds(flow, videos, clip_len=clip_len, size=size)
+    stds = latent_stds(flow, videos, clip_len=clip_len, size=size, stride=stride)
     return Calibration(checkpoint=path, videos=videos, clip_len=clip_len, size=size, windows=len(stds),
                        preserve=preserve, alpha=alpha_for_preserved_fraction(stds, preserve),
-                       table=[(float(a), preserved_fraction(stds, a)) for a in alphas])
+                       table=[(float(a), preserved_fraction(stds, a)) for a in alphas], stride=stride)
 
 
 def write_alpha(calibration: Calibration) -> Path:
-    """Record ``calibration.alpha`` in its checkpoint's meta["alpha"] (and how it was found in
-    meta["alpha_calibration"]); the weights and their hash are untouched. Returns the path."""
+    """Record ``calibration.alpha`` in its checkpoint's meta["alpha"] (the clip it was read off in
+    meta["alpha_frames"] / ["alpha_stride"], how it was found in meta["alpha_calibration"]); the weights and their hash are untouched. Returns the path."""
     path = calibration.checkpoint
     ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: only s2vc flow checkpoints carry meta, this is an AdvFlow state_dict "
                               "(save it with s2vc.engine.save_flow first)")
-    ckpt.setdefault("meta", {})["alpha"] = calibration.alpha
-    ckpt["meta"]["alpha_calibration"] = calibration.record()
+    ckpt.setdefault("meta", {}).update(calibration.meta())
     atomic_torch_save(ckpt, path)
     return path

@@ -166,8 +166,9 @@ def test_calibrate_writes_the_alpha_that_keeps_the_fraction(tmp_path, flow_path,
     ckpt = tmp_path / "f.pt"
     shutil.copy(flow_path, ckpt)
     video = _moving_video(tmp_path / "m.mp4", t=32)
+    # --stride 1: generate on video files takes windows of consecutive frames
     assert cli_main(["calibrate", str(video), "--flow", str(ckpt), "--preserve", "0.3", "--clip-len", "8",
-                     "--size", "40", "--write"]) == 0
+                     "--stride", "1", "--size", "40", "--write"]) == 0
     out = capsys.readouterr().out
     assert "alpha   preserved" in out and "preserves 30.0%" in out
     flow = load_flow(ckpt)

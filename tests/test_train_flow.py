@@ -14,7 +14,8 @@ def _args(out, epochs):
             "--synthetic", "8", "--resolution", "8", "--high-blocks", "1", "--low-blocks", "1",
             "--fc-blocks", "1", "--hidden", "8", "--fc-hidden", "8", "--epochs", str(epochs),
             "--steps-per-epoch", "4", "--batch-size", "8", "--max-frames", "24", "--decode-size", "32",
-            "--val-frames", "4", "--warmup-steps", "1", "--out", str(out), "--resume", "--no-progress"]
+            "--val-frames", "4", "--warmup-steps", "1", "--out", str(out), "--resume", "--no-progress",
+            "--frames", "16", "--stride", "2"]
 
 
 def test_train_resume_and_load(tmp_path, capsys):
@@ -35,6 +36,9 @@ def test_train_resume_and_load(tmp_path, capsys):
     assert flow.config.resolution == 8
     # alpha calibrated on windows of the training video when the run ended, beside the held-out figure
     assert flow.meta["alpha"] > 0 and flow.meta["alpha_calibration"]["videos"] == ["bikes.mp4"]
+    # ... on the pretraining clip's windows (issue 21): 16 frames, 2 apart
+    assert (flow.meta["alpha_frames"], flow.meta["alpha_stride"]) == (16, 2)
+    assert flow.meta["alpha_calibration"]["stride"] == 2
     assert flow.meta["heldout_bpd"] == history[-1]["val_bpd"]
     assert any(p.name.startswith("events") for p in (tmp_path / "flow.pt.logs").iterdir())
     assert not list(tmp_path.glob(".*.tmp"))
@@ -52,3 +56,33 @@ def test_no_input_files_is_a_clear_error(tmp_path, capsys):
     assert len(err) == 1 and "no video or image files found in" in err[0] and "expected video/image" in err[0]
     assert cli_main(["train-flow", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "f.pt")]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_alpha_windows_take_the_clip_stride_and_a_run_on_another_clip_is_told(tmp_path):
+    """latent_stds with a stride reads the same windows as subsampling consecutive frames by hand;
+    write_alpha records the clip; a run on another clip gets one line naming both clips."""
+    from s2vc.engine import video_io
+    from s2vc.engine.calibrate import calibrate, latent_stds, write_alpha
+    from s2vc.engine.checkpoint import default_checkpoint_path
+    from s2vc.training.flow.alpha_clip import alpha_clip, alpha_clip_note
+    import shutil
+    import torch.nn.functional as F
+
+    video = {v.name: v for v in sample_videos()}["bikes.mp4"]
+    flow = load_flow(None)
+    stds = latent_stds(flow, [video], clip_len=4, size=32, max_windows=2, stride=3)
+    frames = video_io.read_video(video, size=32, max_frames=24)
+    x = frames[[0, 3, 6, 9, 12, 15, 18, 21]].permute(0, 3, 1, 2).float().div(255)
+    z = flow.prepare().encode(F.adaptive_avg_pool2d(x, flow.config.resolution))
+    assert torch.allclose(stds, z.reshape(2, 4, -1).std(dim=1), atol=1e-5)
+    assert not torch.allclose(stds, latent_stds(flow, [video], clip_len=4, size=32, max_windows=2), atol=1e-3)
+
+    assert alpha_clip(flow.meta) == (16, 1)          # the bundled flow: calibrated before strides were recorded
+    assert alpha_clip_note(flow, 16, 1) is None
+    note = alpha_clip_note(flow, 16, 2)
+    assert "16 frames 1 apart" in note and "16 frames 2 apart" in note and "\n" not in note
+    copy = tmp_path / "flow.pt"
+    shutil.copy(default_checkpoint_path(), copy)
+    write_alpha(calibrate(copy, [video], clip_len=4, size=32, stride=3))
+    meta = load_flow(copy).meta
+    assert (meta["alpha_frames"], meta["alpha_stride"]) == (4, 3) and alpha_clip(meta) == (4, 3)

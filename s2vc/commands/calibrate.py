@@ -15,9 +15,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="*", metavar="VIDEO", help="default: the sample videos installed packages ship")
     p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     p.add_argument("--preserve", type=float, default=DEFAULT_PRESERVE, help="fraction of latents to keep")
-    p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS))
-    p.add_argument("--clip-len", type=int, default=16)
-    p.add_argument("--size", type=int, default=112)
+    p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS),
+                   help="alphas whose preserved fraction is printed")
+    p.add_argument("--frames", "--clip-len", dest="clip_len", type=int, default=16,
+                   help="frames per window: the pretraining clip's --frames")
+    p.add_argument("--stride", type=int, default=2, help="frame step inside a window: the pretraining clip's --stride")
+    p.add_argument("--size", type=int, default=112, help="shorter side frames are decoded at")
     p.add_argument("--write", action="store_true", help="store the alpha in the checkpoint's meta")
     return p
 
@@ -28,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
     videos = [Path(v) for v in args.videos] or require_sample_videos()
     cal = calibrate(args.flow, videos, preserve=args.preserve, alphas=args.alphas, clip_len=args.clip_len,
-                    size=args.size)
-    print(f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames from {len(videos)} videos")
+                    size=args.size, stride=args.stride)
+    print(f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames {cal.stride} apart from "
+          f"{len(videos)} videos")
     print("alpha   preserved")
     for alpha, fraction in cal.table:
         print(f"{alpha:<7g} {100 * fraction:6.1f}%")

@@ -63,7 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = p.add_argument_group("alpha (calibrated when training ends, stored in the checkpoint)")
     g.add_argument("--preserve", type=float, default=DEFAULT_PRESERVE,
                    help="fraction of latents alpha keeps (the paper's 0.227)")
-    g.add_argument("--clip-len", type=int, default=16, help="frames per calibration window (at --decode-size)")
+    g.add_argument("--frames", "--clip-len", dest="clip_len", type=int, default=16,
+                   help="frames per calibration window: the pretraining clip's --frames (at --decode-size)")
+    g.add_argument("--stride", type=int, default=2,
+                   help="frame step inside a calibration window: the pretraining clip's --stride")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

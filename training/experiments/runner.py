@@ -317,7 +317,8 @@ def _ablation_values(cfg: AblateConfig) -> list:
 def preserve_alphas(cfg: ExperimentConfig, fractions: list[float]) -> dict[float, float]:
     """{fraction: the alpha at which the experiment's flow (``cfg.flow`` resolved: a path or None
     for the bundled one) keeps that fraction of the latents}, measured as ``train-flow`` calibrates:
-    on windows of ``cfg.frames`` frames of the synthetic set's training videos (never a test one),
+    on windows of ``cfg.frames`` frames ``cfg.stride`` apart (the runs' clip) of the synthetic set's
+    training videos (never a test one),
     decoded at ``cfg.size``. It spreads its windows over all of the training split, where the
     fitted flow's own calibration used the videos it was trained on (the split less its held-out
     ones), so the two alphas for one fraction differ a little (22.7% on the built-in set: 0.360
@@ -332,7 +333,7 @@ def preserve_alphas(cfg: ExperimentConfig, fractions: list[float]) -> dict[float
     flow = flow_from_checkpoint(read_checkpoint(path), path)
     root = dataset_root("synthetic", None, synthetic=cfg.synthetic)
     videos, windows = calibration_plan([r.path for r in split_records("synthetic", root, "train")])
-    stds = latent_stds(flow, videos, clip_len=cfg.frames, size=cfg.size, max_windows=windows)
+    stds = latent_stds(flow, videos, clip_len=cfg.frames, size=cfg.size, max_windows=windows, stride=cfg.stride)
     alphas = {v: float(alpha_for_preserved_fraction(stds, v)) for v in fractions}
     print(f"ablate preserve: alphas on {len(stds)} training windows: "
           + ", ".join(f"{v:.1%} -> {a:.4f}" for v, a in alphas.items()), file=sys.stderr)

@@ -35,8 +35,10 @@ class FlowTrainConfig:
     calibration not counted): the run stops at the end of ``epochs`` or of the budget, whichever
     comes first, with a checkpoint; with a budget the cosine schedule follows the larger of the
     step and the time fraction, so it ends with the budget (and the run is not bit-reproducible).
-    preserve / clip_len: the alpha stored in the checkpoint keeps ``preserve`` of the latents on
-    windows of ``clip_len`` training frames (at decode_size). amp: mixed precision on CUDA.
+    preserve / clip_len / stride: the alpha stored in the checkpoint keeps ``preserve`` of the
+    latents on windows of ``clip_len`` training frames ``stride`` apart (at decode_size): the
+    pretraining clip's (``s2vc train-flow --frames --stride``), recorded as meta["alpha_frames"] /
+    ["alpha_stride"]. amp: mixed precision on CUDA.
 distributed: under torchrun, join the process group (False: train alone in this process).
 crop_scale: training crops are squares of this fraction of the shorter side (then pooled to r x r).
     command: the command line recorded in the checkpoint's meta.
@@ -80,6 +82,7 @@ crop_scale: training crops are squares of this fraction of the shorter side (the
     minutes: float | None = None
     preserve: float = DEFAULT_PRESERVE
     clip_len: int = 16
+    stride: int = 2
     amp: bool = False
     distributed: bool = True
     crop_scale: tuple[float, float] = (0.35, 1.0)
@@ -103,9 +106,9 @@ crop_scale: training crops are squares of this fraction of the shorter side (the
         self.crop_scale = tuple(float(c) for c in self.crop_scale)
         if len(self.crop_scale) != 2 or not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
             raise ValueError(f"train-flow: crop_scale must be (min, max) with 0 < min <= max <= 1, got {self.crop_scale}")
-        if self.clip_len < 2:
-            raise ValueError(f"train-flow: clip_len must be >= 2 frames (a temporal STD needs two), "
-                             f"got {self.clip_len}")
+        if self.clip_len < 2 or self.stride < 1:
+            raise ValueError(f"train-flow: the calibration clip needs --frames >= 2 (a temporal STD needs two) "
+                             f"and --stride >= 1, got {self.clip_len} and {self.stride}")
 
     def _check_source(self) -> None:
         """Exactly one of data / dataset, and what each needs."""

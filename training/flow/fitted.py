@@ -40,7 +40,8 @@ class FittedFlowRecipe:
     """How the synthetic set's flow is trained: the bundled flow's architecture, ``epochs`` x
     ``steps_per_epoch`` steps of ``batch_size`` crops, frames decoded at the set's own size
     (``decode_size``; the videos are 64x64), a ``holdout`` fraction of the training videos held
-    out for the held-out bits/dim, alpha calibrated for ``preserve`` on windows of ``clip_len``;
+    out for the held-out bits/dim, alpha calibrated for ``preserve`` on windows of ``clip_len``
+    frames ``stride`` apart (the reproduction's clip: 16 frames, stride 2);
     training crops span ``crop_scale`` of the frame; ``from_bundled``: fine-tune the bundled flow
     (its architecture then wins over the fields above) instead of starting from a new one."""
 
@@ -60,6 +61,7 @@ class FittedFlowRecipe:
     holdout: float = 0.1
     preserve: float = DEFAULT_PRESERVE
     clip_len: int = 16
+    stride: int = 2
     seed: int = 0
     crop_scale: tuple[float, float] = (1.0, 1.0)
     from_bundled: bool = True

@@ -6,7 +6,8 @@ held-out split, atomic checkpoints after every epoch and when a time budget ends
 continuing where a killed run stopped (mid-epoch too), a progress bar with ETA and TensorBoard
 scalars. The frames: named files or a dataset's training split (``training/flow/data.py``).
 When training ends, alpha is calibrated on windows of training videos for ``preserve`` and
-stored in the checkpoint (meta["alpha"], meta["alpha_calibration"]) beside the held-out bits/dim
+stored in the checkpoint (meta["alpha"], the clip it was read off as meta["alpha_frames"] /
+["alpha_stride"], meta["alpha_calibration"]) beside the held-out bits/dim
 (meta["heldout_bpd"]); a checkpoint of an unfinished run has no alpha yet.
 
 Under torchrun every process trains on its own shard (dataset) or its own random crops (files)
@@ -75,14 +76,15 @@ def evaluate_bpd(flow: AdvFlow, views: torch.Tensor, batch_size: int = 64, seed:
 
 
 def calibrate_alpha(flow: AdvFlow, videos: list[Path], *, preserve: float, clip_len: int, size: int,
-                    windows_per_video: int, checkpoint: str | os.PathLike = "") -> Calibration:
+                    windows_per_video: int, checkpoint: str | os.PathLike = "", stride: int = 1) -> Calibration:
     """The alpha at which ``flow`` keeps ``preserve`` of the latents of windows of ``clip_len``
-    frames of ``videos`` (decoded at shorter side ``size``); runs on a CPU copy of the flow."""
+    frames ``stride`` apart (the pretraining clip) of ``videos`` (decoded at shorter side
+    ``size``); runs on a CPU copy of the flow."""
     cpu_flow = copy.deepcopy(flow).cpu().eval()
-    stds = latent_stds(cpu_flow, videos, clip_len=clip_len, size=size, max_windows=windows_per_video)
+    stds = latent_stds(cpu_flow, videos, clip_len=clip_len, size=size, max_windows=windows_per_video, stride=stride)
     return Calibration(checkpoint=Path(checkpoint), videos=list(videos), clip_len=clip_len, size=size,
                        windows=len(stds), preserve=preserve,
-                       alpha=alpha_for_preserved_fraction(stds, preserve), table=[])
+                       alpha=alpha_for_preserved_fraction(stds, preserve), table=[], stride=stride)
 
 
 class _BitsPerDim(torch.nn.Module):
@@ -341,13 +343,14 @@ def _finish(run: _Run, data: FlowData) -> None:
         videos, windows = calibration_plan(data.calibration_videos)
         try:
             cal = calibrate_alpha(run.flow, videos, preserve=cfg.preserve, clip_len=cfg.clip_len,
-                                  size=cfg.decode_size, windows_per_video=windows, checkpoint=cfg.out)
+                                  size=cfg.decode_size, windows_per_video=windows, checkpoint=cfg.out,
+                                  stride=cfg.stride)
         except ValueError as e:     # no video has clip_len frames (or none at all): keep the weights
             run.log(f"train-flow: alpha not calibrated ({e}); the checkpoint has no meta['alpha']")
         else:
-            run.calibration = {"alpha": cal.alpha, "alpha_calibration": cal.record()}
-            run.log(f"alpha {cal.alpha:.4f} keeps {cfg.preserve:.1%} of the latents "
-                    f"({cal.windows} windows of {cfg.clip_len} frames of {len(videos)} training videos)")
+            run.calibration = cal.meta()
+            run.log(f"alpha {cal.alpha:.4f} keeps {cfg.preserve:.1%} of the latents ({cal.windows} windows of "
+                    f"{cfg.clip_len} frames {cfg.stride} apart of {len(videos)} training videos)")
     _save(run, data)
 
 

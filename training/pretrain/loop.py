@@ -220,6 +220,11 @@ def setup_run(cfg: PretrainConfig) -> "_Run":
                         strategy=cfg.strategy, keep_fraction=cfg.keep_fraction, detail=cfg.detail,
                         gen_backend=cfg.gen_backend, clamp=cfg.clamp_key, seed=cfg.seed, device=device,
                         pregenerated=cfg.keys is not None)
+    if rank == 0 and flow is not None and cfg.mode == "s2vc" and cfg.alpha is None and cfg.strategy != "topk":
+        from ..flow.alpha_clip import alpha_clip_note
+        note = alpha_clip_note(flow, cfg.frames, cfg.stride)
+        if note:
+            tqdm.write(f"pretrain: {note}", file=sys.stderr)
     # the record says which alpha was used, so a resume with the flow's default compares to it
     cfg = dataclasses.replace(cfg, alpha=keys.alpha if keys.alpha is not None else cfg.alpha,
                               keep_fraction=keys.keep_fraction if keys.keep_fraction is not None else cfg.keep_fraction)

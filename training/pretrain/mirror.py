@@ -190,6 +190,11 @@ def mirror_generator(cfg: MirrorConfig):
         gen = MotionPreservingGenerator(flow, alpha=cfg.alpha, strategy=cfg.strategy, backend=cfg.backend,
                                         keep_fraction=keep, model=cfg.model, seed=cfg.seed)
         alpha, strategy = gen.alpha, cfg.strategy
+        if cfg.alpha is None and cfg.strategy != "topk":
+            from ..flow.alpha_clip import alpha_clip_note
+            note = alpha_clip_note(flow, cfg.frames, cfg.stride)
+            if note:
+                print(f"generate: {note}", file=sys.stderr)
     else:
         gen = tfd_generator(resolution=flow.config.resolution, backend="eager" if cfg.backend == "auto"
                             else cfg.backend)

@@ -1,0 +1,44 @@
+"""Which clip a flow's alpha was calibrated on, and a one-line warning when a run's clip differs.
+
+A latent's temporal STD grows with the time a clip spans: an alpha read off windows of 16
+consecutive frames keeps about 34% of the latents of the reproduction's 16-frame stride-2 clips
+on the synthetic set, not the 22.7% it was calibrated for. ``train-flow`` and ``calibrate``
+therefore calibrate on the pretraining clip (``--frames``, ``--stride``) and record it as
+meta["alpha_frames"] / meta["alpha_stride"]; ``pretrain`` and ``generate --dataset`` call
+``alpha_clip_note`` and say so when their clip is another one.
+"""
+from __future__ import annotations
+
+__all__ = ["alpha_clip", "alpha_clip_note"]
+
+
+def alpha_clip(meta: dict | None) -> tuple[int | None, int | None]:
+    """(frames, stride) of the windows the checkpoint's meta["alpha"] was calibrated on: from
+    meta["alpha_frames"] / ["alpha_stride"]; a checkpoint from before they were recorded
+    calibrated on consecutive frames (stride 1) of meta["alpha_calibration"]["clip_len"];
+    (None, None) when unknown or when there is no calibrated alpha."""
+    meta = meta or {}
+    if meta.get("alpha") is None:
+        return None, None
+    if meta.get("alpha_frames") is not None:
+        return int(meta["alpha_frames"]), int(meta.get("alpha_stride") or 1)
+    record = meta.get("alpha_calibration") or {}
+    if record.get("clip_len") is None:
+        return None, None
+    return int(record["clip_len"]), int(record.get("stride") or 1)
+
+
+def alpha_clip_note(flow, frames: int, stride: int, *, flow_name: str = "the flow") -> str | None:
+    """One line when ``flow``'s calibrated alpha (its checkpoint's, used when no alpha is given)
+    was read off windows other than ``frames`` frames ``stride`` apart; None when they match or
+    the flow has no calibrated alpha."""
+    meta = getattr(flow, "meta", None) or {}
+    got_frames, got_stride = alpha_clip(meta)
+    if got_frames is None or (got_frames, got_stride) == (frames, stride):
+        return None
+    preserve = (meta.get("alpha_calibration") or {}).get("preserve")
+    share = f"{preserve:.1%} of the latents" if isinstance(preserve, (int, float)) else "its fraction of latents"
+    return (f"{flow_name}'s alpha {float(meta['alpha']):.4f} was calibrated to keep {share} on windows of "
+            f"{got_frames} frames {got_stride} apart, these clips are {frames} frames {stride} apart, so it keeps "
+            f"another share (recalibrate: s2vc calibrate --flow FLOW --frames {frames} --stride {stride} --write "
+            f"VIDEOS, or give --alpha)")
