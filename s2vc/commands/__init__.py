@@ -16,4 +16,5 @@ COMMANDS = {
     "ablate": "ablate",
     "export": "export",
     "bench": "bench",
+    "info": "info",
 }
