@@ -122,7 +122,9 @@ class ClipDataset(Dataset):
             raise ValueError(f"key_videos: {len(key_videos)} paths for {len(self.records)} videos")
         self.key_videos = list(key_videos) if key_videos is not None else None
         self.key_cache = DecodedVideos(size) if cache_videos and key_videos is not None else None
-        self.epoch = 0
+        # the epoch in shared memory: DataLoader workers that persist across epochs (they hold their
+        # own copy of this dataset) read the epoch the main process set, so clips change each epoch
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.missing: list[Path] = []        # set by build_dataset
         self.root: Path | None = None        # the dataset's folder, set by build_dataset
         self._lengths: dict[int, int] = {}   # frame counts seen by this process
@@ -135,8 +137,12 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({len(self)} videos, {len(self.classes)} classes, frames={self.frames}, "

@@ -78,9 +78,13 @@ def build_data(cfg: PretrainConfig, rank: int = 0, world: int = 1, flow=None):
     if oracle:
         ds = OracleKeys(ds, ds.root, key_transform(cfg.size))
     sampler = ResumableSampler(len(ds), cfg.batch_size, cfg.seed, rank, world)
+    # pinned batches make the step's non_blocking copies to the GPU asynchronous; workers persist
+    # across epochs (the dataset's epoch is in shared memory, so they still draw new clips)
+    on_cuda = torch.cuda.is_available() and torch.device(cfg.device or "cuda").type == "cuda"
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                                         collate_fn=collate_clips, drop_last=True,
-                                         generator=torch.Generator().manual_seed(cfg.seed), persistent_workers=False)
+                                         collate_fn=collate_clips, drop_last=True, pin_memory=on_cuda,
+                                         generator=torch.Generator().manual_seed(cfg.seed),
+                                         persistent_workers=cfg.workers > 0)
     return ds, sampler, loader
 
 
