@@ -24,7 +24,9 @@ from typing import Any, Mapping
 
 import torch
 
+from .strategies import STRATEGY_INPUTS  # noqa: F401 (re-exported: export/export_meta.py reads it here)
 from .suppression import draw_random_inputs
+from .video_checks import check_video
 
 FORMAT = "s2vc-export"
 FORMAT_VERSION = 1
@@ -32,8 +34,6 @@ PROP_PREFIX = "s2vc."
 KINDS = ("generator", "encoder", "decoder")
 PRECISIONS = ("fp32", "fp16")
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-# extra graph inputs per strategy, in graph order (engine.graph.strategy_inputs says the same)
-STRATEGY_INPUTS = {"zero": (), "noise": ("noise",), "shuffle_clip": ("order",)}
 
 
 class MetadataMismatchError(ValueError):
@@ -139,18 +139,10 @@ def check_generator_inputs(meta: Mapping[str, Any], video: torch.Tensor, noise: 
                            order: torch.Tensor | None, *, source: str = "the exported model") -> None:
     """Shapes and dtypes of a generator call against the metadata, with errors that say what
     was expected and what arrived (the runtimes' own errors would only name a tensor)."""
-    c, d = meta["flow_channels"], meta["flow_dims"]
-    if not isinstance(video, torch.Tensor) or video.dim() != 5 or video.shape[1] != c:
-        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-        raise ValueError(f"{source} expects video float (B, {c}, T, H, W) in [0, 1], got {shape}")
-    if not video.is_floating_point():
-        raise TypeError(f"video must be floating point in [0, 1] (convert uint8 with /255), got {video.dtype}")
+    check_video(video, meta["flow_channels"], source=source, values=False)
+    d = meta["flow_dims"]
     b, _, t, h, w = video.shape
     check_metadata(meta, height=h, width=w, source=source)
-    if t < 2:
-        raise ValueError(f"the temporal STD needs T >= 2 frames per clip, got T = {t}")
-    if b < 1:
-        raise ValueError("video holds no clip (B = 0)")
     needs = STRATEGY_INPUTS[meta["strategy"]]
     if "noise" in needs:
         if noise is None or tuple(noise.shape) != (b, d) or not noise.is_floating_point():

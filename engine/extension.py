@@ -22,6 +22,8 @@ from typing import Sequence
 
 import torch
 
+from .strategies import STD_ONLY_CODE, STRATEGY_CODES
+
 OP_NAMES = ("affine_coupling_inverse", "affine_coupling_inverse_out", "temporal_std_mask")
 
 # dtypes each compiled kernel takes, per device type (the AT_DISPATCH lists of cpp_ext/cpu, cpp_ext/cuda)
@@ -32,7 +34,7 @@ KERNEL_DTYPES: dict[tuple[str, str], tuple[torch.dtype, ...]] = {
     ("affine_coupling_inverse_out", "cpu"): _FLOATS,
     ("affine_coupling_inverse_out", "cuda"): _FLOATS + (torch.float16, torch.bfloat16),
     ("temporal_std_mask", "cpu"): _FLOATS,
-    ("temporal_std_mask", "cuda"): _FLOATS,
+    ("temporal_std_mask", "cuda"): _FLOATS + (torch.float16, torch.bfloat16),   # accumulates in float
 }
 
 EXT_AVAILABLE: bool
@@ -170,7 +172,8 @@ def ext_unusable_reason(op: str, *tensors: torch.Tensor) -> str | None:
     device = tensors[0].device.type
     dtype = tensors[0].dtype
     if not ext_has_kernel(op, device):
-        hint = (" (it was built without CUDA kernels: rebuild with a CUDA toolkit, S2VC_CUDA=1)"
+        why = (BUILD_INFO or {}).get("cuda_reason") or "reason not recorded"
+        hint = (f" (it was built without CUDA kernels: {why}; docs/INSTALL.md says how to build them)"
                 if device == "cuda" else "")
         return f"s2vc._C has no {device} kernel for {op}{hint}"
     if dtype not in KERNEL_DTYPES.get((op, device), ()):
@@ -204,6 +207,33 @@ def _cuda_device_reason(index: int | None) -> str | None:
 def ext_usable(op: str, *tensors: torch.Tensor) -> bool:
     """Whether the compiled ``s2vc::<op>`` can run on ``tensors`` (see ``ext_unusable_reason``)."""
     return ext_unusable_reason(op, *tensors) is None
+
+
+EXT_BACKENDS = ("auto", "eager", "ext")
+
+
+def resolve_backend(requested: str, ops: Sequence[str], *tensors: torch.Tensor, caller: str,
+                    choices: Sequence[str] = EXT_BACKENDS, unusable: str | None = None) -> str:
+    """The backend that runs when ``caller`` is asked for ``requested``: the one resolver of the
+    generator, the suppression op and the coupling op.
+
+    "auto" -> "ext" when every compiled op of ``ops`` can run on ``tensors`` here
+    (``ext_unusable_reason``) and ``unusable`` (the caller's own reason, e.g. a flow with no
+    compiled-op form) is None, else "eager"; "ext" -> "ext", or a RuntimeError naming what is
+    missing (never a silent fallback); any other name of ``choices`` is returned as is. A name not
+    in ``choices`` is a ValueError. Reads no tensor data: no device synchronisation.
+    """
+    if requested not in choices:
+        raise ValueError(f"{caller}: backend {requested!r} is not available; the backend must be one of "
+                         f"{tuple(choices)}")
+    if requested not in ("auto", "ext"):
+        return requested
+    why_not = next((r for r in (ext_unusable_reason(op, *tensors) for op in ops) if r is not None), unusable)
+    if why_not is None:
+        return "ext"
+    if requested == "auto":
+        return "eager"
+    raise RuntimeError(f"{caller}(backend='ext'): {why_not}")
 
 
 def require_ext(what: str) -> None:
@@ -251,8 +281,7 @@ if "temporal_std_mask" in _REGISTERED:
         # strategy is a Python int while tracing, so the shape of z_p is known; outputs contiguous
         torch._check(z.dim() == 3, lambda: f"expected z (B, T, D), got shape {tuple(z.shape)}")
         torch._check(z.shape[1] >= 2, lambda: f"the temporal STD needs T >= 2, got {z.shape[1]}")
-        from .suppression import STRATEGY_CODES
-        codes = (-1, *STRATEGY_CODES.values())
+        codes = (STD_ONLY_CODE, *STRATEGY_CODES.values())
         torch._check(strategy in codes, lambda: f"unknown strategy code {strategy}; valid codes: {codes}")
         b, _, d = z.shape
         z_p = z.new_empty((0,)) if strategy == -1 else z.new_empty(z.shape)

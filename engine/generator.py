@@ -24,7 +24,11 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from .suppression import STRATEGIES, draw_random_inputs, resolve_alpha, temporal_std_mask
+from . import extension
+from .defaults import check_alpha, check_keep_fraction, resolve_alpha, resolve_keep_fraction
+from .strategies import EXPORTABLE_STRATEGIES, strategy as _strategy
+from .suppression import draw_random_inputs, temporal_std_mask
+from .video_checks import check_video
 
 BACKENDS = ("auto", "eager", "ext", "compile", "torchscript", "onnxruntime", "tensorrt")
 GRAPH_BACKENDS = ("torchscript", "onnxruntime", "tensorrt")
@@ -49,7 +53,9 @@ class MotionPreservingGenerator(torch.nn.Module):
 
     flow: an AdvFlow (or anything with ``config``, ``prepare()``); alpha: the STD threshold of
     eq. (4), None = the flow's calibrated one (``resolve_alpha``); strategy: one of
-    ``STRATEGIES``; upsample: "nearest" (official) or "bilinear";
+    ``strategies.STRATEGIES``; keep_fraction: for ``topk``, the fraction of latents kept, None =
+    the fraction the flow's alpha was calibrated for (``resolve_keep_fraction``);
+    upsample: "nearest" (official) or "bilinear";
     clamp: clip the output to [0, 1]; detail: "keep" (the paper) or "dynamic" (the fine detail's
     static part removed, see the module docstring; eager/ext/compile backends);
     chunk_frames: frames encoded/decoded at once (bounds memory);
@@ -61,57 +67,33 @@ class MotionPreservingGenerator(torch.nn.Module):
     ``s2vc export onnx`` / ``python export/build_trt.py``; its metadata must match this flow,
     alpha and strategy; ``providers`` for ONNX Runtime) or "auto" (ext where the extension has
     kernels for the video's device, else eager; ``last_backend`` says which ran). A named
-    backend that cannot run raises an error.
+    backend that cannot run raises an error (``extension.resolve_backend`` decides).
+    validate: check each video's values (finite, in [0, 1]) and the latents' STDs (finite):
+    reads from the device that wait for it, so a training loop passes False and the call then
+    reads nothing back (no host synchronisation); ``stats`` stay tensors on the video's device.
     """
 
     def __init__(self, flow, alpha: float | None = None, strategy: str = "zero", *, backend: str = "auto",
                  keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
                  chunk_frames: int = 256, seed: int | None = None, model: str | None = None,
-                 providers: list | None = None, detail: str = "keep"):
+                 providers: list | None = None, detail: str = "keep", validate: bool = True):
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"generator backend {backend!r} is not available; available: {BACKENDS}")
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown suppression strategy {strategy!r}; expected one of {STRATEGIES}")
-        if upsample not in ("nearest", "bilinear"):
-            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
-        if chunk_frames < 1:
-            raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-        if detail not in DETAILS:
-            raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
-        if detail != "keep" and backend in GRAPH_BACKENDS:
-            raise ValueError(f"backend {backend!r} runs the exported graph of the paper's residual (detail 'keep'); "
-                             f"detail {detail!r} runs on backends 'auto', 'eager', 'ext' and 'compile'")
-        from . import extension as _extension
-        alpha = resolve_alpha(flow, alpha)
+        self.alpha = resolve_alpha(flow, alpha)
+        # topk keeps, unless told, the fraction the flow's alpha was calibrated for (as much as alpha keeps)
+        self.keep_fraction = (resolve_keep_fraction(flow, keep_fraction) if _strategy(strategy).needs_keep_fraction
+                              else keep_fraction)
+        _check_settings(self.alpha, strategy, self.keep_fraction, backend, upsample, chunk_frames, detail)
         if backend == "ext":
-            _extension.require_ext("MotionPreservingGenerator(backend='ext')")
+            extension.require_ext("MotionPreservingGenerator(backend='ext')")
         self.config = flow.config
         self.flow = flow.prepare()
         # the compiled-op form shares the subnets; it exists whenever the extension is loaded
-        self.flow_ext = flow.prepare(ext=True) if _extension.EXT_AVAILABLE and isinstance(
+        self.flow_ext = flow.prepare(ext=True) if extension.EXT_AVAILABLE and isinstance(
             flow, torch.nn.Module) and hasattr(flow, "_fc_nodes") else None
         self._compiled: dict[str, object] = {}
         self._graphs: dict[tuple, object] = {}
-        self._runtime = None
-        if backend in MODEL_BACKENDS:
-            if model is None:
-                raise ValueError(f"backend {backend!r} runs an exported model: pass model=PATH "
-                                 "(s2vc export onnx / python export/build_trt.py make one)")
-            if backend == "onnxruntime":
-                from .runtime_onnx import OnnxRuntimeGenerator
-                self._runtime = OnnxRuntimeGenerator(model, flow, alpha=alpha, strategy=strategy, providers=providers)
-            else:
-                from .runtime_trt import TensorRTGenerator
-                self._runtime = TensorRTGenerator(model, flow, alpha=alpha, strategy=strategy)
-        if backend in GRAPH_BACKENDS:
-            from .graph import EXPORTABLE_STRATEGIES
-            if strategy not in EXPORTABLE_STRATEGIES:
-                raise ValueError(f"backend {backend!r} runs the static graph, which cannot do strategy "
-                                 f"{strategy!r}; use one of {EXPORTABLE_STRATEGIES} or backend 'eager'/'ext'")
-        self.alpha = alpha
+        self._runtime = _exported_runtime(backend, model, flow, self.alpha, strategy, providers)
         self.strategy = strategy
-        self.keep_fraction = keep_fraction
         self.backend = backend
         self.last_backend: str | None = None
         self.upsample = upsample
@@ -119,27 +101,7 @@ class MotionPreservingGenerator(torch.nn.Module):
         self.detail = detail
         self.chunk_frames = chunk_frames
         self.seed = seed
-        # Validate the threshold now rather than on the first clip.
-        temporal_std_mask(torch.zeros(1, 2, 1), alpha, strategy, keep_fraction=keep_fraction)
-
-    def _check_video(self, video: torch.Tensor) -> None:
-        c = self.config.channels
-        if not isinstance(video, torch.Tensor) or video.dim() != 5 or video.shape[1] != c:
-            shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-            raise ValueError(f"generator expects video float (B, {c}, T, H, W) in [0, 1], got {shape}")
-        if not video.is_floating_point():
-            raise TypeError(f"video must be floating point in [0, 1] (convert uint8 with /255), got {video.dtype}")
-        if video.shape[2] < 2:
-            raise ValueError(f"the temporal STD needs T >= 2 frames per clip, got T = {video.shape[2]}")
-        if not torch.isfinite(video).all():
-            raise ValueError("video contains NaN/Inf values")
-        lo, hi = video.min().item(), video.max().item()
-        if lo < -0.5 or hi > 1.5:
-            raise ValueError(f"video values must be in [0, 1]; got range [{lo:.3g}, {hi:.3g}] "
-                             "(uint8 frames need /255; normalised ones need un-normalising)")
-        if min(video.shape[3:]) < self.config.resolution:
-            raise ValueError(f"frames of {tuple(video.shape[3:])} are smaller than the flow's "
-                             f"{self.config.resolution}x{self.config.resolution} input")
+        self.validate = validate
 
     def _compute_dtype(self, video: torch.Tensor) -> torch.dtype:
         """The dtype the flow runs in: its own (float32 unless converted), whatever the video's;
@@ -147,31 +109,26 @@ class MotionPreservingGenerator(torch.nn.Module):
         param = next(self.flow.parameters(), None)
         return param.dtype if param is not None else video.dtype
 
-    def ext_unusable_reason(self, video: torch.Tensor) -> str | None:
-        """Why the ``ext`` path cannot run on ``video`` here, or None when it can. Asks the one
-        decision (``extension.ext_unusable_reason``) for each compiled op the path runs."""
-        from . import extension
-        if self.flow_ext is None:
-            return extension.ext_unusable_reason("affine_coupling_inverse", video) or \
-                "this flow has no compiled-op form (only AdvFlow has one)"
+    def _ext_ops(self, video: torch.Tensor) -> tuple[tuple[str, ...], torch.Tensor, str | None]:
+        """(the compiled ops the ext path runs, a probe of the dtype they run in, this generator's
+        own reason it cannot run them) for ``extension.resolve_backend``."""
         probe = video.new_empty(0, dtype=self._compute_dtype(video))
-        for op in ("temporal_std_mask", "affine_coupling_inverse"):
-            why_not = extension.ext_unusable_reason(op, probe)
-            if why_not is not None:
-                return why_not
-        return None
+        own = None if self.flow_ext is not None else "this flow has no compiled-op form (only AdvFlow has one)"
+        return ("affine_coupling_inverse", "temporal_std_mask"), probe, own
+
+    def ext_unusable_reason(self, video: torch.Tensor) -> str | None:
+        """Why the ``ext`` path cannot run on ``video`` here, or None when it can (the one
+        decision, ``extension.ext_unusable_reason``, for each compiled op the path runs)."""
+        ops, probe, own = self._ext_ops(video)
+        return next((r for r in (extension.ext_unusable_reason(op, probe) for op in ops) if r is not None), own)
 
     def _resolve(self, video: torch.Tensor) -> str:
-        if self.backend == "auto":
-            choice = "ext" if self.ext_unusable_reason(video) is None else "eager"
-            if choice != self.last_backend:
-                log.info("MotionPreservingGenerator: backend 'auto' runs %r on %s", choice, video.device.type)
-            return choice
-        if self.backend == "ext":
-            why_not = self.ext_unusable_reason(video)
-            if why_not is not None:
-                raise RuntimeError(f"MotionPreservingGenerator(backend='ext'): {why_not}")
-        return self.backend
+        ops, probe, own = self._ext_ops(video)
+        choice = extension.resolve_backend(self.backend, ops, probe, caller="MotionPreservingGenerator",
+                                           choices=BACKENDS, unusable=own)
+        if self.backend == "auto" and choice != self.last_backend:
+            log.info("MotionPreservingGenerator: backend 'auto' runs %r on %s", choice, video.device.type)
+        return choice
 
     def _coders(self, backend: str):
         """(encode, decode) for a resolved backend."""
@@ -215,7 +172,7 @@ class MotionPreservingGenerator(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, GenerationStats]:
-        self._check_video(video)
+        check_video(video, self.config.channels, min_size=self.config.resolution, values=self.validate)
         backend = self._resolve(video)
         self.last_backend = backend
         if backend in GRAPH_BACKENDS:
@@ -237,7 +194,8 @@ class MotionPreservingGenerator(torch.nn.Module):
         if self.seed is not None:
             generator = torch.Generator(device=z.device).manual_seed(self.seed)
         z_p, mask = temporal_std_mask(z, self.alpha, self.strategy, keep_fraction=self.keep_fraction,
-                                      generator=generator, backend="ext" if backend == "ext" else "eager")
+                                      generator=generator, backend="ext" if backend == "ext" else "eager",
+                                      validate=self.validate)
         low_p = self._chunked(decode, z_p.reshape(b * t, -1))
         diff = low_p - low
         out = frames + self._upsample(diff, h, w)
@@ -249,3 +207,40 @@ class MotionPreservingGenerator(torch.nn.Module):
         out = out.reshape(b, t, c, h, w).transpose(1, 2).contiguous()
         preserved = 1.0 - mask.float().mean(dim=1)
         return out, GenerationStats(preserved=preserved, mask=mask, z_std=z.std(dim=1))
+
+
+def _check_settings(alpha: float, strategy: str, keep_fraction: float | None, backend: str, upsample: str,
+                    chunk_frames: int, detail: str) -> None:
+    """ValueError naming the first bad setting of a generator."""
+    if backend not in BACKENDS:
+        raise ValueError(f"generator backend {backend!r} is not available; available: {BACKENDS}")
+    if _strategy(strategy).needs_keep_fraction:
+        check_keep_fraction(keep_fraction)
+    else:
+        check_alpha(alpha)
+    if upsample not in ("nearest", "bilinear"):
+        raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    if detail not in DETAILS:
+        raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
+    if detail != "keep" and backend in GRAPH_BACKENDS:
+        raise ValueError(f"backend {backend!r} runs the exported graph of the paper's residual (detail 'keep'); "
+                         f"detail {detail!r} runs on backends 'auto', 'eager', 'ext' and 'compile'")
+    if backend in GRAPH_BACKENDS and strategy not in EXPORTABLE_STRATEGIES:
+        raise ValueError(f"backend {backend!r} runs the static graph, which cannot do strategy "
+                         f"{strategy!r}; use one of {EXPORTABLE_STRATEGIES} or backend 'eager'/'ext'")
+
+
+def _exported_runtime(backend: str, model: str | None, flow, alpha: float, strategy: str, providers):
+    """The runtime of an exported file for backends onnxruntime / tensorrt (None for the others)."""
+    if backend not in MODEL_BACKENDS:
+        return None
+    if model is None:
+        raise ValueError(f"backend {backend!r} runs an exported model: pass model=PATH "
+                         "(s2vc export onnx / python export/build_trt.py make one)")
+    if backend == "onnxruntime":
+        from .runtime_onnx import OnnxRuntimeGenerator
+        return OnnxRuntimeGenerator(model, flow, alpha=alpha, strategy=strategy, providers=providers)
+    from .runtime_trt import TensorRTGenerator
+    return TensorRTGenerator(model, flow, alpha=alpha, strategy=strategy)

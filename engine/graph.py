@@ -11,7 +11,7 @@ only ops that TorchScript scripts and that export to standard ONNX ops TensorRT'
   reduce axes;
 - random strategies take their randomness as inputs (``noise`` (B, D) for "noise"; ``order``
   (B, T, D) int64 for "shuffle_clip"), drawn by the caller exactly as the reference draws them.
-``topk`` and ``shuffle_frame`` are not exportable (see ``EXPORTABLE_STRATEGIES``).
+Which strategies are exportable, and the inputs each takes: ``strategies.TABLE``.
 """
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .suppression import STRATEGY_CODES
-
-EXPORTABLE_STRATEGIES = ("zero", "noise", "shuffle_clip")
+from .strategies import EXPORTABLE_STRATEGIES, STRATEGY_CODES  # noqa: F401 (EXPORTABLE_STRATEGIES re-exported)
 
 
 def adaptive_pool_matrix(size: int, out: int, dtype=torch.float32) -> torch.Tensor:
@@ -45,11 +43,6 @@ def bilinear_matrix(out: int, size: int, dtype=torch.float32) -> torch.Tensor:
 def nearest_index(out: int, size: int) -> torch.Tensor:
     """Source index of each output position under PyTorch's 'nearest' (floor(i * size / out))."""
     return torch.div(torch.arange(out) * size, out, rounding_mode="floor").long()
-
-
-def strategy_inputs(strategy: str) -> tuple[str, ...]:
-    """Names of the extra graph inputs a strategy needs."""
-    return {"zero": (), "noise": ("noise",), "shuffle_clip": ("order",)}[strategy]
 
 
 class GeneratorGraph(nn.Module):

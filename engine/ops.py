@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from .extension import EXT_BACKENDS, resolve_backend
+
 # FrEIA's soft clamp uses a truncated 2/pi; the AdvFlow checkpoints depend on it (ADVFLOW_SPEC 2).
 ATAN_FACTOR = 0.636
 
@@ -22,7 +24,7 @@ def soft_clamp(s: torch.Tensor, clamp: float) -> torch.Tensor:
 # log-scale s (first n channels) and the shift t (last n); v = u * exp(g(s)) + t is undone by
 # u = (v - t) / exp(g(s)), in that order, so every backend rounds like the reference.
 
-COUPLING_BACKENDS = ("auto", "eager", "ext")
+COUPLING_BACKENDS = EXT_BACKENDS
 
 def affine_coupling_inverse_reference(v: torch.Tensor, raw: torch.Tensor,
                                       clamp: float) -> torch.Tensor:
@@ -65,21 +67,11 @@ def affine_coupling_inverse_backend(v: torch.Tensor, raw: torch.Tensor,
 
     "auto" takes the compiled kernel when the extension is loaded, has a kernel for v's device
     and dtype, and no gradient is needed (the kernel is inference-only); else the reference.
-    "ext" raises a RuntimeError naming what is missing instead of falling back.
+    "ext" raises a RuntimeError naming what is missing instead of falling back
+    (``extension.resolve_backend``, the one resolver).
     """
-    from . import extension as ext
-
-    if backend not in COUPLING_BACKENDS:
-        raise ValueError(f"affine_coupling_inverse: backend must be one of {COUPLING_BACKENDS}, "
-                         f"got {backend!r}")
-    if backend == "eager":
-        return "eager"
-    why_not = ext.ext_unusable_reason("affine_coupling_inverse", v, raw)
-    if why_not is None:
-        return "ext"
-    if backend == "auto":
-        return "eager"
-    raise RuntimeError(f"affine_coupling_inverse(backend='ext'): {why_not}")
+    return resolve_backend(backend, ("affine_coupling_inverse",), v, raw, caller="affine_coupling_inverse",
+                           choices=COUPLING_BACKENDS)
 
 
 def affine_coupling_inverse(v: torch.Tensor, raw: torch.Tensor, clamp: float,

@@ -15,17 +15,14 @@ Strategies:
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-STRATEGIES = ("zero", "noise", "shuffle_clip", "shuffle_frame", "topk")
+from .defaults import (DEFAULT_PRESERVE, PAPER_ALPHA, check_alpha, check_keep_fraction,  # noqa: F401 (re-exported)
+                       check_preserved_fraction, resolve_alpha, resolve_keep_fraction)
+from .extension import EXT_BACKENDS, resolve_backend as _resolve_backend
+from .strategies import STD_ONLY_CODE, STRATEGIES, STRATEGY_CODES, strategy as _strategy  # noqa: F401
 
-
-# The strategy codes of the compiled op s2vc::temporal_std_mask (cpp_ext/ops.cpp) and of the
-# exported graph (graph.py): the one table of them. -1 asks the op for the STD and mask only.
-STRATEGY_CODES = {"zero": 0, "noise": 1, "shuffle_clip": 2}
-BACKENDS = ("auto", "eager", "ext")
+BACKENDS = EXT_BACKENDS
 
 
 def _check(z: torch.Tensor, alpha: float, strategy: str, keep_fraction: float | None) -> None:
@@ -36,19 +33,10 @@ def _check(z: torch.Tensor, alpha: float, strategy: str, keep_fraction: float | 
         raise TypeError(f"latents must be floating point, got {z.dtype}")
     if z.shape[1] < 2:
         raise ValueError(f"the temporal STD needs T >= 2 frames per clip, got T = {z.shape[1]}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown suppression strategy {strategy!r}; expected one of {STRATEGIES}")
-    if strategy == "topk":
-        if keep_fraction is None or not (0.0 <= keep_fraction <= 1.0):
-            raise ValueError(f"strategy 'topk' needs keep_fraction in [0, 1], got {keep_fraction}")
+    if _strategy(strategy).needs_keep_fraction:
+        check_keep_fraction(keep_fraction, allow_zero=True)   # the op may keep nothing
     else:
         check_alpha(alpha)
-
-
-def check_alpha(alpha) -> None:
-    """ValueError unless ``alpha`` is a positive finite number (eq. (4)'s threshold)."""
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a positive number (the STD threshold of eq. (4)), got {alpha!r}")
 
 
 def temporal_std(z: torch.Tensor) -> torch.Tensor:
@@ -59,31 +47,28 @@ def temporal_std(z: torch.Tensor) -> torch.Tensor:
 def resolve_backend(backend: str, z: torch.Tensor) -> str:
     """"eager" or "ext" for these latents. "auto" takes the compiled op when it can run on z
     (kernel for z's device and dtype; no gradient needed: the op is inference-only); "ext"
-    raises an error naming what is missing rather than falling back."""
-    from . import extension as ext
-    if backend not in BACKENDS:
-        raise ValueError(f"temporal_std_mask backend {backend!r} is not available; available: {BACKENDS}")
-    if backend == "eager":
-        return "eager"
-    why_not = ext.ext_unusable_reason("temporal_std_mask", z)
-    if why_not is None:
-        return "ext"
-    if backend == "auto":
-        return "eager"
-    raise RuntimeError(f"temporal_std_mask(backend='ext'): {why_not}")
+    raises an error naming what is missing rather than falling back (``extension.resolve_backend``)."""
+    return _resolve_backend(backend, ("temporal_std_mask",), z, caller="temporal_std_mask", choices=BACKENDS)
 
 
-def _std_and_mask(z, alpha, strategy, keep_fraction, backend):
+def _check_finite(s: torch.Tensor) -> None:
+    # reads a flag back from the device (a synchronisation): only when the caller validates
+    if not torch.isfinite(s).all():          # a NaN/Inf anywhere in a clip makes its STD non-finite
+        raise ValueError("latents contain NaN/Inf (their temporal STD is not finite)")
+
+
+def _std_and_mask(z, alpha, strategy, keep_fraction, backend, validate):
     """The STD (B, D) and the mask (B, D) of eq. (4), or of the top-k rule."""
+    by_rank = _strategy(strategy).needs_keep_fraction
     if backend == "ext":
-        _, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha if strategy != "topk" else 1.0), -1,
+        _, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha if not by_rank else 1.0), STD_ONLY_CODE,
                                                       None, None, None)
     else:
         s = temporal_std(z)
-        mask = s < alpha if strategy != "topk" else None
-    if not torch.isfinite(s).all():          # a NaN/Inf anywhere in a clip makes its STD non-finite
-        raise ValueError("latents contain NaN/Inf (their temporal STD is not finite)")
-    if strategy == "topk":
+        mask = s < alpha if not by_rank else None
+    if validate:
+        _check_finite(s)
+    if by_rank:
         b, d = s.shape
         keep = int(round(keep_fraction * d))
         mask = torch.ones(b, d, dtype=torch.bool, device=z.device)
@@ -98,16 +83,17 @@ def draw_random_inputs(strategy: str, batch: int, frames: int, dims: int, *, dev
     (a permutation of 0..T-1 along T) for "shuffle_clip", else None. Every backend draws them
     here, with the same calls in the same order, so a seeded generator gives the same numbers."""
     noise = order = None
-    if strategy == "noise":
+    inputs = _strategy(strategy).graph_inputs
+    if "noise" in inputs:
         noise = torch.randn(batch, dims, generator=generator, dtype=dtype, device=device)
-    elif strategy == "shuffle_clip":
+    if "order" in inputs:
         order = torch.rand(batch, frames, dims, generator=generator, device=device).argsort(dim=1)
     return noise, order
 
 
 def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero", *,
                       keep_fraction: float | None = None, generator: torch.Generator | None = None,
-                      backend: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+                      backend: str = "auto", validate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Suppress the static latents of each clip.
 
     z: float (B, T, D), latents of B clips of T frames. Returns ``(z_p, mask)``: z_p float
@@ -116,6 +102,8 @@ def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero
     (seed it for determinism); both backends draw the same numbers, so they agree exactly.
     backend: "eager" (the plain PyTorch reference), "ext" (the compiled op: one pass that reads z
     once and writes z_p once for zero / noise / shuffle_clip) or "auto".
+    validate: check that the latents' STDs are finite (a ValueError otherwise); it reads one flag
+    back from the device, so callers that must not synchronise (training) pass False.
     """
     _check(z, alpha, strategy, keep_fraction)
     backend = resolve_backend(backend, z)
@@ -124,12 +112,12 @@ def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero
 
     if backend == "ext" and strategy in STRATEGY_CODES:
         z_p, mask, s = torch.ops.s2vc.temporal_std_mask(z, float(alpha), STRATEGY_CODES[strategy], noise, order, None)
-        if not torch.isfinite(s).all():
-            raise ValueError("latents contain NaN/Inf (their temporal STD is not finite)")
+        if validate:
+            _check_finite(s)
         return z_p, mask
 
-    s, mask = _std_and_mask(z, alpha, strategy, keep_fraction, backend)
-    if backend == "ext" and strategy == "topk":
+    s, mask = _std_and_mask(z, alpha, strategy, keep_fraction, backend, validate)
+    if backend == "ext" and _strategy(strategy).needs_keep_fraction:
         z_p, _, _ = torch.ops.s2vc.temporal_std_mask(z, 1.0, 0, None, None, mask)
         return z_p, mask
     m = mask.unsqueeze(1)                                    # (B, 1, D), broadcast over T
@@ -149,36 +137,9 @@ def temporal_std_mask(z: torch.Tensor, alpha: float = 0.5, strategy: str = "zero
     return torch.where(m, replacement, z), mask
 
 
-PAPER_ALPHA = 0.5   # the paper's threshold (eq. 4), with its own flow
-
-
-def resolve_alpha(flow, alpha: float | None = None) -> float:
-    """The threshold to use with ``flow``: ``alpha`` when given; else the alpha calibrated into
-    the flow's checkpoint (``flow.meta["alpha"]``, written by ``s2vc calibrate --write`` and
-    ``train-flow``); else the paper's 0.5. The one rule every command and the generator follow."""
-    if alpha is not None:
-        return float(alpha)
-    return float(getattr(flow, "meta", {}).get("alpha", PAPER_ALPHA))
-
-
-def resolve_keep_fraction(flow, keep_fraction: float | None = None) -> float:
-    """The fraction strategy ``topk`` keeps with ``flow``: ``keep_fraction`` when given; else the
-    fraction the flow's alpha was calibrated for (``flow.meta["alpha_calibration"]["preserve"]``),
-    so that topk and the threshold keep as much; else the paper's 22.7%."""
-    if keep_fraction is None:
-        from .calibrate import DEFAULT_PRESERVE
-        calibration = getattr(flow, "meta", {}).get("alpha_calibration") or {}
-        keep_fraction = calibration.get("preserve", DEFAULT_PRESERVE)
-    keep_fraction = float(keep_fraction)
-    if not 0.0 < keep_fraction <= 1.0:
-        raise ValueError(f"strategy 'topk' keeps a fraction in (0, 1] of the latents, got {keep_fraction}")
-    return keep_fraction
-
-
 def alpha_for_preserved_fraction(z_std: torch.Tensor, fraction: float) -> float:
     """The alpha at which a ``fraction`` of latents is preserved (STD >= alpha), read off the
     STDs ``z_std`` of some clips, any shape. The paper's 22.7% at alpha = 0.5 belongs to its own
     flow; a flow of another size or training needs its own alpha for the same fraction."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"preserved fraction must be in (0, 1), got {fraction}")
+    check_preserved_fraction(fraction)
     return float(torch.quantile(z_std.flatten().double(), 1.0 - fraction))

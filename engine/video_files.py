@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from . import video_io
 from .generator import MotionPreservingGenerator
+from .defaults import check_preserved_fraction
 from .suppression import alpha_for_preserved_fraction
 
 CHANGE_GAIN = 4.0   # the change map shows |out - in| x 4, so a change of 1/4 is white
@@ -66,8 +67,7 @@ def preserving_alpha(flow, videos: Sequence[str | os.PathLike], fraction: float,
     is measured on the CPU and left on the device it was on."""
     from .calibrate import latent_stds
 
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"the preserved fraction must be in (0, 1), got {fraction}")
+    check_preserved_fraction(fraction)
     device = next(iter(flow.parameters()), torch.empty(0)).device
     try:
         stds = latent_stds(flow.cpu(), [Path(v) for v in videos], clip_len=clip_len, size=size)

@@ -12,13 +12,16 @@ HELP = "export the generator to TorchScript or ONNX (then export/build_trt.py)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from s2vc.engine.strategies import EXPORTABLE_STRATEGIES
+
     p.add_argument("format", choices=("torchscript", "onnx"))
     p.add_argument("--out", required=True, help="output file (.pt / .onnx), or folder for --what flow")
     p.add_argument("--what", choices=("generator", "flow"), default="generator",
                    help="the whole generator (video in, video out), or the flow's encoder and decoder (onnx)")
     p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     p.add_argument("--alpha", type=float, default=None, help="default: the checkpoint's calibrated alpha")
-    p.add_argument("--strategy", choices=("zero", "noise", "shuffle_clip"), default="zero")
+    p.add_argument("--strategy", choices=EXPORTABLE_STRATEGIES, default="zero",
+                   help="suppression strategy (those a static graph can run; see s2vc generate --help)")
     p.add_argument("--height", type=int, default=112)
     p.add_argument("--width", type=int, default=112)
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest")

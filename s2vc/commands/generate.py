@@ -14,7 +14,7 @@ HELP = "write motion-preserved versions of video files"
 
 def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.ArgumentParser:
     from s2vc.engine.generator import BACKENDS
-    from s2vc.engine.suppression import STRATEGIES
+    from s2vc.engine.strategies import STRATEGIES, help_text
 
     if videos:
         p.add_argument("videos", nargs="*", metavar="VIDEO",
@@ -25,8 +25,10 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
                    help="STD threshold of eq. (4) (default: the flow checkpoint's recommended value, else 0.5)")
     p.add_argument("--preserve", type=float, default=None,
                    help="choose alpha so that this fraction of latents is kept on the given videos (overrides --alpha)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="zero")
-    p.add_argument("--keep-fraction", type=float, default=None, help="for --strategy topk")
+    p.add_argument("--strategy", choices=STRATEGIES, default="zero", help=f"suppression strategy: {help_text()}")
+    p.add_argument("--keep-fraction", type=float, default=None,
+                   help="for --strategy topk: fraction of latents kept, in (0, 1] (default: the fraction the "
+                        "flow's alpha was calibrated for, else 0.227)")
     p.add_argument("--backend", choices=BACKENDS, default="auto")
     p.add_argument("--model", default=None,
                    help="the exported model --backend onnxruntime / tensorrt runs (s2vc export onnx, build_trt.py)")
