@@ -4,8 +4,11 @@
     python scripts/import_graph.py            module -> the s2vc modules it imports, one per line
     python scripts/import_graph.py --layers   folded into layers (engine, runtime, export, training, commands)
     python scripts/import_graph.py --check    exit 1 when an import breaks docs/ARCHITECTURE.md's rules
+                                              or closes a cycle in engine/, training/ or export/
+    python scripts/import_graph.py --cycles   print the import cycles (one line each)
 
-Function-level imports count as much as module-level ones: a lazy import is still a dependency.
+Function-level imports count as much as module-level ones: a lazy import is still a dependency,
+and a cycle closed by one is still a cycle (it only moves the failure to the first call).
 """
 from __future__ import annotations
 
@@ -121,12 +124,56 @@ def violations(g: dict[str, set[str]]) -> list[str]:
     return bad
 
 
+# the packages in which no import cycle is allowed (docs/ARCHITECTURE.md)
+ACYCLIC = ("s2vc.engine", "s2vc.training", "s2vc.export")
+
+
+def _ancestors(module: str) -> set[str]:
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
+def cycles(g: dict[str, set[str]], within: tuple[str, ...] = ACYCLIC) -> list[list[str]]:
+    """One import cycle ``[a, b, ..., a]`` per group of modules of ``within`` that import each
+    other in a loop (a strongly connected component of the graph), sorted.
+
+    An import of a module's own parent package (``from . import video_io`` names
+    ``s2vc.engine`` too) is left out: Python initialises a package before its modules, so that
+    edge orders nothing; what such a line imports is the sibling module, which is kept.
+    """
+    import networkx as nx   # torch's own dependency: always installed beside it
+
+    def inside(mod: str) -> bool:
+        return any(mod == p or mod.startswith(p + ".") for p in within)
+
+    dg = nx.DiGraph()
+    for mod, deps in g.items():
+        if inside(mod):
+            dg.add_node(mod)
+            dg.add_edges_from((mod, d) for d in deps if inside(d) and d not in _ancestors(mod))
+    found = []
+    for component in nx.strongly_connected_components(dg):
+        sub = dg.subgraph(component)
+        if len(component) > 1 or sub.has_edge(next(iter(component)), next(iter(component))):
+            start = min(component)
+            loop = [u for u, _ in nx.find_cycle(sub, source=start)]
+            found.append(loop + [loop[0]])
+    return sorted(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--layers", action="store_true", help="fold modules into layers")
-    p.add_argument("--check", action="store_true", help="exit 1 on an import against the layering rules")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 on an import against the layering rules or an import cycle")
+    p.add_argument("--cycles", action="store_true", help="print only the import cycles")
     args = p.parse_args(argv)
     g = graph()
+    loops = cycles(g)
+    if args.cycles:
+        for loop in loops:
+            print(" -> ".join(loop))
+        return 1 if loops else 0
     if args.layers:
         folded: dict[str, set[str]] = {}
         for mod, deps in g.items():
@@ -139,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = violations(g)
     for line in bad:
         print(f"layering violation: {line}", file=sys.stderr)
-    return 1 if (bad and args.check) else 0
+    for loop in loops:
+        print(f"import cycle: {' -> '.join(loop)}", file=sys.stderr)
+    return 1 if ((bad or loops) and args.check) else 0
 
 
 if __name__ == "__main__":

@@ -64,6 +64,35 @@ def test_training_roles_import_only_what_the_table_allows(tmp_path, monkeypatch)
         "s2vc.training.evaluation.frozen (training/evaluation) imports s2vc.training.pretrain.loop (training/pretrain)"]
 
 
+def test_no_import_cycle_in_the_library():
+    """engine/, training/ and export/ import each other in no loop, lazy imports included."""
+    assert import_graph.cycles(import_graph.graph()) == []
+
+
+def test_the_cycle_finder_finds_a_planted_cycle(tmp_path, monkeypatch):
+    """A loop closed by a function-level import is found; a module importing its own package
+    (``from . import x``) and a loop through the command layer are not library cycles."""
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "s2vc" / "commands").mkdir(parents=True)
+    (tmp_path / "engine" / "__init__.py").write_text("from .a import x\n")
+    (tmp_path / "engine" / "a.py").write_text("from . import b\n")
+    (tmp_path / "engine" / "b.py").write_text("from .c import y\n")
+    (tmp_path / "engine" / "c.py").write_text("def f():\n    from s2vc.engine.a import x\n")
+    (tmp_path / "engine" / "leaf.py").write_text("from . import c\n")
+    (tmp_path / "s2vc" / "commands" / "go.py").write_text("from s2vc.engine import leaf\n")
+    (tmp_path / "engine" / "d.py").write_text("def f():\n    from s2vc.commands import go\n")
+    monkeypatch.setattr(import_graph, "ROOT", tmp_path)
+    monkeypatch.setattr(import_graph, "PACKAGE_ROOTS", {"s2vc": "s2vc", "s2vc.engine": "engine"})
+    assert import_graph.cycles(import_graph.graph()) == [
+        ["s2vc.engine.a", "s2vc.engine.b", "s2vc.engine.c", "s2vc.engine.a"]]
+    assert import_graph.main(["--check"]) == 1
+    (tmp_path / "engine" / "c.py").write_text("def f():\n    from s2vc.engine import leaf\n")
+    assert import_graph.cycles(import_graph.graph()) == [
+        ["s2vc.engine.c", "s2vc.engine.leaf", "s2vc.engine.c"]]
+    (tmp_path / "engine" / "c.py").write_text("def f():\n    import torch\n")
+    assert import_graph.cycles(import_graph.graph()) == []
+
+
 def test_training_keeps_a_handful_of_modules_at_its_top():
     top = sorted(p.name for p in (ROOT / "training").glob("*.py") if p.name != "__init__.py")
     assert top == ["distributed.py", "models.py", "run_files.py"]
