@@ -47,9 +47,14 @@ DTYPES = [pytest.param(torch.float32, id="f32"), pytest.param(torch.float64, id=
 SHAPES = [(1, 2, 1), (1, 2, 7), (4, 9, 5), (3, 16, 97), (2, 32, 3072), (2, 33, 300), (1, 600, 70)]
 SHAPE_IDS = ["x".join(map(str, s)) for s in SHAPES]
 
-# STD: relative, against torch.std of the same dtype; flips: |std - threshold| below this
-STD_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
-FLIP_TOL = {torch.float32: 1e-5 * ALPHA, torch.float64: 1e-12}
+# the CUDA kernel also takes half and bfloat16 (accumulating in float, rounding the STD once)
+REDUCED = [pytest.param(torch.float16, id="f16"), pytest.param(torch.bfloat16, id="bf16")]
+CUDA_ONLY = DEVICES[1:]
+
+# STD: relative, against torch.std of the same dtype (two roundings apart at most for half / bf16:
+# both accumulate in float, in another order); flips: |std - threshold| below this
+STD_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+FLIP_TOL = {dtype: rtol * ALPHA for dtype, rtol in STD_RTOL.items()}
 
 
 def _gen(*key) -> torch.Generator:
@@ -111,6 +116,32 @@ def test_std_mask_and_zero_match_reference(device, dtype, shape):
                   ref_std, ALPHA, dtype)
     if shape[2] > 50:
         assert 0.05 < mask.double().mean() < 0.95, "the test latents should give a mixed mask"
+
+
+@needs_ext
+@pytest.mark.parametrize("device", CUDA_ONLY)
+@pytest.mark.parametrize("dtype", REDUCED)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_reduced_precision_cuda_matches_reference(device, dtype, shape):
+    # the same checks as float32 / float64, at the dtype's own tolerance
+    test_std_mask_and_zero_match_reference(device, dtype, shape)
+
+
+@needs_ext
+@pytest.mark.parametrize("device", CUDA_ONLY)
+@pytest.mark.parametrize("dtype", REDUCED)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_reduced_precision_public_ext_matches_eager(device, dtype, strategy):
+    assert resolve_backend("auto", torch.zeros(1, 2, 3, dtype=dtype, device=device)) == "ext"
+    z = _latents((3, 16, 97), dtype, device, key=(strategy,))
+    _check_strategy(z, strategy, seed=zlib.crc32(repr(("reduced", strategy)).encode()))
+
+
+@needs_ext
+def test_cpu_kernel_refuses_reduced_precision():
+    for dtype, name in ((torch.float16, "Half"), (torch.bfloat16, "BFloat16")):
+        with pytest.raises(RuntimeError, match=rf"\(CPU kernel\): expected z of dtype float32 or float64, got {name}"):
+            OP(torch.randn(2, 4, 6).to(dtype), ALPHA, 0, None, None, None)
 
 
 @needs_ext
@@ -266,7 +297,7 @@ def _error_cases(device):
                 r"needs T >= 2 frames.*T = 1"),
         "2d": ((torch.randn(4, 6, device=device), ALPHA, 0, None, None, None),
                r"expected z of shape \(B, T, D\)"),
-        "int-z": ((z.long(), ALPHA, 0, None, None, None), r"float32 or float64, got Long"),
+        "int-z": ((z.long(), ALPHA, 0, None, None, None), r"float32, float64, float16 or bfloat16, got Long"),
         "strategy-3": ((z, ALPHA, 3, None, None, None),
                        r"unknown strategy code 3; valid codes: -1 \(std and mask only\), "
                        r"0 \(zero\), 1 \(noise\), 2 \(shuffle_clip\)"),

@@ -261,6 +261,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> temporal_std_mask_cpu(
   check_temporal_std_mask(z_in, strategy, noise_in, order_in, mask_in);
   TORCH_CHECK(z_in.device().is_cpu(), "temporal_std_mask (CPU kernel): expected CPU tensors, got ",
               z_in.device());
+  TORCH_CHECK(z_in.scalar_type() == at::kFloat || z_in.scalar_type() == at::kDouble,
+              "temporal_std_mask (CPU kernel): expected z of dtype float32 or float64, got ",
+              z_in.scalar_type(), " (the CPU kernel has no reduced precision: use the eager backend)");
   const at::Tensor z = z_in.contiguous();
   const at::Tensor noise = noise_in ? noise_in->contiguous() : at::Tensor();
   const at::Tensor order = order_in ? order_in->contiguous() : at::Tensor();

@@ -1,11 +1,12 @@
-// CUDA kernel of s2vc::temporal_std_mask (float32, float64): one thread per (b, d).
+// CUDA kernel of s2vc::temporal_std_mask (float32, float64, float16, bfloat16): one thread per (b, d).
 //
 // Consecutive threads take consecutive d, so every read of z[b, t, :] and write of z_p[b, t, :]
 // is coalesced. For T <= 32 (the kernel is instantiated for T buckets 8 / 16 / 32) a thread keeps
 // its T values in registers: z is read from global memory once and z_p written once. Longer clips
 // re-read the thread's column of z for the squared deviations and again for z_p (three reads of
 // z, the later ones mostly from L2): acceptable for a case the paper's clips (T = 16) never hit.
-// The STD is accumulated in at::opmath_type (float for float32, double for float64), two-pass.
+// The STD is accumulated in at::opmath_type (float for float32 / float16 / bfloat16, double for
+// float64), two-pass, and rounded to z's dtype once, as PyTorch's reduction does.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
@@ -34,7 +35,9 @@ struct TemporalStdArgs {
   bool* mask;               // (B, D)
   scalar_t* std;            // (B, D)
   int64_t B, T, D;
-  scalar_t alpha;
+  // the threshold in the accumulation type: PyTorch's `std < alpha` with a Python float compares
+  // in opmath (alpha is float for float32 / half / bf16, double for float64, never rounded to half)
+  at::opmath_type<scalar_t> alpha;
   int strategy;
 };
 
@@ -89,7 +92,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     const auto s = static_cast<scalar_t>(::sqrt(ss / static_cast<acc_t>(T - 1)));
     a.std[i] = s;
-    const bool m = a.mask_in ? a.mask_in[i] : s < a.alpha;  // NaN < alpha is false
+    const bool m = a.mask_in ? a.mask_in[i] : static_cast<acc_t>(s) < a.alpha;  // NaN < alpha: false
     a.mask[i] = m;
     if (a.strategy == kStdOnly) {
       continue;
@@ -156,7 +159,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> temporal_std_mask_cuda(
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t blocks = std::min<int64_t>((columns + kThreads - 1) / kThreads, sms * 32);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "temporal_std_mask_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, z.scalar_type(), "temporal_std_mask_cuda", [&] {
     TemporalStdArgs<scalar_t> args{
         z.const_data_ptr<scalar_t>(),
         noise.defined() ? noise.const_data_ptr<scalar_t>() : nullptr,
@@ -166,8 +169,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> temporal_std_mask_cuda(
         mask.mutable_data_ptr<bool>(),
         std_out.mutable_data_ptr<scalar_t>(),
         B, T, D,
-        // alpha rounded to z's dtype, as PyTorch does for `std < alpha` with a Python float
-        static_cast<scalar_t>(alpha),
+        static_cast<at::opmath_type<scalar_t>>(alpha),
         static_cast<int>(strategy)};
     if (T <= 8) {
       launch<scalar_t, 8>(args, blocks, stream);
