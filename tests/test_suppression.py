@@ -173,3 +173,34 @@ def test_resolve_keep_fraction_follows_the_flows_calibration():
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="topk"):
             resolve_keep_fraction(calibrated, bad)
+
+
+def test_the_compiled_ops_enum_agrees_with_the_strategy_table():
+    """cpp_ext/temporal_std.h's strategy enum and its list of valid codes say what
+    engine/strategies.py's table says (the kernels are compiled from the header)."""
+    import re
+    from pathlib import Path
+
+    from s2vc.engine import strategies
+    header = (Path(__file__).resolve().parents[1] / "cpp_ext" / "temporal_std.h").read_text()
+    body = re.search(r"enum\s+TemporalStdStrategy\s*:\s*int64_t\s*\{(.*?)\};", header, re.S).group(1)
+    enum = {m.group(1): int(m.group(2)) for m in re.finditer(r"\bk(\w+)\s*=\s*(-?\d+)\s*,", body)}
+    camel = {"".join(part.title() for part in s.name.split("_")): s.code
+             for s in strategies.TABLE if s.code is not None}
+    assert enum == {"StdOnly": strategies.STD_ONLY_CODE, **camel}
+    listed = re.search(r'kTemporalStdValidCodes\s*=\s*"([^"]*)"', header).group(1)
+    assert dict((name, int(code)) for code, name in re.findall(r"(-?\d+) \(([\w ]+)\)", listed)) == {
+        "std and mask only": strategies.STD_ONLY_CODE, **strategies.STRATEGY_CODES}
+    assert "engine/strategies.py" in header and "_EXT_CODES" not in header
+
+
+def test_the_strategy_table_is_what_everything_derives_from():
+    from s2vc.engine import exported_meta, graph, strategies, suppression
+    assert suppression.STRATEGIES == strategies.STRATEGIES == tuple(s.name for s in strategies.TABLE)
+    assert graph.EXPORTABLE_STRATEGIES == tuple(exported_meta.STRATEGY_INPUTS) == ("zero", "noise", "shuffle_clip")
+    assert not hasattr(graph, "strategy_inputs")
+    for s in strategies.TABLE:
+        noise, order = suppression.draw_random_inputs(s.name, 2, 3, 4)
+        assert ("noise" in s.graph_inputs, "order" in s.graph_inputs) == (noise is not None, order is not None)
+    with pytest.raises(ValueError, match="unknown suppression strategy 'blur'"):
+        strategies.strategy("blur")
