@@ -21,17 +21,19 @@ enum TemporalStdStrategy : int64_t {
 constexpr const char* kTemporalStdValidCodes =
     "-1 (std and mask only), 0 (zero), 1 (noise), 2 (shuffle_clip)";
 
-// z (B, T, D) float32/float64 with T >= 2; noise (B, D) of z's dtype iff strategy is 1; order
-// (B, T, D) int64 iff strategy is 2; mask, when given, (B, D) bool. All on z's device.
+// z (B, T, D) float32/float64 (CUDA also float16/bfloat16: each kernel checks its own dtypes)
+// with T >= 2; noise (B, D) of z's dtype iff strategy is 1; order (B, T, D) int64 iff strategy is
+// 2; mask, when given, (B, D) bool. All on z's device.
 inline void check_temporal_std_mask(const at::Tensor& z, int64_t strategy,
                                     const std::optional<at::Tensor>& noise,
                                     const std::optional<at::Tensor>& order,
                                     const std::optional<at::Tensor>& mask) {
   TORCH_CHECK(z.dim() == 3, "temporal_std_mask: expected z of shape (B, T, D), got shape ",
               z.sizes());
-  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble,
-              "temporal_std_mask: expected z of dtype float32 or float64, got ", z.scalar_type(),
-              " (use the eager backend for other dtypes)");
+  TORCH_CHECK(z.scalar_type() == at::kFloat || z.scalar_type() == at::kDouble ||
+                  z.scalar_type() == at::kHalf || z.scalar_type() == at::kBFloat16,
+              "temporal_std_mask: expected z of dtype float32, float64, float16 or bfloat16, got ",
+              z.scalar_type(), " (use the eager backend for other dtypes)");
   TORCH_CHECK(z.size(1) >= 2, "temporal_std_mask: the temporal STD needs T >= 2 frames, got z of ",
               "shape ", z.sizes(), " (T = ", z.size(1), ")");
   TORCH_CHECK(strategy >= kStdOnly && strategy <= kShuffleClip,
