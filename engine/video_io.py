@@ -33,12 +33,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# re-exported: callers use ``video_io.<name>`` (Size, output_size, CONTAINER_FORMATS, LABEL_HEIGHT
-# and atomic_path too, though they are not in __all__)
+# re-exported: callers use ``video_io.<name>`` (Size, output_size, CONTAINER_FORMATS, LABEL_HEIGHT,
+# STORAGES and atomic_path too, though they are not in __all__)
 from .video_read import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ImageDecodeError, Size,  # noqa: F401
                          VideoDecodeError, VideoInfo, iter_video_frames, output_size, probe_video, read_image,
                          read_video)
-from .video_write import (CONTAINER_FORMATS, LABEL_HEIGHT, VideoWriter, atomic_path,  # noqa: F401
+from .video_write import (CONTAINER_FORMATS, LABEL_HEIGHT, STORAGES, VideoWriter, atomic_path,  # noqa: F401
                           pick_encoder, write_contact_sheet, write_video)
 
 __all__ = [

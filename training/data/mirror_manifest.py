@@ -11,11 +11,17 @@ A mirror folder holds, beside the videos (same layout and file names as the data
     manifest.json                    all shards merged: settings, videos, skipped videos, timing
 
 Per video: its path relative to the dataset root, frames, windows, preserved fraction (mean over
-windows), the source's size in bytes and mtime, the backend that ran.
+windows), the source's size in bytes and mtime, the backend that ran, its file's bytes; with the
+compact storage, on a sample of videos (the first of each process, then every 50th), the PSNR of
+the file against the generator's 8-bit frames and the bytes the same frames take losslessly. The
+manifest's "storage" sums these up: the storage, its PSNR over the sample (pooled squared error)
+and its size ratio to lossless there. A mirror written before the storage choice existed has no
+storage setting: it reads as lossless (what it is).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields
@@ -42,7 +48,8 @@ class MirrorSettings:
     flow's weights and input size; alpha, strategy, keep_fraction: the suppression; frames /
     stride: the windows the temporal STD is taken over (training's clip length and stride);
     decode_size: the shorter side frames are decoded at (None: as stored); seed: of the random
-    strategies. The backend is not pinned: every backend computes the same function.
+    strategies; storage: "lossless" or "compact" (``engine.video_write.STORAGES``). The backend is
+    not pinned: every backend computes the same function.
     """
 
     dataset: str
@@ -58,6 +65,7 @@ class MirrorSettings:
     stride: int
     decode_size: int | None
     seed: int
+    storage: str = "lossless"          # absent from mirrors written before the choice: lossless
     format: int = MIRROR_FORMAT
 
     def to_json(self) -> dict:
@@ -155,10 +163,30 @@ def merge_if_complete(out: Path, shards: int, expected: Iterable[str]) -> Path |
     videos = {p: entries[p] for p in expected if not entries[p].get("skipped")}
     skipped = {p: entries[p]["skipped"] for p in expected if entries[p].get("skipped")}
     timing = [json.loads(p.read_text()) for p in dones]
-    manifest = {"settings": settings, "videos": videos, "skipped": skipped, "shards": timing}
+    manifest = {"settings": settings, "videos": videos, "skipped": skipped, "shards": timing,
+                "storage": storage_summary(settings.get("storage", "lossless"), videos)}
     path = out / MANIFEST_FILE
     _atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def storage_summary(storage: str, videos: dict[str, dict]) -> dict:
+    """{"name", "bytes" (all video files), "gb_per_hour", and for a lossy storage "psnr_db" (pooled
+    over the sampled videos, weighted by frames), "size_ratio" (lossless bytes / these bytes on the
+    sample), "sampled" (videos)}. Entries written before these fields existed count nothing."""
+    sized = [v for v in videos.values() if "bytes" in v]
+    total = sum(v["bytes"] for v in sized)
+    hours = sum(v["frames"] / v["fps"] for v in sized) / 3600
+    summary = {"name": storage, "bytes": total, "gb_per_hour": round(total / hours / 1e9, 4) if hours else None}
+    if storage == "lossless":
+        return summary
+    sample = [v for v in sized if "psnr_db" in v and "lossless_bytes" in v]
+    frames = sum(v["frames"] for v in sample)
+    mse = sum(v["frames"] * 255.0 ** 2 / 10 ** (v["psnr_db"] / 10) for v in sample) / frames if frames else None
+    return {**summary, "sampled": len(sample),
+            "psnr_db": None if mse is None else round(99.0 if mse <= 0 else 10 * math.log10(255.0 ** 2 / mse), 3),
+            "size_ratio": round(sum(v["lossless_bytes"] for v in sample) / sum(v["bytes"] for v in sample), 3)
+            if sample else None}
 
 
 def load_manifest(out: str | os.PathLike) -> dict:
@@ -176,6 +204,8 @@ def load_manifest(out: str | os.PathLike) -> dict:
     if manifest.get("settings", {}).get("format") != MIRROR_FORMAT:
         raise MirrorMismatchError(f"{path}: mirror format {manifest.get('settings', {}).get('format')!r}, "
                                   f"this version reads {MIRROR_FORMAT}; generate it again")
+    manifest["settings"].setdefault("storage", "lossless")         # written before the choice existed
+    manifest.setdefault("storage", {"name": manifest["settings"]["storage"]})
     return manifest
 
 

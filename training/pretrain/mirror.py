@@ -27,7 +27,6 @@ that finishes last merges the parts into ``manifest.json``.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -39,14 +38,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from s2vc.engine import video_io
-from s2vc.engine.video_io import VideoDecodeError
-from s2vc.engine.video_write import atomic_path
+from s2vc.engine.video_write import STORAGES, atomic_path
 
 from ..data.layouts import VIDEO_EXTENSIONS, VideoRecord
 from ..data.mirror_manifest import (MirrorSettings, PartWriter, mark_done, merge_if_complete, pin_settings,
                               read_parts, source_stamp)
 from ..data.synthetic import SyntheticSet
+from .mirror_pipeline import (SAMPLE_EVERY, decode_one, generate_video, mirror_windows, run_pipeline, video_entry,
+                              video_seed, write_one)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,10 @@ class MirrorConfig:
     flow / alpha / strategy / keep_fraction / backend / model / seed: the generator (``alpha``
     None = the flow's calibrated one); device; batch: windows per generator call; shard: (i, n),
     None = torchrun's RANK / WORLD_SIZE, else (0, 1); require_flow_fit: a flow that does not fit the
-    dataset's training frames is fatal (default: say so and go on).
+    dataset's training frames is fatal (default: say so and go on); workers: decode processes of
+    the pipeline (``mirror_pipeline.run_pipeline``), 0 = the serial loop (``s2vc generate`` defaults
+    to ``mirror_pipeline.default_workers()``); storage: "lossless" (bit-exact) or "compact"
+    (near-lossless H.264 4:4:4, ``engine.video_write.STORAGES``).
     """
 
     dataset: str
@@ -90,6 +92,8 @@ class MirrorConfig:
     shard: tuple[int, int] | None = None
     progress: bool = True
     require_flow_fit: bool = False
+    workers: int = 0
+    storage: str = "lossless"
 
 
 @dataclass
@@ -114,61 +118,6 @@ class MirrorReport:
     @property
     def clips_per_s(self) -> float:
         return self.windows / self.seconds if self.seconds else 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# windows
-# ---------------------------------------------------------------------------------------------
-def mirror_windows(num_frames: int, frames: int, stride: int) -> list[list[int]]:
-    """The windows a video of ``num_frames`` frames is generated in: lists of frame indices,
-    ``stride`` apart, ``frames`` long (fewer only for a phase shorter than that), covering every
-    frame exactly once. A phase's last window, when it would be short, takes the phase's last
-    ``frames`` frames instead (overlapping the one before; only its new frames are kept), so every
-    STD is over ``frames`` frames wherever the video is long enough. Empty when some phase has
-    fewer than 2 frames (``num_frames < 2 * stride``): the temporal STD needs T >= 2."""
-    if frames < 2 or stride < 1:
-        raise ValueError(f"need frames >= 2 and stride >= 1, got frames={frames}, stride={stride}")
-    if num_frames < 2 * stride:
-        return []
-    windows = []
-    for phase in range(stride):
-        idx = list(range(phase, num_frames, stride))
-        for start in range(0, len(idx), frames):
-            chunk = idx[start:start + frames]
-            if len(chunk) < frames and len(idx) >= frames:
-                chunk = idx[-frames:]
-            windows.append(chunk)
-    return windows
-
-
-def generate_video(generator, video: torch.Tensor, frames: int, stride: int, batch: int,
-                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, float, int]:
-    """Motion-preserved frames of one video. video: uint8 (N, H, W, 3). Returns (uint8 (N, H, W, 3),
-    mean preserved fraction over windows, number of windows); windows of one length go through
-    ``generator`` ``batch`` at a time."""
-    windows = mirror_windows(len(video), frames, stride)
-    if not windows:
-        raise ValueError(f"too short: {len(video)} frames, the mirror needs at least {2 * stride} "
-                         f"(stride {stride}) for a temporal STD")
-    out = torch.empty_like(video)
-    written = torch.zeros(len(video), dtype=torch.bool)
-    preserved = []
-    by_length: dict[int, list[list[int]]] = {}
-    for w in windows:
-        by_length.setdefault(len(w), []).append(w)
-    for group in by_length.values():
-        for i in range(0, len(group), batch):
-            chunk = group[i:i + batch]
-            clips = torch.stack([video[w] for w in chunk])                         # (B, T, H, W, 3)
-            result, stats = generator(video_io.to_float_video(clips).to(device))
-            result = video_io.to_uint8_frames(result.cpu())                        # (B, T, H, W, 3)
-            preserved += stats.preserved.float().cpu().tolist()
-            for w, frames_out in zip(chunk, result):
-                idx = torch.tensor(w)
-                new = ~written[idx]
-                out[idx[new]] = frames_out[new]
-                written[idx] = True
-    return out, sum(preserved) / len(preserved), len(windows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +151,8 @@ def mirror_generator(cfg: MirrorConfig):
     settings = MirrorSettings(dataset=cfg.dataset, fold=cfg.fold, split=cfg.split, method=cfg.method,
                               flow_sha256=flow.sha256 or "", flow_resolution=flow.config.resolution,
                               alpha=alpha, strategy=strategy, keep_fraction=keep, frames=cfg.frames,
-                              stride=cfg.stride, decode_size=cfg.decode_size, seed=cfg.seed)
+                              stride=cfg.stride, decode_size=cfg.decode_size, seed=cfg.seed,
+                              storage=cfg.storage)
     return gen, settings, flow
 
 
@@ -250,35 +200,26 @@ def _copy_side_files(root: Path, out: Path) -> int:
     return copied
 
 
-def video_seed(seed: int, rel: str) -> int:
-    """The random strategies' seed of one video: the same in any shard layout."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{rel}".encode()).digest()[:4], "little")
-
-
-def _mirror_one(gen, cfg: MirrorConfig, record: VideoRecord, rel: str, out: Path) -> dict:
-    """Generate and write one video; returns its manifest entry (``skipped`` set when unusable)."""
-    entry = {"path": rel, **source_stamp(record.path)}
-    try:
-        video = video_io.read_video(record.path, size=cfg.decode_size)
-        fps = video_io.probe_video(record.path, exact=False).fps
-    except (VideoDecodeError, OSError) as exc:
-        return {**entry, "skipped": f"cannot decode: {str(exc).splitlines()[0]}"}
-    if len(video) < 2 * cfg.stride:
-        return {**entry, "skipped": f"too short: {len(video)} frames, needs {2 * cfg.stride}"}
+def _mirror_one(gen, cfg: MirrorConfig, record: VideoRecord, rel: str, out: Path, sample: bool = False) -> dict:
+    """Decode, generate and write one video (the serial loop); returns its manifest entry
+    (``skipped`` set when unusable)."""
+    item = decode_one(record, rel, cfg.decode_size, cfg.stride)
+    if "video" not in item:
+        return item["entry"]
     if gen.seed is not None:
         gen.seed = video_seed(cfg.seed, rel)
-    frames, preserved, windows = generate_video(gen, video, cfg.frames, cfg.stride, cfg.batch, cfg.device)
-    fps = fps if fps == fps and fps > 0 else 25.0
-    with video_io.VideoWriter(out / rel, fps=fps, lossless=True, deterministic=True) as writer:
-        writer.write(frames)
-    return {**entry, "frames": len(video), "windows": windows, "preserved": round(preserved, 6),
-            "height": int(video.shape[1]), "width": int(video.shape[2]), "fps": fps,
-            "backend": gen.last_backend}
+    frames, preserved, windows = generate_video(gen, item["video"], cfg.frames, cfg.stride, cfg.batch, cfg.device)
+    fields = write_one(out, rel, frames, item["fps"], cfg.storage, sample)
+    return video_entry({**item, "out": frames, "preserved": preserved, "windows": windows}, fields, gen.last_backend)
 
 
 def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
     """Write (or continue) the mirror of ``cfg``'s videos into ``cfg.out``; see the module docstring."""
     shard, shards = _shard(cfg)
+    if cfg.storage not in STORAGES:
+        raise ValueError(f"unknown storage {cfg.storage!r}; expected one of {sorted(STORAGES)}")
+    if cfg.workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: the serial loop), got {cfg.workers}")
     out = Path(cfg.out)
     root, records = dataset_records(cfg)
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
@@ -304,29 +245,37 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
     report = MirrorReport(out=out, shard=(shard, shards), reused=len(mine) - len(todo))
     writer = PartWriter(out, shard, shards)
     start = time.perf_counter()
-    bar = tqdm(todo, desc=f"mirror {shard + 1}/{shards}", unit="video", disable=not cfg.progress,
+    bar = tqdm(total=len(todo), desc=f"mirror {shard + 1}/{shards}", unit="video", disable=not cfg.progress,
                dynamic_ncols=True)
-    try:
-        for record, rel in bar:
-            entry = _mirror_one(gen, cfg, record, rel, out)
-            writer.add(entry)
-            if entry.get("skipped"):
-                report.skipped[rel] = entry["skipped"]
-                log.warning("skipped %s: %s", rel, entry["skipped"])
-                continue
+
+    def done(entry: dict) -> None:
+        writer.add(entry)
+        bar.update(1)
+        if entry.get("skipped"):
+            report.skipped[entry["path"]] = entry["skipped"]
+            log.warning("skipped %s: %s", entry["path"], entry["skipped"])
+        else:
             report.written += 1
             report.frames += entry["frames"]
             report.windows += entry["windows"]
-            elapsed = time.perf_counter() - start
-            bar.set_postfix(clips_s=f"{report.windows / elapsed:.1f}", fps=f"{report.frames / elapsed:.0f}",
-                            skipped=len(report.skipped))
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(fps=f"{report.frames / elapsed:.0f}", clips_s=f"{report.windows / elapsed:.1f}",
+                        skipped=len(report.skipped))
+
+    try:
+        if cfg.workers > 0:
+            run_pipeline(gen, cfg, todo, out, done)
+        else:
+            for record, rel in todo:
+                done(_mirror_one(gen, cfg, record, rel, out, sample=report.written % SAMPLE_EVERY == 0))
     finally:
         writer.close()
         bar.close()
     report.seconds = time.perf_counter() - start
     mark_done(out, shard, shards, {"shard": shard, "written": report.written, "reused": report.reused,
                                    "skipped": len(report.skipped), "frames": report.frames,
-                                   "windows": report.windows, "seconds": round(report.seconds, 3)})
+                                   "windows": report.windows, "seconds": round(report.seconds, 3),
+                                   "workers": cfg.workers})
     report.manifest = merge_if_complete(out, shards, rels)
     return report
 
@@ -355,4 +304,4 @@ def describe(report: MirrorReport) -> str:
 
 
 __all__ = ["METHODS", "MirrorConfig", "MirrorReport", "describe", "mirror_generator",
-           "generate_mirror", "generate_video", "mirror_windows", "video_seed"]
+           "generate_mirror", "generate_video", "mirror_windows", "video_seed"]   # the last three: mirror_pipeline's

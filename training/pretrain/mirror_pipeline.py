@@ -1,0 +1,348 @@
+"""The stages of a mirror pass (``training/pretrain/mirror.py``) and the pipeline that overlaps them.
+
+One video goes through three stages: decode (``decode_one``: PyAV, at training's decode size),
+generate (``generate_video``: the generator over the video's windows) and write (``write_one``:
+encode the chosen storage and rename it into place). The serial loop of ``mirror.py`` runs them one
+after the other (``--workers 0``). ``run_pipeline`` runs them at once, with bounded queues between:
+
+    DataLoader workers (processes)  ->  main thread (generator)  ->  writer thread (encode + rename)
+        decode_one, prefetch 2 each       windows of several videos      PyAV releases the GIL while
+                                          in one call (``WindowBatcher``) it encodes; the part line is
+                                                                          added after the rename
+
+so a pass takes about as long as its slowest stage instead of the sum of the three.
+
+Same bytes either way. Cross-video batches change which windows share a generator call, never a
+window's output: each window's frames are computed on their own (the flow is per frame, the
+temporal STD per window; on this CPU the outputs of a window alone and inside any batch are
+bit-identical, which ``tests/test_mirror.py`` checks through the files). Random strategies draw
+per video (``video_seed``), so their windows are batched per video, as in the serial loop. The
+part file's line of a video is written only after its file is in place, so a kill anywhere in
+the pipeline loses at most the videos in flight, which the next run generates again.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import math
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from s2vc.engine import video_io
+from s2vc.engine.video_io import VideoDecodeError
+
+from ..data.layouts import VideoRecord
+from ..data.mirror_manifest import source_stamp
+
+PREFETCH = 2             # decoded videos each DataLoader worker keeps ready
+WRITE_QUEUE = 4          # generated videos waiting for the writer
+MAX_PENDING = 32         # decoded videos waiting for a full batch before partial batches run
+SAMPLE_EVERY = 50        # compact storage: PSNR and lossless size measured on every 50th video
+
+
+def default_workers() -> int:
+    """Decode workers for ``--workers`` when not given: half the usable cores, 1 to 8 (the other
+    half runs the generator and the writer)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores // 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# windows and generation
+# ---------------------------------------------------------------------------------------------
+def mirror_windows(num_frames: int, frames: int, stride: int) -> list[list[int]]:
+    """The windows a video of ``num_frames`` frames is generated in: lists of frame indices,
+    ``stride`` apart, ``frames`` long (fewer only for a phase shorter than that), covering every
+    frame exactly once. A phase's last window, when it would be short, takes the phase's last
+    ``frames`` frames instead (overlapping the one before; only its new frames are kept), so every
+    STD is over ``frames`` frames wherever the video is long enough. Empty when some phase has
+    fewer than 2 frames (``num_frames < 2 * stride``): the temporal STD needs T >= 2."""
+    if frames < 2 or stride < 1:
+        raise ValueError(f"need frames >= 2 and stride >= 1, got frames={frames}, stride={stride}")
+    if num_frames < 2 * stride:
+        return []
+    windows = []
+    for phase in range(stride):
+        idx = list(range(phase, num_frames, stride))
+        for start in range(0, len(idx), frames):
+            chunk = idx[start:start + frames]
+            if len(chunk) < frames and len(idx) >= frames:
+                chunk = idx[-frames:]
+            windows.append(chunk)
+    return windows
+
+
+class _Video:
+    """One video inside ``WindowBatcher``: its frames, output, and windows still to generate."""
+
+    def __init__(self, item: dict, frames: int, stride: int):
+        self.item = item
+        video = item.get("video")
+        self.windows = mirror_windows(len(video), frames, stride) if video is not None else []
+        if video is not None and not self.windows:
+            raise ValueError(f"too short: {len(video)} frames, the mirror needs at least {2 * stride} "
+                             f"(stride {stride}) for a temporal STD")
+        self.out = torch.empty_like(video) if video is not None else None
+        self.written = torch.zeros(len(video), dtype=torch.bool) if video is not None else None
+        self.preserved = [0.0] * len(self.windows)
+        self.remaining = len(self.windows)
+
+    def take(self, k: int, frames_out: torch.Tensor, preserved: float) -> None:
+        """Window ``k``'s uint8 (T, H, W, 3) output: frames no earlier window wrote are kept."""
+        idx = torch.tensor(self.windows[k])
+        new = ~self.written[idx]
+        self.out[idx[new]] = frames_out[new]
+        self.written[idx] = True
+        self.preserved[k] = preserved
+        self.remaining -= 1
+
+    def result(self) -> dict:
+        """The item with ``out`` (uint8 (N, H, W, 3)), ``preserved`` (mean over windows) and
+        ``windows`` (their number) added; the decoded frames dropped."""
+        item = {k: v for k, v in self.item.items() if k != "video"}
+        if self.out is not None:
+            item.update(out=self.out, windows=len(self.windows),
+                        preserved=math.fsum(self.preserved) / len(self.windows))
+        return item
+
+
+class WindowBatcher:
+    """The generate stage: windows of consecutive videos fill generator calls of ``batch``
+    windows of one shape (length, H, W); a video comes out, in input order, once all its windows
+    are done. ``per_video``: each video's windows go alone (random strategies, whose draws are
+    seeded per video by ``on_video`` before its calls)."""
+
+    def __init__(self, gen, frames: int, stride: int, batch: int, device: str | torch.device = "cpu",
+                 per_video: bool = False, on_video: Callable[[dict], None] | None = None,
+                 max_pending: int = MAX_PENDING):
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self.gen, self.frames, self.stride, self.batch, self.device = gen, frames, stride, batch, device
+        self.per_video, self.on_video, self.max_pending = per_video, on_video, max_pending
+        self._pending: collections.deque[_Video] = collections.deque()
+        self._groups: dict[tuple, list[tuple[_Video, int]]] = {}
+
+    def _run(self, chunk: list[tuple[_Video, int]]) -> None:
+        clips = torch.stack([v.item["video"][v.windows[k]] for v, k in chunk])          # (B, T, H, W, 3)
+        result, stats = self.gen(video_io.to_float_video(clips).to(self.device))
+        result = video_io.to_uint8_frames(result.cpu())                                 # (B, T, H, W, 3)
+        for (v, k), frames_out, p in zip(chunk, result, stats.preserved.float().cpu().tolist()):
+            v.take(k, frames_out, p)
+
+    def _flush(self, full_only: bool) -> None:
+        for key in list(self._groups):
+            group = self._groups[key]
+            while len(group) >= self.batch or (group and not full_only):
+                chunk, group[:] = group[:self.batch], group[self.batch:]
+                self._run(chunk)
+            if not group:
+                del self._groups[key]
+
+    def _ready(self) -> Iterator[dict]:
+        while self._pending and self._pending[0].remaining == 0:
+            yield self._pending.popleft().result()
+
+    def add(self, item: dict) -> Iterator[dict]:
+        """Queue one decoded item ({"video": uint8 (N, H, W, 3) or absent, ...}); yields the items
+        whose generation this finished, in input order."""
+        v = _Video(item, self.frames, self.stride)
+        self._pending.append(v)
+        if self.on_video is not None and v.windows:
+            self.on_video(item)
+        video = item.get("video")
+        for k, w in enumerate(v.windows):
+            self._groups.setdefault((len(w), *video.shape[1:3]), []).append((v, k))
+        self._flush(full_only=not self.per_video and len(self._pending) < self.max_pending)
+        yield from self._ready()
+
+    def close(self) -> Iterator[dict]:
+        """Run the partial batches left; yields the remaining items."""
+        self._flush(full_only=False)
+        yield from self._ready()
+
+    def __call__(self, items: Iterable[dict]) -> Iterator[dict]:
+        for item in items:
+            yield from self.add(item)
+        yield from self.close()
+
+
+def generate_video(generator, video: torch.Tensor, frames: int, stride: int, batch: int,
+                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, float, int]:
+    """Motion-preserved frames of one video. video: uint8 (N, H, W, 3). Returns (uint8 (N, H, W, 3),
+    mean preserved fraction over windows, number of windows); windows of one length go through
+    ``generator`` ``batch`` at a time."""
+    done = list(WindowBatcher(generator, frames, stride, batch, device, per_video=True)([{"video": video}]))
+    return done[0]["out"], done[0]["preserved"], done[0]["windows"]
+
+
+# ---------------------------------------------------------------------------------------------
+# decode and write
+# ---------------------------------------------------------------------------------------------
+def decode_one(record: VideoRecord, rel: str, decode_size: int | None, stride: int) -> dict:
+    """{"entry": the manifest entry so far, "video": uint8 (N, H, W, 3), "fps"}; a video that
+    cannot be decoded or is too short gives {"entry": {..., "skipped": why}} instead."""
+    entry = {"path": rel, **source_stamp(record.path)}
+    try:
+        video = video_io.read_video(record.path, size=decode_size)
+        fps = video_io.probe_video(record.path, exact=False).fps
+    except (VideoDecodeError, OSError) as exc:
+        return {"entry": {**entry, "skipped": f"cannot decode: {str(exc).splitlines()[0]}"}}
+    if len(video) < 2 * stride:
+        return {"entry": {**entry, "skipped": f"too short: {len(video)} frames, needs {2 * stride}"}}
+    return {"entry": entry, "video": video, "fps": fps if fps == fps and fps > 0 else 25.0}
+
+
+def write_one(out: Path, rel: str, frames: torch.Tensor, fps: float, storage: str, sample: bool = False) -> dict:
+    """Encode uint8 (N, H, W, 3) ``frames`` to ``out/rel`` in ``storage`` (atomic, deterministic);
+    returns the entry's storage fields: "bytes", and with ``sample`` (compact storage) "psnr_db"
+    of the file against ``frames`` and "lossless_bytes" (the same frames written losslessly)."""
+    path = out / rel
+    with video_io.VideoWriter(path, fps=fps, storage=storage, deterministic=True) as writer:
+        writer.write(frames)
+    fields = {"bytes": path.stat().st_size}
+    if sample and storage != "lossless":
+        back = video_io.read_video(path)
+        mse = float(((back.double() - frames.double()) ** 2).mean())
+        fields["psnr_db"] = round(psnr_db(mse), 3)
+        probe = path.with_name(f".{path.name}.lossless-probe{path.suffix}")
+        try:
+            with video_io.VideoWriter(probe, fps=fps, storage="lossless", deterministic=True) as writer:
+                writer.write(frames)
+            fields["lossless_bytes"] = probe.stat().st_size
+        finally:
+            probe.unlink(missing_ok=True)
+    return fields
+
+
+def psnr_db(mse: float) -> float:
+    """PSNR of 8-bit frames from their mean squared error (in levels²); 99 dB stands for equal."""
+    return 99.0 if mse <= 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+class _Decoding(torch.utils.data.Dataset):
+    """The decode stage as a dataset over the videos to do, for a DataLoader's worker processes."""
+
+    def __init__(self, todo: list[tuple[VideoRecord, str]], decode_size: int | None, stride: int):
+        self.todo, self.decode_size, self.stride = todo, decode_size, stride
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, i: int) -> dict:
+        record, rel = self.todo[i]
+        return decode_one(record, rel, self.decode_size, self.stride)
+
+
+class _Writer(threading.Thread):
+    """The write stage: encodes what ``put`` gives it, in order, and hands each finished entry to
+    ``done`` (which appends it to the part). An error stops it and is raised by the next ``put``
+    or by ``finish``."""
+
+    def __init__(self, write: Callable[[dict], dict], done: Callable[[dict], None]):
+        super().__init__(name="mirror-writer", daemon=True)
+        self.write, self.done = write, done
+        self.queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE)
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                item = self.queue.get()
+                if item is None:
+                    return
+                self.done(self.write(item))
+        except BaseException as exc:       # raised in the main thread
+            self.error = exc
+
+    def put(self, item: dict) -> None:
+        while True:
+            if self.error is not None or not self.is_alive():
+                raise RuntimeError("the mirror's writer stopped") from self.error
+            try:
+                self.queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self, drain: bool) -> None:
+        """Wait for the queued videos (``drain``) or only the one being written; re-raise its error."""
+        if not drain:
+            self.stop.set()
+            while True:              # unblock a writer waiting on an empty queue
+                try:
+                    self.queue.get_nowait()
+                except queue.Empty:
+                    break
+        while self.is_alive():
+            try:
+                self.queue.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def video_seed(seed: int, rel: str) -> int:
+    """The random strategies' seed of one video: the same in any shard layout."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{rel}".encode()).digest()[:4], "little")
+
+
+def video_entry(item: dict, storage_fields: dict, backend: str | None) -> dict:
+    """The manifest entry of a generated and written ``item`` (``WindowBatcher``'s result)."""
+    out = item["out"]
+    return {**item["entry"], "frames": len(out), "windows": item["windows"],
+            "preserved": round(item["preserved"], 6), "height": int(out.shape[1]), "width": int(out.shape[2]),
+            "fps": item["fps"], "backend": backend, **storage_fields}
+
+
+def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done: Callable[[dict], None]) -> None:
+    """Mirror ``todo`` with the three stages overlapped (see the module docstring). ``cfg``: the
+    ``MirrorConfig`` (workers, decode_size, frames, stride, batch, device, storage, method,
+    strategy, seed); ``done(entry)`` is called by the writer thread, in order, once a video's file
+    is in place (or the video was skipped)."""
+    from s2vc.engine.strategies import RANDOM_STRATEGIES
+
+    loader = torch.utils.data.DataLoader(_Decoding(todo, cfg.decode_size, cfg.stride), batch_size=None,
+                                         num_workers=cfg.workers, prefetch_factor=PREFETCH if cfg.workers else None)
+    per_video = cfg.method == "s2vc" and cfg.strategy in RANDOM_STRATEGIES
+
+    def seed_video(item: dict) -> None:
+        gen.seed = video_seed(cfg.seed, item["entry"]["path"])
+
+    batcher = WindowBatcher(gen, cfg.frames, cfg.stride, cfg.batch, cfg.device, per_video=per_video,
+                            on_video=seed_video if per_video else None)
+    written = [0]
+
+    def write(item: dict) -> dict:
+        if "out" not in item:
+            return item["entry"]
+        sample = written[0] % SAMPLE_EVERY == 0
+        written[0] += 1
+        fields = write_one(out, item["entry"]["path"], item["out"], item["fps"], cfg.storage, sample)
+        return video_entry(item, fields, item["backend"])
+
+    def generated(items: Iterable[dict]) -> Iterator[dict]:
+        for item in batcher(items):
+            yield {**item, "backend": gen.last_backend}
+
+    writer = _Writer(write, done)
+    writer.start()
+    ok = False
+    try:
+        for item in generated(loader):
+            writer.put(item)
+        ok = True
+    finally:
+        writer.finish(drain=ok)
+
+
+__all__ = ["WindowBatcher", "decode_one", "default_workers", "generate_video", "mirror_windows", "psnr_db",
+           "run_pipeline", "video_entry", "video_seed", "write_one"]
