@@ -372,3 +372,88 @@ def test_auto_generator_runs_in_half_precision(small_flow, dtype):
     # rounding step of the half type (auto may run the compiled ops, equal to the reference ~1e-5)
     assert torch.equal(stats.mask, ref_stats.mask)
     torch.testing.assert_close(out.float(), ref.to(dtype).float(), rtol=0, atol=torch.finfo(dtype).eps)
+
+
+# -- no host synchronisation in a training-mode call (issue 25) -----------------------------------
+_HOST_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__")
+
+
+def _count_host_reads(monkeypatch) -> list[str]:
+    """Replace every way a tensor's value reaches Python with a counting stand-in: on CPU these
+    are the calls that, on a GPU, would wait for the device."""
+    seen: list[str] = []
+    for name in _HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            seen.append(_name)
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return seen
+
+
+@pytest.mark.parametrize("backend", ["eager", "auto"])
+@pytest.mark.parametrize("strategy", ["zero", "noise", "shuffle_clip", "topk"])
+def test_a_training_mode_call_reads_nothing_back(small_flow, monkeypatch, strategy, backend):
+    """validate=False (what the key maker and the mirror pass): no .item()/.tolist()/bool() of a
+    tensor in the whole call, and the stats stay tensors; validate=True does read (the checks)."""
+    video = torch.rand(2, 3, 4, 20, 18, generator=torch.Generator().manual_seed(3))
+    quiet = MotionPreservingGenerator(small_flow, alpha=0.05, strategy=strategy, backend=backend, seed=1,
+                                      validate=False)
+    checked = MotionPreservingGenerator(small_flow, alpha=0.05, strategy=strategy, backend=backend, seed=1)
+    seen = _count_host_reads(monkeypatch)
+    out, stats = quiet(video)
+    assert seen == [], f"host reads in a training-mode call: {seen}"
+    assert isinstance(stats.preserved, torch.Tensor) and stats.preserved.shape == (2,)
+    ref, _ = checked(video)
+    assert seen, "the counting stand-in sees the input checks' reads (else this test could not fail)"
+    monkeypatch.undo()
+    assert torch.equal(out, ref)
+
+
+def test_the_key_maker_reads_nothing_back(small_flow, monkeypatch):
+    """The s2vc arm's key maker returns the preserved fraction as a tensor, read by the loop."""
+    from s2vc.training.pretrain.keys import KeyMaker
+    maker = KeyMaker("s2vc", flow=small_flow, alpha=0.05, strategy="topk", seed=0)
+    assert maker.gen.validate is False and maker.keep_fraction == pytest.approx(0.227)
+    clip = torch.rand(2, 3, 4, 20, 18, generator=torch.Generator().manual_seed(4))
+    seen = _count_host_reads(monkeypatch)
+    key, preserved = maker(clip, {}, 3)
+    assert seen == [] and isinstance(preserved, torch.Tensor) and preserved.dim() == 0
+    monkeypatch.undo()
+    assert 0.0 < float(preserved) < 1.0 and key.shape == clip.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.set_sync_debug_mode)")
+@pytest.mark.parametrize("strategy", ["zero", "noise", "shuffle_clip", "topk"])
+def test_a_training_mode_call_does_not_synchronise_on_cuda(small_flow, strategy):
+    """On a GPU, the device itself says so: sync debug mode "error" raises on any synchronisation."""
+    flow = AdvFlow(SMALL).cuda().eval()
+    flow.load_state_dict(small_flow.state_dict())
+    gen = MotionPreservingGenerator(flow, alpha=0.05, strategy=strategy, seed=1, validate=False)
+    video = torch.rand(2, 3, 4, 20, 18, device="cuda")
+    gen(video)                                     # the first call builds and caches what it needs
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out, stats = gen(video)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.is_cuda and stats.preserved.is_cuda
+
+
+def test_topk_without_keep_fraction_keeps_what_the_flows_alpha_was_calibrated_for(small_flow):
+    """The generator resolves topk's fraction itself (every caller gets the same default)."""
+    from types import SimpleNamespace
+
+    from s2vc.engine.defaults import DEFAULT_PRESERVE
+    assert MotionPreservingGenerator(small_flow, strategy="topk").keep_fraction == DEFAULT_PRESERVE
+    calibrated = SimpleNamespace(config=small_flow.config, prepare=small_flow.prepare,
+                                 meta={"alpha": 0.2, "alpha_calibration": {"preserve": 0.31}})
+    gen = MotionPreservingGenerator(calibrated, strategy="topk", backend="eager")
+    assert gen.keep_fraction == 0.31 and gen.alpha == 0.2
+    assert MotionPreservingGenerator(calibrated, strategy="topk", keep_fraction=0.5).keep_fraction == 0.5
+    assert MotionPreservingGenerator(small_flow, strategy="zero").keep_fraction is None
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=r"keep_fraction in \(0, 1\]"):
+            MotionPreservingGenerator(small_flow, strategy="topk", keep_fraction=bad)

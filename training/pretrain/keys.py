@@ -35,7 +35,7 @@ class KeyMaker:
     """Turns the second clip, float (B, 3, T, H, W) in [0, 1], into the MoCo key of ``mode``.
 
     flow: the s2vc generator's flow (and the TFD resolution's): a loaded flow, a checkpoint path,
-    or None = the bundled one; alpha: None = the flow's calibrated one (``engine.suppression.resolve_alpha``);
+    or None = the bundled one; alpha: None = the flow's calibrated one (``engine.defaults.resolve_alpha``);
     strategy / detail / gen_backend: of the generator; clamp: clip a generated key to [0, 1]; seed: the
     random strategies' seed (renewed every step; also of BE's and FAME's draws). ``self.alpha`` is
     the alpha in use (None for the arms without a flow threshold). ``pregenerated``: the key clip
@@ -56,24 +56,27 @@ class KeyMaker:
         if mode not in PREGENERATED_MODES:
             return
         from s2vc.engine import load_flow
-        from s2vc.engine.suppression import resolve_alpha, resolve_keep_fraction
+        from s2vc.engine.defaults import resolve_alpha
         # a loaded flow (the trainer's) or a checkpoint path / None (the bundled one)
         flow = flow.to(device) if isinstance(flow, torch.nn.Module) else load_flow(flow, device=device)
         if pregenerated:
             self.alpha = resolve_alpha(flow, alpha) if mode == "s2vc" else None
         elif mode == "s2vc":
             from s2vc.engine.generator import MotionPreservingGenerator
-            if strategy == "topk":
-                self.keep_fraction = resolve_keep_fraction(flow, keep_fraction)
+            # validate=False: the training step reads nothing back from the device (no host
+            # synchronisation); the generator resolves alpha and topk's keep_fraction from the flow
             self.gen = MotionPreservingGenerator(flow, alpha=alpha, strategy=strategy, backend=gen_backend, seed=seed,
-                                                 keep_fraction=self.keep_fraction, detail=detail)
+                                                 keep_fraction=keep_fraction, detail=detail, validate=False)
             self.alpha = self.gen.alpha
+            self.keep_fraction = self.gen.keep_fraction if strategy == "topk" else None
         else:
             from s2vc.engine.tfd import tfd_generator
             self.gen = tfd_generator(resolution=flow.config.resolution)
 
-    def __call__(self, k: torch.Tensor, batch: dict, step: int) -> tuple[torch.Tensor, float]:
-        """(key (B, 3, T, H, W), mean fraction of latents preserved, or nan without a flow).
+    def __call__(self, k: torch.Tensor, batch: dict, step: int) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """(key (B, 3, T, H, W), mean fraction of latents preserved: a 0-dim float tensor on the
+        key's device for the generated keys, read by the training loop when it logs (reading it
+        here would wait for the device), or the float nan without a flow).
         ``batch["k_mask"]`` (B, 1, T, H, W) in {0, 1}: the actor masks the oracle needs."""
         if self.mode == "oracle":
             mask = batch.get("k_mask")
@@ -93,7 +96,7 @@ class KeyMaker:
         out, stats = self.gen(k)
         if self.clamp:
             out = out.clamp(0, 1)
-        return out, float(stats.preserved.mean())
+        return out, stats.preserved.mean()
 
 
 class OracleKeys(torch.utils.data.Dataset):

@@ -346,15 +346,17 @@ def _train_step(run: _Run, batch: dict, epoch: int, i: int, t_data: float) -> di
     _sync(device)
     t_end = time.perf_counter()
     run.step += 1
+    # the step's record reads its numbers back once, here (the key maker's preserved fraction
+    # stays a device tensor until now: reading it during the step would wait for the device)
     rec = {"step": run.step, "epoch": epoch, "loss": loss.item(), "lr": lr,
-           "acc": (logits.argmax(1) == 0).float().mean().item(), "preserved": preserved,
+           "acc": (logits.argmax(1) == 0).float().mean().item(), "preserved": float(preserved),
            "t_data": t_gen - t_data, "t_gen": t_model - t_gen, "t_model": t_end - t_model}
     run.history.append(rec)
     if run.writer is not None:
         for key in ("loss", "lr", "acc", "t_data", "t_gen", "t_model"):
             run.writer.add_scalar(f"train/{key}", rec[key], run.step)
-        if not math.isnan(preserved):
-            run.writer.add_scalar("train/preserved", preserved, run.step)
+        if not math.isnan(rec["preserved"]):
+            run.writer.add_scalar("train/preserved", rec["preserved"], run.step)
     return rec
 
 
