@@ -11,11 +11,13 @@ from s2vc.engine.flow import AdvFlow, FlowConfig
 from s2vc.training.flow import fitted as fitted_flow_module
 from s2vc.training.data.datasets import dataset_root, split_records
 from s2vc.training.flow.fitted import FittedFlowRecipe, fitted_flow_for, fitted_flow_path
-from s2vc.training.flow.fit_check import (FIT_MARGIN_BPD, FlowDoesNotFitError, check_flow_fits, check_flow_for_dataset,
+from s2vc.training.flow.fit_check import (FIT_MARGIN_BPD, NOISE_Z, FlowDoesNotFitError, check_flow_fits, check_flow_for_dataset,
                                     fit_command, reference_bpd)
 from s2vc.training.data.synthetic import SyntheticSet
 
 TINY_SET = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
+# enough training videos for the check's noise (SE over videos) to be below the bundled flow's shortfall
+CHECK_SET = SyntheticSet(classes=2, train_per_class=8, test_per_class=1, frames=12)
 TINY_RECIPE = FittedFlowRecipe(resolution=8, high_blocks=1, low_blocks=1, fc_blocks=1, hidden=8, fc_hidden=8,
                                epochs=2, steps_per_epoch=3, batch_size=4, warmup_steps=1, decode_size=32,
                                clip_len=6, holdout=0.25, from_bundled=False, crop_scale=(0.5, 1.0))
@@ -26,24 +28,31 @@ def tiny_root(tmp_path_factory):
     return dataset_root("synthetic", tmp_path_factory.mktemp("set") / "tiny", synthetic=TINY_SET)
 
 
-def test_bundled_flow_on_the_synthetic_set(tiny_root):
+@pytest.fixture(scope="module")
+def check_root(tmp_path_factory):
+    return dataset_root("synthetic", tmp_path_factory.mktemp("set") / "check", synthetic=CHECK_SET)
+
+
+def test_bundled_flow_on_the_synthetic_set(check_root):
     bundled = load_flow()
     ref, where = reference_bpd(bundled)
     assert ref == pytest.approx(4.638, abs=0.01) and "history" in where    # docs/default_flow.md
-    report = check_flow_for_dataset(bundled, "synthetic", tiny_root, synthetic=TINY_SET)
-    assert report.frames >= 24 and report.reference_bpd == ref and report.margin == FIT_MARGIN_BPD
+    report = check_flow_for_dataset(bundled, "synthetic", check_root, synthetic=CHECK_SET)
+    assert report.frames >= 96 and report.videos == 16 and report.reference_bpd == ref
+    assert report.margin == FIT_MARGIN_BPD and 0 < report.noise < 0.2
     # the bundled flow was trained on natural clips: it does not fit the synthetic set
-    assert report.fits is False and report.data_bpd > ref + FIT_MARGIN_BPD
+    assert report.fits is False and report.data_bpd > ref + FIT_MARGIN_BPD + NOISE_Z * report.noise
     assert "does not fit synthetic" in report.message and "\n" not in report.message
+    assert f"± {report.noise:.3f}" in report.message        # the noise is stated (the reference records none)
     # a set with settings that have no flag is read through its UCF101 layout
-    assert report.fit_command == f"s2vc train-flow --dataset ucf101 --root {tiny_root} --out flow_ucf101.pt " \
+    assert report.fit_command == f"s2vc train-flow --dataset ucf101 --root {check_root} --out flow_ucf101.pt " \
                                  "--minutes 30"
     assert report.fit_command in report.message
     with pytest.raises(FlowDoesNotFitError, match="s2vc train-flow --dataset ucf101"):
-        check_flow_for_dataset(None, "synthetic", tiny_root, synthetic=TINY_SET, strict=True)
+        check_flow_for_dataset(None, "synthetic", check_root, synthetic=CHECK_SET, strict=True, frames=16)
     # a margin wide enough lets it pass, with a message that says so
-    wide = check_flow_for_dataset(bundled, "synthetic", tiny_root, synthetic=TINY_SET, margin=10.0)
-    assert wide.fits is True and wide.data_bpd == pytest.approx(report.data_bpd)
+    wide = check_flow_for_dataset(bundled, "synthetic", check_root, synthetic=CHECK_SET, margin=10.0, frames=16)
+    assert wide.fits is True and wide.frames == 16
     assert wide.message.startswith("the flow fits synthetic")
 
 
@@ -87,3 +96,22 @@ def test_fitted_flow_is_deterministic_and_cached(tmp_path, monkeypatch):
     assert fitted_flow_path(TINY_SET, root=tmp_path / "a", recipe=TINY_RECIPE) == first
     # another recipe or set is another file
     assert TINY_RECIPE.key(TINY_SET) != FittedFlowRecipe().key(TINY_SET) != FittedFlowRecipe().key(SyntheticSet())
+
+
+def test_a_flow_fitted_with_train_flow_defaults_fits_its_own_data(check_root, tmp_path):
+    """Issue 21: a flow fitted by train-flow (its defaults but a tiny architecture and a few
+    steps) passes the check on its own training split; the check decodes at the size the flow was
+    trained at and scores the same kind of views as its held-out figure (whole frames)."""
+    from s2vc.training.flow.training import FlowTrainConfig, train_flow
+    out = tmp_path / "f.pt"
+    train_flow(FlowTrainConfig(dataset="synthetic", root=str(check_root), synthetic_set=CHECK_SET, out=str(out),
+                               resolution=8, high_blocks=1, low_blocks=1, fc_blocks=1, hidden=8, fc_hidden=8,
+                               epochs=2, steps_per_epoch=10, batch_size=8, decode_size=48, val_frames=8,
+                               clip_len=6, progress=False), log=lambda line: None)
+    flow = load_flow(out)
+    views = flow.meta["fit_views"]
+    assert views["decode_size"] == 48 and views["heldout_sources"] == 2 and views["heldout_bpd_se"] > 0
+    report = check_flow_for_dataset(flow, "synthetic", check_root, synthetic=CHECK_SET, decode_size=128)
+    assert report.decode_size == 48 and report.reference_bpd == flow.meta["heldout_bpd"]
+    assert report.fits is True, report.message
+    assert report.noise >= views["heldout_bpd_se"] and "the flow fits synthetic" in report.message

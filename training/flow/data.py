@@ -33,7 +33,8 @@ class FlowData:
     """What one process of a run trains and scores on.
 
     train: random crops of this process's training frames; val_views: float (N, 3, r, r) in
-    [0, 1], the held-out views (rank 0 only; None without held-out data); calibration_videos:
+    [0, 1], the held-out views (rank 0 only; None without held-out data) and val_sources long
+    (N,) the held-out source of each (for the noise of their mean); calibration_videos:
     training videos whose windows calibrate alpha (rank 0); skipped: "path: reason" of files
     that could not be decoded; record: what was read, for the checkpoint's meta.
     """
@@ -43,6 +44,7 @@ class FlowData:
     calibration_videos: list[Path]
     skipped: list[str]
     record: dict = field(default_factory=dict)
+    val_sources: torch.Tensor | None = None
 
 
 def training_videos(dataset: str, root: str | os.PathLike | None, fold: int = 1,
@@ -108,13 +110,14 @@ def _from_files(cfg, rank: int, log) -> FlowData:
     if not train_sources:
         raise ValueError(f"train-flow: none of the {len(files)} inputs could be decoded "
                          f"(first: {skipped[0] if skipped else 'none'})")
-    val_views = None
+    val_views = val_of = None
     if val_sources and rank == 0:
-        val_views = FrameSampler(val_sources, cfg.resolution).fixed_views(cfg.val_frames)
+        held = FrameSampler(val_sources, cfg.resolution)
+        val_views, val_of = held.fixed_views(cfg.val_frames), held.fixed_view_sources(cfg.val_frames)
     decoded = {s.name for s in sources}
     videos = [f for f in files if f.suffix.lower() in VIDEO_EXTENSIONS and str(f) in decoded]
     return FlowData(FrameSampler(train_sources, cfg.resolution, cfg.crop_scale), val_views, videos, skipped,
-                    {"data": [str(d) for d in cfg.data], "val_data": cfg.val_data})
+                    {"data": [str(d) for d in cfg.data], "val_data": cfg.val_data}, val_of)
 
 
 def _from_dataset(cfg, rank: int, world: int, log) -> FlowData:
@@ -132,20 +135,21 @@ def _from_dataset(cfg, rank: int, world: int, log) -> FlowData:
     if not sources:
         raise ValueError(f"train-flow: none of the {len(mine)} training videos of {cfg.dataset} could be decoded "
                          f"(first: {skipped[0] if skipped else 'none'})")
-    val_views = None
+    val_views = val_of = None
     if held_videos and rank == 0:
         held, held_skipped = load_sources(held_videos, cfg.decode_size, cfg.max_frames, log=log,
                                           frames_per_source=cfg.frames_per_video)
         skipped += held_skipped
         if held:
-            val_views = FrameSampler(held, cfg.resolution).fixed_views(cfg.val_frames)
+            sampler = FrameSampler(held, cfg.resolution)
+            val_views, val_of = sampler.fixed_views(cfg.val_frames), sampler.fixed_view_sources(cfg.val_frames)
     read = {"dataset": cfg.dataset, "root": str(folder), "fold": cfg.fold, "split": "train",
             "train_videos": len(chosen), "split_videos": len(videos),
             "heldout_videos": [str(Path(v).relative_to(folder)) for v in held_videos]}
     if cfg.dataset == "synthetic":
         read["synthetic_set"] = (cfg.synthetic_set or SyntheticSet()).kwargs()
     return FlowData(FrameSampler(sources, cfg.resolution, cfg.crop_scale), val_views, chosen, skipped,
-                    {"data": None, "val_data": None, "dataset": read})
+                    {"data": None, "val_data": None, "dataset": read}, val_of)
 
 
 def build_flow_data(cfg, rank: int = 0, world: int = 1, log=print) -> FlowData:

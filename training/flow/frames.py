@@ -157,6 +157,12 @@ class FrameSampler:
             out[i] = pool_to(crop.unsqueeze(0), self.resolution)[0]
         return out
 
+    def fixed_view_sources(self, per_source: int) -> torch.Tensor:
+        """long (N,): the source index of each of ``fixed_views(per_source)``'s views (views of
+        one video are alike, so the noise of their mean is counted per source)."""
+        counts = [len(evenly_spaced(s.frames.shape[0], per_source)) for s in self.sources]
+        return torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
+
     def fixed_views(self, per_source: int) -> torch.Tensor:
         """A deterministic evaluation set: ``per_source`` evenly spaced frames of each source,
         centre square crop of the whole frame, pooled to r x r."""

@@ -58,21 +58,36 @@ def resume_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + ".resume.pt")
 
 
-def evaluate_bpd(flow: AdvFlow, views: torch.Tensor, batch_size: int = 64, seed: int = 1234) -> float:
-    """Mean bits/dim of fixed views float (N, 3, r, r) in [0, 1] with fixed dequantisation noise
-    (comparable across epochs and flows)."""
+def view_bpds(flow: AdvFlow, views: torch.Tensor, batch_size: int = 64, seed: int = 1234) -> torch.Tensor:
+    """Bits/dim float64 (N,) of each of the fixed views float (N, 3, r, r) in [0, 1], with fixed
+    dequantisation noise (comparable across epochs and flows)."""
     g = torch.Generator().manual_seed(seed)
     noise = torch.rand(views.shape, generator=g)
     was_training = flow.training
     flow.eval()
-    total = 0.0
+    out = []
     with torch.no_grad():
         for i in range(0, views.shape[0], batch_size):
             v = views[i:i + batch_size].to(next(flow.parameters()).device)
             n = noise[i:i + batch_size].to(v.device)
-            total += flow.nll_bits_per_dim(v, noise=n).sum().item()
+            out.append(flow.nll_bits_per_dim(v, noise=n).double().cpu())
     flow.train(was_training)
-    return total / views.shape[0]
+    return torch.cat(out)
+
+
+def evaluate_bpd(flow: AdvFlow, views: torch.Tensor, batch_size: int = 64, seed: int = 1234) -> float:
+    """Mean bits/dim of fixed views float (N, 3, r, r) in [0, 1] (``view_bpds``)."""
+    return view_bpds(flow, views, batch_size, seed).sum().item() / views.shape[0]
+
+
+def mean_and_se(values: torch.Tensor, groups: torch.Tensor | None) -> tuple[float, float, int]:
+    """(mean of ``values`` (N,), its standard error counted over groups, number of groups): views
+    of one video are alike, so the spread that matters is between the videos' means (SE = their
+    sample SD / sqrt(groups); 0 with one group)."""
+    groups = torch.zeros(len(values), dtype=torch.long) if groups is None else groups
+    means = torch.stack([values[groups == g].mean() for g in groups.unique()])
+    se = float(means.std(unbiased=True) / math.sqrt(len(means))) if len(means) > 1 else 0.0
+    return float(values.mean()), se, len(means)
 
 
 def calibrate_alpha(flow: AdvFlow, videos: list[Path], *, preserve: float, clip_len: int, size: int,
@@ -124,6 +139,7 @@ class _Run:
     skipped_steps: int = 0
     stopped: str | None = None
     calibration: dict | None = None
+    fit_views: dict | None = None           # how the held-out figure was measured (the fit check's views)
     log: Callable[[str], None] = print      # rank 0's lines (a no-op on the others)
 
     @property
@@ -286,8 +302,8 @@ def _save(run: _Run, data: FlowData) -> None:
             "heldout_bpd": heldout_bpd(run.history), "train_seconds": run.seconds, "minutes": cfg.minutes,
             "stopped": run.stopped, "torch": str(torch.__version__), "machine": platform.machine(),
             "processes": run.world, "skipped_files": data.skipped}
-    if run.calibration is not None:
-        meta.update(run.calibration)
+    for extra in (run.calibration, run.fit_views):
+        meta.update(extra or {})
     ckpt = flow_checkpoint(run.flow, meta)
     atomic_torch_save(ckpt, out)
     state = {"flow": ckpt, "optimizer": run.opt.state_dict(), "epoch": run.epoch, "epoch_step": run.epoch_step,
@@ -337,8 +353,13 @@ def _train(run: _Run, data: FlowData, writer) -> None:
 
 
 def _finish(run: _Run, data: FlowData) -> None:
-    """Calibrate alpha on windows of training videos (rank 0) and write the final checkpoint."""
+    """Calibrate alpha on windows of training videos (rank 0), record how the held-out figure was
+    measured and its noise (what the fit check compares with), write the final checkpoint."""
     cfg = run.cfg
+    if run.rank == 0 and data.val_views is not None:
+        _, se, sources = mean_and_se(view_bpds(run.flow, data.val_views), data.val_sources)
+        run.fit_views = {"fit_views": {"decode_size": cfg.decode_size, "heldout_bpd_se": se,
+                                       "heldout_sources": sources, "views": "centre square of whole frames"}}
     if run.rank == 0:
         videos, windows = calibration_plan(data.calibration_videos)
         try:
