@@ -5,7 +5,12 @@
 
 Inputs and outputs stay torch tensors: IO binding hands ONNX Runtime the tensors' memory
 (``data_ptr``) and the outputs are torch tensors allocated here, so nothing goes through numpy.
-CPU tensors run on CPUExecutionProvider; CUDA tensors on CUDAExecutionProvider (onnxruntime-gpu).
+CPU tensors run on CPUExecutionProvider; CUDA tensors on CUDAExecutionProvider (onnxruntime-gpu),
+which must then be what the session really got: ONNX Runtime falls back to the CPU quietly when
+the CUDA provider's libraries do not load, and the error here names the missing library.
+On CUDA the session runs on the caller's current stream (``user_compute_stream``; one session per
+stream) and returns without synchronising: the outputs are ready for what the caller enqueues next
+on that stream, as with a torch op, and nothing waits on the host.
 An fp16 model takes and returns half tensors: a float32 video is cast to half first (one copy).
 
 This is runtime code: it reads the model's metadata with ``exported_meta`` and never imports the
@@ -13,7 +18,9 @@ exporter (``s2vc.export``).
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +38,9 @@ from .exported_meta import (
 log = logging.getLogger("s2vc")
 
 _NP_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.int64: np.int64, torch.bool: np.bool_}
+_CUDA_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+# ONNX Runtime's run option that skips the providers' synchronisation with the host after a run
+_NO_SYNC = "disable_synchronize_execution_providers"
 
 
 def _import_onnxruntime():
@@ -40,6 +50,31 @@ def _import_onnxruntime():
         raise RuntimeError("the onnxruntime backend needs ONNX Runtime: pip install onnxruntime "
                            "(CPU) or onnxruntime-gpu (CUDA)") from exc
     return onnxruntime
+
+
+def cuda_provider_load_error(ort) -> str:
+    """Why ONNX Runtime's CUDA provider library does not load here (the dynamic loader's message
+    names the missing dependency, e.g. ``libcudnn.so.9``), or what to install when it is absent."""
+    capi = os.path.join(os.path.dirname(ort.__file__), "capi")
+    lib = os.path.join(capi, "libonnxruntime_providers_cuda.so")
+    if not os.path.isfile(lib):
+        return f"this onnxruntime ({ort.__version__}) has no CUDA provider: pip install onnxruntime-gpu"
+    try:
+        ctypes.CDLL(lib)
+    except OSError as exc:
+        return f"its library does not load: {exc}"
+    return "its library loads, but the session did not take it (see ONNX Runtime's log)"
+
+
+def _with_stream(provider, device: torch.device):
+    """A CUDA provider entry with the device and the caller's current stream filled in (options
+    the caller gave win); other providers as they are."""
+    name, options = (provider, {}) if isinstance(provider, str) else (provider[0], dict(provider[1]))
+    if name not in _CUDA_PROVIDERS:
+        return provider
+    options.setdefault("device_id", device.index or 0)
+    options.setdefault("user_compute_stream", str(torch.cuda.current_stream(device).cuda_stream))
+    return name, options
 
 
 class OnnxRuntimeGenerator:
@@ -74,11 +109,10 @@ class OnnxRuntimeGenerator:
         available = self.ort.get_available_providers()
         if self.providers is not None:
             names = [p if isinstance(p, str) else p[0] for p in self.providers]
-            if device.type == "cuda" and not any(n in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-                                                 for n in names):
+            if device.type == "cuda" and not any(n in _CUDA_PROVIDERS for n in names):
                 raise RuntimeError(f"the video is on {device} but the providers given ({names}) have no CUDA "
                                    "one: add CUDAExecutionProvider or move the video to the CPU")
-            return self.providers
+            return [_with_stream(p, device) for p in self.providers] if device.type == "cuda" else self.providers
         if device.type == "cpu":
             return ["CPUExecutionProvider"]
         if device.type == "cuda":
@@ -86,28 +120,37 @@ class OnnxRuntimeGenerator:
                 raise RuntimeError(f"the video is on {device} but this ONNX Runtime has no CUDAExecutionProvider "
                                    f"(available: {available}): pip install onnxruntime-gpu, or move the video "
                                    "to the CPU")
-            return [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+            return [_with_stream("CUDAExecutionProvider", device), "CPUExecutionProvider"]
         raise RuntimeError(f"the onnxruntime backend runs CPU and CUDA tensors, got one on {device}")
 
     def session(self, device: torch.device | str = "cpu"):
-        """The ``onnxruntime.InferenceSession`` used for inputs on ``device`` (made on first use)."""
+        """The ``onnxruntime.InferenceSession`` used for inputs on ``device`` (made on first use;
+        on CUDA one per device and current stream, which its kernels run on)."""
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
-        key = "shared" if self.providers is not None else str(device)
+        key = (str(device), torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else None)
         if key not in self._sessions:
             providers = self._providers_for(device)
             options = self.session_options
             if options is None:
                 options = self.ort.SessionOptions()
                 options.log_severity_level = 3          # errors only: fp16 CPU casts are logged as warnings
-            self._sessions[key] = self.ort.InferenceSession(str(self.model_path), sess_options=options,
-                                                            providers=providers)
-            log.info("OnnxRuntimeGenerator: %s runs on %s", self.model_path.name,
-                     self._sessions[key].get_providers())
-        elif self.providers is not None:
-            self._providers_for(device)                 # same device check for a shared session
+            session = self.ort.InferenceSession(str(self.model_path), sess_options=options, providers=providers)
+            got = session.get_providers()
+            if device.type == "cuda" and not any(n in got for n in _CUDA_PROVIDERS):
+                raise RuntimeError(f"the video is on {device} but ONNX Runtime fell back to {got}: the CUDA "
+                                   f"provider did not start ({cuda_provider_load_error(self.ort)})")
+            self._sessions[key] = session
+            log.info("OnnxRuntimeGenerator: %s runs on %s", self.model_path.name, got)
         return self._sessions[key]
+
+    def _on_caller_stream(self, session, device: torch.device) -> bool:
+        """Whether the session's CUDA provider runs on the caller's current stream (then ordering
+        needs no synchronisation)."""
+        stream = str(torch.cuda.current_stream(device).cuda_stream)
+        options = session.get_provider_options()
+        return any(options.get(n, {}).get("user_compute_stream") == stream for n in _CUDA_PROVIDERS)
 
     # -- running ----------------------------------------------------------------------------------
     @staticmethod
@@ -149,8 +192,14 @@ class OnnxRuntimeGenerator:
             self._bind_input(binding, name, t)
         self._bind_output(binding, "out", out)
         self._bind_output(binding, "mask", mask)
+        run_options = None
         if video.is_cuda:
-            # ORT runs on its own CUDA stream: the inputs must be written before it reads them
-            torch.cuda.current_stream(video.device).synchronize()
-        session.run_with_iobinding(binding)      # returns once the outputs are written
+            if self._on_caller_stream(session, video.device):
+                # ORT's kernels queue behind the caller's work on the same stream: no wait at either end
+                run_options = self.ort.RunOptions()
+                run_options.add_run_config_entry(_NO_SYNC, "1")
+            else:
+                # a provider on a stream of its own: the inputs must be written before it reads them
+                torch.cuda.current_stream(video.device).synchronize()
+        session.run_with_iobinding(binding, run_options)
         return out, mask
