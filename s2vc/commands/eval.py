@@ -29,6 +29,10 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
     from s2vc.training.models import BACKBONES
 
     p.add_argument("--checkpoint", default=None, help="pretrain checkpoint (its encoder_q.backbone is evaluated)")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="backbone weights trained elsewhere: a state_dict with torchvision r3d_18/s3d names, "
+                        "possibly under a prefix (module., backbone., encoder_q., ...), or a pretrain run folder; "
+                        "one line says the prefix stripped and the keys dropped")
     p.add_argument("--backbone", default=None, choices=BACKBONES,
                    help="expected backbone (default: the checkpoint's); alone, a randomly initialised baseline")
     p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS)

@@ -8,10 +8,17 @@
 - ``load_backbone`` takes ``encoder_q.backbone.*`` out of a pretrain checkpoint with the rigour
   of facebookresearch/moco's linear-probe loader: every backbone key present, none unexpected,
   a checkpoint of another backbone refused with both names.
+- ``load_weights`` (``s2vc eval ... --weights FILE``) takes a backbone trained elsewhere: a
+  torchvision ``r3d_18`` / ``s3d`` state_dict, or one whose keys carry a prefix (``module.``,
+  ``backbone.``, ``encoder_q.``, ``encoder_q.backbone.``, ...), or this project's checkpoints. The
+  prefix is found by which one makes the most keys fit, the architecture (unless asked) by
+  which backbone they fit; one line says what was stripped, dropped (a classifier head ``fc.*``
+  / ``classifier.*``) or ignored. A missing backbone weight is an error, as in ``load_backbone``.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,8 +27,9 @@ from torch import nn
 from ..models import BACKBONES, build_backbone
 from ..run_files import CHECKPOINT
 
-__all__ = ["BACKBONE_PREFIX", "PRETRAIN_EXPECTED", "resolve_checkpoint", "read_checkpoint",
-           "backbone_from_checkpoint", "load_backbone"]
+__all__ = ["BACKBONE_PREFIX", "PRETRAIN_EXPECTED", "WEIGHTS_EXPECTED", "WEIGHT_PREFIXES", "WeightsReport",
+           "resolve_checkpoint", "read_checkpoint", "backbone_from_checkpoint", "load_backbone",
+           "backbone_from_weights", "load_weights"]
 
 BACKBONE_PREFIX = "encoder_q.backbone."
 # what a user may give as a pretrain checkpoint, said in every error about one
@@ -131,3 +139,124 @@ def load_backbone(checkpoint_path: str | os.PathLike, backbone: str | None = Non
     ``read_checkpoint`` and ``backbone_from_checkpoint``."""
     ckpt, file = read_checkpoint(checkpoint_path)
     return backbone_from_checkpoint(ckpt, backbone, file)
+
+
+# -- backbones trained elsewhere (--weights) ----------------------------------------------------
+WEIGHTS_EXPECTED = ("a backbone state_dict (torchvision r3d_18 / s3d names, possibly under a prefix such as "
+                    f"'module.', 'backbone.', 'encoder_q.'), or {PRETRAIN_EXPECTED}")
+# what trainers put before a backbone's keys (DDP, MoCo, Lightning, timm-style wrappers); the
+# one that makes the most keys fit is taken, the longest first on a tie
+WEIGHT_PREFIXES = ("module.encoder_q.backbone.", "encoder_q.backbone.", "module.encoder_q.", "encoder_q.",
+                   "module.backbone.", "backbone.", "module.encoder.", "encoder.", "model.encoder_q.backbone.",
+                   "model.backbone.", "model.", "module.", "")
+# a classifier head trained with the backbone: not part of it, dropped (and said)
+HEAD_PREFIXES = ("fc.", "classifier.", "head.")
+# the state_dict inside a saved object: a pretrain checkpoint's "model", Lightning's "state_dict"
+_WRAPPERS = ("state_dict", "model", "model_state", "module")
+
+
+@dataclass
+class WeightsReport:
+    """How ``backbone_from_weights`` read a state_dict: the architecture, the prefix stripped,
+    the head keys dropped, other unexpected keys dropped, the count of keys outside the prefix."""
+
+    backbone: str
+    prefix: str
+    head: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    outside: int = 0
+
+    def line(self, source) -> str:
+        """One line: what was loaded from ``source`` and how."""
+        parts = [f"prefix {self.prefix!r} stripped" if self.prefix else "no prefix", "no backbone key missing"]
+        if self.head:
+            parts.append(f"classifier head {self.head} dropped")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected keys dropped {self.unexpected[:5]}")
+        if self.outside:
+            parts.append(f"{self.outside} keys outside the prefix ignored")
+        return f"{self.backbone} weights from {source} ({'; '.join(parts)})"
+
+
+def _weights_state(obj: object, source) -> tuple[dict[str, torch.Tensor], str | None]:
+    """(the tensors of the state_dict inside ``obj``, the backbone its config names or None)."""
+    saved = None
+    for _ in range(3):                       # {"state_dict": {...}}, {"model": {...}}, nested once
+        if not isinstance(obj, dict):
+            break
+        if isinstance(obj.get("config"), dict):
+            saved = obj["config"].get("backbone", saved)
+        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
+        if inner is None or any(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        obj = inner
+    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{source}: no state_dict of tensors in it (expected {WEIGHTS_EXPECTED})")
+    return {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}, saved
+
+
+def _names(model: nn.Module) -> dict[str, str]:
+    """A model's state_dict keys by the names a state_dict may use for them: its own, and
+    torchvision's (``TorchvisionBackbone`` keeps the torchvision model as ``net``)."""
+    names = {}
+    for key in model.state_dict():
+        names[key] = key
+        if key.startswith("net."):
+            names[key[len("net."):]] = key
+    return names
+
+
+def _fit(state: dict[str, torch.Tensor], names: dict[str, str]) -> tuple[str, dict[str, torch.Tensor], list[str], int]:
+    """(prefix, {model key: tensor}, keys under the prefix that fit no model key, keys outside
+    the prefix) for the prefix of ``WEIGHT_PREFIXES`` under which most keys fit."""
+    best = None
+    for prefix in WEIGHT_PREFIXES:
+        inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        fitted = {names[k]: v for k, v in inside.items() if k in names}
+        if best is None or len(fitted) > len(best[1]):
+            best = (prefix, fitted, sorted(k for k in inside if k not in names), len(state) - len(inside))
+    return best
+
+
+def backbone_from_weights(obj: object, backbone: str | None = None,
+                          source: str | Path = "weights") -> tuple[nn.Module, WeightsReport]:
+    """(the backbone, on the CPU, in eval mode, with ``backbone_name``; how it was read) of a
+    loaded state_dict from anywhere (see the module docstring). ``backbone`` None: the
+    checkpoint's config names it, else the one of ``BACKBONES`` most of its keys fit. Raises
+    ValueError when no backbone fits, a backbone weight is missing or of another shape."""
+    state, saved = _weights_state(obj, source)
+    if backbone is not None and saved is not None and saved != backbone:
+        raise ValueError(f"{source}: the checkpoint is of backbone {saved!r}, but backbone {backbone!r} was asked for")
+    candidates = [backbone or saved] if (backbone or saved) else list(BACKBONES)
+    fits = []
+    for name in candidates:
+        with torch.device("meta"):           # key names and shapes only: nothing allocated
+            names = _names(build_backbone(name))
+        fits.append((len(_fit(state, names)[1]) / len(set(names.values())), name, names))
+    share, name, names = max(fits, key=lambda f: f[0])
+    prefix, fitted, unexpected, outside = _fit(state, names)
+    if not fitted:
+        raise ValueError(f"{source}: no key fits a {' / '.join(candidates)} backbone, with or without a prefix "
+                         f"('module.', 'backbone.', 'encoder_q.', ...); its keys begin {sorted(state)[:3]}")
+    model = build_backbone(name)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in fitted]
+    if missing:
+        shown = [k.removeprefix("net.") for k in missing[:5]]
+        raise ValueError(f"{source}: {len(missing)} of the {len(expected)} weights of a {name!r} backbone are missing "
+                         f"(prefix {prefix!r} stripped), e.g. {shown}; {len(unexpected)} keys fit none, e.g. "
+                         f"{unexpected[:3]}")
+    _check_fits(model, fitted, name, saved, source)
+    model.load_state_dict(fitted, strict=True)
+    model.backbone_name = name
+    head = [k for k in unexpected if k.startswith(HEAD_PREFIXES)]
+    report = WeightsReport(name, prefix, head, [k for k in unexpected if k not in head], outside)
+    return model.eval(), report
+
+
+def load_weights(path: str | os.PathLike, backbone: str | None = None) -> tuple[nn.Module, str]:
+    """(the backbone of the weights file ``path`` — or a pretrain run folder —, on the CPU, in
+    eval mode; one line saying how it was read). Errors as ``backbone_from_weights``."""
+    obj, file = read_checkpoint(path, what="backbone weights", expected=WEIGHTS_EXPECTED)
+    model, report = backbone_from_weights(obj, backbone, file)
+    return model, report.line(file)

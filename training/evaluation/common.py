@@ -2,8 +2,9 @@
 settings name, and the shape of what an evaluation hands back.
 
 ``EvalSettings`` is everything ``s2vc eval retrieval`` (and, extended, linear / temporal-order /
-probes / finetune) needs: which backbone (``checkpoint`` — a file or a pretrain run folder — or
-a ``backbone`` name alone for a randomly initialised baseline), which videos (``dataset``,
+probes / finetune) needs: which backbone (``checkpoint`` — a file or a pretrain run folder —,
+``weights`` — a backbone state_dict from elsewhere, e.g. torchvision's r3d_18, keys under any
+common prefix —, or a ``backbone`` name alone for a randomly initialised baseline), which videos (``dataset``,
 ``root``, ``fold``, ``synthetic``), how windows are cut and viewed (``frames``, ``stride``,
 ``size``, ``decode_size``, ``num_clips``, ``overlap``, ``protocol``, ``crops``), how it runs
 (``batch_size``, ``workers``, ``device``, ``seed``) and where the JSON goes (``out``).
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from ..data.datasets import ClipDataset, SkippedCounter, build_dataset
-from .checkpoints import load_backbone
+from .checkpoints import load_backbone, load_weights
 from .features import PROTOCOLS
 from ..models import BACKBONES, build_backbone
 from ..data.synthetic import SyntheticSet
@@ -41,6 +42,7 @@ class EvalSettings:
     ``s2vc eval``'s except ``workers`` (the command: up to 4)."""
 
     checkpoint: str | None = None
+    weights: str | None = None
     backbone: str | None = None
     dataset: str = "synthetic"
     root: str | None = None
@@ -64,6 +66,8 @@ class EvalSettings:
         if self.dataset not in EVAL_DATASETS:
             raise ValueError(f"an evaluation needs a labelled dataset, one of {EVAL_DATASETS}, got {self.dataset!r}"
                              + (" (the folder dataset is unlabelled)" if self.dataset == "folder" else ""))
+        if self.checkpoint and self.weights:
+            raise ValueError("give a pretrain checkpoint (--checkpoint) or backbone weights (--weights), not both")
         if self.backbone is not None and self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.protocol not in PROTOCOLS:
@@ -122,14 +126,18 @@ def eval_dataset(settings: EvalSettings, split: str) -> ClipDataset:
 
 
 def eval_backbone(settings: EvalSettings) -> tuple[nn.Module, str]:
-    """(the backbone to evaluate, in eval mode, a description for tables): the checkpoint's, or,
-    without one, a randomly initialised ``settings.backbone`` (seeded by ``settings.seed``)."""
+    """(the backbone to evaluate, in eval mode, a description for tables): the checkpoint's, the
+    weights' (the description says how they were read: prefix stripped, head dropped), or,
+    without either, a randomly initialised ``settings.backbone`` (seeded by ``settings.seed``)."""
+    if settings.weights:
+        return load_weights(settings.weights, settings.backbone)
     if settings.checkpoint:
         model = load_backbone(settings.checkpoint, settings.backbone)
         return model, f"{model.backbone_name} from {settings.checkpoint}"
     if not settings.backbone:
-        raise ValueError("no backbone to evaluate: expected a pretrain checkpoint (--checkpoint), or a backbone "
-                         f"name alone (--backbone, one of {BACKBONES}) for a randomly initialised baseline")
+        raise ValueError("no backbone to evaluate: expected a pretrain checkpoint (--checkpoint), backbone weights "
+                         f"(--weights), or a backbone name alone (--backbone, one of {BACKBONES}) for a randomly "
+                         "initialised baseline")
     torch.manual_seed(settings.seed)
     model = build_backbone(settings.backbone).eval()
     model.backbone_name = settings.backbone
@@ -160,5 +168,6 @@ def finish(result: dict, table: str, skipped: SkippedCounter, out: str | os.Path
 
 def settings_summary(settings: EvalSettings, evaluation: str) -> dict:
     """The keys every frozen-feature result starts with (what was evaluated, and how)."""
-    names = ("dataset", "fold", "frames", "stride", "size", "num_clips", "overlap", "crops", "protocol", "checkpoint")
+    names = ("dataset", "fold", "frames", "stride", "size", "num_clips", "overlap", "crops", "protocol", "checkpoint",
+             "weights")
     return {"evaluation": evaluation, **{k: getattr(settings, k) for k in names}}

@@ -163,8 +163,8 @@ def _run_config(settings: FinetuneSettings, backbone: nn.Module, classes: list[s
     s = settings
     return {"backbone": backbone.backbone_name, "num_classes": len(classes), "dropout": s.dropout,
             "classes": list(classes), "static": s.static, "dataset": s.dataset, "fold": s.fold, "size": s.size,
-            "frames": s.frames, "stride": s.stride, "pretrained": s.checkpoint, "epochs": s.epochs, "lr": s.lr,
-            "weight_decay": s.weight_decay, "batch_size": s.batch_size, "seed": s.seed}
+            "frames": s.frames, "stride": s.stride, "pretrained": s.checkpoint or s.weights, "epochs": s.epochs,
+            "lr": s.lr, "weight_decay": s.weight_decay, "batch_size": s.batch_size, "seed": s.seed}
 
 
 def _resume(save: Path, config: dict, model: nn.Module, opt, sched) -> tuple[int, list[dict]]:

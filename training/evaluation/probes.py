@@ -219,8 +219,8 @@ def evaluate_probes(settings: ProbeSettings) -> Evaluation:
     look = look_probe(feats, looks, groups, **kw)
     chance = {k: 1 / (int(v.max()) + 1) for k, v in looks.items()}
     classes = int(bank.labels.max()) + 1
-    result = {"evaluation": "probes", "backbone": desc, "checkpoint": s.checkpoint, "videos": len(bank),
-              "motion": motion, "look": look, "chance": {"motion": 1 / classes, **chance}}
+    result = {"evaluation": "probes", "backbone": desc, "checkpoint": s.checkpoint, "weights": s.weights,
+              "videos": len(bank), "motion": motion, "look": look, "chance": {"motion": 1 / classes, **chance}}
     rows = [("motion (class)", f"{100 * motion:6.2f}  (chance {100 / classes:.2f})")]
     rows += [(f"look: {k}", f"{100 * v:6.2f}  (chance {100 * chance[k]:.2f})") for k, v in look.items()]
     table = format_table(f"probes on the synthetic test split, odd groups train / even groups test, "
