@@ -189,3 +189,21 @@ def test_demo_writes_its_outputs_and_explains_them(tmp_path, capsys):
     assert "What you are looking at" in out and "latents were kept" in out
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     assert {"bikes_s2vc.mp4", "bikes_side_by_side.mp4", "bikes_sheet.png"} <= names
+
+
+def test_generate_topk_without_keep_fraction_takes_the_flows(tmp_path, flow_path, capsys):
+    """`s2vc generate VIDEO --strategy topk` runs without --keep-fraction: the generator keeps the
+    fraction the flow's alpha was calibrated for (here none recorded: the paper's 22.7%)."""
+    from s2vc.commands import generate
+    from s2vc.engine.defaults import DEFAULT_PRESERVE
+    video = _moving_video(tmp_path / "k.mp4", t=8)
+    assert cli_main(["generate", str(video), "--out", str(tmp_path / "o"), "--flow", str(flow_path),
+                     "--strategy", "topk", "--clip-len", "8", "--size", "40", "--no-progress"]) == 0
+    assert (tmp_path / "o" / "k_s2vc.mp4").stat().st_size > 0
+    import argparse
+    p = argparse.ArgumentParser()
+    generate.add_arguments(p)
+    gen = generate.generator_from_args(p.parse_args(["--flow", str(flow_path), "--strategy", "topk"]), [])
+    assert gen.keep_fraction == DEFAULT_PRESERVE
+    text = " ".join(p.format_help().split())
+    assert "(0, 1]" in text and "shuffle_frame:" in text
