@@ -15,6 +15,7 @@ queued after the call sees the results. No pycuda. This module never imports ``s
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ from .exported_meta import (
     draw_strategy_inputs,
     read_engine_metadata,
 )
+
+log = logging.getLogger("s2vc")
 
 
 def _import_tensorrt():
@@ -108,6 +111,16 @@ class TensorRTGenerator:
                                         f"says {self.meta['inputs']} and {self.meta['outputs']}")
         self.tensor_dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in self.names}
         self._stream: torch.cuda.Stream | None = None
+        self._noted = False                 # said once that the batch served is not the profile's OPT
+
+    def _note_batch(self, batch: int, source: str) -> None:
+        """Say once when the batch served is not the one TensorRT chose its kernels for (the
+        profile's OPT): the engine runs, possibly slower."""
+        opt = (self.meta.get("profile", {}).get("video") or {}).get("opt", [None])[0]
+        if opt is not None and batch != opt and not self._noted:
+            self._noted = True
+            log.info("%s was optimised for batches of %d clips, serving %d: rebuild with build_trt.py "
+                     "--batch-size %d for kernels chosen for this batch", source, opt, batch, batch)
 
     def __call__(self, video: torch.Tensor, noise: torch.Tensor | None = None, order: torch.Tensor | None = None,
                  *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,6 +138,7 @@ class TensorRTGenerator:
             raise ValueError(f"{source} runs on {self.device}; got a video on {video.device} (move it with "
                              f".to('{self.device}'))")
         check_profile(self.meta, video.shape[0], video.shape[2], source=source)
+        self._note_batch(video.shape[0], source)
         given = {"video": video, "noise": noise, "order": order}
         tensors = {}
         for name in self.inputs:

@@ -1,8 +1,12 @@
 #!/usr/bin/env python
 """Build a TensorRT engine from an s2vc ONNX export.
 
-    python export/build_trt.py --onnx gen.onnx --out gen.engine [--batch 1,8,16] [--frames 2,16,32]
-        [--fp16-check] [--tf32] [--workspace-gb 4] [--timing-cache trt.cache] [--verbose]
+    python export/build_trt.py --onnx gen.onnx --out gen.engine [--batch 1,8,16] [--batch-size 32]
+        [--frames 2,16,32] [--fp16-check] [--tf32] [--workspace-gb 4] [--timing-cache trt.cache] [--verbose]
+
+--batch-size: the batch the runtime will serve (pretraining's --batch-size): the profile's OPT, for
+which TensorRT picks its kernels. --tf32: fp32 convolutions and matmuls may run in TF32 (off by
+default: an fp32 export then gives fp32 results).
 
 Writes gen.engine and gen.engine.json (the export's metadata, TensorRT version, precision, profile).
 Needs an NVIDIA GPU with its driver and TensorRT 10+ (``pip install tensorrt``); without them it
@@ -25,7 +29,7 @@ from typing import Sequence  # noqa: E402
 try:
     from s2vc.engine.exported_meta import MetadataMismatchError, read_onnx_metadata
     from s2vc.export.trt_builder import (DEFAULT_BATCH, DEFAULT_FRAMES, EngineBuildError, TensorRTUnavailable,
-                                         build_engine)
+                                         build_engine, serving_profile)
 except ImportError as exc:  # the message is the point; a traceback would bury it
     sys.exit(f"build_trt: cannot import s2vc ({exc}); install the project first: "
              "pip install -e .")
@@ -52,6 +56,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the engine file to write (and OUT.json beside it)")
     p.add_argument("--batch", type=parse_range, default=DEFAULT_BATCH, metavar="MIN,OPT,MAX",
                    help="batch sizes of the optimisation profile (default %(default)s); N for a fixed size")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="the batch the engine will serve: the profile's OPT batch (MIN/MAX of --batch widened "
+                        "to include it); default: the OPT of --batch")
     p.add_argument("--frames", type=parse_range, default=DEFAULT_FRAMES, metavar="MIN,OPT,MAX",
                    help="frames per clip of the profile (default %(default)s; at least 2)")
     p.add_argument("--fp16-check", action="store_true",
@@ -72,6 +79,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> di
         parser.error(f"--onnx: file not found: {args.onnx}")
     if args.frames[0] < 2:
         parser.error(f"--frames: the temporal STD needs at least 2 frames, got min {args.frames[0]}")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workspace_gb <= 0:
         parser.error(f"--workspace-gb must be > 0, got {args.workspace_gb}")
     if args.out.resolve() == args.onnx.resolve():
@@ -94,9 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:          # argparse's usage errors (2) and --help (0)
         return int(exc.code or 0)
     try:
-        path = build_engine(args.onnx, args.out, batch=args.batch, frames=args.frames,
-                            workspace_gb=args.workspace_gb, tf32=args.tf32, timing_cache=args.timing_cache,
-                            verbose=args.verbose)
+        batch = serving_profile(args.batch, args.batch_size)
+        path = build_engine(args.onnx, args.out, batch=batch, frames=args.frames, workspace_gb=args.workspace_gb,
+                            tf32=args.tf32, timing_cache=args.timing_cache, verbose=args.verbose)
     except TensorRTUnavailable as exc:
         print(f"build_trt: cannot build a TensorRT engine here: {exc}", file=sys.stderr)
         return 1

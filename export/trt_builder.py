@@ -42,6 +42,18 @@ class EngineBuildError(RuntimeError):
     """TensorRT could not parse the ONNX model or build the engine; holds its error messages."""
 
 
+def serving_profile(batch: Sequence[int], serve: int | None) -> tuple[int, int, int]:
+    """The (MIN, OPT, MAX) batch range of the profile for an engine that will serve batches of
+    ``serve`` clips: TensorRT picks its kernels for OPT, so OPT = ``serve`` (MIN / MAX widened to
+    take it); ``serve`` None keeps ``batch`` as it is."""
+    lo, opt, hi = (int(x) for x in batch)
+    if serve is None:
+        return lo, opt, hi
+    if serve < 1:
+        raise ValueError(f"the batch to serve must be >= 1, got {serve}")
+    return min(lo, serve), serve, max(hi, serve)
+
+
 def profile_shapes(meta: Mapping, batch: Sequence[int],
                    frames: Sequence[int]) -> dict[str, tuple[tuple[int, ...], ...]]:
     """(min, opt, max) shapes for every dynamic input of an export, from its metadata."""

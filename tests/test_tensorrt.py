@@ -68,6 +68,7 @@ def stub_onnx(flow, tmp_path):
     (["--batch", "0,1,2"], "sizes must be >= 1"),
     (["--fp16-check"], "is an fp32 export"),
     (["--workspace-gb", "0"], "--workspace-gb must be > 0"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
 ])
 def test_argument_errors_exit_2_before_tensorrt(stub_onnx, tmp_path, monkeypatch, capsys, args, message):
     def no_tensorrt():
@@ -78,6 +79,22 @@ def test_argument_errors_exit_2_before_tensorrt(stub_onnx, tmp_path, monkeypatch
     assert build_trt.main(base + args) == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: build_trt.py") and message in err
+
+
+@pytest.mark.parametrize("args,batch", [
+    ([], (1, 8, 16)),                                   # the default profile
+    (["--batch-size", "32"], (1, 32, 32)),              # pretraining's batch: OPT, MAX widened
+    (["--batch", "2,8,16", "--batch-size", "1"], (1, 1, 16)),
+    (["--batch", "4", "--batch-size", "4"], (4, 4, 4)),
+])
+def test_profile_opt_is_the_batch_served(stub_onnx, tmp_path, monkeypatch, args, batch):
+    """TensorRT chooses kernels for the profile's OPT shape: --batch-size makes it the batch the
+    runtime will serve; --tf32 reaches the builder."""
+    seen = {}
+    monkeypatch.setattr(build_trt, "build_engine", lambda onnx, out, **kw: seen.update(kw) or out)
+    assert build_trt.main(["--onnx", str(stub_onnx()), "--out", str(tmp_path / "g.engine"), "--tf32", *args]) == 0
+    assert tuple(seen["batch"]) == batch and seen["tf32"] is True
+    assert trt_builder.serving_profile((1, 8, 16), None) == (1, 8, 16)
 
 
 def test_onnx_without_s2vc_metadata_is_refused(stub_onnx, capsys):
