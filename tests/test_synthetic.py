@@ -250,3 +250,80 @@ def test_masks_align_with_the_actor(small_set):
         ys, xs = np.nonzero(mask[0])
         if look["shape"] not in ("triangle", "star") and 8 < centre[0, 0] < 56 and 8 < centre[0, 1] < 56:
             assert abs(xs.mean() - centre[0, 0]) < 1.0 and abs(ys.mean() - centre[0, 1]) < 1.0, vid
+
+
+# the frames and masks of sample_specs(seed=0, classes=8, train_per_class=1, test_per_class=1, frames=6,
+# size=32) rendered by the renderer as it was before cameras existed (commit d04a66d)
+STILL_RENDER_SHA256 = "ce3fcf38ce495008094f23d381e5909042cf508fce184c594c13b9ef089d777c"
+
+
+def test_a_still_set_renders_byte_for_byte_as_before_cameras():
+    import hashlib
+    specs = syn.sample_specs(seed=0, classes=8, train_per_class=1, test_per_class=1, frames=6, size=32)
+    digest = hashlib.sha256()
+    for spec in specs:
+        assert spec.camera == "still"
+        frames, masks = synthetic_render.render_video(spec, 32)
+        digest.update(frames.tobytes())
+        digest.update(masks.tobytes())
+    assert digest.hexdigest() == STILL_RENDER_SHA256
+    # a still set without a validation split keeps its name, parameters and record
+    still = syn.SyntheticSet()
+    assert "camera" not in still.kwargs() and "val_per_class" not in still.kwargs()
+    assert syn.cache_name(**still.kwargs()) == "static_bias_s0_c6_20x30_t32_r64_strong"
+    assert syn.cache_name(**syn.SyntheticSet(camera="pan", val_per_class=5).kwargs()) == \
+        "static_bias_s0_c6_20x30_t32_r64_strong_campan_val5"
+
+
+def _background_motion(spec, size=64):
+    """Mean absolute frame-to-frame change of the pixels that are background in both frames."""
+    frames, masks = synthetic_render.render_video(spec, size)
+    f = frames.astype(np.float64)
+    keep = ~(masks[1:] | masks[:-1])
+    return np.abs(f[1:] - f[:-1])[keep].mean()
+
+
+@pytest.mark.parametrize("camera", ["shake", "pan"])
+def test_a_moving_camera_moves_the_background_and_not_the_actor(camera):
+    still = syn.sample_specs(seed=2, classes=3, train_per_class=1, test_per_class=1, frames=12)
+    moving = syn.sample_specs(seed=2, classes=3, train_per_class=1, test_per_class=1, frames=12, camera=camera)
+    for a, b in zip(still, moving):
+        assert b.camera == camera and a.video_id == b.video_id and (a.scene, a.shape, a.colour) == (b.scene, b.shape, b.colour)
+        assert np.array_equal(a.centre, b.centre)                  # the actor's track (the class) is the still one's
+        assert _background_motion(a) == 0.0                         # a still scene does not move
+        assert _background_motion(b) > 1.0, b.video_id              # the camera moves it
+        fa, ma = synthetic_render.render_video(a, 64)
+        fb, mb = synthetic_render.render_video(b, 64)
+        assert np.array_equal(ma, mb) and np.array_equal(fa[ma], fb[mb])   # the actor is drawn alike
+    offsets, canvas = synthetic_render.camera_offsets(camera, np.random.default_rng(0), 32, 64)
+    steps = np.abs(np.diff(offsets, axis=0))
+    if camera == "pan":      # a slow drift across a scene larger than the frame
+        assert canvas > 64 + 10 and np.allclose(steps.max(1), steps.max(1)[0]) and 0.3 < np.hypot(*steps[0]) <= 1.0
+    else:                    # a few pixels of jitter
+        assert offsets.max() - offsets.min() <= 4 and steps.max() >= 1
+    with pytest.raises(ValueError, match="camera"):
+        syn.sample_specs(camera="zoom")
+
+
+def test_pan_set_renders_and_its_validation_split_is_disjoint_from_train(tmp_path):
+    from s2vc.training.data.datasets import split_records
+    kw = syn.SyntheticSet(seed=3, classes=2, train_per_class=2, test_per_class=1, frames=8, size=32,
+                          camera="pan", val_per_class=2).kwargs()
+    root = syn.make_static_bias_set(tmp_path / "pan", **kw)
+    assert json.loads((root / "params.json").read_text())["camera"] == "pan"
+    train, val, test = (split_records("synthetic", root, s) for s in ("train", "val", "test"))
+    assert len(train) == 4 and len(val) == 4 and len(test) == 2
+    names = [{r.path for r in split} for split in (train, val, test)]
+    assert not names[0] & names[1] and not names[1] & names[2] and not names[0] & names[2]
+    assert all(r.path.is_file() for r in val) and sorted(r.label for r in val) == [0, 0, 1, 1]
+    looks = syn.load_looks(root)
+    assert all(looks[r.path.stem]["split"] == "val" and not looks[r.path.stem]["tied"] for r in val)
+    frames = read_video(val[0].path).numpy()
+    background = ~syn.load_mask(root, val[0].path.stem)
+    moved = np.abs(frames[1].astype(int) - frames[0].astype(int)).sum(-1)[background[0] & background[1]]
+    assert moved.mean() > 1.0                                       # the pan moves the decoded background too
+    # a set without a validation split says so in one line, naming the file it expected
+    still = syn.make_static_bias_set(tmp_path / "still", **syn.SyntheticSet(classes=2, train_per_class=1,
+                                                                             test_per_class=1, frames=8, size=32).kwargs())
+    with pytest.raises(ValueError, match="vallist01.txt"):
+        split_records("synthetic", still, "val")

@@ -30,6 +30,7 @@ def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
     ``training.synthetic.SyntheticSet``). ``old_names`` also accepts reproduce/ablate's earlier
     ``--bias / --train-per-class / --test-per-class`` (aliases kept for one release)."""
     from s2vc.training.data.synthetic import BIAS_LEVELS, SyntheticSet
+    from s2vc.training.data.synthetic_render import CAMERAS
 
     d = SyntheticSet()
     alias = (lambda name: [name]) if old_names else (lambda name: [])
@@ -41,6 +42,12 @@ def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
                    type=int, default=d.train_per_class, help="synthetic set: train videos per class")
     p.add_argument("--synthetic-test-per-class", *alias("--test-per-class"), dest="synthetic_test_per_class",
                    type=int, default=d.test_per_class, help="synthetic set: test videos per class")
+    p.add_argument("--synthetic-camera", choices=CAMERAS, default=d.camera,
+                   help="synthetic set: still (the scene does not move), shake (a few pixels of jitter per "
+                        "frame) or pan (a slow drift across a scene larger than the frame)")
+    p.add_argument("--synthetic-val-per-class", type=int, default=d.val_per_class,
+                   help="synthetic set: validation videos per class, held out of training, looks drawn as the "
+                        "test split's (0: no validation split)")
 
 
 def synthetic_set(args: argparse.Namespace):
@@ -49,7 +56,9 @@ def synthetic_set(args: argparse.Namespace):
 
     return SyntheticSet(seed=args.synthetic_seed, bias=args.synthetic_bias,
                         train_per_class=args.synthetic_train_per_class,
-                        test_per_class=args.synthetic_test_per_class)
+                        test_per_class=args.synthetic_test_per_class,
+                        camera=getattr(args, "synthetic_camera", "still"),
+                        val_per_class=getattr(args, "synthetic_val_per_class", 0))
 
 
 # ---------------------------------------------------------------------------------------------

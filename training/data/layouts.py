@@ -62,7 +62,7 @@ def _lines(path: Path) -> list[str]:
 def ucf101_records(root: str | os.PathLike, split: str = "train", fold: int = 1) -> tuple[list[VideoRecord], list[str]]:
     """UCF101's official split ``fold`` (1-3): records and class names (label = index)."""
     root = Path(root)
-    _check_split("ucf101", split, ("train", "test"))
+    _check_split("ucf101", split, ("train", "test", "val"))     # val: vallistNN.txt (the synthetic set's)
     lists = root / "ucfTrainTestlist"
     class_ind = _need(lists / "classInd.txt", "ucf101 class index")
     classes = [line.split()[1] for line in _lines(class_ind)]

@@ -8,6 +8,18 @@ draw the three looks uniformly at random. A model that learns appearance does we
 falls to chance on test; one that learns motion does not care. That is the static bias S²VC is
 meant to remove, in a form that runs with no download.
 
+The camera (``camera``, ``training/data/synthetic_render.py``): "still" (the sets as they always
+were, byte for byte), "shake" (a few pixels of jitter per frame) or "pan" (a slow drift across a
+scene larger than the frame): the background moves in the frame while static in the world, which
+is where the peers (BE mixes a frame into the clip) can work and a threshold on the latents'
+temporal STD is weakest.
+
+The validation split (``val_per_class`` videos per class, default none): videos rendered like the
+others whose looks are drawn as the test split's (at random), listed in ``vallist01.txt`` and never
+in the training list, so budgets, alphas and variants are chosen without reading the test split.
+(Looks drawn as train's would make validation reward the static shortcut the set exists to expose:
+with bias "strong" every training video's looks give its class away.)
+
 Which set: ``SyntheticSet`` (seed, bias, videos per class, classes, frames, size); its
 ``kwargs()`` go to ``make_static_bias_set`` / ``cache_name`` / ``sample_specs``, whose defaults
 are its defaults. Rendering one video: ``training/data/synthetic_render.py``.
@@ -38,13 +50,15 @@ Layout (UCF101's, so ``build_dataset("synthetic")`` goes through the real UCF101
                                                   written by ``engine.video_io.VideoWriter`` with
                                                   ``deterministic=True`` (byte-identical output;
                                                   FFmpeg's mpeg4 where libx264 is missing)
-    root/ucfTrainTestlist/classInd.txt, trainlist01.txt, testlist01.txt
+    root/ucfTrainTestlist/classInd.txt, trainlist01.txt, testlist01.txt (vallist01.txt with a
+                                                  validation split)
     root/ucfTrainTestlist/looks.csv               video_id, split, label, class, scene, shape,
                                                   colour, tied (1 = looks are the class's own)
     root/masks/<video_id>.npz                     mask bool (T, H, W): the actor's pixels;
                                                   centre float (T, 2) as (x, y); radius (T,)
 
-Test videos take groups g01.., train videos the groups after them (4 clips per group). All of it
+Test videos take groups g01.., train videos the groups after them, validation videos the groups
+after those (4 clips per group). All of it
 is a pure function of the parameters: one ``SeedSequence([seed, label, split, k])`` per video, so
 two builds with the same seed write byte-identical files.
 """
@@ -88,7 +102,8 @@ log = logging.getLogger(__name__)
 BIAS_LEVELS = {"strong": 1.0, "mild": 0.5, "none": 0.0}
 FPS = 25
 FORMAT_VERSION = 1
-SPLIT_CODES = {"train": 0, "test": 1}
+SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
+SETTINGS_DEFAULTS = {"camera": "still", "val_per_class": 0}   # left out of names and params at these values
 
 
 @dataclass(frozen=True)
@@ -100,7 +115,9 @@ class SyntheticSet:
     docstring); train_per_class / test_per_class: videos per class in each split; classes: the
     first ``classes`` of ``CLASS_NAMES`` (2-8); frames: frames per video; size: the videos'
     height = width in pixels (even, >= 16). The last three have no flag: tests use them to make
-    small sets.
+    small sets. camera: "still", "shake" or "pan"; val_per_class: validation videos per class
+    (0: no validation split). At their defaults the last two leave names, parameters and bytes
+    as they were.
     """
 
     seed: int = 0
@@ -110,13 +127,18 @@ class SyntheticSet:
     classes: int = 6
     frames: int = 32
     size: int = 64
+    camera: str = "still"
+    val_per_class: int = 0
 
     def kwargs(self) -> dict:
         """The keyword arguments of ``make_static_bias_set`` / ``cache_name`` / ``sample_specs``
-        for this set."""
-        return {"seed": self.seed, "bias": self.bias, "train_per_class": self.train_per_class,
-                "test_per_class": self.test_per_class, "classes": self.classes, "frames": self.frames,
-                "size": self.size}
+        for this set (camera and validation split only when not at their defaults, so a set's
+        record and every name derived from it stay what they were)."""
+        out = {"seed": self.seed, "bias": self.bias, "train_per_class": self.train_per_class,
+               "test_per_class": self.test_per_class, "classes": self.classes, "frames": self.frames,
+               "size": self.size}
+        out.update({k: getattr(self, k) for k, d in SETTINGS_DEFAULTS.items() if getattr(self, k) != d})
+        return out
 
 
 _DEFAULT = SyntheticSet()  # the defaults of every function below that takes a set's parameters
@@ -132,25 +154,30 @@ def _bias_fraction(bias: str | float) -> float:
     return float(bias)
 
 
-def video_id(class_name: str, split: str, k: int, test_per_class: int) -> str:
-    """UCF101-style name: test videos fill groups g01.., train videos the groups after them."""
-    first_group = 0 if split == "test" else (test_per_class + 3) // 4
+def video_id(class_name: str, split: str, k: int, test_per_class: int, train_per_class: int = 0) -> str:
+    """UCF101-style name: test videos fill groups g01.., train videos the groups after them,
+    validation videos the groups after those."""
+    first_group = {"test": 0, "train": (test_per_class + 3) // 4,
+                   "val": (test_per_class + 3) // 4 + (train_per_class + 3) // 4}[split]
     return f"v_{class_name}_g{first_group + k // 4 + 1:02d}_c{k % 4 + 1:02d}"
 
 
 def sample_specs(*, seed: int = _DEFAULT.seed, classes: int = _DEFAULT.classes,
                  train_per_class: int = _DEFAULT.train_per_class, test_per_class: int = _DEFAULT.test_per_class,
                  frames: int = _DEFAULT.frames, size: int = _DEFAULT.size,
-                 bias: str | float = _DEFAULT.bias) -> list[VideoSpec]:
-    """The specs of every video of the set (cheap: nothing is rendered), test then train."""
+                 bias: str | float = _DEFAULT.bias, camera: str = "still", val_per_class: int = 0) -> list[VideoSpec]:
+    """The specs of every video of the set (cheap: nothing is rendered), test, train, then val."""
     if not 2 <= classes <= len(CLASS_NAMES):
         raise ValueError(f"classes must be in [2, {len(CLASS_NAMES)}], got {classes}")
     if frames < 2 or size < 16 or size % 2 or train_per_class < 1 or test_per_class < 1:
         raise ValueError(f"need frames >= 2, an even size >= 16 and >= 1 video per class and split, got "
                          f"frames={frames}, size={size}, {train_per_class}/{test_per_class} per class")
+    from .synthetic_render import CAMERAS
+    if camera not in CAMERAS or val_per_class < 0:
+        raise ValueError(f"camera must be one of {CAMERAS} and val_per_class >= 0, got {camera!r}, {val_per_class}")
     tie = _bias_fraction(bias)
     specs = []
-    for split, count in (("test", test_per_class), ("train", train_per_class)):
+    for split, count in (("test", test_per_class), ("train", train_per_class), ("val", val_per_class)):
         for label in range(classes):
             for k in range(count):
                 rng = np.random.default_rng(np.random.SeedSequence([seed, label, SPLIT_CODES[split], k]))
@@ -159,22 +186,26 @@ def sample_specs(*, seed: int = _DEFAULT.seed, classes: int = _DEFAULT.classes,
                 looks = [label] * 3 if tied else list(drawn)  # stays the same at any bias
                 centre, radius = actor_track(label, rng, frames, size)
                 specs.append(VideoSpec(
-                    video_id(CLASS_NAMES[label], split, k, test_per_class), split, label,
+                    video_id(CLASS_NAMES[label], split, k, test_per_class, train_per_class), split, label,
                     SCENES[looks[0]], SHAPES[looks[1]], list(COLOURS)[looks[2]], bool(tied),
-                    int(rng.integers(0, 2 ** 31)), centre, radius))
+                    int(rng.integers(0, 2 ** 31)), centre, radius, camera))
     return specs
 
 
 def _params(**kw) -> dict:
     kw["bias"] = kw["bias"] if isinstance(kw["bias"], str) else float(kw["bias"])
+    kw = {k: v for k, v in kw.items() if SETTINGS_DEFAULTS.get(k, object()) != v}   # still sets: as before
     return {"format": FORMAT_VERSION, **kw}
 
 
 def cache_name(*, seed: int = _DEFAULT.seed, classes: int = _DEFAULT.classes,
                train_per_class: int = _DEFAULT.train_per_class, test_per_class: int = _DEFAULT.test_per_class,
-               frames: int = _DEFAULT.frames, size: int = _DEFAULT.size, bias: str | float = _DEFAULT.bias) -> str:
-    """Folder name of a set in a cache: one folder per parameter set, so they never clobber."""
-    return f"static_bias_s{seed}_c{classes}_{train_per_class}x{test_per_class}_t{frames}_r{size}_{bias}"
+               frames: int = _DEFAULT.frames, size: int = _DEFAULT.size, bias: str | float = _DEFAULT.bias,
+               camera: str = "still", val_per_class: int = 0) -> str:
+    """Folder name of a set in a cache: one folder per parameter set, so they never clobber (a
+    still set without a validation split keeps the name it always had)."""
+    return (f"static_bias_s{seed}_c{classes}_{train_per_class}x{test_per_class}_t{frames}_r{size}_{bias}"
+            + (f"_cam{camera}" if camera != "still" else "") + (f"_val{val_per_class}" if val_per_class else ""))
 
 
 def _existing_params(root: Path) -> dict | None:
@@ -196,7 +227,7 @@ def _write_set(out: Path, specs: list[VideoSpec], params: dict) -> str:
     masks.mkdir()
     for name in CLASS_NAMES[:classes]:
         (out / "UCF-101" / name).mkdir(parents=True)
-    split_lines = {"train": [], "test": []}
+    split_lines = {"train": [], "test": [], "val": []}
     codec = None
     for spec in specs:
         frames, mask = render_video(spec, params["size"])
@@ -207,10 +238,12 @@ def _write_set(out: Path, specs: list[VideoSpec], params: dict) -> str:
         codec = writer.codec  # the same for every video: it depends only on this FFmpeg build
         np.savez_compressed(masks / f"{spec.video_id}.npz", mask=mask,
                             centre=spec.centre.astype(np.float32), radius=spec.radius.astype(np.float32))
-        split_lines[spec.split].append(f"{rel} {spec.label + 1}" if spec.split == "train" else rel)
+        split_lines[spec.split].append(rel if spec.split == "test" else f"{rel} {spec.label + 1}")
     (lists / "classInd.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(CLASS_NAMES[:classes])))
     (lists / "trainlist01.txt").write_text("".join(line + "\n" for line in split_lines["train"]))
     (lists / "testlist01.txt").write_text("".join(line + "\n" for line in split_lines["test"]))
+    if split_lines["val"]:
+        (lists / "vallist01.txt").write_text("".join(line + "\n" for line in split_lines["val"]))
     with open(lists / "looks.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["video_id", "split", "label", "class", "scene", "shape", "colour", "tied"])
@@ -223,7 +256,8 @@ def _write_set(out: Path, specs: list[VideoSpec], params: dict) -> str:
 def make_static_bias_set(root: str | os.PathLike, *, seed: int = _DEFAULT.seed, classes: int = _DEFAULT.classes,
                          train_per_class: int = _DEFAULT.train_per_class,
                          test_per_class: int = _DEFAULT.test_per_class, frames: int = _DEFAULT.frames,
-                         size: int = _DEFAULT.size, bias: str | float = _DEFAULT.bias) -> Path:
+                         size: int = _DEFAULT.size, bias: str | float = _DEFAULT.bias, camera: str = "still",
+                         val_per_class: int = 0) -> Path:
     """Build the set at ``root`` (UCF101 layout, see the module docstring) and return ``root``.
 
     Idempotent: when ``root/params.json`` records the same parameters the set is reused as it is.
@@ -233,14 +267,16 @@ def make_static_bias_set(root: str | os.PathLike, *, seed: int = _DEFAULT.seed, 
     """
     root = Path(root)
     params = _params(seed=seed, classes=classes, train_per_class=train_per_class,
-                     test_per_class=test_per_class, frames=frames, size=size, bias=bias)
+                     test_per_class=test_per_class, frames=frames, size=size, bias=bias, camera=camera,
+                     val_per_class=val_per_class)
     if _matches(root, params):
         return root
     if root.exists() and _existing_params(root) is None and any(root.iterdir()):
         raise FileExistsError(f"{root}: exists, is not empty and holds no params.json of a synthetic set; "
                               f"refusing to replace it")
     specs = sample_specs(seed=seed, classes=classes, train_per_class=train_per_class,
-                         test_per_class=test_per_class, frames=frames, size=size, bias=bias)
+                         test_per_class=test_per_class, frames=frames, size=size, bias=bias, camera=camera,
+                         val_per_class=val_per_class)
     root.parent.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp, old = root.parent / f".{root.name}.tmp-{tag}", root.parent / f".{root.name}.old-{tag}"

@@ -1,9 +1,16 @@
 """Rendering the synthetic static-bias set's videos: the actor's motion per class, the still
 scenes, the actor's shapes, and the frames (see ``training/data/synthetic.py`` for the set's design).
 
-A video is described by a ``VideoSpec`` (its class, its looks and the actor's track) and
-rendered by ``render_video``. Speeds and sizes are given at ``size=64`` and scale with ``size``.
+A video is described by a ``VideoSpec`` (its class, its looks, the actor's track and the camera)
+and rendered by ``render_video``. Speeds and sizes are given at ``size=64`` and scale with ``size``.
 Every shape is symmetric about the vertical axis, so a horizontal flip changes no shape.
+
+The camera (``CAMERAS``): "still" (the scene does not move: the sets as they always were), "shake"
+(the frame jitters by up to ``SHAKE_PX`` pixels in x and y, drawn per frame) or "pan" (a slow
+drift, ``PAN_SPEED`` px/frame in a direction drawn per video, across a scene larger than the
+frame). The scene is static in the world and moves in the frame; the actor's track stays in frame
+coordinates, so the motion that defines a class (and the masks) are the still set's. The camera's
+draws come from their own stream (``camera_rng``), so a still set renders exactly as before.
 """
 from __future__ import annotations
 
@@ -25,7 +32,13 @@ __all__ = [
     "scene_image",
     "shape_mask",
     "render_video",
+    "CAMERAS",
+    "camera_offsets",
 ]
+
+CAMERAS = ("still", "shake", "pan")
+SHAKE_PX = 2.0               # at size 64: the frame jitters by up to this many pixels each way
+PAN_SPEED = (0.5, 1.0)       # at size 64: px/frame of the drift (the actor moves 1.5-2.5)
 
 CLASS_NAMES = ("MoveUp", "MoveDown", "ShuttleSideways", "BounceUpDown", "Orbit", "Pulse",
                "DriftDiagonal", "WaveAcross")
@@ -53,6 +66,7 @@ class VideoSpec:
     scene_seed: int
     centre: np.ndarray
     radius: np.ndarray
+    camera: str = "still"
 
     @property
     def class_name(self) -> str:
@@ -134,10 +148,13 @@ def _muted(rng: np.random.Generator) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h, sat, val))
 
 
-def scene_image(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A still textured background, float (H, W, 3) in [0, 1]: two muted colours mixed by a
-    pattern of type ``kind`` (random orientation, scale and phase), plus faint static grain."""
+def scene_image(kind: str, rng: np.random.Generator, size: int, canvas: int | None = None) -> np.ndarray:
+    """A still textured background, float (C, C, 3) in [0, 1] with C = ``canvas`` (default
+    ``size``; larger for a moving camera, the texture keeping the scale of a ``size`` frame): two
+    muted colours mixed by a pattern of type ``kind`` (random orientation, scale and phase), plus
+    faint static grain."""
     s = size / 64.0
+    size = canvas or size
     y, x = np.mgrid[0:size, 0:size].astype(np.float64)
     a = rng.uniform(0, np.pi)
     u, w = x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
@@ -204,16 +221,54 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, size: int) -> np.ndar
     raise ValueError(f"unknown shape {shape!r}")
 
 
+def camera_rng(spec: VideoSpec) -> np.random.Generator:
+    """The camera's own stream (the scene's and the actor's draws are left as they were)."""
+    return np.random.default_rng([spec.scene_seed, 0xCA11E7A])
+
+
+def camera_offsets(camera: str, rng: np.random.Generator, frames: int, size: int) -> tuple[np.ndarray, int]:
+    """(offsets float (T, 2) as (x, y) >= 0: where each frame's top-left corner lies on the scene,
+    the scene's side C in pixels, C >= size + offsets.max() + 1) for ``camera``."""
+    s = size / 64.0
+    if camera == "still":
+        return np.zeros((frames, 2)), size
+    if camera == "shake":
+        amp = int(round(SHAKE_PX * s))
+        return amp + rng.integers(-amp, amp + 1, size=(frames, 2)).astype(np.float64), size + 2 * amp + 1
+    if camera == "pan":
+        speed, angle = rng.uniform(*PAN_SPEED) * s, rng.uniform(0, 2 * np.pi)
+        path = np.arange(frames)[:, None] * speed * np.array([np.cos(angle), np.sin(angle)])
+        path -= path.min(axis=0)
+        return path, size + int(np.ceil(path.max())) + 1
+    raise ValueError(f"unknown camera {camera!r}; expected one of {CAMERAS}")
+
+
+def _view(scene: np.ndarray, x: float, y: float, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` window of ``scene`` (C, C, 3) at top-left (x, y), bilinear between pixels."""
+    x0, y0 = int(np.floor(x)), int(np.floor(y))
+    fx, fy = x - x0, y - y0
+    win = scene[y0:y0 + size + 1, x0:x0 + size + 1]
+    top = win[:size, :size] * (1 - fx) + win[:size, 1:] * fx
+    bottom = win[1:, :size] * (1 - fx) + win[1:, 1:] * fx
+    return top * (1 - fy) + bottom * fy
+
+
 def render_video(spec: VideoSpec, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Render ``spec``: frames uint8 (T, H, W, 3) and the actor mask bool (T, H, W).
 
-    The actor is flat ``COLOURS[spec.colour]`` exactly on its mask; the scene is still.
+    The actor is flat ``COLOURS[spec.colour]`` exactly on its mask; the scene is static in the
+    world, seen through ``spec.camera`` (still: it does not move in the frame either).
     """
-    background = scene_image(spec.scene, np.random.default_rng(spec.scene_seed), size)
-    background = np.round(background * 255).astype(np.uint8)
     colour = np.array(COLOURS[spec.colour], np.uint8)
     masks = np.stack([shape_mask(spec.shape, cx, cy, r, size)
                       for (cx, cy), r in zip(spec.centre, spec.radius)])
-    frames = np.where(masks[..., None], colour, background[None])
-    return frames, masks
+    if spec.camera == "still":
+        background = scene_image(spec.scene, np.random.default_rng(spec.scene_seed), size)
+        background = np.round(background * 255).astype(np.uint8)
+        return np.where(masks[..., None], colour, background[None]), masks
+    offsets, canvas = camera_offsets(spec.camera, camera_rng(spec), len(masks), size)
+    scene = scene_image(spec.scene, np.random.default_rng(spec.scene_seed), size, canvas)
+    background = np.stack([_view(scene, x, y, size) for x, y in offsets])
+    background = np.round(np.clip(background, 0, 1) * 255).astype(np.uint8)
+    return np.where(masks[..., None], colour, background), masks
 

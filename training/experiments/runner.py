@@ -122,7 +122,8 @@ class AblateConfig(ExperimentConfig):
 # other values for these is refused instead of mixing two experiments (seeds, arms, values and
 # steps may grow; threads, workers, device and logging may change)
 PINNED = ("backbone", "frames", "stride", "size", "batch_size", "queue", "moco_m", "lr", "synthetic_seed",
-          "synthetic_train_per_class", "synthetic_test_per_class", "synthetic_bias", "num_clips", "seed_eval",
+          "synthetic_train_per_class", "synthetic_test_per_class", "synthetic_bias", "synthetic_camera",
+          "synthetic_val_per_class", "num_clips", "seed_eval",
           "flow", "alpha")
 # experiment.json of the old command-line code named the synthetic set's settings so
 OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_class": "synthetic_test_per_class",

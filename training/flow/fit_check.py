@@ -131,7 +131,8 @@ def fit_command(dataset: str | None = None, root: str | os.PathLike | None = Non
     if dataset == "synthetic" and synthetic is not None:
         for name, flag in (("seed", "--synthetic-seed"), ("bias", "--synthetic-bias"),
                            ("train_per_class", "--synthetic-train-per-class"),
-                           ("test_per_class", "--synthetic-test-per-class")):
+                           ("test_per_class", "--synthetic-test-per-class"), ("camera", "--synthetic-camera"),
+                           ("val_per_class", "--synthetic-val-per-class")):
             if getattr(synthetic, name) != getattr(default, name):
                 args += [flag, str(getattr(synthetic, name))]
     args += ["--out", f"flow_{dataset}.pt", "--minutes", f"{minutes:g}"]

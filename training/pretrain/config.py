@@ -16,7 +16,8 @@ __all__ = ["PretrainConfig", "RESUME_MUST_MATCH", "SYNTHETIC_KEYS"]
 
 # the synthetic set's fields under their flat (flag and checkpoint) names
 SYNTHETIC_KEYS = {"synthetic_seed": "seed", "synthetic_bias": "bias",
-                  "synthetic_train_per_class": "train_per_class", "synthetic_test_per_class": "test_per_class"}
+                  "synthetic_train_per_class": "train_per_class", "synthetic_test_per_class": "test_per_class",
+                  "synthetic_camera": "camera", "synthetic_val_per_class": "val_per_class"}
 
 # what a resumed run must share with its checkpoint (--max-steps, --epochs, workers, threads,
 # device and logging may change)
