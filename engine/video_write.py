@@ -149,7 +149,9 @@ class VideoWriter:
         return self
 
     def _open(self, h: int, w: int) -> None:
-        self._container = av.open(str(self._tmp), mode="w", format=self.format)
+        # bitexact: no random segment UID (Matroska) or encoder build strings in the file
+        self._container = av.open(str(self._tmp), mode="w", format=self.format,
+                                  options={"fflags": "+bitexact"} if self.deterministic else None)
         rate = Fraction(self.fps).limit_denominator(100_000)
         if self.storage is not None:
             self.codec, pix_fmt, options = STORAGES[self.storage][self.format]

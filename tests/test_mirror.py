@@ -250,3 +250,172 @@ def test_generate_dataset_command(mirrored, tmp_path, capsys):
                  str(folder / "x.mp4")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("s2vc generate")]
     assert len(err) == 2 and "I/N" in err[0] and "no VIDEO" in err[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline (--workers N) and the storage choice (--storage)
+# ---------------------------------------------------------------------------------------------
+class _WindowMean:
+    """A stand-in generator whose output for a window depends on that window only: each frame
+    minus the window's temporal mean plus a constant; preserved = the window's mean value."""
+
+    last_backend, seed = "fake", None
+
+    def __call__(self, video):                                        # (B, 3, T, H, W) in [0, 1]
+        from types import SimpleNamespace
+        out = video - video.mean(dim=2, keepdim=True) + 0.5
+        return out, SimpleNamespace(preserved=video.mean(dim=(1, 2, 3, 4)))
+
+
+@pytest.mark.parametrize("batch,max_pending", [(1, 32), (3, 32), (5, 2), (64, 32)])
+def test_window_batcher_across_videos_equals_one_video_at_a_time(batch, max_pending):
+    """Windows of several videos (other sizes, lengths, a skipped one between) share calls, and
+    each video comes out, in order, with the frames and preserved fraction it has alone."""
+    from s2vc.training.pretrain.mirror_pipeline import WindowBatcher
+    torch.manual_seed(0)
+    videos = [torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8)
+              for n, h, w in [(12, 8, 10), (7, 8, 10), (30, 6, 9), (5, 8, 10), (13, 8, 10)]]
+    items = [{"entry": {"path": f"v{i}"}, "video": v} for i, v in enumerate(videos)]
+    items.insert(2, {"entry": {"path": "bad", "skipped": "cannot decode"}})
+    gen = _WindowMean()
+    got = list(WindowBatcher(gen, 4, 2, batch, max_pending=max_pending)(items))
+    assert [g["entry"]["path"] for g in got] == [i["entry"]["path"] for i in items]
+    assert "out" not in got[2] and "video" not in got[0]
+    for g, v in zip([g for g in got if "out" in g], videos):
+        alone, preserved, windows = generate_video(gen, v, 4, 2, batch=1)
+        assert torch.equal(g["out"], alone) and g["preserved"] == pytest.approx(preserved, abs=1e-12)
+        assert g["windows"] == windows == len(mirror_windows(len(v), 4, 2))
+
+
+def test_pipeline_writes_the_serial_mirror(mirrored):
+    """--workers 1 with windows of several videos per call (batch 3; a video has 4): the same
+    files, byte for byte, and the same manifest entries as the serial loop."""
+    tmp, report = mirrored
+    piped = generate_mirror(_cfg(tmp, out="piped", workers=1, batch=3))
+    assert piped.written == report.written and not piped.skipped and piped.manifest is not None
+    assert _video_bytes(tmp / "piped") == _video_bytes(report.out)
+    a, b = load_manifest(tmp / "piped"), load_manifest(report.out)
+    drop = ("written_at", "source_mtime")
+    assert {k: {f: x for f, x in v.items() if f not in drop} for k, v in a["videos"].items()} == \
+        {k: {f: x for f, x in v.items() if f not in drop} for k, v in b["videos"].items()}
+    assert a["shards"][0]["workers"] == 1 and a["storage"]["name"] == "lossless"
+
+
+SLOW_PIPELINE = """
+import sys, time
+import s2vc.training.pretrain.mirror_pipeline as mp
+import s2vc.training.pretrain.mirror as m
+one = mp.write_one
+def slow(*a, **k):
+    fields = one(*a, **k)
+    time.sleep(1.0)           # time for the test to kill this process between two videos
+    return fields
+mp.write_one = slow
+from s2vc.training.data.synthetic import SyntheticSet
+m.generate_mirror(m.MirrorConfig(dataset="synthetic", root=sys.argv[1], out=sys.argv[2],
+                  synthetic=SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12),
+                  frames=4, stride=2, decode_size=None, progress=False, workers=1, batch=3))
+"""
+
+
+def test_pipeline_killed_mid_run_resumes_to_the_same_bytes(mirrored):
+    """kill -9 of a pipelined run (decode worker, generator and writer all busy) after its first
+    video: the next run does the rest, and the files equal the uninterrupted serial mirror's."""
+    tmp, report = mirrored
+    out = tmp / "piped_killed"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PIPELINE, str(tmp / "set"), str(out)])
+    part = out / ".parts" / "part-0000-of-0001.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if part.exists() and part.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "manifest.json").exists()
+    resumed = generate_mirror(_cfg(tmp, out="piped_killed", workers=1, batch=3))
+    assert 1 <= resumed.reused < report.written and resumed.written == report.written - resumed.reused
+    assert _video_bytes(out) == _video_bytes(report.out)
+
+
+def test_pipeline_skips_a_corrupt_video_like_the_serial_loop(tmp_path):
+    cfg = _cfg(tmp_path, workers=1, batch=3)
+    from s2vc.training.data.datasets import dataset_root
+    root = dataset_root("synthetic", cfg.root, synthetic=TINY)
+    victim = sorted((root / "UCF-101").rglob("*_g02_c01.mp4"))[-1]
+    victim.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"broken" * 50)
+    report = generate_mirror(cfg)
+    rel = victim.relative_to(root).as_posix()
+    assert list(report.skipped) == [rel] and "cannot decode" in report.skipped[rel]
+    manifest = load_manifest(report.out)
+    assert rel in manifest["skipped"] and len(manifest["videos"]) == report.written == 3
+
+
+def test_compact_storage_records_its_psnr_and_size_and_reads_as_keys(mirrored):
+    """--storage compact: near-lossless files the dataset reads as keys (within the storage's
+    loss of the lossless mirror's), the manifest's PSNR against the 8-bit frames and size ratio
+    measured, and a lossless run into the same folder refused."""
+    tmp, report = mirrored
+    compact = generate_mirror(_cfg(tmp, out="compact", workers=1, storage="compact"))
+    manifest = load_manifest(compact.out)
+    storage = manifest["storage"]
+    assert manifest["settings"]["storage"] == "compact" and storage["name"] == "compact"
+    assert storage["sampled"] == 1 and storage["psnr_db"] > 40 and storage["size_ratio"] > 1
+    assert storage["bytes"] == sum((compact.out / rel).stat().st_size for rel in manifest["videos"])
+    rel = sorted(manifest["videos"])[0]
+    lossy, exact = video_io.read_video(compact.out / rel), video_io.read_video(report.out / rel)
+    mse = ((lossy.double() - exact.double()) ** 2).mean().item()
+    if "psnr_db" in manifest["videos"][rel]:
+        assert 10 * torch.log10(torch.tensor(255.0 ** 2 / mse)).item() == pytest.approx(
+            manifest["videos"][rel]["psnr_db"], abs=1e-2)
+    common = dict(root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, size=None, seed=5)
+    a = build_dataset("synthetic", keys={"path": report.out, "expect": {}}, **common)[0]["k"]
+    b = build_dataset("synthetic", keys={"path": compact.out, "expect": {}}, **common)[0]["k"]
+    assert (a - b).abs().mean() < 2 / 255 and not torch.equal(a, b)
+    with pytest.raises(MirrorMismatchError, match="storage"):
+        generate_mirror(_cfg(tmp, out="compact"))
+
+
+def test_a_mirror_without_the_storage_setting_reads_as_lossless(mirrored, tmp_path):
+    """Mirrors written before --storage existed: no storage field in mirror.json or the manifest."""
+    import shutil
+
+    from s2vc.training.data.mirror_manifest import MirrorSettings, pin_settings
+    tmp, report = mirrored
+    old = tmp_path / "old"
+    shutil.copytree(report.out, old)
+    for name in ("mirror.json", "manifest.json"):
+        data = json.loads((old / name).read_text())
+        settings = data if name == "mirror.json" else data["settings"]
+        del settings["storage"]
+        data.pop("storage", None)
+        (old / name).write_text(json.dumps(data))
+    manifest = load_manifest(old)
+    assert manifest["settings"]["storage"] == "lossless" and manifest["storage"] == {"name": "lossless"}
+    pin_settings(old, MirrorSettings.from_json(json.loads((report.out / "mirror.json").read_text())))
+    with pytest.raises(MirrorMismatchError, match="storage"):
+        pin_settings(old, MirrorSettings.from_json({**json.loads((report.out / "mirror.json").read_text()),
+                                                    "storage": "compact"}))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi", ".mkv"])
+def test_compact_writer_is_near_lossless_deterministic_and_refuses_what_it_cannot(tmp_path, suffix):
+    from s2vc.engine.video_io import VideoWriter
+    from s2vc.training.pretrain.mirror_pipeline import psnr_db
+    y, x = torch.meshgrid(torch.arange(33), torch.arange(47), indexing="ij")
+    frames = torch.stack([(x * 5 + y * 3 + 7 * t) % 256 for t in range(6)])[..., None].repeat(1, 1, 1, 3)
+    frames[..., 1] = 255 - frames[..., 1]
+    frames = frames.to(torch.uint8)                                  # odd sizes, smooth ramps
+    paths = [tmp_path / f"{i}{suffix}" for i in range(2)]
+    for path in paths:
+        with VideoWriter(path, fps=25, storage="compact", deterministic=True) as w:
+            w.write(frames)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    back = video_io.read_video(paths[0])
+    assert back.shape == frames.shape
+    assert psnr_db(((back.double() - frames.double()) ** 2).mean().item()) > 40
+    with pytest.raises(ValueError, match="storage 'compact' writes"):
+        VideoWriter(tmp_path / "x.webm", fps=25, storage="compact")
+    with pytest.raises(ValueError, match="unknown storage"):
+        VideoWriter(tmp_path / "x.mp4", fps=25, storage="tiny")
