@@ -136,8 +136,10 @@ class MotionPreservingGenerator(torch.nn.Module):
             return self.flow_ext.encode, self.flow_ext.decode
         if backend == "compile":
             if not self._compiled:
-                self._compiled["encode"] = torch.compile(self.flow.encoder, dynamic=True)
-                self._compiled["decode"] = torch.compile(self.flow.decoder, dynamic=True)
+                # dynamic=None: compiled for the first shape as static (a training run's shapes are
+                # fixed: kernels specialised to them); a second shape recompiles once with dynamic sizes
+                self._compiled["encode"] = torch.compile(self.flow.encoder, dynamic=None)
+                self._compiled["decode"] = torch.compile(self.flow.decoder, dynamic=None)
             return self._compiled["encode"], self._compiled["decode"]
         return self.flow.encode, self.flow.decode
 
