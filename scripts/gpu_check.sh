@@ -1,131 +1,159 @@
 #!/usr/bin/env bash
-# GPU check: build s2vc._C with its CUDA kernels on a GPU machine and run the tests there.
+# GPU check: one call on a GPU machine, in two stages that each fit one command's time limit.
 #
-#   bash scripts/gpu_check.sh                   # the build, extension, suppression, generator,
-#                                               # ONNX and TensorRT tests (skips listed with reasons)
-#   bash scripts/gpu_check.sh -q tests/ -k cuda # any pytest arguments instead
+#   bash scripts/gpu_check.sh            # stage 1 then stage 2
+#   bash scripts/gpu_check.sh 1          # stage 1: build s2vc._C with CUDA kernels for this GPU + the CUDA tests
+#   bash scripts/gpu_check.sh 2          # stage 2: GPU benchmarks (scripts/gpu_bench.py), needs stage 1's build
+#   bash scripts/gpu_check.sh 1 -q tests/test_ext_ops.py -k cuda   # stage 1 with these pytest arguments
 #
-# Run from the repository root. Needs python3 with torch (CUDA build), nvcc, setuptools, pytest;
-# no network. Logs and a summary go to $OUT (default ./gpu_out): build.log, tests.log,
-# cuobjdump.txt, summary.txt. Every step runs even if an earlier one failed; the exit status is
-# 0 only when the build and the tests passed.
+# Run from the repository root. Without a GPU it stops at once with one line (exit 2). Needs
+# python3 with a CUDA build of torch, a C++ compiler, and a CUDA toolkit of torch's CUDA major
+# (system, or the pip wheels: docs/INSTALL.md); no network. What the image lacks (PyAV,
+# scikit-video, ONNX, pytest ...) is installed from the wheel folder $GPU_CHECK_WHEELS (default
+# ./.whl) when it exists; fill it on a machine with network (docs/INSTALL.md, "GPU check"):
+#   pip download --python-version 3.12 --only-binary=:all: -d .whl av scikit-video onnx onnxscript \
+#       onnxruntime pytest pytest-benchmark tqdm
+#
+# Small files under $OUT (default ./gpu_out), at most 8: env.txt (s2vc info, installs), build.txt
+# ([s2vc setup] lines, GPU code in the library), tests.txt (pytest's summary), bench.json and
+# bench.md (stage 2), summary.md (one markdown table of the stages). Full logs stay in
+# $GPU_CHECK_WORK (default /tmp/s2vc_gpu_check), outside $OUT. Time limits: stage 1 build+tests
+# STAGE1_S (default 300 s), stage 2 STAGE2_S (default 420 s). Exit status 0 only when every
+# stage run passed.
 set -u
 set -o pipefail
 
 OUT="${OUT:-./gpu_out}"
-mkdir -p "$OUT"
+WORK="${GPU_CHECK_WORK:-${TMPDIR:-/tmp}/s2vc_gpu_check}"
 PY="${PYTHON:-python3}"
-if [ "$#" -gt 0 ]; then
-    PYTEST_ARGS=("$@")
-else
-    PYTEST_ARGS=(-q tests/test_build.py tests/test_ext_ops.py tests/test_ext_temporal_std.py tests/test_generator.py
-                 tests/test_suppression.py tests/test_export_onnx.py tests/test_tensorrt.py)
-fi
+WHEELS="${GPU_CHECK_WHEELS:-./.whl}"
+STAGE="${1:-all}"
+[ "$#" -gt 0 ] && shift
+case "$STAGE" in 1|2|all) ;; *) echo "gpu_check: the stage is 1, 2 or all, got '$STAGE'"; exit 2 ;; esac
 
-step() { echo; echo "=== $* ==="; }
+# -- no GPU: one line, before anything is built or written -----------------------------------------
+GATE="$("$PY" - 2>/dev/null <<'EOF'
+import torch
+if torch.cuda.is_available():
+    print("ok", torch.cuda.get_device_name(0))
+else:
+    why = "torch is a CPU build" if torch.version.cuda is None else "no CUDA device visible (driver, CUDA_VISIBLE_DEVICES)"
+    print(f"gpu_check: no GPU: torch {torch.__version__} sees none: {why}; nothing checked")
+EOF
+)"
+case "$GATE" in
+    ok*) ;;
+    "") echo "gpu_check: no GPU: $PY cannot import torch; nothing checked"; exit 2 ;;
+    *) echo "$GATE"; exit 2 ;;
+esac
 
-step "environment"
-DEVICE="$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
-TORCH="$("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -1)"
-NVCC="$(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' || echo 'not found')"
-HAS_AV="$("$PY" -c 'import av' >/dev/null 2>&1 && echo yes || echo 'no (tests importing it fail)')"
-echo "device: ${DEVICE:-unknown}"; echo "torch: $TORCH"; echo "nvcc: $NVCC"; echo "PyAV: $HAS_AV"
-
-step "build (log: $OUT/build.log)"
-build() {
-    # sm_90 (H100/H200) on purpose, whatever the machine's environment sets; GPU_CHECK_ARCH overrides
-    S2VC_CUDA=1 TORCH_CUDA_ARCH_LIST="${GPU_CHECK_ARCH:-9.0}" MAX_JOBS="${MAX_JOBS:-16}" \
-        "$PY" -m pip install --no-build-isolation --no-deps -v -e . >>"$OUT/build.log" 2>&1
+mkdir -p "$OUT" "$WORK"
+ROWS=()                                        # summary.md rows: "stage | result | seconds | detail"
+row() { ROWS+=("| $1 | $2 | $3 | $4 |"); }
+write_summary() {
+    { echo "## s2vc gpu_check: ${GATE#ok }"; echo; echo "| stage | result | seconds | detail |"; echo "|---|---|---|---|"
+      printf '%s\n' "${ROWS[@]}"; } >"$OUT/summary.md"
 }
-# 0: a TORCH_CHECK failure in the extension arrives as a RuntimeError; 3: extension not loaded;
-# a signal: the library cannot unwind a C++ exception (seen on the H200 image with its
-# CXX=/opt/gcc/bin/g++ wrapper, where /usr/bin/g++ works; a tiny library without torch passed)
+
+# -- what the image lacks, from the local wheel folder ---------------------------------------------
+# module:package pairs; a module already importable is left alone
+NEEDED="av:av skvideo:scikit-video onnx:onnx onnxscript:onnxscript onnxruntime:onnxruntime pytest:pytest pytest_benchmark:pytest-benchmark tqdm:tqdm"
+missing=()
+for pair in $NEEDED; do
+    "$PY" -c "import ${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+INSTALL_NOTE="nothing missing"
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ -d "$WHEELS" ] && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+        "$PY" -m pip install --no-index --find-links "$WHEELS" "${missing[@]}" >"$WORK/install.log" 2>&1 \
+            && INSTALL_NOTE="installed from $WHEELS: ${missing[*]}" \
+            || INSTALL_NOTE="install from $WHEELS failed for ${missing[*]} (see $WORK/install.log); their tests skip"
+    else
+        INSTALL_NOTE="missing ${missing[*]}, no wheel folder $WHEELS: their tests skip with a reason"
+    fi
+fi
+echo "gpu_check: ${GATE#ok }; $INSTALL_NOTE"
+
+FAILED=0
+stage1() {
+    local start arch rc
+    start=$(date +%s)
+    # machine code for this GPU only: the quickest build that runs here; GPU_CHECK_ARCH overrides
+    arch="${GPU_CHECK_ARCH:-$("$PY" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability(0))')}"
+    S2VC_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" \
+        timeout "${STAGE1_BUILD_S:-240}" "$PY" -m pip install --no-build-isolation --no-deps -v -e . >"$WORK/build.log" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ] && [ -z "${CXX:-}" ] && [ -x /usr/bin/g++ ] && ! throw_ok; then
+        # a C++ compiler whose library cannot unwind a C++ exception (seen on an H200 image's
+        # /opt/gcc wrapper): rebuild with the system's
+        echo "=== rebuilding with CXX=/usr/bin/g++" >>"$WORK/build.log"
+        CXX=/usr/bin/g++ CC=/usr/bin/gcc S2VC_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" \
+            timeout "${STAGE1_BUILD_S:-240}" "$PY" -m pip install --no-build-isolation --no-deps -v -e . \
+            >>"$WORK/build.log" 2>&1
+        rc=$?
+        throw_ok || rc=90
+    fi
+    local build_s=$(( $(date +%s) - start ))
+    { grep '\[s2vc setup\]' "$WORK/build.log" | sort -u; tail -n 15 "$WORK/build.log"
+      so="$(ls s2vc/_C*.so 2>/dev/null | head -1)"
+      if [ -n "$so" ] && command -v cuobjdump >/dev/null; then
+          echo "GPU code in $so: $(cuobjdump --list-elf "$so" 2>/dev/null | grep -o 'sm_[0-9a-z]*' | sort -u | tr '\n' ' ')"
+      fi; } >"$OUT/build.txt"
+    "$PY" -m s2vc.cli info >"$WORK/info.txt" 2>&1
+    { echo "$INSTALL_NOTE"; cat "$WORK/info.txt"; } >"$OUT/env.txt"
+    if [ $rc -ne 0 ]; then
+        row "1 build" "FAILED (rc $rc)" "$build_s" "arch $arch; see build.txt"
+        FAILED=1
+        return
+    fi
+    row "1 build" "ok" "$build_s" "arch $arch; $(grep -c . "$OUT/build.txt") lines in build.txt"
+    local left=$(( ${STAGE1_S:-300} - build_s )) args
+    [ $left -lt 60 ] && left=60
+    if [ "$#" -gt 0 ]; then args=("$@"); else
+        args=(-q tests/test_build.py tests/test_info.py tests/test_ext_ops.py tests/test_ext_temporal_std.py
+              tests/test_suppression.py tests/test_generator.py tests/test_runtime_onnx.py tests/test_export_onnx.py
+              tests/test_tensorrt.py)
+    fi
+    start=$(date +%s)
+    S2VC_REQUIRE_EXT=cuda PYTHONUNBUFFERED=1 timeout "$left" "$PY" -m pytest -rfEs -p no:cacheprovider "${args[@]}" \
+        >"$WORK/tests.log" 2>&1
+    rc=$?
+    # the short summary (failures, errors, skips with reasons) and the last line, not the whole log
+    { sed -n '/short test summary info/,$p' "$WORK/tests.log" | head -n 150; tail -n 3 "$WORK/tests.log"; } >"$OUT/tests.txt"
+    local line
+    line="$(grep -E '[0-9]+ (passed|failed|error|skipped)|no tests ran' "$WORK/tests.log" | tail -1)"
+    [ $rc -eq 124 ] && line="stopped at ${left}s; ${line:-no summary}"
+    row "1 tests" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (rc $rc)")" "$(( $(date +%s) - start ))" "${line:-no summary line}"
+    [ $rc -eq 0 ] || FAILED=1
+}
+
+# 0: a TORCH_CHECK failure in the extension arrives as a RuntimeError; anything else (a signal) fails
 throw_ok() {
-    # in a subshell, so that the shell's own "Segmentation fault" line is silenced too
     ( "$PY" -c "import sys, torch, s2vc.engine.extension as e
-if not e.EXT_AVAILABLE: sys.exit(3)
+if not e.EXT_AVAILABLE: sys.exit(0)
 try: torch.ops.s2vc.affine_coupling_inverse(torch.zeros(1, 1), torch.zeros(1, 1), 1.0)
 except RuntimeError: sys.exit(0)
 sys.exit(1)"; exit $? ) >/dev/null 2>&1
 }
-start=$(date +%s)
-: >"$OUT/build.log"
-build
-BUILD_RC=$?
-CXX_NOTE="${CXX:-c++}"
-if [ $BUILD_RC -eq 0 ]; then
-    throw_ok
-    THROW_RC=$?
-    if [ $THROW_RC -ne 0 ] && [ $THROW_RC -ne 3 ]; then
-        CXX_NOTE="${CXX:-c++} built an extension that crashed on a C++ exception (rc $THROW_RC)"
-        for alt in /usr/bin/g++ /usr/bin/clang++; do
-            [ "$alt" = "${CXX:-}" ] || [ ! -x "$alt" ] && continue
-            case "${alt##*/}" in g++) cc="${alt%g++}gcc" ;; *) cc="${alt%++}" ;; esac
-            export CXX="$alt" CC="$cc"
-            echo "=== rebuilding with CXX=$CXX CC=$CC" >>"$OUT/build.log"
-            build
-            BUILD_RC=$?
-            if [ $BUILD_RC -eq 0 ] && throw_ok; then
-                CXX_NOTE="$CXX_NOTE; rebuilt with $alt: ok"
-                break
-            fi
-            CXX_NOTE="$CXX_NOTE; $alt did not help"
-        done
-    fi
-fi
-BUILD_S=$(( $(date +%s) - start ))
-grep '\[s2vc setup\]' "$OUT/build.log" | sort -u
-tail -n 5 "$OUT/build.log"
-echo "build exit status $BUILD_RC in ${BUILD_S}s; C++ compiler: $CXX_NOTE"
 
-step "compiled GPU code"
-SO="$(ls s2vc/_C*.so 2>/dev/null | head -1)"
-EXT="$("$PY" -c 'import s2vc.engine.extension as e; print(e.EXT_AVAILABLE, "cuda kernels:", e.ext_has_cuda(), e.EXT_ERROR or "")' 2>&1 | tail -1)"
-RECORD="$("$PY" -c 'import json, s2vc.engine.extension as e; print(json.dumps(e.BUILD_INFO))' 2>&1 | tail -1)"
-TRT="$("$PY" -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null || echo 'not installed (TensorRT tests skip)')"
-echo "build record: $RECORD"; echo "tensorrt: $TRT"
-echo "extension: $EXT"
-if [ -n "$SO" ] && command -v cuobjdump >/dev/null; then
-    { cuobjdump --list-elf "$SO"; cuobjdump --list-ptx "$SO"; } >"$OUT/cuobjdump.txt" 2>&1
-    ARCHS="$(grep -o 'sm_[0-9a-z]*' "$OUT/cuobjdump.txt" | sort -u | tr '\n' ' ')"
-else
-    ARCHS="(no .so or no cuobjdump)"
-fi
-echo "$SO: $ARCHS"
-
-step "tests: pytest ${PYTEST_ARGS[*]} (log: $OUT/tests.log)"
-start=$(date +%s)
-S2VC_REQUIRE_EXT=cuda PYTHONUNBUFFERED=1 "$PY" -m pytest -rfEs "${PYTEST_ARGS[@]}" 2>&1 \
-    | tee "$OUT/tests.log"
-TEST_RC=$?
-TEST_S=$(( $(date +%s) - start ))
-TEST_LINE="$(grep -E '[0-9]+ (passed|failed|error|skipped)|no tests ran' "$OUT/tests.log" | tail -1)"
-
-BENCH_LINE="skipped (GPU_CHECK_BENCH=0)"
-if [ "${GPU_CHECK_BENCH:-1}" != "0" ]; then
-    step "benchmarks on cuda (log: $OUT/bench.log, table: $OUT/bench.txt)"
+stage2() {
+    local start rc
     start=$(date +%s)
-    PYTHONUNBUFFERED=1 "$PY" -m pytest -q benchmarks -k cuda --benchmark-json "$OUT/bench.json" \
-        >"$OUT/bench.log" 2>&1
-    BENCH_RC=$?
-    "$PY" scripts/bench_table.py "$OUT/bench.json" --markdown >"$OUT/bench.txt" 2>&1
-    cat "$OUT/bench.txt"
-    BENCH_LINE="$([ $BENCH_RC -eq 0 ] && echo ok || echo "FAILED (rc $BENCH_RC)") in $(( $(date +%s) - start ))s"
-fi
+    PYTHONUNBUFFERED=1 timeout "${STAGE2_S:-420}" "$PY" scripts/gpu_bench.py --out "$OUT" \
+        --limit-s $(( ${STAGE2_S:-420} - 60 )) >"$WORK/bench.log" 2>&1
+    rc=$?
+    local timed
+    timed="$(grep -c '| [0-9.]* |' "$OUT/bench.md" 2>/dev/null || echo 0)"
+    row "2 benchmarks" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (rc $rc)")" "$(( $(date +%s) - start ))" \
+        "bench.md: $timed rows; $(tail -n 1 "$WORK/bench.log")"
+    [ $rc -eq 0 ] || FAILED=1
+}
 
-step "summary"
-{
-    printf '%-12s %s\n' "device" "${DEVICE:-unknown}"
-    printf '%-12s %s\n' "torch" "$TORCH"
-    printf '%-12s %s\n' "nvcc" "$NVCC"
-    printf '%-12s %s\n' "c++" "$CXX_NOTE"
-    printf '%-12s %s\n' "build" "$([ $BUILD_RC -eq 0 ] && echo ok || echo "FAILED (rc $BUILD_RC)") in ${BUILD_S}s"
-    printf '%-12s %s\n' "extension" "$EXT"
-    printf '%-12s %s\n' "record" "$RECORD"
-    printf '%-12s %s\n' "tensorrt" "$TRT"
-    printf '%-12s %s\n' "gpu code" "$ARCHS"
-    printf '%-12s %s\n' "tests" "$([ $TEST_RC -eq 0 ] && echo ok || echo "FAILED (rc $TEST_RC)"): ${TEST_LINE:-no summary line} in ${TEST_S}s"
-    printf '%-12s %s\n' "benchmarks" "$BENCH_LINE"
-} | tee "$OUT/summary.txt"
-
-[ $BUILD_RC -eq 0 ] && [ $TEST_RC -eq 0 ]
+case "$STAGE" in
+    1) stage1 "$@" ;;
+    2) stage2 ;;
+    all) stage1 "$@"; stage2 ;;
+esac
+write_summary
+cat "$OUT/summary.md"
+exit $FAILED
