@@ -36,8 +36,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_flow
+from .defaults import DEFAULT_PRESERVE, check_preserved_fraction, resolve_alpha, resolve_keep_fraction
 from .generator import DETAILS, GenerationStats, MotionPreservingGenerator
-from .suppression import STRATEGIES, alpha_for_preserved_fraction, resolve_alpha, resolve_keep_fraction
+from .strategies import STRATEGIES
+from .suppression import alpha_for_preserved_fraction
+from .video_checks import check_video
 
 # layout -> where the batch, channel and time dims are (None: one clip, no batch dim)
 LAYOUTS = {"BCTHW": (0, 1, 2), "BTCHW": (0, 2, 1), "CTHW": (None, 0, 1), "TCHW": (None, 1, 0)}
@@ -55,9 +58,9 @@ class MotionPreserve(nn.Module):
     ``strategy='topk'`` it is the fraction kept. strategy / detail / backend / seed / clamp: the
     generator's (``MotionPreservingGenerator``). layout: one of ``LAYOUTS``. mean / std: the
     normalisation the input carries (per channel or one number), None = the input is in [0, 1]
-    (float) or [0, 255] (uint8). validate: check every call for NaN/Inf and a range outside
-    [0, 1] after un-normalising (a host synchronisation); None = on the CPU only, so a CUDA batch
-    costs no synchronisation beyond what the backend needs.
+    (float) or [0, 255] (uint8). validate: the generator checks every video for NaN/Inf and a
+    range outside [0, 1] after un-normalising (reads that wait for the device); None = on the CPU
+    only, so a CUDA batch costs no host synchronisation beyond what the backend needs.
     """
 
     def __init__(self, flow=None, alpha: float | None = None, preserve: float | None = None,
@@ -72,8 +75,8 @@ class MotionPreserve(nn.Module):
             raise ValueError(f"unknown suppression strategy {strategy!r}; expected one of {STRATEGIES}")
         if detail not in DETAILS:
             raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
-        if preserve is not None and not 0.0 < preserve < 1.0:
-            raise ValueError(f"preserve is the fraction of latents kept, in (0, 1), got {preserve}")
+        if preserve is not None:
+            check_preserved_fraction(preserve)
         if preserve is not None and alpha is not None and strategy != "topk":
             raise ValueError("give alpha or preserve, not both: preserve calibrates alpha on the first batch")
         if (mean is None) != (std is None):
@@ -137,16 +140,13 @@ class MotionPreserve(nn.Module):
         """Set α to keep ``preserve`` (default: the one given at construction, else the flow's
         calibrated fraction) of the latents of ``videos``: one tensor or an iterable of tensors in
         this transform's layout, dtype and normalisation. Returns α. Not for ``topk``."""
-        from .calibrate import DEFAULT_PRESERVE   # here: engine.calibrate imports the video readers
         if self.strategy == "topk":
             raise ValueError("strategy 'topk' keeps a fixed fraction (preserve=); it has no alpha to calibrate")
         fraction = preserve if preserve is not None else self.preserve
         if fraction is None:
             fraction = (getattr(self._flow, "meta", {}).get("alpha_calibration") or {}).get("preserve",
                                                                                             DEFAULT_PRESERVE)
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"preserve is the fraction of latents kept, in (0, 1), got {fraction}")
-        self.preserve = fraction
+        self.preserve = check_preserved_fraction(fraction)
         batches = [videos] if isinstance(videos, torch.Tensor) else list(videos)
         if not batches:
             raise ValueError("calibrate needs at least one video tensor")
@@ -155,10 +155,12 @@ class MotionPreserve(nn.Module):
 
     def _calibrated_alpha(self, units: list[torch.Tensor]) -> float:
         """The α that keeps ``self.preserve`` of the latents of float (B, C, T, H, W) [0, 1] clips."""
-        from .calibrate import preserved_fraction
+        from .calibrate import preserved_fraction   # here: engine.calibrate imports the video readers
         prepared = self._flow.prepare()
         stds = []
         for unit in units:
+            # the generator has not checked these yet: a NaN would pass as a quantile
+            check_video(unit, self._flow.config.channels, source="MotionPreserve", min_size=self._flow.config.resolution)
             b, c, t, h, w = unit.shape
             frames = unit.transpose(1, 2).reshape(b * t, c, h, w)
             # pooled where the clips are, so only the flow-sized frames travel to the CPU flow
@@ -179,7 +181,8 @@ class MotionPreserve(nn.Module):
     def _build_generator(self, flow, alpha: float) -> MotionPreservingGenerator:
         kwargs = {"keep_fraction": self.keep_fraction} if self.strategy == "topk" else {}
         return MotionPreservingGenerator(flow, alpha, self.strategy, backend=self.backend, clamp=self.clamp,
-                                         seed=self.seed, detail=self.detail, **kwargs)
+                                         seed=self.seed, detail=self.detail, validate=self._validating(flow),
+                                         **kwargs)
 
     def _probe_settings(self) -> None:
         """Raise now, not on the first video, for settings the generator refuses (a backend, a
@@ -249,18 +252,14 @@ class MotionPreserve(nn.Module):
                 x = x.float()
             mean, std = self._normalisation(x.device, x.dtype)
             x = x * std + mean
-        if self._validating(x):
-            if not torch.isfinite(x).all():
-                raise ValueError("MotionPreserve: the video contains NaN/Inf values")
-            lo, hi = x.min().item(), x.max().item()
-            if lo < -0.5 or hi > 1.5:
-                hint = "normalised input needs mean/std" if self.mean is None else "are mean/std the input's?"
-                raise ValueError(f"MotionPreserve: the video's values are in [{lo:.3g}, {hi:.3g}] after conversion, "
-                                 f"expected [0, 1] ({hint})")
         return x
 
-    def _validating(self, x: torch.Tensor) -> bool:
-        return self.validate if self.validate is not None else x.device.type == "cpu"
+    def _validating(self, flow) -> bool:
+        """Whether the generator of ``flow`` (on its device) checks each video's values."""
+        if self.validate is not None:
+            return self.validate
+        param = next(flow.parameters(), None)
+        return param is None or param.device.type == "cpu"
 
     def _from_unit_bcthw(self, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """float (B, C, T, H, W) -> ``like``'s dtype (uint8: x 255, rounded, clamped; normalised

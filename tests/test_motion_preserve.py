@@ -5,6 +5,7 @@ normalisation round trips, per-clip use in DataLoader workers inside torchvision
 pickling, one-line errors, and the Lightning example trained for a few steps."""
 from __future__ import annotations
 
+import copy
 import importlib.util
 import pickle
 import sys
@@ -185,7 +186,9 @@ def test_dataloader_workers_apply_it_per_clip_inside_compose(flow, reference):
     (torch.rand(4, 3, 33, 33), "CTHW", "expects C = 3 channels at dim 0"),
     (torch.full((1, 3, 3, 33, 33), float("nan")), "BCTHW", "NaN/Inf"),
     (torch.randint(0, 255, (1, 3, 3, 33, 33), dtype=torch.int32), "BCTHW", "got torch.int32"),
-    (torch.rand(1, 3, 3, 33, 33) * 10 - 5, "BCTHW", "normalised input needs mean/std"),
+    (torch.rand(1, 3, 3, 33, 33) * 10 - 5, "BCTHW", "values must be in [0, 1]"),
+    (torch.rand(1, 3, 1, 33, 33), "BCTHW", "T >= 2 frames"),
+    (torch.rand(1, 3, 3, 20, 33), "BCTHW", "smaller than the flow's"),
     ([[0.0]], "BCTHW", "got list"),
 ])
 def test_bad_input_is_one_line(flow, video, layout, message):
@@ -208,6 +211,16 @@ def test_bad_settings_fail_at_construction(flow, kwargs, message):
     with pytest.raises((ValueError, TypeError)) as info:
         MotionPreserve(**kwargs)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_values_are_checked_on_the_cpu_and_not_on_a_device_unless_asked(flow):
+    assert MotionPreserve(flow)._generators["cpu"].validate is True
+    assert MotionPreserve(flow, validate=False)._generators["cpu"].validate is False
+    on_a_device = copy.deepcopy(flow).to("meta")                     # where a CUDA generator's flow would be
+    assert MotionPreserve(flow)._validating(on_a_device) is False
+    assert MotionPreserve(flow, validate=True)._validating(on_a_device) is True
+    with pytest.raises(ValueError, match="NaN"):                      # the calibration's own check
+        MotionPreserve(flow, preserve=0.3)(torch.full((1, 3, 3, 33, 33), float("nan")))
 
 
 def test_uint8_with_mean_is_refused(flow):
