@@ -100,12 +100,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="clip pairs per step (divides the queue, 2048)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     p.add_argument("--max-steps", type=int, default=20, help="optimisation steps")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                   help="where to train (default: CUDA when available, else the CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     data = build_dataset("synthetic", frames=args.frames, stride=args.stride, size=None)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True,
                                          num_workers=args.workers, collate_fn=normalised_pairs)
-    trainer = L.Trainer(max_steps=args.max_steps, enable_progress_bar=not args.no_progress,
+    accelerator = {None: "auto", "cpu": "cpu", "cuda": "gpu"}[args.device]
+    trainer = L.Trainer(max_steps=args.max_steps, accelerator=accelerator, devices=1,
+                        enable_progress_bar=not args.no_progress,
                         enable_checkpointing=False, logger=False)
     trainer.fit(S2VCMoCo(MoCoSettings(backbone=args.backbone)), loader)
 
