@@ -296,6 +296,15 @@ def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys)
     assert res["reference"]["chance"]["motion"] == pytest.approx(1 / 6)
     # the two runs start from the same random weights at step 0 (same seed)
     assert res["rows"][0]["R@1"] == res["rows"][3]["R@1"]
+    md = (out / "results.md").read_text()
+    assert "every arm of a seed scores identically" in md and "sample SD (ddof 1)" in md
+    assert [(p["a"], p["b"]) for p in res["paired"]] == [("oracle", "moco")] * 3        # R@1, motion, linear
+    assert all(p["n"] == 1 and p["verdict"] == "not separated" for p in res["paired"])  # one seed: no interval
+    assert "oracle − moco" in md and json.loads((out / "keys.json").read_text()) == ["moco", "oracle"]
+    with pytest.raises(ValueError, match="--synthetic-val-per-class"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT, "--split", "val"])
+    with pytest.raises(ValueError, match="--best tfd"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT, "--best", "tfd"])
     cached = out / "runs" / "moco_seed0" / "eval" / "step_000002.json"
     before = cached.stat().st_mtime_ns
     capsys.readouterr()
@@ -444,3 +453,54 @@ def test_experiments_default_to_the_sets_fitted_flow(tmp_path, monkeypatch):
     assert experiments.experiment_flow(cfg) == str(tmp_path / "fitted.pt") and built == [syn]
     assert experiments.experiment_flow(experiments.ReproduceConfig(out=str(tmp_path), flow="bundled")) is None
     assert experiments.experiment_flow(experiments.ReproduceConfig(out=str(tmp_path), flow="f.pt")) == "f.pt"
+
+
+def test_paired_statistics_known_answers(monkeypatch):
+    """Paired differences over seeds: mean, sample SD (ddof 1), the 95% t interval (scipy's
+    quantile and the table agree), sign counts, and the words only where the interval excludes 0."""
+    import math
+    import sys
+    from s2vc.training.experiments import paired
+    from s2vc.training.experiments.report import mean_sd, summarise
+    from s2vc.training.experiments.scoring import METRICS
+
+    a = {0: 0.30, 1: 0.32, 2: 0.35, 3: 0.31}
+    b = {0: 0.20, 1: 0.25, 2: 0.22, 3: 0.24, 9: 0.99}            # seed 9 has no partner: left out
+    d = paired.paired_difference(a, b)
+    # differences 0.10, 0.07, 0.13, 0.07: mean 0.0925, SD sqrt(0.002475 / 3) = 0.028723, t(3) = 3.182446
+    assert d.n == 4 and d.mean == pytest.approx(0.0925) and d.sd == pytest.approx(math.sqrt(0.002475 / 3))
+    half = 3.182446 * math.sqrt(0.002475 / 3) / 2
+    assert (d.lo, d.hi) == (pytest.approx(0.0925 - half, abs=1e-5), pytest.approx(0.0925 + half, abs=1e-5))
+    assert (d.wins, d.losses, d.ties) == (4, 0, 0) and d.verdict("s2vc", "moco") == "s2vc beats moco"
+    swapped = paired.paired_difference(b, a)
+    assert swapped.verdict("moco", "s2vc") == "s2vc beats moco" and swapped.losses == 4
+    noisy = paired.paired_difference({0: 0.3, 1: 0.2, 2: 0.5}, {0: 0.2, 1: 0.3, 2: 0.3})   # +.1, -.1, +.2
+    assert noisy.lo < 0 < noisy.hi and noisy.verdict("a", "b") == "not separated" and noisy.wins == 2
+    one = paired.paired_difference({0: 0.5}, {0: 0.4})
+    assert one.n == 1 and math.isnan(one.lo) and one.verdict("a", "b") == "not separated"
+    with pytest.raises(ValueError, match="no seed in common"):
+        paired.paired_difference({0: 1.0}, {1: 1.0})
+    # the quantile: scipy's where installed, the table otherwise (the same to 4 decimals)
+    table = [paired.t_quantile(df) for df in (1, 2, 5, 30)]
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    assert [paired.t_quantile(df) for df in (1, 2, 5, 30)] == pytest.approx(table, abs=1e-4)
+    assert paired.t_quantile(2) == 4.3027 and paired.t_quantile(200) == pytest.approx(1.96, abs=1e-3)
+    # mean and sample SD (ddof 1), in the tables too
+    assert mean_sd([1.0, 2.0, 3.0]) == (2.0, 1.0, 3) and math.isnan(mean_sd([1.0])[1])
+    rows = [{"arm": "x", "seed": s, "step": 0, **{m: v for m in METRICS}} for s, v in ((0, 1.0), (1, 3.0))]
+    assert summarise(rows, "arm")["x"][0]["R@1"] == (2.0, pytest.approx(math.sqrt(2)), 2)
+    # the pairs that matter, by role (mirror-keyed arms first); the best arm's pairs with --best
+    arms = ["moco", "s2vc-keys", "tfd-keys", "fame", "be", "oracle", "s2vc-dynamic"]
+    assert paired.pairs_for(arms, "s2vc-dynamic") == [
+        ("s2vc-keys", "moco"), ("s2vc-keys", "tfd-keys"), ("s2vc-keys", "fame"), ("oracle", "moco"),
+        ("s2vc-dynamic", "tfd-keys"), ("s2vc-dynamic", "s2vc-keys")]
+    assert paired.pairs_for(["moco", "s2vc", "tfd"]) == [("s2vc", "moco"), ("s2vc", "tfd")]
+    # step 0: identical starts are said so; a spread is named
+    same = [{"arm": arm, "seed": 0, "step": 0, "R@1": 0.2} for arm in ("moco", "s2vc")]
+    assert "identically" in paired.step0_line(same, "arm", ["R@1"])
+    same[1]["R@1"] = 0.25
+    assert "R@1 5.0 pp" in paired.step0_line(same, "arm", ["R@1"])
+    records = paired.paired_rows([{"arm": arm, "seed": s, "step": 5, "R@1": v}
+                                  for arm, vals in (("s2vc", a), ("moco", b)) for s, v in vals.items()],
+                                 "arm", [("s2vc", "moco")], ["R@1"], 5)
+    assert records[0]["verdict"] == "s2vc beats moco" and "[+4.7, +13.8]" in paired.paired_table(records)

@@ -43,6 +43,9 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-clips", type=int, default=4, help="evaluation windows per video")
     g.add_argument("--eval-batch-size", type=int, default=32)
     g.add_argument("--seed-eval", type=int, default=0, help="seed of the linear classifiers")
+    g.add_argument("--split", choices=("val", "test"), default="test",
+                   help="the split scored: val (the set's validation split, --synthetic-val-per-class: for choosing "
+                        "budgets, alphas and variants) or test (read once per reported run); cached apart")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--arms", nargs="+", default=list(MODES),
                    help=f"pretraining modes to compare, of {ARMS} (<mode>-keys: that mode on keys generated "
-                        "once into a mirror of the training split)")
+                        "once into a mirror of the training split; s2vc-dynamic / s2vc-topk: the project's variants)")
+    p.add_argument("--best", default=None, metavar="ARM",
+                   help="the arm that is the project's own variant: its paired differences against tfd and s2vc "
+                        "are reported too")
     add_budget_arguments(p)
 
 

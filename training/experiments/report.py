@@ -1,5 +1,6 @@
 """The experiments' reports: scores summarised over seeds, Markdown tables, learning-curve and
-ablation plots. Scores are fractions in [0, 1]; tables show percentages."""
+ablation plots. Scores are fractions in [0, 1]; tables show percentages; ± is the sample SD over
+seeds (ddof 1). Paired comparisons of arms: ``training/experiments/paired.py``."""
 from __future__ import annotations
 
 import math
@@ -9,20 +10,27 @@ import numpy as np
 
 from .scoring import METRICS
 
-__all__ = ["HEADLINE", "CURVES", "summarise", "markdown_table", "final_table", "curve_table", "plot_curves",
-           "plot_ablation"]
+__all__ = ["HEADLINE", "CURVES", "summarise", "mean_sd", "markdown_table", "final_table", "curve_table",
+           "plot_curves", "plot_ablation"]
 
 HEADLINE = ("R@1", "R@5", "linear", "motion", "look_scene")
 CURVES = ("R@1", "linear", "motion", "look_scene", "look_colour")
 
 
 def summarise(rows: list[dict], key: str) -> dict:
-    """rows of {key, "seed", "step", metrics...} -> {value: {step: {metric: (mean, std, n)}}}."""
+    """rows of {key, "seed", "step", metrics...} -> {value: {step: {metric: (mean, sample SD with
+    ddof 1 (nan for one seed), n)}}}."""
     out: dict = {}
     for r in rows:
         out.setdefault(r[key], {}).setdefault(r["step"], []).append(r)
-    return {v: {s: {m: (float(np.mean([r[m] for r in rs])), float(np.std([r[m] for r in rs])), len(rs))
-                    for m in METRICS} for s, rs in sorted(steps.items())} for v, steps in out.items()}
+    return {v: {s: {m: mean_sd([r[m] for r in rs]) for m in METRICS} for s, rs in sorted(steps.items())}
+            for v, steps in out.items()}
+
+
+def mean_sd(values) -> tuple[float, float, int]:
+    """(mean, sample SD with ddof 1 (nan for one value), count) of ``values``."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
 
 
 def _fmt(mean: float, std: float, n: int) -> str:

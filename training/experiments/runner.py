@@ -13,9 +13,12 @@ therefore resumable: killed, they are started again with the same settings and c
 the first run or evaluation that is not finished (pretraining itself resumes mid-run). The
 settings the results depend on are pinned in DIR/experiment.json: other ones are refused.
 
-Results: DIR/results.json (every snapshot of every run), DIR/results.md (tables: mean ± std
-over seeds), DIR/curves.png (learning curves) and DIR/keys.png (each arm's key), or
-DIR/ablation.png; the table on stdout. The evaluation windows are decoded once per call.
+Results: DIR/results.json (every snapshot of every run), DIR/results.md (tables: mean ± sample
+SD (ddof 1) over seeds; for a reproduction the paired differences of the pairs that matter with
+95% t intervals and sign counts, ``training/experiments/paired.py``, and the step-0 check),
+DIR/curves.png (learning curves) and DIR/keys.png (each arm's key, redrawn when the arms change),
+or DIR/ablation.png; the tables on stdout. ``split="val"`` scores on the set's validation split
+and writes DIR/results_val.*; the evaluation windows are decoded once per call.
 """
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ import numpy as np
 import torch
 
 from .scoring import LazyEvaluator, evaluate_runs
+from .paired import paired_rows, paired_table, pairs_for, step0_line
 from .report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
+from .scoring import METRICS
 from ..flow.fitted import BUNDLED_FLOW, flow_choice
 from .key_sheet import key_sheet
 from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
@@ -39,13 +44,18 @@ from ..pretrain.loop import CHECKPOINT, PretrainConfig, pretrain
 from ..pretrain.config import SYNTHETIC_KEYS, describe_changes
 from ..data.synthetic import SyntheticSet
 
+# the pre-registered primary metrics (docs/RESULTS.md), and the linear probe beside them
+PAIRED_METRICS = ("R@1", "motion", "linear")
+
 __all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "ARMS", "BUNDLED_FLOW", "PINNED",
            "experiment_flow", "reproduce", "ablate", "summarise"]
 
 # the arms of a reproduction: every pretraining mode, and "<mode>-keys" for the modes whose keys
 # can be pre-generated: the same arm trained on keys read from the set's mirror (generated once
 # per experiment, training/pretrain/mirror.py) instead of made each step
-ARMS = MODES + tuple(mode + KEYS_SUFFIX for mode in PREGENERATED_MODES)
+# the project's own variants of the s2vc key, arms of their own (a candidate for --best)
+VARIANTS = {"s2vc-dynamic": {"mode": "s2vc", "detail": "dynamic"}, "s2vc-topk": {"mode": "s2vc", "strategy": "topk"}}
+ARMS = MODES + tuple(mode + KEYS_SUFFIX for mode in PREGENERATED_MODES) + tuple(VARIANTS)
 
 
 @dataclass(kw_only=True)
@@ -80,6 +90,7 @@ class ExperimentConfig:
     num_clips: int = 4                         # evaluation windows per video
     eval_batch_size: int = 32
     seed_eval: int = 0                         # seed of the linear classifiers
+    split: str = "test"                        # scored on: "test", or "val" (choosing budgets and variants)
 
     def __post_init__(self):
         self.seeds = tuple(self.seeds)
@@ -91,6 +102,7 @@ class ReproduceConfig(ExperimentConfig):
     with every seed."""
 
     arms: tuple[str, ...] = MODES
+    best: str | None = None                    # the arm that is the project's variant (its pairs are reported)
 
     def __post_init__(self):
         super().__post_init__()
@@ -200,15 +212,29 @@ def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
         history = state["history"]
     else:
         return {"train_s": math.nan, "preserved": math.nan, "steps": 0}
-    kept = [h["preserved"] for h in history if not math.isnan(h["preserved"])]
+    kept = [h["preserved"] for h in history if not math.isnan(h.get("preserved", math.nan))]
+    if not kept and settings.keys:          # keys read from a mirror: the fraction they were made with
+        kept = _mirror_preserved(Path(settings.keys))
     return {"train_s": float(sum(h["t_data"] + h["t_gen"] + h["t_model"] for h in history)),
             "preserved": float(np.mean(kept)) if kept else math.nan, "steps": len(history)}
+
+
+def _mirror_preserved(mirror: Path) -> list[float]:
+    """The preserved fraction of a mirror's keys, one value per window (from its manifest; none
+    for TFD's keys or a mirror without a manifest)."""
+    try:
+        videos = json.loads((mirror / "manifest.json").read_text())["videos"]
+    except (OSError, ValueError, KeyError):
+        return []
+    entries = videos.values() if isinstance(videos, dict) else videos
+    return [float(e["preserved"]) for e in entries if isinstance(e, dict) and e.get("preserved") is not None
+            and not math.isnan(float(e["preserved"])) for _ in range(int(e.get("windows") or 1))]
 
 
 def _evaluator(cfg: ExperimentConfig) -> LazyEvaluator:
     return LazyEvaluator(synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride, size=cfg.size,
                          num_clips=cfg.num_clips, seed_eval=cfg.seed_eval, batch_size=cfg.eval_batch_size,
-                         workers=cfg.workers, device=cfg.device, progress=not cfg.no_progress)
+                         workers=cfg.workers, device=cfg.device, progress=not cfg.no_progress, split=cfg.split)
 
 
 def budget_text(cfg: ExperimentConfig) -> str:
@@ -238,6 +264,8 @@ def _train_and_evaluate(cfg: ExperimentConfig, out: Path, plan: dict[str, tuple[
 def _arm_settings(cfg: ExperimentConfig, out: Path, arm: str) -> dict:
     """The pretraining settings an arm sets: its mode, and for ``<mode>-keys`` the mirror of the
     training split (generated now unless the experiment folder already holds it)."""
+    if arm in VARIANTS:
+        return dict(VARIANTS[arm])
     if not arm.endswith(KEYS_SUFFIX):
         return {"mode": arm}
     from ..pretrain.mirror import MirrorConfig, describe, generate_mirror
@@ -261,36 +289,65 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     bad = [arm for arm in cfg.arms if arm not in ARMS]
     if bad:
         raise ValueError(f"unknown arms {bad}; use some of {ARMS}")
+    if cfg.best is not None and cfg.best not in cfg.arms:
+        raise ValueError(f"--best {cfg.best} names the project's variant among the arms; it is not one of {cfg.arms}")
+    if cfg.split == "val" and cfg.synthetic.val_per_class < 1:
+        raise ValueError("--split val scores on the set's validation split: add --synthetic-val-per-class N")
     cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
     pin_experiment(cfg, out)
     plan = {f"{arm}_seed{seed}": (f"reproduce: {arm}, seed {seed}", {"arm": arm, "seed": seed}, _arm_settings(cfg, out, arm))
             for seed in cfg.seeds for arm in cfg.arms}
     rows, runs, ref = _train_and_evaluate(cfg, out, plan)
-    if not (out / "keys.png").exists():
-        key_sheet(out / "keys.png", cfg.arms, synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
-                  flow=cfg.flow, alpha=cfg.alpha)
+    _draw_keys(cfg, out)
     summary = summarise(rows, "arm")
-    title = (f"{' vs '.join(cfg.arms)} on the synthetic static-bias set "
+    title = (f"{' vs '.join(cfg.arms)} on the synthetic static-bias set, {cfg.split} split "
              f"({len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''})")
-    tables = {"final": final_table(summary, ref, "arm"), **{f"curve {m}": curve_table(summary, m) for m in CURVES}}
+    preserved = {arm: float(np.nanmean([runs[f"{arm}_seed{s}"]["preserved"] for s in cfg.seeds]))
+                 if any(not math.isnan(runs[f"{arm}_seed{s}"]["preserved"]) for s in cfg.seeds) else math.nan
+                 for arm in cfg.arms}
+    last = min(max(steps) for steps in summary.values())
+    paired = paired_rows(rows, "arm", pairs_for(cfg.arms, cfg.best), PAIRED_METRICS, last)
+    tables = {"final": final_table(summary, ref, "arm", {a: {"preserved": preserved[a]} for a in summary}),
+              "paired": paired_table(paired), "step0": step0_line(rows, "arm", METRICS),
+              **{f"curve {m}": curve_table(summary, m) for m in CURVES}}
     plot_curves(summary, ref, out / "curves.png", title)
     wall = time.perf_counter() - start
-    result = {"rows": rows, "runs": runs, "reference": ref, "budget": budget_text(cfg),
-              "command_wall_s": wall, "tables": tables}
-    (out / "results.json").write_text(json.dumps(result, indent=1))
+    result = {"rows": rows, "runs": runs, "reference": ref, "budget": budget_text(cfg), "split": cfg.split,
+              "preserved": preserved, "paired": paired, "command_wall_s": wall, "tables": tables}
+    name = "results" if cfg.split == "test" else f"results_{cfg.split}"
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
     md = [f"# {title}", "", f"Budget: {budget_text(cfg)}.", "",
-          "Metrics in % (mean ± std over seeds) at the last snapshot; chance of R@k is not a constant.", "",
-          tables["final"], ""]
+          "Metrics in % at the last snapshot: mean ± sample SD (ddof 1) over seeds; chance of R@k is not a "
+          "constant; preserved = the mean fraction of latents the keys kept (nan: no flow threshold).", "",
+          tables["final"], "", tables["step0"], "",
+          f"Paired differences at step {last} (arm − arm, seed by seed; 95% Student t interval; \"beats\" only "
+          "where it excludes zero):", "", tables["paired"], ""]
     for m in CURVES:
         md += [f"Learning curve, {m}:", "", tables[f"curve {m}"], ""]
     md += ["Pretraining time per run (summed step time, s): " +
            ", ".join(f"{k} {v['train_s']:.0f}" for k, v in runs.items()), "",
            f"Curves: {out / 'curves.png'}; what each arm's key looks like: {out / 'keys.png'}"]
-    (out / "results.md").write_text("\n".join(md) + "\n")
+    (out / f"{name}.md").write_text("\n".join(md) + "\n")
     print(tables["final"])
+    print(f"\n{tables['step0']}\n\npaired differences at step {last}:\n{tables['paired']}")
     print(f"\nlearning curves: {out / 'curves.png'}; tables: {out / 'results.md'}; "
           f"{wall:.0f} s in this command", file=sys.stderr)
     return result
+
+
+def _draw_keys(cfg: ReproduceConfig, out: Path) -> None:
+    """DIR/keys.png, (re)drawn when it is missing or shows another set of arms (DIR/keys.json)."""
+    record = out / "keys.json"
+    try:
+        drawn = json.loads(record.read_text())
+    except (OSError, ValueError):
+        drawn = None
+    if (out / "keys.png").exists() and drawn == list(cfg.arms):
+        return
+    arms = [VARIANTS[a]["mode"] if a in VARIANTS else a for a in cfg.arms]
+    key_sheet(out / "keys.png", arms, synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
+              flow=cfg.flow, alpha=cfg.alpha)
+    record.write_text(json.dumps(list(cfg.arms)))
 
 
 def _ablation_values(cfg: AblateConfig) -> list:
@@ -366,8 +423,9 @@ def ablate(cfg: AblateConfig) -> dict:
               "command_wall_s": wall, "table": table}
     if kind == "preserve":
         result["alphas"] = setting
-    (out / "results.json").write_text(json.dumps(result, indent=1))
-    (out / "results.md").write_text(f"# S²VC {kind} ablation\n\nBudget: {budget_text(cfg)}.\n\n{table}\n\n"
+    name = "results" if cfg.split == "test" else f"results_{cfg.split}"
+    (out / f"{name}.json").write_text(json.dumps({**result, "split": cfg.split}, indent=1))
+    (out / f"{name}.md").write_text(f"# S²VC {kind} ablation ({cfg.split} split)\n\nBudget: {budget_text(cfg)}.\n\n{table}\n\n"
                                     f"preserved = mean fraction of latents kept per step of pretraining.\n"
                                     f"Plot: {out / 'ablation.png'}\n")
     print(table)

@@ -9,6 +9,11 @@ Every snapshot gets (train split: looks tied to the class; test split: looks ran
     motion     motion probe on disjoint groups of the test split (``probes.motion_probe``)
     look_*     look probes (scene, shape, colour) on the test split (``probes.look_probe``)
 The frame-difference feature (no learning) is scored the same way, as a reference line.
+
+``split="val"`` scores on the set's validation split instead of its test split (the same roles:
+queries, probe test set, motion and look probes), cached apart (``eval/val/``,
+``reference_val.json``): budgets, alphas and variants are chosen there, the test split is read
+once per reported run.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from ..data.synthetic import SyntheticSet
 
 __all__ = ["METRICS", "SCORER", "Evaluator", "LazyEvaluator", "evaluate_runs", "reference_scores"]
 
+SPLITS = ("test", "val")    # the held-out splits a snapshot is scored on
 METRICS = ("R@1", "R@5", "R@50", "linear", "motion") + tuple(f"look_{k}" for k in LOOKS)
 # bump when ``Evaluator.score`` changes: cached scores of another version are recomputed from
 # the cached features
@@ -40,20 +46,25 @@ class Evaluator:
 
     frames / stride: the clip of a window; size: its centre crop (pixels); num_clips: windows
     per video (half-overlapping); seed_eval: the linear classifiers' seed; batch_size: windows
-    per backbone call; device None = cuda when available, else cpu.
+    per backbone call; device None = cuda when available, else cpu; split: the held-out split
+    scored ("test", or "val": the set's validation split).
     """
 
     def __init__(self, *, synthetic: SyntheticSet, frames: int, stride: int, size: int, num_clips: int,
                  seed_eval: int = 0, batch_size: int = 32, workers: int = 0, device: str | None = None,
-                 progress: bool = True):
+                 progress: bool = True, split: str = "test"):
+        if split not in SPLITS:
+            raise ValueError(f"the scored split must be one of {SPLITS}, got {split!r}")
+        if split == "val" and synthetic.val_per_class < 1:
+            raise ValueError("scoring on the validation split needs a set that has one (--synthetic-val-per-class N)")
         from ..data.datasets import build_dataset
         common = dict(frames=frames, stride=stride, size=None, two_clips=False, synthetic=synthetic)
         bank = dict(num_clips=num_clips, overlap=0.5, size=size, workers=workers)
         banks = {}
-        for split in tqdm(("train", "test"), desc="decoding the evaluation windows", unit="split",
-                          disable=not progress, file=sys.stderr, leave=False):
-            banks[split] = ClipBank.from_dataset(build_dataset("synthetic", split=split, **common), **bank)
-        self.train, self.test = banks["train"], banks["test"]
+        for name in tqdm(("train", split), desc="decoding the evaluation windows", unit="split",
+                         disable=not progress, file=sys.stderr, leave=False):
+            banks[name] = ClipBank.from_dataset(build_dataset("synthetic", split=name, **common), **bank)
+        self.train, self.test, self.split = banks["train"], banks[split], split
         self.looks, self.groups = self.test.looks(), self.test.groups
         self.classes = int(max(self.train.labels.max(), self.test.labels.max())) + 1
         self.seed, self.batch_size = seed_eval, batch_size
@@ -97,11 +108,15 @@ class LazyEvaluator:
         return self.value
 
 
+def _split(evaluator: LazyEvaluator) -> str:
+    return evaluator.kwargs.get("split", "test")
+
+
 def _cached_scores(path: Path, step: int, run: Path, evaluator: LazyEvaluator) -> dict:
     """The scores of one snapshot, cached: the scores (``eval/step_N.json``, redone when
     ``SCORER`` changed) and the features they came from (``eval/step_N.features.pt``, so a new
     scorer does not run the backbone again)."""
-    cache = _score_path(run, step)
+    cache = _score_path(run, step, _split(evaluator))
     feats = cache.with_suffix(".features.pt")
     scores = json.loads(cache.read_text()) if cache.exists() else {}
     if scores.pop("scorer", None) == SCORER:
@@ -127,7 +142,9 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
     reference."""
     todo = [(name, run, step, path) for name, run in runs.items()
             for step, path in snapshots(run).items() if step <= max_step]   # a run may have trained further
-    if any(not _is_cached(_score_path(run, step)) for _, run, step, _ in todo) or not _reference_cached(out):
+    split = _split(evaluator)
+    if (any(not _is_cached(_score_path(run, step, split)) for _, run, step, _ in todo)
+            or not _reference_cached(out, split)):
         evaluator()                                  # decoding: its own bar, so the ETA below is the scoring's
     out_rows: dict[str, list[dict]] = {name: [] for name in runs}
     with tqdm(total=len(todo) + 1, desc="evaluating snapshots", unit="snapshot", disable=not progress,
@@ -141,8 +158,8 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
     return out_rows, ref
 
 
-def _score_path(run: Path, step: int) -> Path:
-    return run / "eval" / f"step_{step:06d}.json"
+def _score_path(run: Path, step: int, split: str = "test") -> Path:
+    return run / "eval" / ("val" if split == "val" else "") / f"step_{step:06d}.json"
 
 
 def _is_cached(path: Path) -> bool:
@@ -152,14 +169,20 @@ def _is_cached(path: Path) -> bool:
         return False
 
 
-def _reference_cached(out: Path) -> bool:
-    return _is_cached(out / "reference.json")
+def _reference_path(out: Path, split: str = "test") -> Path:
+    return out / ("reference_val.json" if split == "val" else "reference.json")
+
+
+def _reference_cached(out: Path, split: str = "test") -> bool:
+    return _is_cached(_reference_path(out, split))
 
 
 def reference_scores(out: Path, evaluator: LazyEvaluator) -> dict:
-    """{"frame_difference": scores, "chance": levels, "scorer"}, cached in OUT/reference.json."""
-    path = out / "reference.json"
-    if _reference_cached(out):
+    """{"frame_difference": scores, "chance": levels, "scorer"}, cached in OUT/reference.json
+    (OUT/reference_val.json for the validation split)."""
+    split = _split(evaluator)
+    path = _reference_path(out, split)
+    if _reference_cached(out, split):
         return json.loads(path.read_text())
     ev = evaluator()
     ref = {"frame_difference": ev.score_frame_difference(), "chance": ev.chance(), "scorer": SCORER}

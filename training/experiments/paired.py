@@ -1,0 +1,157 @@
+"""Paired statistics over seeds: the comparison a reviewer accepts.
+
+Every arm of a seed starts from the same weights, queue, clips and augmentations
+(``training/pretrain/rng.py``), so two arms are compared seed by seed: the difference of a
+metric per seed, its mean, sample SD (ddof 1), a 95% Student t interval on the mean difference
+(t quantile from scipy when installed, else ``T_975`` for up to 30 degrees of freedom) and the
+sign count. A sentence may say "A beats B" only where the interval excludes zero; otherwise the
+two are "not separated".
+
+    diff = paired_difference({0: .31, 1: .28, 2: .35}, {0: .22, 1: .25, 2: .20})
+    diff.verdict("s2vc", "moco")            # "s2vc beats moco" or "not separated"
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .report import markdown_table, mean_sd
+
+__all__ = ["T_975", "t_quantile", "mean_sd", "PairedDifference", "paired_difference", "PAIRS", "pairs_for",
+           "paired_rows", "paired_table", "step0_spread", "step0_line"]
+
+# the 0.975 quantile of Student's t with df = 1..30 degrees of freedom (two-sided 95%)
+T_975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t_quantile(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` >= 1 degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"a t interval needs at least 1 degree of freedom (2 seeds), got {df}")
+    try:
+        from scipy import stats
+    except ImportError:
+        return T_975[df - 1] if df <= len(T_975) else 1.959964    # the normal's beyond 30
+    return float(stats.t.ppf(0.975, df))
+
+
+@dataclass
+class PairedDifference:
+    """a - b over the seeds both have: n seeds, mean difference and its sample SD (ddof 1),
+    the 95% t interval [lo, hi] (nan with one seed), and the sign count (wins: a > b)."""
+
+    n: int
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+    wins: int
+    losses: int
+    ties: int
+
+    @property
+    def separated(self) -> bool:
+        """The 95% interval excludes zero."""
+        return self.n > 1 and (self.lo > 0 or self.hi < 0)
+
+    def verdict(self, a: str, b: str) -> str:
+        """"a beats b", "b beats a" (only where the interval excludes zero) or "not separated"."""
+        if not self.separated:
+            return "not separated"
+        return f"{a} beats {b}" if self.lo > 0 else f"{b} beats {a}"
+
+
+def paired_difference(a: dict, b: dict) -> PairedDifference:
+    """The paired difference a - b of {seed: value} dicts over the seeds both have (ValueError
+    when they share none)."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError(f"no seed in common to pair: {sorted(a)} and {sorted(b)}")
+    d = np.array([a[s] - b[s] for s in seeds], dtype=np.float64)
+    mean, sd, n = mean_sd(d)
+    half = t_quantile(n - 1) * sd / math.sqrt(n) if n > 1 else math.nan
+    return PairedDifference(n, mean, sd, mean - half, mean + half, int((d > 0).sum()), int((d < 0).sum()),
+                            int((d == 0).sum()))
+
+
+# the pairs that matter, by role: "s2vc" / "tfd" are the mirror-keyed arms when present (both keys
+# made the same way), else the on-the-fly ones; "best" is the project's own variant (--best)
+PAIRS = (("s2vc", "moco"), ("s2vc", "tfd"), ("s2vc", "fame"), ("oracle", "moco"), ("best", "tfd"), ("best", "s2vc"))
+
+
+def pairs_for(arms, best: str | None = None) -> list[tuple[str, str]]:
+    """The ``PAIRS`` that this set of arms can make, as arm names."""
+    arms = list(arms)
+    role = {"best": best} if best in arms else {}
+    for name in ("s2vc", "tfd"):
+        keyed = f"{name}-keys"
+        role[name] = keyed if keyed in arms else name if name in arms else None
+    for name in ("moco", "fame", "oracle"):
+        role[name] = name if name in arms else None
+    out = []
+    for a, b in PAIRS:
+        pa, pb = role.get(a), role.get(b)
+        if pa and pb and pa != pb and (pa, pb) not in out:
+            out.append((pa, pb))
+    return out
+
+
+def _per_seed(rows: list[dict], key: str, value, step: int, metric: str) -> dict:
+    return {r["seed"]: r[metric] for r in rows if r[key] == value and r["step"] == step}
+
+
+def paired_rows(rows: list[dict], key: str, pairs, metrics, step: int) -> list[dict]:
+    """One record per (pair, metric) at ``step``: {"a", "b", "metric", "step", PairedDifference's
+    fields (fractions), "verdict"}; pairs without two seeds in common are left out."""
+    out = []
+    for a, b in pairs:
+        for m in metrics:
+            va, vb = _per_seed(rows, key, a, step, m), _per_seed(rows, key, b, step, m)
+            if len(set(va) & set(vb)) < 1:
+                continue
+            d = paired_difference(va, vb)
+            out.append({"a": a, "b": b, "metric": m, "step": step, **asdict(d), "verdict": d.verdict(a, b)})
+    return out
+
+
+def paired_table(records: list[dict]) -> str:
+    """``paired_rows`` as Markdown: differences in percentage points."""
+    def pp(x):
+        return "-" if math.isnan(x) else f"{100 * x:+.1f}"
+    body = [[f"{r['a']} − {r['b']}", r["metric"], str(r["n"]), pp(r["mean"]),
+             "-" if math.isnan(r["sd"]) else f"{100 * r['sd']:.1f}",
+             f"[{pp(r['lo'])}, {pp(r['hi'])}]" if r["n"] > 1 else "-",
+             f"{r['wins']}/{r['losses']}/{r['ties']}", r["verdict"]] for r in records]
+    return markdown_table(["pair", "metric", "seeds", "mean diff (pp)", "SD (pp)", "95% t interval",
+                           "sign +/−/=", "verdict"], body)
+
+
+def step0_spread(rows: list[dict], key: str, metrics) -> dict:
+    """{metric: the largest spread (max - min) across arms of a seed's step-0 score}: 0 when every
+    arm of every seed started alike; nan without step-0 rows of two arms."""
+    out = {}
+    for m in metrics:
+        spreads = []
+        for seed in sorted({r["seed"] for r in rows}):
+            vals = [r[m] for r in rows if r["seed"] == seed and r["step"] == 0]
+            if len(vals) > 1:
+                spreads.append(max(vals) - min(vals))
+        out[m] = max(spreads) if spreads else math.nan
+    return out
+
+
+def step0_line(rows: list[dict], key: str, metrics) -> str:
+    """One sentence on the step-0 scores across arms (identical by construction: said so, or
+    which metric differs by how much)."""
+    spread = step0_spread(rows, key, metrics)
+    if all(math.isnan(v) for v in spread.values()):
+        return "Step 0: fewer than two arms per seed have a step-0 snapshot; nothing to compare."
+    if all(v == 0 for v in spread.values() if not math.isnan(v)):
+        return "Step 0: every arm of a seed scores identically on every metric (identical starts)."
+    worst = {m: v for m, v in spread.items() if not math.isnan(v) and v != 0}
+    return ("Step 0: arms of a seed differ (they did not share a start): largest spread "
+            + ", ".join(f"{m} {100 * v:.1f} pp" for m, v in worst.items()) + ".")
