@@ -68,6 +68,30 @@ def test_prefixes_are_stripped_and_said(r3d, prefix, wrapper):
     assert torch.equal(model.state_dict()["net.layer4.1.conv2.0.weight"], state["layer4.1.conv2.0.weight"])
 
 
+def test_any_prefix_is_found_and_the_query_encoder_wins_a_tie(r3d):
+    """A Lightning checkpoint of examples/lightning_moco.py: {"state_dict": {"moco.encoder_q.backbone.net.…",
+    "moco.encoder_k.backbone.net.…", …}}: no known prefix, the query encoder (saved first) is read."""
+    _, state = r3d
+    saved = {f"moco.encoder_q.backbone.net.{k}": v for k, v in state.items()}
+    saved.update({f"moco.encoder_k.backbone.net.{k}": torch.zeros_like(v) for k, v in state.items()})
+    model, report = backbone_from_weights({"state_dict": saved, "epoch": 1})
+    assert report.prefix == "moco.encoder_q.backbone." and report.outside == len(state)
+    assert torch.equal(model.state_dict()["net.stem.0.weight"], state["stem.0.weight"])
+    keyed = {f"encoder_k.backbone.{k}": torch.zeros_like(v) for k, v in state.items()}
+    keyed.update({f"encoder_q.backbone.{k}": v for k, v in state.items()})      # the key encoder saved first
+    model, report = backbone_from_weights(keyed)
+    assert report.prefix == "encoder_q.backbone."                              # the known prefix decides
+    assert torch.equal(model.state_dict()["net.stem.0.weight"], state["stem.0.weight"])
+
+
+def test_a_torchvision_s3d_state_dict():
+    torch.manual_seed(0)
+    state = tv_video.s3d(weights=None).state_dict()
+    model, report = backbone_from_weights({"module." + k: v for k, v in state.items()})
+    assert model.backbone_name == "s3d" and report.prefix == "module."
+    assert report.head == ["classifier.1.bias", "classifier.1.weight"]
+
+
 def test_a_saved_file_with_a_prefix(r3d, tmp_path):
     _, state = r3d
     torch.save({"state_dict": {"module." + k: v for k, v in state.items()}}, tmp_path / "w.pt")

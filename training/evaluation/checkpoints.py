@@ -144,8 +144,8 @@ def load_backbone(checkpoint_path: str | os.PathLike, backbone: str | None = Non
 # -- backbones trained elsewhere (--weights) ----------------------------------------------------
 WEIGHTS_EXPECTED = ("a backbone state_dict (torchvision r3d_18 / s3d names, possibly under a prefix such as "
                     f"'module.', 'backbone.', 'encoder_q.'), or {PRETRAIN_EXPECTED}")
-# what trainers put before a backbone's keys (DDP, MoCo, Lightning, timm-style wrappers); the
-# one that makes the most keys fit is taken, the longest first on a tie
+# what trainers put before a backbone's keys (DDP, MoCo, Lightning, timm-style wrappers): any
+# prefix is found by fit; these decide a tie (MoCo's query encoder before its key encoder)
 WEIGHT_PREFIXES = ("module.encoder_q.backbone.", "encoder_q.backbone.", "module.encoder_q.", "encoder_q.",
                    "module.backbone.", "backbone.", "module.encoder.", "encoder.", "model.encoder_q.backbone.",
                    "model.backbone.", "model.", "module.", "")
@@ -206,16 +206,31 @@ def _names(model: nn.Module) -> dict[str, str]:
     return names
 
 
+def _prefix_counts(state: dict[str, torch.Tensor], names: dict[str, str]) -> dict[str, int]:
+    """{prefix: how many keys of ``state`` are that prefix + a model key name}, every split of
+    every key at a '.' tried (so any wrapper's prefix is found, not only the known ones)."""
+    counts: dict[str, int] = {}
+    for key in state:
+        parts = key.split(".")
+        for i in range(len(parts)):
+            if ".".join(parts[i:]) in names:
+                prefix = "".join(p + "." for p in parts[:i])
+                counts[prefix] = counts.get(prefix, 0) + 1
+    return counts
+
+
 def _fit(state: dict[str, torch.Tensor], names: dict[str, str]) -> tuple[str, dict[str, torch.Tensor], list[str], int]:
     """(prefix, {model key: tensor}, keys under the prefix that fit no model key, keys outside
-    the prefix) for the prefix of ``WEIGHT_PREFIXES`` under which most keys fit."""
-    best = None
-    for prefix in WEIGHT_PREFIXES:
-        inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        fitted = {names[k]: v for k, v in inside.items() if k in names}
-        if best is None or len(fitted) > len(best[1]):
-            best = (prefix, fitted, sorted(k for k in inside if k not in names), len(state) - len(inside))
-    return best
+    the prefix) for the prefix under which most keys fit; on a tie (a MoCo checkpoint holds the
+    query and the key encoder) the first of ``WEIGHT_PREFIXES``, else the one saved first."""
+    counts = _prefix_counts(state, names)
+    if not counts:
+        return "", {}, sorted(state), 0
+    rank = {p: i for i, p in enumerate(WEIGHT_PREFIXES)}
+    prefix = min(counts, key=lambda p: (-counts[p], rank.get(p, len(rank))))   # dicts keep the order seen
+    inside = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    fitted = {names[k]: v for k, v in inside.items() if k in names}
+    return prefix, fitted, sorted(k for k in inside if k not in names), len(state) - len(inside)
 
 
 def backbone_from_weights(obj: object, backbone: str | None = None,
