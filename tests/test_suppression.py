@@ -204,3 +204,24 @@ def test_the_strategy_table_is_what_everything_derives_from():
         assert ("noise" in s.graph_inputs, "order" in s.graph_inputs) == (noise is not None, order is not None)
     with pytest.raises(ValueError, match="unknown suppression strategy 'blur'"):
         strategies.strategy("blur")
+
+
+def test_validate_false_skips_only_the_finite_check():
+    """validate=False (training) reads nothing back: NaN latents pass through instead of raising;
+    the result on finite latents is the same either way."""
+    z = _mixed()
+    assert all(torch.equal(a, b) for a, b in zip(temporal_std_mask(z, 0.5), temporal_std_mask(z, 0.5, validate=False)))
+    nan = torch.full((1, 3, 2), float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        temporal_std_mask(nan, 0.5)
+    z_p, mask = temporal_std_mask(nan, 0.5, validate=False, backend="eager")
+    assert mask.shape == (1, 2) and z_p.shape == nan.shape
+
+
+def test_one_keep_fraction_check():
+    """(0, 1] for a setting (generator, resolver, pretraining config); the op alone also takes 0."""
+    from s2vc.engine.defaults import check_keep_fraction
+    assert check_keep_fraction(1) == 1.0 and check_keep_fraction(0.0, allow_zero=True) == 0.0
+    for bad in (0.0, -0.1, 1.5, None, True, "0.5"):
+        with pytest.raises(ValueError, match=r"keep_fraction in \(0, 1\]"):
+            check_keep_fraction(bad)
