@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -178,6 +180,23 @@ def test_dataloader_workers_apply_it_per_clip_inside_compose(flow, reference):
     expected = torch.stack([_as_uint8(reference(c[None].float() / 255))[0] for c in data.clips]).flip(-1)
     assert got.dtype == torch.uint8 and torch.equal(got, expected)
     assert all(int(n) == 1 for b in batches for n in b[1])           # one thread per worker
+
+
+def _many_threads(worker_id):
+    torch.set_num_threads(8)                  # a worker_init_fn that oversubscribes the cores
+
+
+def test_workers_keep_to_their_share_of_the_cores(flow):
+    data = _Clips(MotionPreserve(flow, layout="CTHW", seed=0))
+    loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=2, worker_init_fn=_many_threads)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert all(int(n) == min(8, share) for b in loader for n in b[1])
+
+
+def test_import_s2vc_does_not_import_torch():
+    """The command's start and a plain ``import s2vc`` stay light; the names load on first use."""
+    code = "import sys, s2vc; assert 'torch' not in sys.modules; s2vc.MotionPreserve; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 @pytest.mark.parametrize("video, layout, message", [
