@@ -9,6 +9,7 @@ the CUDA kernels (scripts/gpu_check.sh sets it).
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import re
@@ -222,6 +223,25 @@ def test_cuda12_wheel_layout_and_library_headers(no_system_toolkit, tmp_path, mo
         str(nvidia / f"{lib}/include") for lib in ("cuda_runtime", "cublas", "cusparse", "cusolver")]
     shim = setup.cudart_link_dir(found, str(tmp_path / "build"))
     assert os.readlink(os.path.join(shim, "libcudart.so")).endswith("cuda_runtime/lib/libcudart.so.12")
+
+
+@pytest.mark.skipif(torch.version.cuda is None, reason="this torch is a CPU build: no CUDA kernels to miss")
+def test_a_cuda_torch_without_cuda_kernels_says_so_on_the_terminal(setup_module, monkeypatch):
+    """pip shows a successful build's output only with -v: the line goes to the terminal too."""
+    written = []
+
+    class Tty(io.StringIO):
+        def close(self):
+            written.append(self.getvalue())
+            super().close()
+
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: Tty() if path == "/dev/tty" else real_open(path, *a, **k))
+    monkeypatch.delenv("S2VC_CUDA", raising=False)
+    monkeypatch.setattr(setup_module, "decide_cuda", lambda torch_module=None: (None, "no CUDA toolkit found"))
+    plan, _ = setup_module.plan_build()
+    assert plan.info["cuda_kernels"] is False and plan.info["cuda_reason"] == "no CUDA toolkit found"
+    assert written == ["[s2vc setup] building C++ CPU kernels only (no CUDA kernels): no CUDA toolkit found\n"]
 
 
 def test_toolkit_versions_sort_as_numbers(setup_module):
