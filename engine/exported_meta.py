@@ -65,7 +65,8 @@ def metadata_from_props(props: Mapping[str, str]) -> dict[str, Any]:
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     """The s2vc metadata of an ONNX model file (weights are not loaded)."""
-    import onnx
+    from .extras import require
+    onnx = require("onnx", "reading an ONNX export's metadata")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")

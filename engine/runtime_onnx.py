@@ -34,6 +34,7 @@ from .exported_meta import (
     draw_strategy_inputs,
     read_onnx_metadata,
 )
+from .extras import require
 
 log = logging.getLogger("s2vc")
 
@@ -44,12 +45,8 @@ _NO_SYNC = "disable_synchronize_execution_providers"
 
 
 def _import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise RuntimeError("the onnxruntime backend needs ONNX Runtime: pip install onnxruntime "
-                           "(CPU) or onnxruntime-gpu (CUDA)") from exc
-    return onnxruntime
+    # [export] brings onnxruntime (CPU), [gpu] onnxruntime-gpu (CUDA)
+    return require("onnxruntime", "the onnxruntime backend")
 
 
 def cuda_provider_load_error(ort) -> str:

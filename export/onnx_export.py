@@ -30,18 +30,20 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-import onnx
 import torch
 from torch import nn
 
 import s2vc
 from s2vc.engine.exported_meta import draw_strategy_inputs, metadata_to_props
+from s2vc.engine.extras import require
 from s2vc.engine.graph import GeneratorGraph
 
 from .export_meta import base_metadata, generator_metadata
 from .onnx_graph import constants_to_initializers, drop_noop_slices, list_onnx_ops
 # the TensorRT op check lives in trt_op_check; importable from here too, as before the split
 from .trt_op_check import TrtOp, check_tensorrt_ops, default_op_table_path, load_op_table
+
+onnx = require("onnx", "ONNX export")      # an extra: one line naming it when absent
 
 __all__ = ["EXPORTERS", "export_flow_onnx", "export_generator_onnx", "generator_metadata", "list_onnx_ops",
            "check_tensorrt_ops", "load_op_table", "default_op_table_path", "TrtOp"]
@@ -77,6 +79,8 @@ def _export_module(module: nn.Module, args: tuple, names: list[str], outputs: li
     module = module.eval()
     with torch.no_grad():
         if exporter == "dynamo":
+            # torch.onnx's dynamo exporter needs onnxscript too: say so before torch does, at length
+            optimizer = require("onnxscript.optimizer", "ONNX export with the dynamo exporter")
             dims: dict[str, torch.export.Dim] = {}
             for axes in dynamic.values():
                 for axis_name in axes.values():
@@ -92,7 +96,6 @@ def _export_module(module: nn.Module, args: tuple, names: list[str], outputs: li
                 program = torch.onnx.export(module, args, input_names=names, output_names=outputs,
                                             dynamic_shapes=shapes, dynamo=True, optimize=False,
                                             opset_version=opset, verbose=False, external_data=False)
-            from onnxscript import optimizer
             optimizer.fold_constants(program.model)
             optimizer.remove_unused_nodes(program.model)
             return program.model_proto

@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import onnx
-from onnx import TensorProto, numpy_helper
+
+from s2vc.engine.extras import require
+
+onnx = require("onnx", "ONNX export")      # an extra: one line naming it when absent
+TensorProto, numpy_helper = onnx.TensorProto, onnx.numpy_helper
 
 
 def load_model(model: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:

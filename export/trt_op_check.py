@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-import onnx
-import onnx.inliner
-from onnx import TensorProto, helper, numpy_helper
+
+from s2vc.engine.extras import require
+
+onnx = require("onnx", "the TensorRT op check of an ONNX export")   # an extra: one line when absent
+require("onnx.inliner", "the TensorRT op check of an ONNX export")
+TensorProto, helper, numpy_helper = onnx.TensorProto, onnx.helper, onnx.numpy_helper
 
 from .onnx_graph import load_model, op_name, subgraphs
 

@@ -15,25 +15,27 @@ import math
 import os
 
 import numpy as np
-import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
 
-from conftest import randomize_
-from s2vc.engine import AdvFlow, FlowConfig, load_flow
-from s2vc.engine.exported_meta import MetadataMismatchError, load_torchscript, read_onnx_metadata
-from s2vc.engine.generator import MotionPreservingGenerator
-from s2vc.engine.graph import GeneratorGraph
-from s2vc.engine.runtime_onnx import OnnxRuntimeGenerator
-from s2vc.export.onnx_export import (
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (the [export] extra: pip install -e \".[export]\")")
+pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (the [export] extra: pip install -e \".[export]\")")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from conftest import randomize_  # noqa: E402
+from s2vc.engine import AdvFlow, FlowConfig, load_flow  # noqa: E402
+from s2vc.engine.exported_meta import MetadataMismatchError, load_torchscript, read_onnx_metadata  # noqa: E402
+from s2vc.engine.generator import MotionPreservingGenerator  # noqa: E402
+from s2vc.engine.graph import GeneratorGraph  # noqa: E402
+from s2vc.engine.runtime_onnx import OnnxRuntimeGenerator  # noqa: E402
+from s2vc.export.onnx_export import (  # noqa: E402
     check_tensorrt_ops,
     export_flow_onnx,
     export_generator_onnx,
     list_onnx_ops,
     load_op_table,
 )
-from s2vc.export.torchscript_export import export_torchscript
+from s2vc.export.torchscript_export import export_torchscript  # noqa: E402
 
 H = W = 64
 FULL = os.environ.get("S2VC_FULL_EXPORT_TESTS") == "1"

@@ -130,6 +130,8 @@ def test_generate_missing_video_names_the_file(tmp_path, flow_path, capsys):
 
 
 def test_export_commands(tmp_path, flow_path):
+    pytest.importorskip("onnx", reason="onnx is not installed (the [export] extra: pip install -e \".[export]\")")
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (the [export] extra: pip install -e \".[export]\")")
     from s2vc.engine.exported_meta import read_onnx_metadata
     assert cli_main(["export", "onnx", "--out", str(tmp_path / "g.onnx"), "--flow", str(flow_path), "--height", "24",
                      "--width", "20", "--exporter", "torchscript"]) == 0

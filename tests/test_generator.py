@@ -275,7 +275,8 @@ def test_static_graph_refuses_unexportable_strategies(default_flow):
 
 @pytest.mark.parametrize("strategy", ["zero", "shuffle_clip"])
 def test_onnxruntime_backend_matches_eager(small_flow, tmp_path, strategy):
-    from s2vc.export.onnx_export import export_generator_onnx
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (the [export] extra: pip install -e \".[export]\")")
+    export_generator_onnx = pytest.importorskip("s2vc.export.onnx_export", reason="onnx is not installed (the [export] extra: pip install -e \".[export]\")").export_generator_onnx
     small_flow.cpu()
     path = export_generator_onnx(small_flow, tmp_path / "g.onnx", alpha=0.05, strategy=strategy, height=21,
                                  width=19, exporter="torchscript")

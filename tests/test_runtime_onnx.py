@@ -14,6 +14,7 @@ from s2vc.engine.generator import MotionPreservingGenerator
 from s2vc.engine.runtime_onnx import OnnxRuntimeGenerator
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
+pytest.importorskip("onnx", reason="onnx is not installed (the [export] extra: pip install -e \".[export]\")")     # the tests export their models first
 H, W = 16, 8
 HAS_CUDA_EP = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
 NEEDS_CUDA_EP = pytest.mark.skipif(not HAS_CUDA_EP, reason="needs a GPU and onnxruntime-gpu's CUDAExecutionProvider")
