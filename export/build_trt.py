@@ -24,7 +24,7 @@ if __package__ in (None, ""):
 
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Sequence  # noqa: E402
+from typing import Callable, NoReturn, Sequence  # noqa: E402
 
 try:
     from s2vc.engine.exported_meta import MetadataMismatchError, read_onnx_metadata
@@ -48,10 +48,16 @@ def parse_range(text: str) -> tuple[int, int, int]:
     return lo, opt, hi
 
 
+DESCRIPTION = "Build a TensorRT engine from an s2vc ONNX export (needs an NVIDIA GPU and TensorRT 10+)."
+
+
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="build_trt.py",
-        description="Build a TensorRT engine from an s2vc ONNX export (needs an NVIDIA GPU and TensorRT 10+).")
+    p = argparse.ArgumentParser(prog="build_trt.py", description=DESCRIPTION)
+    return add_arguments(p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """This script's flags on ``p``; ``s2vc export trt`` takes the same ones."""
     p.add_argument("--onnx", required=True, type=Path, help="the ONNX model (from s2vc export)")
     p.add_argument("--out", required=True, type=Path, help="the engine file to write (and OUT.json beside it)")
     p.add_argument("--batch", type=parse_range, default=DEFAULT_BATCH, metavar="MIN,OPT,MAX",
@@ -73,39 +79,45 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
-    """Everything that can be checked without TensorRT; returns the ONNX metadata."""
+def check_args(args: argparse.Namespace, error: Callable[[str], NoReturn]) -> dict:
+    """Everything that can be checked without TensorRT (``error(message)`` raises); returns the
+    ONNX metadata."""
     if not args.onnx.is_file():
-        parser.error(f"--onnx: file not found: {args.onnx}")
+        error(f"--onnx: file not found: {args.onnx}")
     if args.frames[0] < 2:
-        parser.error(f"--frames: the temporal STD needs at least 2 frames, got min {args.frames[0]}")
+        error(f"--frames: the temporal STD needs at least 2 frames, got min {args.frames[0]}")
     if args.batch_size is not None and args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+        error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workspace_gb <= 0:
-        parser.error(f"--workspace-gb must be > 0, got {args.workspace_gb}")
+        error(f"--workspace-gb must be > 0, got {args.workspace_gb}")
     if args.out.resolve() == args.onnx.resolve():
-        parser.error("--out must not be the ONNX file")
+        error("--out must not be the ONNX file")
     try:
         meta = read_onnx_metadata(args.onnx)
     except (MetadataMismatchError, ValueError) as exc:
-        parser.error(f"--onnx: {exc}")
+        error(f"--onnx: {exc}")
     if args.fp16_check and meta.get("precision") != "fp16":
-        parser.error(f"--fp16-check: {args.onnx} is an {meta.get('precision')} export; TensorRT engines are "
-                     "strongly typed, so an fp16 engine needs an fp16 export (export with fp16=True)")
+        error(f"--fp16-check: {args.onnx} is an {meta.get('precision')} export; TensorRT engines are "
+              "strongly typed, so an fp16 engine needs an fp16 export (export with fp16=True)")
     return meta
+
+
+def build_from_args(args: argparse.Namespace) -> Path:
+    """``build_engine`` with the checked flags' values: the engine file written."""
+    batch = serving_profile(args.batch, args.batch_size)
+    return build_engine(args.onnx, args.out, batch=batch, frames=args.frames, workspace_gb=args.workspace_gb,
+                        tf32=args.tf32, timing_cache=args.timing_cache, verbose=args.verbose)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = get_args_parser()
     try:
         args = parser.parse_args(argv)
-        _check_args(parser, args)
+        check_args(args, parser.error)
     except SystemExit as exc:          # argparse's usage errors (2) and --help (0)
         return int(exc.code or 0)
     try:
-        batch = serving_profile(args.batch, args.batch_size)
-        path = build_engine(args.onnx, args.out, batch=batch, frames=args.frames, workspace_gb=args.workspace_gb,
-                            tf32=args.tf32, timing_cache=args.timing_cache, verbose=args.verbose)
+        path = build_from_args(args)
     except TensorRTUnavailable as exc:
         print(f"build_trt: cannot build a TensorRT engine here: {exc}", file=sys.stderr)
         return 1

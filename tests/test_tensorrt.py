@@ -14,16 +14,18 @@ import sys
 import types
 from pathlib import Path
 
-import onnx
 import pytest
 import torch
-from onnx import TensorProto, helper
 
-from s2vc.engine import load_flow
-from s2vc.engine.exported_meta import MetadataMismatchError, check_metadata, metadata_to_props, read_engine_metadata
-from s2vc.engine.runtime_trt import TensorRTGenerator, check_profile, check_tensorrt_build
-from s2vc.export import build_trt, trt_builder
-from s2vc.export.onnx_export import generator_metadata
+# build_trt reads an export's metadata with onnx, and the tests write stand-in exports with it
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (the [export] extra: pip install -e \".[export]\")")
+from onnx import TensorProto, helper  # noqa: E402
+
+from s2vc.engine import load_flow  # noqa: E402
+from s2vc.engine.exported_meta import MetadataMismatchError, check_metadata, metadata_to_props, read_engine_metadata  # noqa: E402
+from s2vc.engine.runtime_trt import TensorRTGenerator, check_profile, check_tensorrt_build  # noqa: E402
+from s2vc.export import build_trt, trt_builder  # noqa: E402
+from s2vc.export.onnx_export import generator_metadata  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "export" / "build_trt.py"
@@ -130,6 +132,47 @@ def test_script_argument_error(tmp_path):
     result = _run_script(["--onnx", str(tmp_path / "none.onnx"), "--out", "x.engine"], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: --onnx: file not found" in result.stderr
+
+
+# -- s2vc export trt: the same flags and builder as build_trt.py, the s2vc command's errors -------
+
+def test_s2vc_export_trt_help_answers_without_tensorrt(tmp_path):
+    blocker = tmp_path / "blocker" / "tensorrt"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError(\"No module named 'tensorrt'\")\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    result = subprocess.run([sys.executable, "-m", "s2vc.cli", "export", "trt", "--help"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    flags = {a for a in build_trt.get_args_parser()._option_string_actions if a.startswith("--")}
+    assert result.stdout.startswith("usage: s2vc export trt") and all(f in result.stdout for f in flags)
+
+
+def test_s2vc_export_trt_calls_the_scripts_builder(stub_onnx, tmp_path, monkeypatch, capsys):
+    from s2vc.cli import main as cli_main
+    seen = {}
+    monkeypatch.setattr(build_trt, "build_engine", lambda onnx, out, **kw: seen.update(onnx=onnx, out=out, **kw) or out)
+    engine = tmp_path / "g.engine"
+    assert cli_main(["export", "trt", "--onnx", str(stub_onnx()), "--out", str(engine), "--batch-size", "32",
+                     "--frames", "2,8,16", "--tf32", "--workspace-gb", "2"]) == 0
+    assert seen["out"] == engine and tuple(seen["batch"]) == (1, 32, 32) and tuple(seen["frames"]) == (2, 8, 16)
+    assert seen["tf32"] is True and seen["workspace_gb"] == 2 and seen["timing_cache"] is None
+    assert f"wrote {engine}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["--batch-size", "0"], 2, "--batch-size must be >= 1, got 0"),
+    (["--fp16-check"], 2, "is an fp32 export"),
+    ([], 1, "TensorRT is not installed"),
+])
+def test_s2vc_export_trt_errors_are_one_line(stub_onnx, tmp_path, monkeypatch, capsys, args, code, message):
+    from s2vc.cli import main as cli_main
+    monkeypatch.setitem(sys.modules, "tensorrt", None)      # import tensorrt raises ImportError
+    engine = tmp_path / "g.engine"
+    assert cli_main(["export", "trt", "--onnx", str(stub_onnx()), "--out", str(engine), *args]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("s2vc export: error: ") and message in err[0], err
+    assert not engine.exists()
 
 
 @pytest.mark.parametrize("version,cuda,message", [

@@ -1,6 +1,7 @@
 """``s2vc export {torchscript,onnx}``: the generator (or the flow's encoder/decoder) as files that
-the torchscript / onnxruntime / tensorrt backends run (``s2vc.export``); ``python
-export/build_trt.py`` turns an ONNX export into a TensorRT engine."""
+the torchscript / onnxruntime / tensorrt backends run (``s2vc.export``); ``s2vc export trt`` (or
+``python export/build_trt.py``, the same flags and builder) turns an ONNX export into a TensorRT
+engine."""
 from __future__ import annotations
 
 import argparse
@@ -8,13 +9,50 @@ from pathlib import Path
 
 from s2vc.commands.common import UsageError
 
-HELP = "export the generator to TorchScript or ONNX (then export/build_trt.py)"
+HELP = "export the generator to TorchScript or ONNX; build a TensorRT engine from the ONNX export (trt)"
+FORMATS = {"torchscript": "the generator as a TorchScript file (the torchscript backend)",
+           "onnx": "the generator, or the flow's encoder and decoder, as ONNX (the onnxruntime backend; then trt)",
+           "trt": "a TensorRT engine from an ONNX export (the tensorrt backend; needs an NVIDIA GPU and TensorRT 10+)"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    # one sub-subcommand per format: trt's flags (an ONNX file in) are not the exporters' (a flow in)
+    sub = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    for name, help_text in FORMATS.items():
+        fp = sub.add_parser(name, help=help_text, description=help_text)
+        # as after every command (s2vc/cli.py); SUPPRESS keeps an earlier --debug
+        fp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, show the full traceback instead of one line")
+        if name == "trt":
+            _add_trt_arguments(fp)
+        else:
+            _add_export_arguments(fp)
+    return p
+
+
+def _add_trt_arguments(p: argparse.ArgumentParser) -> None:
+    # the flags are parsed without TensorRT (its import waits for the build), so --help answers anywhere
+    from s2vc.export import build_trt
+
+    build_trt.add_arguments(p)
+    p.set_defaults(run=_run_trt)
+
+
+def _run_trt(args: argparse.Namespace) -> int:
+    from s2vc.export import build_trt
+
+    def refuse(message: str):
+        raise UsageError(message)
+
+    build_trt.check_args(args, refuse)
+    path = build_trt.build_from_args(args)
+    print(f"wrote {path} and {path.name}.json")
+    return 0
+
+
+def _add_export_arguments(p: argparse.ArgumentParser) -> None:
     from s2vc.engine.strategies import EXPORTABLE_STRATEGIES
 
-    p.add_argument("format", choices=("torchscript", "onnx"))
     p.add_argument("--out", required=True, help="output file (.pt / .onnx), or folder for --what flow")
     p.add_argument("--what", choices=("generator", "flow"), default="generator",
                    help="the whole generator (video in, video out), or the flow's encoder and decoder (onnx)")
@@ -29,7 +67,6 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="half-precision graph (TensorRT 11 takes precision from it)")
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="torch.onnx exporter (onnx only)")
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
