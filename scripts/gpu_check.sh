@@ -83,9 +83,9 @@ stage1() {
     S2VC_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" \
         timeout "${STAGE1_BUILD_S:-240}" "$PY" -m pip install --no-build-isolation --no-deps -v -e . >"$WORK/build.log" 2>&1
     rc=$?
-    if [ $rc -eq 0 ] && [ -z "${CXX:-}" ] && [ -x /usr/bin/g++ ] && ! throw_ok; then
-        # a C++ compiler whose library cannot unwind a C++ exception (seen on an H200 image's
-        # /opt/gcc wrapper): rebuild with the system's
+    if [ $rc -eq 0 ] && [ "${CXX:-}" != /usr/bin/g++ ] && [ -x /usr/bin/g++ ] && ! throw_ok; then
+        # a C++ compiler whose library cannot unwind a C++ exception (an H200 image's default
+        # CXX=/opt/gcc/bin/g++ did that): rebuild with the system's
         echo "=== rebuilding with CXX=/usr/bin/g++" >>"$WORK/build.log"
         CXX=/usr/bin/g++ CC=/usr/bin/gcc S2VC_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="${MAX_JOBS:-16}" \
             timeout "${STAGE1_BUILD_S:-240}" "$PY" -m pip install --no-build-isolation --no-deps -v -e . \
