@@ -504,3 +504,21 @@ def test_paired_statistics_known_answers(monkeypatch):
                                   for arm, vals in (("s2vc", a), ("moco", b)) for s, v in vals.items()],
                                  "arm", [("s2vc", "moco")], ["R@1"], 5)
     assert records[0]["verdict"] == "s2vc beats moco" and "[+4.7, +13.8]" in paired.paired_table(records)
+
+
+def test_scoring_on_the_validation_split(tmp_path, monkeypatch):
+    """split="val": the held-out role is played by the validation videos (never a test one),
+    cached apart from the test split's scores; a set without one is a one-line error."""
+    from s2vc.training.data.synthetic import SyntheticSet
+    from s2vc.training.experiments import scoring
+    monkeypatch.setenv("S2VC_CACHE", str(tmp_path))
+    syn = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, val_per_class=5, frames=8, size=32)
+    ev = scoring.Evaluator(synthetic=syn, frames=4, stride=2, size=32, num_clips=1, split="val", progress=False)
+    assert ev.split == "val" and len(ev.test.labels) == 10 and len(ev.train.labels) == 4
+    # the validation videos take the groups after the training ones (g03, g04 here), never a test group (g01)
+    assert sorted(set(ev.groups.tolist())) == [3, 4]
+    assert scoring._score_path(tmp_path, 3, "val") != scoring._score_path(tmp_path, 3, "test")
+    assert scoring._score_path(tmp_path, 3) == tmp_path / "eval" / "step_000003.json"     # old caches stay valid
+    with pytest.raises(ValueError, match="--synthetic-val-per-class"):
+        scoring.Evaluator(synthetic=SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=8, size=32),
+                          frames=4, stride=2, size=32, num_clips=1, split="val", progress=False)
