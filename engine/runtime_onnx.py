@@ -99,7 +99,7 @@ class OnnxRuntimeGenerator:
         self.dtype = TORCH_DTYPES[self.meta["precision"]]
         self.providers = list(providers) if providers is not None else None
         self.session_options = session_options
-        self._sessions: dict[str, object] = {}
+        self._sessions: dict[tuple[str, int | None], object] = {}   # (device, CUDA stream) -> session
 
     # -- sessions ---------------------------------------------------------------------------------
     def _providers_for(self, device: torch.device) -> list:
