@@ -1,11 +1,31 @@
 #!/usr/bin/env bash
-# The whole CPU study of docs/RESULTS.md (the comparison that decides), every part resumable:
+# The CPU study of docs/RESULTS.md, every part resumable:
 #
 #   OUT=/some/dir bash scripts/reproduce_cpu.sh            # from the repo root, after setup
-#   PARTS="main set2" bash scripts/reproduce_cpu.sh        # only some parts
+#   PARTS="budget variant" bash scripts/reproduce_cpu.sh   # only some parts
 #
-# Parts, in the order they run (each an ordinary s2vc command; a killed part continues where it
-# stopped when the script is started again with the same OUT; finished runs are reused):
+# The pre-registered paired comparison (docs/RESULTS.md, "Pre-registered comparison"), the
+# default PARTS, in the order they are meant to run (each an ordinary s2vc command; a killed part
+# continues where it stopped when the script is started again with the same OUT; finished runs
+# and cached scores are reused; runs are trained once per set and scored on val and on test):
+#   starts    s2vc pretrain --max-steps 0 for moco, s2vc and tfd, seed 0: the initial checkpoints,
+#             identical by construction (compare their encoder_q weights)
+#   budget    moco and oracle, seeds 0-2, 800 steps with snapshots every 100, scored on the
+#             still set's validation split: the budget is the first snapshot where the oracle beats
+#             MoCo by >= 10 R@1 there (read paired_still/results_val.md; set PAIRED_STEPS to it)
+#   variant   the paper's key and the project's candidates (s2vc-keys, s2vc-dynamic, s2vc-topk),
+#             seeds 0-2, at PAIRED_STEPS, on both sets' validation splits: the best is the
+#             project's variant (set BEST to it)
+#   still     the paired comparison on the still set: moco s2vc-keys tfd-keys fame be oracle and
+#             BEST, PAIRED_SEEDS (0-5), at PAIRED_STEPS, scored on the test split once
+#   pan       the same on the pan set (--synthetic-camera pan)
+# Both sets have 10 validation videos per class (--synthetic-val-per-class 10; train and test are
+# the built-in set's, byte for byte for still). Expected cost on the 2-core dev VM: a 400-step run
+# about 7 min (s2vc keys made each step: about 15), its evaluation about 1.5 min per snapshot
+# scored; still or pan with 7 arms x 6 seeds is about 6 h each.
+#
+# History (the runs of the tables under "History" in docs/RESULTS.md; their arms did not share a
+# start, and their alpha was calibrated on consecutive frames): by name only.
 #   main      moco, oracle, tfd, be, fame and s2vc on pre-generated keys (the mirror of the
 #             training split, made once), 3 seeds, on the built-in set with its fitted flow;
 #             plus s2vc with keys made each step, seed 0 (the same method, checked equivalent)
@@ -30,13 +50,20 @@ set -u
 set -o pipefail
 OUT="${OUT:-./cpu_out}"
 PY="${PYTHON:-python3}"
-PARTS="${PARTS:-main set2 keybands preserve strategy detail longer flow64}"
+PARTS="${PARTS:-starts budget variant still pan}"
 THREADS="${THREADS:-2}"
 BUDGET=(--steps 200 --snapshot-every 50 --threads "$THREADS" --no-progress)
 # the budget that decides (docs/RESULTS.md): the ablations and part longer run to 400 steps; a run
 # that stopped at 200 (an earlier OUT) resumes from there
 LONG=(--steps 400 --snapshot-every 100 --threads "$THREADS" --no-progress)
 SET2=(--synthetic-seed 1 --synthetic-bias mild)
+# the pre-registered comparison: its sets, budget (chosen on val by part budget), variant (part variant), seeds
+STILL=(--synthetic-val-per-class 10)
+PAN=(--synthetic-camera pan --synthetic-val-per-class 10)
+PAIRED_STEPS="${PAIRED_STEPS:-400}"
+BEST="${BEST:-s2vc-dynamic}"
+read -r -a PAIRED_SEEDS <<< "${PAIRED_SEEDS:-0 1 2 3 4 5}"
+PAIRED=(--steps "$PAIRED_STEPS" --snapshot-every 100 --threads "$THREADS" --no-progress)
 mkdir -p "$OUT"
 
 reuse() {  # reuse FROM TO: a finished run with the same settings, copied instead of trained again
@@ -51,6 +78,23 @@ run() {  # run NAME ARGS...: one s2vc command, its log in $OUT/NAME.log
 
 for part in $PARTS; do
     case $part in
+    starts)
+        for mode in moco s2vc tfd; do
+            run starts pretrain --mode "$mode" --max-steps 0 --seed 0 --frames 16 --stride 2 --batch-size 16 \
+                --queue 64 --no-progress --out "$OUT/starts/$mode"
+        done ;;
+    budget)
+        run budget reproduce --arms moco oracle --seeds 0 1 2 --steps 800 --snapshot-every 100 --split val \
+            --threads "$THREADS" --no-progress "${STILL[@]}" --out "$OUT/paired_still" ;;
+    variant)
+        run variant reproduce --arms s2vc-keys s2vc-dynamic s2vc-topk --seeds 0 1 2 "${PAIRED[@]}" --split val \
+            "${STILL[@]}" --out "$OUT/paired_still"
+        run variant reproduce --arms s2vc-keys s2vc-dynamic s2vc-topk --seeds 0 1 2 "${PAIRED[@]}" --split val \
+            "${PAN[@]}" --out "$OUT/paired_pan" ;;
+    still|pan)
+        if [ "$part" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
+        run "$part" reproduce --arms moco s2vc-keys tfd-keys fame be oracle "$BEST" --best "$BEST" \
+            --seeds "${PAIRED_SEEDS[@]}" "${PAIRED[@]}" --split test "${set_flags[@]}" --out "$OUT/paired_$part" ;;
     main)
         run main reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --out "$OUT/main"
         run main_s2vc reproduce --arms s2vc --seeds 0 "${BUDGET[@]}" --out "$OUT/main_s2vc" ;;
@@ -100,7 +144,8 @@ for part in $PARTS; do
                 --out "$OUT/keybands/main_$1.json"
         done ;;
     *)
-        echo "unknown part $part (main set2 keybands preserve strategy detail longer flow64)"; exit 2 ;;
+        echo "unknown part $part (starts budget variant still pan; history: main set2 keybands preserve strategy" \
+             "detail longer flow64)"; exit 2 ;;
     esac
 done
 echo "$(date +%H:%M:%S) done: tables in $OUT/*/results.md"

@@ -15,6 +15,7 @@ from s2vc.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("main", "set2", "keybands", "preserve", "strategy", "detail", "longer", "flow64")
+PAIRED_PARTS = ("starts", "budget", "variant", "still", "pan")     # the pre-registered comparison
 
 
 def _recorded_commands(tmp_path: Path, parts: str) -> list[list[str]]:
@@ -23,7 +24,10 @@ def _recorded_commands(tmp_path: Path, parts: str) -> list[list[str]]:
     fake.write_text(f'#!/usr/bin/env bash\nprintf "%q " "$@" >> {shlex.quote(str(record))}\necho >> '
                     f'{shlex.quote(str(record))}\n')
     fake.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out"), "PARTS": parts}
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out")}
+    env.pop("PARTS", None)
+    if parts is not None:
+        env["PARTS"] = parts
     done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_cpu.sh")], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -32,7 +36,7 @@ def _recorded_commands(tmp_path: Path, parts: str) -> list[list[str]]:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
 def test_reproduce_cpu_issues_valid_commands(tmp_path):
-    commands = _recorded_commands(tmp_path, " ".join(PARTS))
+    commands = _recorded_commands(tmp_path, " ".join(PARTS + PAIRED_PARTS))
     parser = build_parser()
     seen = set()
     for argv in commands:
@@ -40,7 +44,7 @@ def test_reproduce_cpu_issues_valid_commands(tmp_path):
         args = parser.parse_args(argv[2:])          # SystemExit (a failing test) on a bad flag
         seen.add(args.command)
         assert str(tmp_path / "out") in " ".join(argv), f"writes outside OUT: {argv}"
-    assert {"reproduce", "ablate", "eval", "train-flow"} <= seen
+    assert {"reproduce", "ablate", "eval", "train-flow", "pretrain"} <= seen
     # every part issued at least one command; the ablations ask for the values the study reports
     joined = [" ".join(c) for c in commands]
     # the ablations at the budget that decides (400 steps), as docs/RESULTS.md reports them
@@ -51,6 +55,28 @@ def test_reproduce_cpu_issues_valid_commands(tmp_path):
     assert any("ablate detail --values dynamic --seeds 0 1 2" in c for c in joined)
     assert any("--arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 --steps 400" in c for c in joined)
     assert any("train-flow --dataset synthetic --resolution 64" in c for c in joined)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_default_parts_are_the_pre_registered_comparison(tmp_path):
+    """Without PARTS the script runs the pre-registered comparison of docs/RESULTS.md: identical
+    starts, the budget and the variant chosen on validation, then all arms paired over 6 seeds on
+    the still and the pan set, scored on test."""
+    commands = _recorded_commands(tmp_path, None)
+    parser = build_parser()
+    starts = [parser.parse_args(c[2:]) for c in commands if c[2] == "pretrain"]
+    assert [a.mode for a in starts] == ["moco", "s2vc", "tfd"] and all(a.max_steps == 0 for a in starts)
+    reps = [parser.parse_args(c[2:]) for c in commands if c[2] == "reproduce"]
+    val = [a for a in reps if a.split == "val"]
+    test = [a for a in reps if a.split == "test"]
+    assert val and all(a.synthetic_val_per_class == 10 for a in reps)
+    assert val[0].arms == ["moco", "oracle"] and val[0].steps == 800
+    assert [a.synthetic_camera for a in test] == ["still", "pan"]
+    for a in test:
+        assert a.arms == ["moco", "s2vc-keys", "tfd-keys", "fame", "be", "oracle", "s2vc-dynamic"]
+        assert a.seeds == [0, 1, 2, 3, 4, 5] and a.best == "s2vc-dynamic" and a.steps == 400
+    # the runs scored on val and on test share a folder: trained once, scored twice
+    assert {a.out for a in val} == {a.out for a in test}
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
