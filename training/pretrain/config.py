@@ -105,9 +105,15 @@ class PretrainConfig:
         if self.keys is not None and self.mode not in PREGENERATED_MODES:
             raise ValueError(f"--keys MIRROR holds pre-generated keys of modes {PREGENERATED_MODES}, "
                              f"not of mode {self.mode!r}")
-        if self.keep_fraction is not None and (self.strategy != "topk" or not 0.0 < self.keep_fraction <= 1.0):
+        if self.keep_fraction is not None and self.strategy != "topk":
             raise ValueError(f"--keep-fraction is the fraction in (0, 1] that --strategy topk keeps, got "
                              f"{self.keep_fraction} with --strategy {self.strategy}")
+        if self.keep_fraction is not None:
+            from s2vc.engine.defaults import check_keep_fraction   # the engine's one bound, (0, 1]
+            try:
+                check_keep_fraction(self.keep_fraction)
+            except ValueError as exc:
+                raise ValueError(f"--keep-fraction: {exc}") from None
         from s2vc.engine.generator import DETAILS
         if self.detail not in DETAILS:
             raise ValueError(f"detail must be one of {DETAILS}, got {self.detail!r}")
