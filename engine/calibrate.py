@@ -109,7 +109,8 @@ def calibrate(checkpoint: str | os.PathLike | None, videos: Sequence[str | os.Pa
 
 def write_alpha(calibration: Calibration) -> Path:
     """Record ``calibration.alpha`` in its checkpoint's meta["alpha"] (the clip it was read off in
-    meta["alpha_frames"] / ["alpha_stride"], how it was found in meta["alpha_calibration"]); the weights and their hash are untouched. Returns the path."""
+    meta["alpha_frames"] / ["alpha_stride"], how it was found in meta["alpha_calibration"]); the
+    weights and their hash are untouched. Returns the path."""
     path = calibration.checkpoint
     ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

@@ -38,7 +38,7 @@ from .paired import paired_rows, paired_table, pairs_for, step0_line
 from .report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
 from .scoring import METRICS
 from ..flow.fitted import BUNDLED_FLOW, flow_choice
-from .key_sheet import key_sheet
+from .key_sheet import draw_key_sheet
 from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from ..pretrain.loop import CHECKPOINT, PretrainConfig, pretrain
 from ..pretrain.config import SYNTHETIC_KEYS, describe_changes
@@ -336,18 +336,10 @@ def reproduce(cfg: ReproduceConfig) -> dict:
 
 
 def _draw_keys(cfg: ReproduceConfig, out: Path) -> None:
-    """DIR/keys.png, (re)drawn when it is missing or shows another set of arms (DIR/keys.json)."""
-    record = out / "keys.json"
-    try:
-        drawn = json.loads(record.read_text())
-    except (OSError, ValueError):
-        drawn = None
-    if (out / "keys.png").exists() and drawn == list(cfg.arms):
-        return
-    arms = [VARIANTS[a]["mode"] if a in VARIANTS else a for a in cfg.arms]
-    key_sheet(out / "keys.png", arms, synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
-              flow=cfg.flow, alpha=cfg.alpha)
-    record.write_text(json.dumps(list(cfg.arms)))
+    """DIR/keys.png, (re)drawn when it is missing or shows another set of arms (DIR/keys.json);
+    a variant arm is drawn with its own settings."""
+    draw_key_sheet(out / "keys.png", list(cfg.arms), synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
+                   flow=cfg.flow, alpha=cfg.alpha, variants=VARIANTS)
 
 
 def _ablation_values(cfg: AblateConfig) -> list:
@@ -425,7 +417,8 @@ def ablate(cfg: AblateConfig) -> dict:
         result["alphas"] = setting
     name = "results" if cfg.split == "test" else f"results_{cfg.split}"
     (out / f"{name}.json").write_text(json.dumps({**result, "split": cfg.split}, indent=1))
-    (out / f"{name}.md").write_text(f"# S²VC {kind} ablation ({cfg.split} split)\n\nBudget: {budget_text(cfg)}.\n\n{table}\n\n"
+    (out / f"{name}.md").write_text(f"# S²VC {kind} ablation ({cfg.split} split)\n\n"
+                                    f"Budget: {budget_text(cfg)}.\n\n{table}\n\n"
                                     f"preserved = mean fraction of latents kept per step of pretraining.\n"
                                     f"Plot: {out / 'ablation.png'}\n")
     print(table)

@@ -55,8 +55,8 @@ from .training import heldout_bpd, mean_and_se, view_bpds
 from .frames import FrameSampler, FrameSource, evenly_spaced, load_sources, pool_to
 from ..data.synthetic import SyntheticSet
 
-__all__ = ["FIT_MARGIN_BPD", "NOISE_Z", "FitReport", "flow_decode_size", "FlowDoesNotFitError", "check_flow_fits", "check_flow_for_dataset",
-           "reference_bpd", "fit_command"]
+__all__ = ["FIT_MARGIN_BPD", "NOISE_Z", "FitReport", "flow_decode_size", "FlowDoesNotFitError", "check_flow_fits",
+           "check_flow_for_dataset", "reference_bpd", "fit_command"]
 
 FIT_MARGIN_BPD = 0.1       # bits/dim above the flow's own held-out figure that still count as fitting
 NOISE_Z = 1.645            # standard errors of the difference allowed on top of the margin (one-sided 95%)
@@ -139,11 +139,11 @@ def fit_command(dataset: str | None = None, root: str | os.PathLike | None = Non
     return " ".join(shlex.quote(a) for a in args)
 
 
-def flow_decode_size(flow: AdvFlow, asked: int | None) -> int:
+def flow_decode_size(flow: AdvFlow, asked: int | None) -> int | None:
     """The size frames are decoded at for the check: the flow's training size when it records
-    one (its held-out figure was measured there), else ``asked``, else 128."""
+    one (its held-out figure was measured there), else ``asked`` (None: as stored)."""
     recorded = ((getattr(flow, "meta", None) or {}).get("fit_views") or {}).get("decode_size")
-    return int(recorded or asked or 128)
+    return int(recorded) if recorded else asked
 
 
 def _views(flow: AdvFlow, data, frames: int, decode_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,12 +179,12 @@ def _views(flow: AdvFlow, data, frames: int, decode_size: int) -> tuple[torch.Te
 
 def check_flow_fits(flow: AdvFlow | str | os.PathLike | None, frames_or_videos: torch.Tensor | Sequence, *,
                     strict: bool = False, margin: float = FIT_MARGIN_BPD, frames: int = CHECK_FRAMES,
-                    decode_size: int | None = None, dataset: str | None = None,
+                    decode_size: int | None = 128, dataset: str | None = None,
                     root: str | os.PathLike | None = None, fold: int = 1,
                     synthetic: SyntheticSet | None = None) -> FitReport:
     """Score ``flow`` (a flow, a checkpoint path, or None: the bundled one) on up to ``frames``
-    frames of ``frames_or_videos`` (video paths, decoded at ``flow_decode_size``, or a frames
-    tensor) and compare with its own held-out bits/dim, noise included (module docstring).
+    frames of ``frames_or_videos`` (video paths, decoded at ``flow_decode_size``; None: as stored;
+    or a frames tensor) and compare with its own held-out bits/dim, noise included (module docstring).
     ``dataset``/``root``/``fold``/``synthetic`` only name the data in the message and in the
     command that fits a flow to it. ``strict=True`` raises ``FlowDoesNotFitError`` instead of
     reporting a flow that does not fit."""
@@ -200,7 +200,7 @@ def check_flow_fits(flow: AdvFlow | str | os.PathLike | None, frames_or_videos: 
     name = f"{dataset} at {root}" if dataset and root is not None else (dataset or "this data")
     fits = None if ref is None else data_bpd <= ref + margin + NOISE_Z * noise
     measured = (f"{data_bpd:.3f} ± {data_se:.3f} bits/dim on {len(views)} training frames of {videos} "
-                f"video{'s' if videos != 1 else ''} (decoded at {size})")
+                f"video{'s' if videos != 1 else ''} (decoded {'as stored' if size is None else f'at {size}'})")
     if fits is None:
         message = (f"flow check on {name}: {measured}; the flow records no held-out bits/dim to compare with, so "
                    f"whether it fits is unknown (fit one: {command})")
@@ -219,7 +219,7 @@ def check_flow_fits(flow: AdvFlow | str | os.PathLike | None, frames_or_videos: 
 
 def check_flow_for_dataset(flow: AdvFlow | str | os.PathLike | None, dataset: str,
                            root: str | os.PathLike | None = None, fold: int = 1,
-                           synthetic: SyntheticSet | None = None, decode_size: int | None = None, *,
+                           synthetic: SyntheticSet | None = None, decode_size: int | None = 128, *,
                            strict: bool = False, margin: float = FIT_MARGIN_BPD,
                            frames: int = CHECK_FRAMES) -> FitReport:
     """``check_flow_fits`` on the training split of ``dataset`` at ``root`` (the synthetic set:
