@@ -419,3 +419,28 @@ def test_compact_writer_is_near_lossless_deterministic_and_refuses_what_it_canno
         VideoWriter(tmp_path / "x.webm", fps=25, storage="compact")
     with pytest.raises(ValueError, match="unknown storage"):
         VideoWriter(tmp_path / "x.mp4", fps=25, storage="tiny")
+
+
+def test_keys_made_on_the_fly_equal_keys_read_from_the_mirror(mirrored):
+    """The same key either way: pretraining's on-the-fly key (KeyMaker, clipped to [0, 1] by
+    default) of a mirror window's clip equals the mirror's frames up to 8-bit rounding; unclipped
+    (--no-clamp-key) it does not, where the generator leaves [0, 1]."""
+    from s2vc.training.pretrain.keys import KeyMaker
+    from s2vc.training.pretrain.mirror import mirror_generator
+    tmp, report = mirrored
+    settings = load_manifest(report.out)["settings"]
+    worst = {True: 0.0, False: 0.0}
+    outside = 0
+    for rel in sorted(load_manifest(report.out)["videos"]):
+        source, written = video_io.read_video(tmp / "set" / rel), video_io.read_video(report.out / rel)
+        window = mirror_windows(len(source), 4, 2)[0]                  # no earlier window overlaps it
+        clip = video_io.to_float_video(source[window])[None]          # (1, 3, T, H, W) in [0, 1]
+        mirror_key = video_io.to_float_video(written[window])[None]
+        for clamp in (True, False):
+            keys = KeyMaker("s2vc", alpha=settings["alpha"], **({} if clamp else {"clamp": False}))  # default: clip
+            key, _ = keys(clip, {}, step=0)
+            worst[clamp] = max(worst[clamp], (key - mirror_key).abs().max().item())
+        raw, _ = mirror_generator(_cfg(tmp))[0](clip)
+        outside += int(((raw < 0) | (raw > 1)).sum())
+    assert worst[True] <= 0.5 / 255 + 1e-6                           # rounding to 256 levels only
+    assert outside > 0 and worst[False] > 1 / 255                   # what clipping changes

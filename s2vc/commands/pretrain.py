@@ -54,7 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mode s2vc: the detail finer than the flow's resolution is kept as is (the paper) or loses "
                         "its static part, its mean over the clip ('dynamic', docs/RESULTS.md)")
     g.add_argument("--gen-backend", default="auto")
-    g.add_argument("--clamp-key", action="store_true", help="clip the generated key to [0, 1]")
+    g.add_argument("--clamp-key", action=argparse.BooleanOptionalAction, default=True,
+                   help="clip the generated key to [0, 1] (default), as a mirror (--keys) must store it; "
+                        "--no-clamp-key passes the generator's values outside [0, 1] on (the official code)")
     g.add_argument("--require-flow-fit", action="store_true",
                    help="mode s2vc: stop when the flow does not fit the training frames (default: say so and go on)")
     g.add_argument("--keys", default=None, metavar="MIRROR",

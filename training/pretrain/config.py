@@ -67,7 +67,7 @@ class PretrainConfig:
     keep_fraction: float | None = None         # strategy topk: None = the flow's calibrated fraction
     detail: str = "keep"                       # the fine detail: "keep" (the paper) or "dynamic"
     gen_backend: str = "auto"
-    clamp_key: bool = False
+    clamp_key: bool = True                     # the key clipped to [0, 1], as a mirror's 8-bit frames hold it
     keys: str | None = None                    # a mirror (s2vc generate --dataset) holding the keys
     require_flow_fit: bool = False             # s2vc: a flow that does not fit the data is fatal
     # optimisation

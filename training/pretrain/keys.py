@@ -36,7 +36,8 @@ class KeyMaker:
 
     flow: the s2vc generator's flow (and the TFD resolution's): a loaded flow, a checkpoint path,
     or None = the bundled one; alpha: None = the flow's calibrated one (``engine.defaults.resolve_alpha``);
-    strategy / detail / gen_backend: of the generator; clamp: clip a generated key to [0, 1]; seed: the
+    strategy / detail / gen_backend: of the generator; clamp: clip a generated key to [0, 1] (default:
+    the key a mirror's 8-bit frames hold, so keys made here and read from a mirror agree); seed: the
     random strategies' seed (renewed every step; also of BE's and FAME's draws). ``self.alpha`` is
     the alpha in use (None for the arms without a flow threshold). ``pregenerated``: the key clip
     already is the s2vc / tfd key (read from a mirror): no generator runs, the alpha is the flow's.
@@ -44,7 +45,7 @@ class KeyMaker:
 
     def __init__(self, mode: str, *, flow=None, alpha: float | None = None, strategy: str = "zero",
                  keep_fraction: float | None = None, detail: str = "keep", gen_backend: str = "auto",
-                 clamp: bool = False, seed: int | None = 0,
+                 clamp: bool = True, seed: int | None = 0,
                  device: torch.device | str = "cpu", pregenerated: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown pretraining mode {mode!r}; expected one of {MODES}")
