@@ -86,7 +86,9 @@ class MotionPreserve(nn.Module):
         elif not (hasattr(flow, "config") and hasattr(flow, "prepare")):
             raise TypeError(f"flow must be a checkpoint path, a loaded flow (load_flow) or None, "
                             f"got {type(flow).__name__}")
-        flow = flow.to("cpu").eval().requires_grad_(False)
+        param = next(flow.parameters(), None) if isinstance(flow, nn.Module) else None
+        if getattr(flow, "training", False) or (param is not None and param.device.type != "cpu"):
+            flow = copy.deepcopy(flow).to("cpu").eval()      # a copy: the caller's flow stays as it is
         # Not a registered submodule: the flow is no parameter of a model that holds this transform
         # (an optimiser over model.parameters() must not see it) and .to() leaves it be; each
         # device gets its own copy when the first video arrives there.

@@ -143,6 +143,13 @@ def test_topk_takes_preserve_as_its_fraction(flow):
     assert out.stats.preserved.tolist() == pytest.approx([0.25, 0.25], abs=1.0 / flow.config.dims)
 
 
+def test_the_callers_flow_is_left_as_it_was(flow):
+    training = copy.deepcopy(flow).train()                            # e.g. a flow being fitted
+    transform = MotionPreserve(training)
+    assert training.training and not transform.flow.training and transform.flow is not training
+    assert MotionPreserve(flow).flow is flow                          # in eval mode on the CPU: shared
+
+
 def test_pickles_without_device_state_and_is_no_parameter(flow):
     x = _clips(b=1)
     transform = MotionPreserve(flow, layout="BCTHW", seed=0)
