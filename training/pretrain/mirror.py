@@ -128,17 +128,19 @@ def mirror_generator(cfg: MirrorConfig):
     resolution; the flow is returned so that nothing loads it again."""
     from s2vc.engine import load_flow
     from s2vc.engine.generator import MotionPreservingGenerator
-    from s2vc.engine.suppression import resolve_keep_fraction
     from s2vc.engine.tfd import tfd_generator
 
     if cfg.method not in METHODS:
         raise ValueError(f"unknown mirror method {cfg.method!r}; expected one of {METHODS}")
     flow = load_flow(cfg.flow, device=cfg.device)
     if cfg.method == "s2vc":
-        keep = resolve_keep_fraction(flow, cfg.keep_fraction) if cfg.strategy == "topk" else cfg.keep_fraction
+        # the generator resolves alpha and topk's keep_fraction from the flow; validate=False: the
+        # mirror's frames come from the decoder (uint8 / 255), so the per-call value checks, which
+        # wait for the device, would only slow it
         gen = MotionPreservingGenerator(flow, alpha=cfg.alpha, strategy=cfg.strategy, backend=cfg.backend,
-                                        keep_fraction=keep, model=cfg.model, seed=cfg.seed)
-        alpha, strategy = gen.alpha, cfg.strategy
+                                        keep_fraction=cfg.keep_fraction, model=cfg.model, seed=cfg.seed,
+                                        validate=False)
+        alpha, strategy, keep = gen.alpha, cfg.strategy, gen.keep_fraction
         if cfg.alpha is None and cfg.strategy != "topk":
             from ..flow.alpha_clip import alpha_clip_note
             note = alpha_clip_note(flow, cfg.frames, cfg.stride)
