@@ -172,3 +172,28 @@ def test_eval_with_weights_that_do_not_fit_ends_in_one_line(r3d, ucf, tmp_path, 
     assert main(["eval", "retrieval", "--weights", str(tmp_path / "not.pt"), *_args(ucf, tmp_path / "n.json")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a backbone weights checkpoint" in err[0]
+
+
+@pytest.mark.parametrize("evaluation, settings_class", [
+    ("retrieval", "s2vc.training.evaluation.common:EvalSettings"),
+    ("linear", "s2vc.training.evaluation.common:LinearEvalSettings"),
+    ("temporal-order", "s2vc.training.evaluation.common:LinearEvalSettings"),
+    ("probes", "s2vc.training.evaluation.probes:ProbeSettings"),
+    ("finetune", "s2vc.training.evaluation.finetune:FinetuneSettings")])
+def test_every_backbone_evaluation_takes_weights(tmp_path, evaluation, settings_class):
+    """The flag reaches each evaluation's settings, and the backbone it evaluates is the weights'."""
+    import importlib
+
+    from s2vc.cli import build_parser
+    from s2vc.commands.common import settings_from_args
+    from s2vc.training.evaluation.common import eval_backbone
+    torch.manual_seed(1)
+    moco = MoCo(Encoder("small"), K=8)
+    torch.save({"module." + k: v for k, v in moco.encoder_q.backbone.state_dict().items()}, tmp_path / "w.pt")
+    args = build_parser().parse_args(["eval", evaluation, "--weights", str(tmp_path / "w.pt")])
+    module, name = settings_class.split(":")
+    settings = settings_from_args(getattr(importlib.import_module(module), name), args)
+    assert settings.weights == str(tmp_path / "w.pt") and settings.checkpoint is None
+    model, desc = eval_backbone(settings)
+    assert desc.startswith("small weights from") and "prefix 'module.' stripped" in desc
+    assert torch.equal(model.state_dict()["features.0.weight"], moco.encoder_q.backbone.features[0].weight)
