@@ -37,6 +37,7 @@ import s2vc
 from s2vc.engine.exported_meta import draw_strategy_inputs, metadata_to_props
 from s2vc.engine.extras import require
 from s2vc.engine.graph import GeneratorGraph
+from s2vc.engine.strategies import STRATEGY_INPUTS
 
 from .export_meta import base_metadata, generator_metadata
 from .onnx_graph import constants_to_initializers, drop_noop_slices, list_onnx_ops
@@ -64,11 +65,9 @@ class _GeneratorIO(nn.Module):
         self.generator = graph
 
     def forward(self, video: torch.Tensor, extra: torch.Tensor | None = None):
-        if self.generator.strategy == "noise":
-            return self.generator(video, extra, None)
-        if self.generator.strategy == "shuffle_clip":
-            return self.generator(video, None, extra)
-        return self.generator(video, None, None)
+        # the strategy's one extra input, if any, by its name in the strategy table
+        inputs = STRATEGY_INPUTS[self.generator.strategy]
+        return self.generator(video, extra if "noise" in inputs else None, extra if "order" in inputs else None)
 
 
 def _export_module(module: nn.Module, args: tuple, names: list[str], outputs: list[str],
