@@ -288,17 +288,18 @@ def test_window_batcher_across_videos_equals_one_video_at_a_time(batch, max_pend
 
 
 def test_pipeline_writes_the_serial_mirror(mirrored):
-    """--workers 1 with windows of several videos per call (batch 3; a video has 4): the same
-    files, byte for byte, and the same manifest entries as the serial loop."""
+    """--workers 2 (2 decode processes, 2 writer threads) with windows of several videos per call
+    (batch 3; a video has 4): the same files, byte for byte, and the same manifest entries as the
+    serial loop."""
     tmp, report = mirrored
-    piped = generate_mirror(_cfg(tmp, out="piped", workers=1, batch=3))
+    piped = generate_mirror(_cfg(tmp, out="piped", workers=2, batch=3))
     assert piped.written == report.written and not piped.skipped and piped.manifest is not None
     assert _video_bytes(tmp / "piped") == _video_bytes(report.out)
     a, b = load_manifest(tmp / "piped"), load_manifest(report.out)
     drop = ("written_at", "source_mtime")
     assert {k: {f: x for f, x in v.items() if f not in drop} for k, v in a["videos"].items()} == \
         {k: {f: x for f, x in v.items() if f not in drop} for k, v in b["videos"].items()}
-    assert a["shards"][0]["workers"] == 1 and a["storage"]["name"] == "lossless"
+    assert a["shards"][0]["workers"] == 2 and a["storage"]["name"] == "lossless"
 
 
 SLOW_PIPELINE = """

@@ -69,8 +69,8 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--require-flow-fit", action="store_true",
                    help="stop when the flow does not fit the dataset's training frames (default: say so and go on)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="decode processes of the pipeline (decode, generate, write overlapped); 0 = one "
-                        "video after the other (default: half the cores, 1 to 8)")
+                   help="decode processes and encoding threads of the pipeline (decode, generate, write "
+                        "overlapped); 0 = one video after the other (default: half the cores, 1 to 8)")
     g.add_argument("--storage", choices=tuple(STORAGES), default="lossless",
                    help="lossless: bit-exact frames; compact: near-lossless H.264 4:4:4 (about a sixth of "
                         "the disk at ~46 dB; the manifest records its measured PSNR)")

@@ -6,9 +6,16 @@ throughput-bound pass that the fast backends (ext, compile, ONNX Runtime, Tensor
 and pretraining then reads its keys from it (``s2vc pretrain --keys MIRROR``) at MoCo's cost.
 
 What is written: every video of the chosen split, decoded at training's ``decode_size``, run
-through the generator and written losslessly (``VideoWriter(lossless=True)``: bit-exact RGB) under
-the same relative path and file name as in the dataset; the dataset's other files (split lists,
-annotations) are copied, so any trainer can read the mirror as that dataset.
+through the generator and written in the chosen storage (``lossless``: bit-exact RGB; ``compact``:
+near-lossless H.264 4:4:4, about 46 dB, its PSNR measured into the manifest) under the same
+relative path and file name as in the dataset; the dataset's other files (split lists,
+annotations) are copied, so any trainer can read the mirror as that dataset. The 8-bit frames
+hold the generator's output clipped to [0, 1]; pretraining clips keys made on the fly the same
+way (``clamp_key``), so the two paths give the same key up to the storage's loss.
+
+How: ``workers=0`` runs decode, generation and writing one video after the other; ``workers=N``
+overlaps them (``mirror_pipeline.run_pipeline``: N decode processes, the generator over windows of
+several videos, N writer threads), to the same bytes. docs/MIRROR.md has the measured costs.
 
 Windows. The temporal STD of eq. (4) is taken over windows of training's clip: ``frames`` frames
 ``stride`` apart. For each phase p < stride, the frames p, p + stride, ... are cut into

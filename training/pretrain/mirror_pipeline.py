@@ -5,10 +5,10 @@ generate (``generate_video``: the generator over the video's windows) and write 
 encode the chosen storage and rename it into place). The serial loop of ``mirror.py`` runs them one
 after the other (``--workers 0``). ``run_pipeline`` runs them at once, with bounded queues between:
 
-    DataLoader workers (processes)  ->  main thread (generator)  ->  writer thread (encode + rename)
-        decode_one, prefetch 2 each       windows of several videos      PyAV releases the GIL while
+    N DataLoader workers (processes) -> main thread (generator) -> N writer threads (encode, rename)
+        decode_one, prefetch 2 each       windows of several videos     PyAV releases the GIL while
                                           in one call (``WindowBatcher``) it encodes; the part line is
-                                                                          added after the rename
+                                                                         added after the rename
 
 so a pass takes about as long as its slowest stage instead of the sum of the three.
 
@@ -238,31 +238,41 @@ class _Decoding(torch.utils.data.Dataset):
         return decode_one(record, rel, self.decode_size, self.stride)
 
 
-class _Writer(threading.Thread):
-    """The write stage: encodes what ``put`` gives it, in order, and hands each finished entry to
-    ``done`` (which appends it to the part). An error stops it and is raised by the next ``put``
-    or by ``finish``."""
+class _Writers:
+    """The write stage: ``threads`` threads encode what ``put`` gives them (PyAV releases the GIL
+    while it encodes, so they run on as many cores) and hand each finished entry to ``done``, one
+    at a time. The first error stops them all and is raised by the next ``put`` or by ``finish``."""
 
-    def __init__(self, write: Callable[[dict], dict], done: Callable[[dict], None]):
-        super().__init__(name="mirror-writer", daemon=True)
+    def __init__(self, write: Callable[[dict], dict], done: Callable[[dict], None], threads: int):
         self.write, self.done = write, done
-        self.queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE)
+        self.queue: queue.Queue = queue.Queue(maxsize=WRITE_QUEUE + threads)
         self.error: BaseException | None = None
         self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, name=f"mirror-writer-{i}", daemon=True)
+                        for i in range(threads)]
+        for thread in self.threads:
+            thread.start()
 
-    def run(self) -> None:
+    def _run(self) -> None:
         try:
             while not self.stop.is_set():
                 item = self.queue.get()
                 if item is None:
                     return
-                self.done(self.write(item))
+                entry = self.write(item)
+                with self.lock:
+                    self.done(entry)
         except BaseException as exc:       # raised in the main thread
-            self.error = exc
+            self.error = self.error or exc
+            self.stop.set()
+
+    def _alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
 
     def put(self, item: dict) -> None:
         while True:
-            if self.error is not None or not self.is_alive():
+            if self.error is not None or self.stop.is_set() or not self._alive():
                 raise RuntimeError("the mirror's writer stopped") from self.error
             try:
                 self.queue.put(item, timeout=0.2)
@@ -271,21 +281,23 @@ class _Writer(threading.Thread):
                 continue
 
     def finish(self, drain: bool) -> None:
-        """Wait for the queued videos (``drain``) or only the one being written; re-raise its error."""
+        """Wait for the queued videos (``drain``) or only those being written; re-raise an error."""
         if not drain:
             self.stop.set()
-            while True:              # unblock a writer waiting on an empty queue
+        for thread in self.threads:
+            while thread.is_alive():
+                if not drain:                # unblock writers waiting on an empty queue
+                    try:
+                        self.queue.get_nowait()
+                    except queue.Empty:
+                        pass
                 try:
-                    self.queue.get_nowait()
-                except queue.Empty:
+                    self.queue.put(None, timeout=0.2)
                     break
-        while self.is_alive():
-            try:
-                self.queue.put(None, timeout=0.2)
-                break
-            except queue.Full:
-                continue
-        self.join()
+                except queue.Full:
+                    continue
+        for thread in self.threads:
+            thread.join()
         if self.error is not None:
             raise self.error
 
@@ -305,9 +317,10 @@ def video_entry(item: dict, storage_fields: dict, backend: str | None) -> dict:
 
 def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done: Callable[[dict], None]) -> None:
     """Mirror ``todo`` with the three stages overlapped (see the module docstring). ``cfg``: the
-    ``MirrorConfig`` (workers, decode_size, frames, stride, batch, device, storage, method,
-    strategy, seed); ``done(entry)`` is called by the writer thread, in order, once a video's file
-    is in place (or the video was skipped)."""
+    ``MirrorConfig`` (workers: decode processes and as many writer threads; decode_size, frames,
+    stride, batch, device, storage, method, strategy, seed); ``done(entry)`` is called by a writer
+    thread, one at a time, once a video's file is in place (or the video was skipped); with several
+    writers not necessarily in input order."""
     from s2vc.engine.strategies import RANDOM_STRATEGIES
 
     loader = torch.utils.data.DataLoader(_Decoding(todo, cfg.decode_size, cfg.stride), batch_size=None,
@@ -319,13 +332,14 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
 
     batcher = WindowBatcher(gen, cfg.frames, cfg.stride, cfg.batch, cfg.device, per_video=per_video,
                             on_video=seed_video if per_video else None)
-    written = [0]
+    written, lock = [0], threading.Lock()
 
     def write(item: dict) -> dict:
         if "out" not in item:
             return item["entry"]
-        sample = written[0] % SAMPLE_EVERY == 0
-        written[0] += 1
+        with lock:
+            sample = written[0] % SAMPLE_EVERY == 0
+            written[0] += 1
         fields = write_one(out, item["entry"]["path"], item["out"], item["fps"], cfg.storage, sample)
         return video_entry(item, fields, item["backend"])
 
@@ -333,8 +347,7 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
         for item in batcher(items):
             yield {**item, "backend": gen.last_backend}
 
-    writer = _Writer(write, done)
-    writer.start()
+    writer = _Writers(write, done, threads=cfg.workers)
     ok = False
     try:
         for item in generated(loader):
