@@ -22,16 +22,23 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=2, help="frame step inside a window: the pretraining clip's --stride")
     p.add_argument("--size", type=int, default=112, help="shorter side frames are decoded at")
     p.add_argument("--write", action="store_true", help="store the alpha in the checkpoint's meta")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="where the plot of the fraction kept against alpha goes (default: beside the checkpoint, "
+                        "FLOW.alpha.png, with --write; else alpha_calibration.png in the current folder)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from s2vc.engine.calibrate import calibrate, write_alpha
+    from s2vc.engine.calibration_plot import PLOT_ALPHAS, plot_alpha_curve
     from s2vc.engine.samples import require_sample_videos
 
     videos = [Path(v) for v in args.videos] or require_sample_videos()
-    cal = calibrate(args.flow, videos, preserve=args.preserve, alphas=args.alphas, clip_len=args.clip_len,
-                    size=args.size, stride=args.stride)
+    # one measurement gives the printed rows and the plot's curve (a fraction per alpha is a count)
+    asked = [float(a) for a in args.alphas]
+    cal = calibrate(args.flow, videos, preserve=args.preserve, alphas=sorted(set(asked) | set(PLOT_ALPHAS)),
+                    clip_len=args.clip_len, size=args.size, stride=args.stride)
+    curve, cal.table = cal.table, [row for row in cal.table if row[0] in asked]
     print(f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames {cal.stride} apart from "
           f"{len(videos)} videos")
     print("alpha   preserved")
@@ -40,4 +47,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"alpha = {cal.alpha:.4f} preserves {100 * cal.preserve:.1f}% of latents")
     if args.write:
         print(f"written to {write_alpha(cal)} meta['alpha']")
+    plot = Path(args.plot) if args.plot else (
+        cal.checkpoint.with_name(cal.checkpoint.stem + ".alpha.png") if args.write else Path("alpha_calibration.png"))
+    plot_alpha_curve(plot, curve, alpha=cal.alpha, preserve=cal.preserve, marked=cal.table,
+                     title=f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames {cal.stride} apart")
+    print(f"plot: {plot}")
     return 0

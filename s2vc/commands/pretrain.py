@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_synthetic_arguments(p)
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also keep the model every N steps as OUT/snapshots/step_NNNNNN.pt (learning curves)")
+    p.add_argument("--log-videos", type=int, default=0, metavar="N",
+                   help="every N steps, log the first query/key clip pair of the batch to TensorBoard as an "
+                        "animated image (OUT/logs; default 0: never)")
     # --config re-parses the command line with the file's values as defaults: that needs this parser
     p.set_defaults(pretrain_parser=p)
 

@@ -26,6 +26,7 @@ from .common import (EvalSettings, Evaluation, LinearEvalSettings, eval_backbone
 from .features import (PROTOCOLS, assert_frozen_unchanged, eval_window_transform, extract_features,
                        frame_permutation, frozen_state, natural_view, shuffled_view, video_features)
 from .metrics import RETRIEVAL_KS, per_class_accuracy, retrieval_recall, top1
+from .retrieval_grid import grid_path, write_retrieval_grid
 
 __all__ = [
     "BACKBONE_PREFIX",
@@ -138,28 +139,35 @@ def temporal_order_test(backbone: nn.Module, dataset, *, num_clips: int | None =
 
 
 def _split_features(settings: EvalSettings, backbone: nn.Module, split: str, skipped: SkippedCounter):
-    """(features float (N, C), labels long (N,), the split's dataset) of one split."""
+    """(features float (N, C), labels long (N,), the split's dataset, the dataset index of each
+    feature row long (N,): skipped videos leave gaps) of one split (``extract_features``'s)."""
     ds = eval_dataset(settings, split)
-    feats, labels = extract_features(backbone, ds, num_clips=settings.num_clips, overlap=settings.overlap,
-                                     size=settings.size, device=eval_device(settings.device),
-                                     batch_size=settings.batch_size, workers=settings.workers, skipped=skipped,
-                                     crops=settings.crops, protocol=settings.protocol)
-    return feats, labels, ds
+    feats, labels, indices = video_features(backbone, ds, {"natural": natural_view}, num_clips=settings.num_clips,
+                                            overlap=settings.overlap, size=settings.size,
+                                            device=eval_device(settings.device), batch_size=settings.batch_size,
+                                            workers=settings.workers, skipped=skipped, crops=settings.crops,
+                                            protocol=settings.protocol)
+    return feats["natural"], labels, ds, indices
 
 
 def evaluate_retrieval(settings: EvalSettings) -> Evaluation:
     """Test videos query the train set: R@1/5/10/20/50 (``result["recall"]``), JSON to ``settings.out``."""
     backbone, desc = eval_backbone(settings)
     skipped = SkippedCounter()
-    train_f, train_y, train_ds = _split_features(settings, backbone, "train", skipped)
-    test_f, test_y, test_ds = _split_features(settings, backbone, test_split(settings.dataset), skipped)
+    train_f, train_y, train_ds, train_i = _split_features(settings, backbone, "train", skipped)
+    test_f, test_y, test_ds, test_i = _split_features(settings, backbone, test_split(settings.dataset), skipped)
     recall = retrieval_recall(test_f, test_y, train_f, train_y, RETRIEVAL_KS)
     result = {**settings_summary(settings, "retrieval"), "backbone": desc, "gallery_videos": len(train_y),
               "query_videos": len(test_y), "recall": recall}
     table = format_table(f"retrieval, {settings.dataset} fold {settings.fold}: {len(test_y)}/{len(test_ds)} test "
                          f"videos query {len(train_y)}/{len(train_ds)} train videos ({desc})",
                          [(k, f"{100 * v:6.2f}") for k, v in recall.items()])
-    return finish(result, table, skipped, settings.out)
+    evaluation = finish(result, table, skipped, settings.out)
+    if settings.out:                  # the picture beside the JSON: queries and their top-5
+        write_retrieval_grid(grid_path(settings.out), test_f, test_y, [test_ds.records[i].path for i in test_i],
+                             train_f, train_y, [train_ds.records[i].path for i in train_i], train_ds.classes,
+                             size=settings.decode_size, title=f"retrieval, {settings.dataset}")
+    return evaluation
 
 
 def evaluate_linear(settings: LinearEvalSettings) -> Evaluation:
@@ -167,8 +175,8 @@ def evaluate_linear(settings: LinearEvalSettings) -> Evaluation:
     backbone, desc = eval_backbone(settings)
     state = frozen_state(backbone)
     skipped = SkippedCounter()
-    train_f, train_y, train_ds = _split_features(settings, backbone, "train", skipped)
-    test_f, test_y, _ = _split_features(settings, backbone, test_split(settings.dataset), skipped)
+    train_f, train_y, train_ds, _ = _split_features(settings, backbone, "train", skipped)
+    test_f, test_y, _, _ = _split_features(settings, backbone, test_split(settings.dataset), skipped)
     probe = linear_probe(train_f, train_y, test_f, test_y, epochs=settings.epochs, lr=settings.lr,
                          weight_decay=settings.weight_decay, seed=settings.seed, num_classes=len(train_ds.classes))
     probe["classes"] = list(train_ds.classes)

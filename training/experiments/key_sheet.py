@@ -1,31 +1,53 @@
 """A picture of what each pretraining arm's MoCo key looks like (``s2vc reproduce`` writes it as
-OUT/keys.png)."""
+OUT/keys.png, and redraws it when the arms change: ``draw_key_sheet``)."""
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import torch
 
 from ..pretrain.keys import KEYS_SUFFIX, KeyMaker
 from ..data.synthetic import SyntheticSet, load_mask
 
-__all__ = ["key_sheet"]
+__all__ = ["key_sheet", "draw_key_sheet", "sheet_record_path"]
 
 
-def key_sheet(path: str | Path, arms, *, synthetic: SyntheticSet, frames: int, stride: int,
-              flow: str | None = None, alpha: float | None = None, videos: int = 2) -> Path:
+def _maker_settings(arm: str, variants: Mapping[str, Mapping]) -> dict:
+    """KeyMaker's mode and options for an arm: a variant's own (``s2vc-dynamic``: mode s2vc,
+    detail dynamic), a mirror's mode (``s2vc-keys``: the key it holds is its mode's, as made on
+    the fly, the mirror's fixed windows aside), else the arm is the mode."""
+    if arm in variants:
+        return dict(variants[arm])
+    return {"mode": arm.removesuffix(KEYS_SUFFIX)}
+
+
+def key_sheet(path: str | Path, arms: Sequence[str], *, synthetic: SyntheticSet, frames: int, stride: int,
+              flow: str | None = None, alpha: float | None = None, videos: int = 2,
+              variants: Mapping[str, Mapping] | None = None) -> Path:
     """For ``videos`` training videos spread over the set, the clip (no augmentation, ``frames``
     frames every ``stride``) and the key every arm in ``arms`` makes of it, one row each, as a
-    contact sheet at ``path``. ``flow`` / ``alpha`` are the s2vc arm's (None: bundled / calibrated)."""
+    contact sheet at ``path``. ``variants``: {arm: {"mode", KeyMaker options}} for arms that are
+    a mode with other options (each drawn with its own); ``flow`` / ``alpha`` are the s2vc
+    arm's (None: bundled / calibrated). Arms that make the same key (a mirror and its mode)
+    share a row."""
     from s2vc.engine import video_io
 
     from ..data.datasets import build_dataset
     ds = build_dataset("synthetic", split="train", frames=frames, stride=stride, size=None, two_clips=False,
                        synthetic=synthetic)
     root = ds.root
-    # a mirror's key is its mode's key (as made on the fly: the mirror's fixed windows aside)
-    arms = list(dict.fromkeys(arm.removesuffix(KEYS_SUFFIX) for arm in arms))
-    makers = {arm: KeyMaker(arm, flow=flow, alpha=alpha, device="cpu") for arm in arms if arm not in ("moco", "oracle")}
+    variants = variants or {}
+    settings: dict[str, dict] = {}        # row label -> KeyMaker settings, one row per distinct key
+    for arm in arms:
+        s = _maker_settings(arm, variants)
+        if s not in settings.values():
+            settings[arm if arm in variants else s["mode"]] = s
+    makers = {label: KeyMaker(s["mode"], flow=flow, alpha=alpha, device="cpu",
+                              **{k: v for k, v in s.items() if k != "mode"})
+              for label, s in settings.items() if s["mode"] not in ("moco", "oracle")}
     picks = [i * (len(ds) // videos) for i in range(videos)]
     clips = torch.cat([ds.eval_clips(index, 1)["clips"][:1] for index in picks])   # (videos, C, T, H, W)
     # every maker sees the whole batch: FAME takes its backgrounds from the other clips
@@ -35,10 +57,10 @@ def key_sheet(path: str | Path, arms, *, synthetic: SyntheticSet, frames: int, s
         clip, record = clips[n:n + 1], ds.records[index]
         rows.append(video_io.to_uint8_frames(clip[0]))
         labels.append(f"{record.video_id} (class {ds.classes[record.label]}): the clip")
-        for arm in arms:
-            if arm == "moco":                                                       # its key is the clip
+        for arm, s in settings.items():
+            if s["mode"] == "moco":                                                 # its key is the clip
                 continue
-            if arm == "oracle":
+            if s["mode"] == "oracle":
                 mask = torch.from_numpy(load_mask(root, record.video_id)[:ds.span:ds.stride]).float()
                 key = clip * mask[None, None]
             else:
@@ -46,3 +68,26 @@ def key_sheet(path: str | Path, arms, *, synthetic: SyntheticSet, frames: int, s
             rows.append(video_io.to_uint8_frames(key[0].clamp(0, 1)))
             labels.append(f"{arm} key")
     return video_io.write_contact_sheet(path, rows, labels)
+
+
+def sheet_record_path(path: str | Path) -> Path:
+    """The record of the arms a sheet shows: ``keys.png`` -> ``keys.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def draw_key_sheet(path: str | Path, arms: Sequence[str], **kwargs) -> bool:
+    """``key_sheet(path, arms, **kwargs)`` unless ``path`` exists and shows exactly ``arms``
+    (its record, ``sheet_record_path``, names them in that order); True when it drew. The record
+    is written after the sheet, so a sheet killed mid-drawing is redrawn next time."""
+    record = sheet_record_path(path)
+    try:
+        drawn = json.loads(record.read_text())
+    except (OSError, ValueError):
+        drawn = None
+    if Path(path).exists() and drawn == list(arms):
+        return False
+    key_sheet(path, arms, **kwargs)
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(list(arms)))
+    os.replace(tmp, record)
+    return True

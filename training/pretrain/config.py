@@ -86,6 +86,7 @@ class PretrainConfig:
     no_progress: bool = False
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
     snapshot_every: int = 0
+    log_videos: int = 0                         # every N steps a query/key clip pair to TensorBoard (0: never)
 
     def __post_init__(self):
         self.lr_steps = tuple(self.lr_steps)   # a TOML array or a flag's list
@@ -100,6 +101,8 @@ class PretrainConfig:
             raise ValueError(f"need --max-steps >= 0 (or none; 0 writes the initial state only), --snapshot-every "
                              f">= 0 and --ckpt-every >= 1, got "
                              f"{self.max_steps}, {self.snapshot_every}, {self.ckpt_every}")
+        if self.log_videos < 0:
+            raise ValueError(f"--log-videos must be >= 0 (0: no videos), got {self.log_videos}")
         if self.frames < 2:
             raise ValueError(f"--frames must be >= 2 (the temporal STD of a key clip needs T >= 2), got {self.frames}")
         if self.keys is not None and self.mode not in PREGENERATED_MODES:

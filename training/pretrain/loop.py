@@ -37,6 +37,8 @@ from ..run_files import CHECKPOINT, snapshot_path
 from .moco import MoCo
 from .rng import isolated_rng
 from .config import RESUME_MUST_MATCH, PretrainConfig, describe_changes
+from .curves import write_run_curves
+from .video_log import log_clip_pair
 from ..data.transforms import normalize_clip
 
 __all__ = ["MODES", "CHECKPOINT", "RESUME_MUST_MATCH", "PretrainConfig", "pretrain", "learning_rate",
@@ -185,6 +187,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
             run.bar.close()
         if run.writer is not None:
             run.writer.close()
+    if run.rank == 0:                              # RUN/curves.png: the loss (and any scored snapshot)
+        write_run_curves(run.out, run.history, title=f"pretrain {cfg.mode}: {run.out.name}")
     barrier(run.world)
     return {"history": run.history, "out": str(run.out)}
 
@@ -357,6 +361,8 @@ def _train_step(run: _Run, batch: dict, epoch: int, i: int, t_data: float) -> di
             run.writer.add_scalar(f"train/{key}", rec[key], run.step)
         if not math.isnan(rec["preserved"]):
             run.writer.add_scalar("train/preserved", rec["preserved"], run.step)
+        if cfg.log_videos and run.step % cfg.log_videos == 0:
+            log_clip_pair(run.writer, "train/query_key", q, k, run.step)
     return rec
 
 
