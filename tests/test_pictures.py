@@ -186,3 +186,40 @@ def test_calibrate_plots_alpha_against_the_fraction_kept(tmp_path, capsys, monke
     assert_png(tmp_path / "f.alpha.png")
     assert cli_main([*args, "--plot", str(tmp_path / "p" / "x.png")]) == 1    # a folder that is not there
     assert "x.png" in capsys.readouterr().err
+
+
+def test_scoring_a_runs_snapshots_redraws_its_curves(tmp_path):
+    """The reproduction scores snapshots after pretraining: the run's curves.png is redrawn with
+    the scores (and left alone when every score was cached already)."""
+    from s2vc.training.experiments import scoring
+    from s2vc.training.pretrain.curves import snapshot_scores
+
+    class Scorer:                       # stands in for the evaluator: scores from cached features
+        kwargs: dict = {}
+
+        def __call__(self):
+            return self
+
+        def score(self, train_f, test_f):
+            return {"R@1": float(train_f.sum() + test_f.sum())}
+
+        def score_frame_difference(self):
+            return {"R@1": 0.5}
+
+        def chance(self):
+            return {"R@1": 0.1}
+
+    run = tmp_path / "run"
+    for step in (0, 10):
+        (run / "snapshots").mkdir(parents=True, exist_ok=True)
+        (run / "snapshots" / f"step_{step:06d}.pt").write_bytes(b"")
+        (run / "eval").mkdir(exist_ok=True)
+        torch.save({"train": torch.full((1,), step / 100), "test": torch.zeros(1)},
+                   run / "eval" / f"step_{step:06d}.features.pt")
+    rows, _ = scoring.evaluate_runs({"a": run}, Scorer(), 10, tmp_path, progress=False)
+    assert [r["R@1"] for r in rows["a"]] == pytest.approx([0.0, 0.1])
+    assert_png(run / "curves.png")
+    assert snapshot_scores(run) == {"R@1": [(0, 0.0), (10, pytest.approx(0.1))]}
+    (run / "curves.png").unlink()
+    scoring.evaluate_runs({"a": run}, Scorer(), 10, tmp_path, progress=False)       # all cached: not redrawn
+    assert not (run / "curves.png").exists()

@@ -28,6 +28,7 @@ from s2vc.engine.checkpoint import atomic_torch_save
 
 from ..evaluation.frozen import linear_probe, load_backbone
 from ..evaluation.metrics import retrieval_recall
+from ..pretrain.curves import write_run_curves
 from ..pretrain.loop import snapshots
 from ..evaluation.probes import LOOKS, PROBE_WEIGHT_DECAY, ClipBank, look_probe, motion_probe
 from ..data.synthetic import SyntheticSet
@@ -143,8 +144,8 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
     todo = [(name, run, step, path) for name, run in runs.items()
             for step, path in snapshots(run).items() if step <= max_step]   # a run may have trained further
     split = _split(evaluator)
-    if (any(not _is_cached(_score_path(run, step, split)) for _, run, step, _ in todo)
-            or not _reference_cached(out, split)):
+    fresh = {run for _, run, step, _ in todo if not _is_cached(_score_path(run, step, split))}
+    if fresh or not _reference_cached(out, split):
         evaluator()                                  # decoding: its own bar, so the ETA below is the scoring's
     out_rows: dict[str, list[dict]] = {name: [] for name in runs}
     with tqdm(total=len(todo) + 1, desc="evaluating snapshots", unit="snapshot", disable=not progress,
@@ -155,6 +156,9 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
         bar.set_description("evaluating the frame-difference reference")
         ref = reference_scores(out, evaluator)
         bar.update(1)
+    if split == "test":
+        for run in sorted(fresh):                    # RUN/curves.png gains the scores just computed
+            write_run_curves(run)
     return out_rows, ref
 
 
