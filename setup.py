@@ -576,7 +576,7 @@ def main() -> None:
         # code that needs it says which in one line when it is missing (engine/extras.py).
         install_requires=[
             "torch>=2.11,<2.16",
-            "torchvision>=0.26,<0.31",   # torchvision 0.26-0.30 are torch 2.11-2.15's
+            "torchvision>=0.26,<0.31",   # 0.26 is torch 2.11's; 0.29.2 declares torch>=2.14, so installs beside 2.15
             "numpy>=1.26",
             "av>=12",
             "tqdm>=4.60",
