@@ -53,7 +53,8 @@ def final_table(summary: dict, ref: dict, label: str, extra: dict | None = None)
         cells = steps[last]
         row = [str(value), str(last), str(cells[METRICS[0]][2])] + [_fmt(*cells[m]) for m in METRICS]
         if extra:
-            row += [f"{x:.3f}" if isinstance(x, float) else str(x) for x in extra[value].values()]
+            row += [("-" if math.isnan(x) else f"{x:.3f}") if isinstance(x, float) else str(x)
+                    for x in extra[value].values()]
         rows.append(row)
     fd, ch = ref["frame_difference"], ref["chance"]
     rows.append(["frame difference (no learning)", "-", "-"] + [f"{100 * fd[m]:5.1f}" for m in METRICS]

@@ -330,7 +330,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     (out / f"{name}.md").write_text("\n".join(md) + "\n")
     print(tables["final"])
     print(f"\n{tables['step0']}\n\npaired differences at step {last}:\n{tables['paired']}")
-    print(f"\nlearning curves: {out / 'curves.png'}; tables: {out / 'results.md'}; "
+    print(f"\nlearning curves: {out / 'curves.png'}; tables: {out / (name + '.md')}; "
           f"{wall:.0f} s in this command", file=sys.stderr)
     return result
 
@@ -422,5 +422,6 @@ def ablate(cfg: AblateConfig) -> dict:
                                     f"preserved = mean fraction of latents kept per step of pretraining.\n"
                                     f"Plot: {out / 'ablation.png'}\n")
     print(table)
-    print(f"\nplot: {out / 'ablation.png'}; tables: {out / 'results.md'}; {wall:.0f} s in this command", file=sys.stderr)
+    print(f"\nplot: {out / 'ablation.png'}; tables: {out / (name + '.md')}; {wall:.0f} s in this command",
+          file=sys.stderr)
     return result
