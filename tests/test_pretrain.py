@@ -352,3 +352,31 @@ def test_max_steps_zero_writes_the_shared_initial_checkpoint(cache, tmp_path):
         models[mode] = ckpt["model"]
     for mode in ("s2vc", "tfd"):
         assert all(torch.equal(v, models["moco"][k]) for k, v in models[mode].items()), mode
+
+
+def test_an_arm_on_a_mirrors_keys_starts_like_moco(tmp_path, monkeypatch):
+    """The *-keys arms (s2vc and tfd read from a mirror) start as moco does for the same seed:
+    the same weights and queue, the same clips and query augmentation."""
+    from s2vc.training.pretrain.loop import setup_run
+    from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror
+    monkeypatch.setenv("S2VC_CACHE", str(tmp_path / "cache"))
+    small = SyntheticSet(classes=2, train_per_class=4, test_per_class=1, frames=12, size=32)
+    common = dict(frames=4, stride=2, size=32, batch_size=4, queue=8, max_steps=1, no_progress=True, seed=5,
+                  synthetic=small, decode_size=None)
+    starts = {}
+    for arm in ("moco", "s2vc-keys", "tfd-keys"):
+        mode, keys = arm.removesuffix("-keys"), None
+        if arm.endswith("-keys"):
+            keys = str(tmp_path / f"mirror_{mode}")
+            generate_mirror(MirrorConfig(dataset="synthetic", out=keys, synthetic=small, frames=4, stride=2,
+                                         decode_size=None, method=mode, progress=False))
+        run = setup_run(PretrainConfig(out=str(tmp_path / arm), mode=mode, keys=keys, **common))
+        starts[arm] = ({k: v.clone() for k, v in run.moco.state_dict().items()}, torch.get_rng_state(),
+                       _first_batch(run))
+        run.writer.close()
+    state0, rng0, batch0 = starts["moco"]
+    for arm, (state, rng, batch) in starts.items():
+        assert all(torch.equal(state[k], state0[k]) for k in state0), arm
+        assert torch.equal(rng, rng0), arm
+        for key in ("index", "start_q", "start_k", "q"):
+            assert torch.equal(batch[key], batch0[key]), (arm, key)
