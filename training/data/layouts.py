@@ -59,10 +59,12 @@ def _lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
 
 
-def ucf101_records(root: str | os.PathLike, split: str = "train", fold: int = 1) -> tuple[list[VideoRecord], list[str]]:
-    """UCF101's official split ``fold`` (1-3): records and class names (label = index)."""
+def ucf101_records(root: str | os.PathLike, split: str = "train", fold: int = 1, *,
+                   val: bool = False) -> tuple[list[VideoRecord], list[str]]:
+    """UCF101's official split ``fold`` (1-3): records and class names (label = index). ``val``:
+    a ``vallistNN.txt`` split may be asked for too (the synthetic set's validation split)."""
     root = Path(root)
-    _check_split("ucf101", split, ("train", "test", "val"))     # val: vallistNN.txt (the synthetic set's)
+    _check_split("ucf101", split, ("train", "test", "val") if val else ("train", "test"))
     lists = root / "ucfTrainTestlist"
     class_ind = _need(lists / "classInd.txt", "ucf101 class index")
     classes = [line.split()[1] for line in _lines(class_ind)]
