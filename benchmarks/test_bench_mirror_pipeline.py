@@ -27,6 +27,7 @@ from s2vc.engine import load_flow, video_io
 from s2vc.engine.generator import MotionPreservingGenerator
 from s2vc.engine.samples import sample_videos
 from s2vc.training.data.layouts import folder_records
+from s2vc.training.data.mirror_manifest import load_manifest
 from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror
 from s2vc.training.pretrain.mirror_pipeline import WindowBatcher, decode_one, write_one
 
@@ -93,7 +94,7 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path):
         encode_fps[storage] = n_frames / seconds
         rows.append((f"encode + write: {storage}", encode_fps[storage]))
 
-    passes = {}
+    passes, summary = {}, {}
     for storage in storages:
         for workers in (0, *WORKERS):
             cfg = MirrorConfig(dataset="folder", root=str(tmp_path / "set"), out=str(tmp_path / f"m-{storage}-{workers}"),
@@ -104,6 +105,7 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path):
             assert report.written == VIDEOS and report.frames == n_frames
             passes[storage, workers] = n_frames / report.seconds
             rows.append((f"whole pass, {storage}, workers {workers}", passes[storage, workers]))
+            summary[storage] = load_manifest(cfg.out)["storage"]
 
     stage_fps = {"decode": rows[0][1], "generate": gen_fps}
     gen_best = backends[[fps for what, fps in rows if what.startswith("generate")].index(gen_fps)]
@@ -125,6 +127,9 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path):
             lines.append(f"{storage}, workers {workers}: pipeline / serial {piped / serial:.2f}x, "
                          f"pipeline / slowest stage alone ({slowest:.0f} frames/s) {piped / slowest:.2f}, "
                          f"serial bound 1/sum(1/stage) {1 / (1 / stage_fps['decode'] + 1 / gen_fps + 1 / encode_fps[storage]):.0f} frames/s")
+    for storage, fields in summary.items():
+        lines.append(f"manifest storage of the {storage} mirror: {fields}")
+    lines.append(f"compact / lossless bytes of the whole mirror: {summary['compact']['bytes'] / summary['lossless']['bytes']:.3f}")
     table = "\n".join(lines)
     print("\n" + table)
     benchmark.group = "mirror pipeline"
