@@ -28,7 +28,7 @@ import sys
 from setuptools import build_meta as _setuptools
 
 PINNED_TORCH = "torch==2.14.1"
-SUPPORTED = ((2, 11), (2, 14, 1))           # setup.py's install_requires: torch>=2.11,<=2.14.1
+SUPPORTED = ((2, 11), (2, 16))              # setup.py's install_requires: torch>=2.11,<2.16 (upper bound excluded)
 
 
 def _say(msg: str) -> None:
@@ -46,7 +46,7 @@ def target_torch() -> tuple[list[str], str] | None:
     for dist in importlib.metadata.distributions(path=folders):
         if (dist.metadata["Name"] or "").lower() == "torch":
             version = dist.version
-            if SUPPORTED[0] <= _release(version) <= SUPPORTED[1]:
+            if SUPPORTED[0] <= _release(version) < SUPPORTED[1]:
                 return folders, version
             _say(f"the target environment's torch {version} is outside the supported range; "
                  f"building against {PINNED_TORCH}")

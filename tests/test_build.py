@@ -401,8 +401,11 @@ def backend():
 def test_backend_pins_the_torch_of_requirements_and_setup(backend):
     pins = re.findall(r"^torch==(\S+)", (ROOT / "requirements.txt").read_text(), re.M)
     assert backend.PINNED_TORCH == f"torch=={pins[0]}"
-    lo, hi = re.search(r'"torch>=([\d.]+),<=([\d.]+)"', (ROOT / "setup.py").read_text()).groups()
-    assert backend.SUPPORTED == (backend._release(lo)[:2], backend._release(hi))
+    lo, hi = re.search(r'"torch>=([\d.]+),<([\d.]+)"', (ROOT / "setup.py").read_text()).groups()
+    assert backend.SUPPORTED == (backend._release(lo)[:2], backend._release(hi)[:2])
+    # the upper bound is excluded, as pip reads "<2.16"
+    assert backend.SUPPORTED[0] <= backend._release("2.15.9") < backend.SUPPORTED[1]
+    assert not backend._release("2.16.0") < backend.SUPPORTED[1]
     assert 'build-backend = "s2vc_backend"' in (ROOT / "pyproject.toml").read_text()
 
 
