@@ -92,8 +92,11 @@ def runtime_lines() -> list[str]:
     if ort is not None:
         providers = ort.get_available_providers()
         lines[0] += f", providers {providers}"
-        if torch.cuda.is_available() and "CUDAExecutionProvider" not in providers:
-            lines.append("  (no CUDAExecutionProvider: pip install onnxruntime-gpu for the onnxruntime backend on GPU)")
+        if torch.cuda.is_available():
+            # listed is not loadable: onnxruntime-gpu lists the provider even when cuDNN / cuBLAS of
+            # its CUDA major are missing, then runs on the CPU
+            from .runtime_onnx import cuda_provider_load_error
+            lines.append(f"  CUDA provider: {cuda_provider_load_error(ort)}")
     _, trt = _module_version("tensorrt")
     lines.append(f"tensorrt: {trt}")
     return lines

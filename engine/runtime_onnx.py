@@ -60,7 +60,7 @@ def cuda_provider_load_error(ort) -> str:
         ctypes.CDLL(lib)
     except OSError as exc:
         return f"its library does not load: {exc}"
-    return "its library loads, but the session did not take it (see ONNX Runtime's log)"
+    return "its library loads (a session that still falls back to the CPU: see ONNX Runtime's log)"
 
 
 def _with_stream(provider, device: torch.device):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import types
 
+import pytest
 import torch
 
 from s2vc.cli import main
@@ -49,3 +50,15 @@ def test_auto_choice_names_a_missing_extension(monkeypatch):
         "eager (affine_coupling_inverse needs the compiled extension s2vc._C, which is not loaded: "
         "s2vc._C is not built; rebuild it)")
     assert "s2vc._C: not loaded: s2vc._C is not built" in report.extension_lines()[0]
+
+
+def test_info_says_whether_onnxruntimes_cuda_provider_loads(monkeypatch):
+    """On a GPU machine the report tries the CUDA provider's library: listed is not loadable."""
+    ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    lines = report.runtime_lines()
+    assert lines[0].startswith(f"onnxruntime: {ort.__version__}, providers [")
+    provider = [line for line in lines if line.startswith("  CUDA provider: ")]
+    assert len(provider) == 1
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert "pip install onnxruntime-gpu" in provider[0]
