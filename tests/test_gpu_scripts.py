@@ -78,3 +78,45 @@ def test_gpu_bench_tables():
     assert "| paper64 | bf16 | 8 | 0.9900 | 41.2 |  |" in text
     if not torch.cuda.is_available():
         assert bench.main(["--out", "unused", "--parts", "ops"]) == 2      # says so, times nothing
+
+
+def test_gpu_check_stages_write_a_few_small_files(tmp_path):
+    """Both stages with a stand-in Python that plays a GPU machine (it builds, tests and times
+    nothing): what lands in OUT is at most 8 small files and a summary table; the wheel folder is
+    used for what is missing, one package at a time."""
+    record = tmp_path / "pip.txt"
+    fake = tmp_path / "fake_python"
+    fake.write_text(f"""#!/usr/bin/env bash
+case "$*" in
+  -) cat >/dev/null; echo "ok Fake GPU" ;;
+  "-c import av"|"-c import skvideo") exit 1 ;;
+  "-c import "*) exit 0 ;;
+  *get_device_capability*) echo 9.0 ;;
+  "-m pip install --no-index"*) echo "$*" >> {shlex.quote(str(record))}; [ "${{@: -1}}" != scikit-video ] ;;
+  "-m pip install --no-build-isolation"*) echo "[s2vc setup] building C++ CPU + CUDA kernels: fake" ;;
+  "-m s2vc.cli info") echo "torch: fake" ;;
+  "-m pytest"*) echo "=== short test summary info ==="; echo "3 passed in 1.00s" ;;
+  scripts/gpu_bench.py*) printf '## fake\\n| ops | 0.1 |\\n' > "$3/bench.md"; echo '{{}}' > "$3/bench.json"; echo "gpu_bench: ops in 1 s" ;;
+esac
+""")
+    fake.chmod(0o755)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "av-1-py3-none-any.whl").write_bytes(b"")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(out), "GPU_CHECK_WORK": str(tmp_path / "work"),
+           "GPU_CHECK_WHEELS": str(wheels)}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["bench.json", "bench.md", "build.txt", "env.txt", "summary.md", "tests.txt"]
+    assert all((out / f).stat().st_size < 8192 for f in files)
+    summary = (out / "summary.md").read_text()
+    for stage in ("| 1 build | ok |", "| 1 tests | ok |", "| 2 benchmarks | ok |"):
+        assert stage in summary, summary
+    assert "3 passed" in summary and "Fake GPU" in summary
+    # av installed from the folder, scikit-video not in it: both said, neither blocks the other
+    assert "installed from" in (out / "env.txt").read_text() and "not in it: scikit-video" in (out / "env.txt").read_text()
+    assert len(record.read_text().splitlines()) == 2
+    assert "arch 9.0" in summary                 # built for this GPU's capability only
