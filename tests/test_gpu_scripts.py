@@ -90,8 +90,8 @@ def test_gpu_check_stages_write_a_few_small_files(tmp_path):
 case "$*" in
   -) cat >/dev/null; echo "ok Fake GPU" ;;
   "-c import av"|"-c import skvideo") exit 1 ;;
-  "-c import "*) exit 0 ;;
   *get_device_capability*) echo 9.0 ;;
+  "-c import "*) exit 0 ;;
   "-m pip install --no-index"*) echo "$*" >> {shlex.quote(str(record))}; [ "${{@: -1}}" != scikit-video ] ;;
   "-m pip install --no-build-isolation"*) echo "[s2vc setup] building C++ CPU + CUDA kernels: fake" ;;
   "-m s2vc.cli info") echo "torch: fake" ;;
