@@ -272,7 +272,7 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
                         skipped=len(report.skipped))
 
     try:
-        if cfg.workers > 0:
+        if cfg.workers > 0 and todo:
             run_pipeline(gen, cfg, todo, out, done)
         else:
             for record, rel in todo:
