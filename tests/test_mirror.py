@@ -445,3 +445,27 @@ def test_keys_made_on_the_fly_equal_keys_read_from_the_mirror(mirrored):
         outside += int(((raw < 0) | (raw > 1)).sum())
     assert worst[True] <= 0.5 / 255 + 1e-6                           # rounding to 256 levels only
     assert outside > 0 and worst[False] > 1 / 255                   # what clipping changes
+
+
+def test_generate_dataset_workers_and_storage_flags(mirrored, tmp_path, capsys):
+    """``--workers N --storage compact`` reach the pass (the shard's record, the manifest); the
+    default is the serial loop with the generator on the CPU, half the cores with a GPU."""
+    import shutil
+
+    from s2vc.cli import main
+    from s2vc.training.pretrain.mirror_pipeline import default_workers
+    tmp, _ = mirrored
+    folder = tmp_path / "videos" / "clips"
+    folder.mkdir(parents=True)
+    for src in sorted((tmp / "set" / "UCF-101").rglob("*.mp4"))[:2]:
+        shutil.copy(src, folder / src.name)
+    out = tmp_path / "mirror"
+    assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
+                 "--clip-len", "4", "--workers", "1", "--storage", "compact", "--no-progress"]) == 0
+    manifest = load_manifest(out)
+    assert manifest["shards"][0]["workers"] == 1 and manifest["storage"]["name"] == "compact"
+    assert manifest["storage"]["psnr_db"] > 40 and len(manifest["videos"]) == 2
+    assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
+                 "--workers", "-1"]) == 2
+    assert "--workers must be >= 0" in capsys.readouterr().err
+    assert default_workers("cpu") == 0 and 1 <= default_workers("cuda") <= 8
