@@ -19,6 +19,7 @@ import statistics
 import time
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -30,6 +31,7 @@ from s2vc.engine.generator import MotionPreservingGenerator
 from s2vc.engine.samples import sample_videos
 from s2vc.training.data.layouts import folder_records
 from s2vc.training.data.mirror_manifest import load_manifest
+from s2vc.training.pretrain import mirror
 from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror
 from s2vc.training.pretrain.mirror_pipeline import WindowBatcher, decode_one, write_one
 
@@ -69,7 +71,37 @@ def _timed(fn, name: str | None = None):
     return result, time.perf_counter() - start
 
 
-def test_mirror_pipeline_against_its_stages(benchmark, tmp_path):
+class _Passthrough:
+    """A generator as fast as a GPU's would be next to the CPU stages: the frames unchanged."""
+
+    seed, last_backend = None, "passthrough"
+
+    def __call__(self, video):
+        return video, SimpleNamespace(preserved=torch.ones(len(video)))
+
+
+def _passes(benchmark, tmp_path, n_frames: int, storages, tag: str) -> tuple[dict, dict]:
+    """{(storage, workers): [frames/s per round]}, {storage: the manifest's storage summary}:
+    serial and pipelined passes alternating (ROUNDS times) so that a change in the machine's load
+    hits both alike; each pass writes a fresh folder."""
+    runs: dict[tuple, list[float]] = {}
+    summary = {}
+    for storage in storages:
+        for round_ in range(ROUNDS):
+            for workers in (0, *WORKERS):
+                cfg = MirrorConfig(dataset="folder", root=str(tmp_path / "set"),
+                                   out=str(tmp_path / f"m-{tag}-{storage}-{workers}-{round_}"), frames=FRAMES,
+                                   stride=STRIDE, decode_size=SIZE, batch=BATCH, progress=False, storage=storage,
+                                   workers=workers)
+                report = benchmark.pedantic(generate_mirror, args=(cfg,), rounds=1, iterations=1) \
+                    if (tag, storage, workers, round_) == ("flow", "lossless", WORKERS[0], 0) else generate_mirror(cfg)
+                assert report.written == VIDEOS and report.frames == n_frames
+                runs.setdefault((storage, workers), []).append(n_frames / report.seconds)
+                summary[storage] = load_manifest(cfg.out)["storage"]
+    return runs, summary
+
+
+def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
     records = _make_set(tmp_path / "set")
     todo = [(r, r.path.relative_to(tmp_path / "set").as_posix()) for r in records]
     n_frames = VIDEOS * FRAMES_PER_VIDEO
@@ -97,22 +129,10 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path):
         encode_fps[storage] = n_frames / seconds
         rows.append((f"encode + write: {storage}", encode_fps[storage]))
 
-    # serial and pipelined passes alternate (ROUNDS times) so that a change in the machine's load
-    # hits both alike; each pass writes a fresh folder; the median of the rounds is reported
-    runs: dict[tuple, list[float]] = {}
-    summary = {}
-    for storage in storages:
-        for round_ in range(ROUNDS):
-            for workers in (0, *WORKERS):
-                cfg = MirrorConfig(dataset="folder", root=str(tmp_path / "set"),
-                                   out=str(tmp_path / f"m-{storage}-{workers}-{round_}"), frames=FRAMES,
-                                   stride=STRIDE, decode_size=SIZE, batch=BATCH, progress=False, storage=storage,
-                                   workers=workers)
-                report = benchmark.pedantic(generate_mirror, args=(cfg,), rounds=1, iterations=1) \
-                    if (storage, workers, round_) == ("lossless", WORKERS[0], 0) else generate_mirror(cfg)
-                assert report.written == VIDEOS and report.frames == n_frames
-                runs.setdefault((storage, workers), []).append(n_frames / report.seconds)
-                summary[storage] = load_manifest(cfg.out)["storage"]
+    runs, summary = _passes(benchmark, tmp_path, n_frames, storages, "flow")
+    real = mirror.mirror_generator
+    monkeypatch.setattr(mirror, "mirror_generator", lambda cfg: (_Passthrough(), *real(cfg)[1:]))
+    fast, _ = _passes(benchmark, tmp_path, n_frames, storages, "passthrough")
     passes = {key: statistics.median(fps) for key, fps in runs.items()}
     for (storage, workers), fps in passes.items():
         rows.append((f"whole pass, {storage}, workers {workers} (median of {ROUNDS}: "
@@ -143,6 +163,19 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path):
     for storage, fields in summary.items():
         lines.append(f"manifest storage of the {storage} mirror: {fields}")
     lines.append(f"compact / lossless bytes of the whole mirror: {summary['compact']['bytes'] / summary['lossless']['bytes']:.3f}")
+    lines.append("")
+    lines.append("generator replaced by a passthrough (a GPU-fast generator: decode and encode are the limit):")
+    for storage in storages:
+        serial = statistics.median(fast[storage, 0])
+        slowest = min(stage_fps["decode"], encode_fps[storage])
+        lines.append(f"{storage}, workers 0: {serial:.0f} frames/s (rounds: "
+                     f"{', '.join(f'{x:.0f}' for x in fast[storage, 0])})")
+        for workers in WORKERS:
+            piped = statistics.median(fast[storage, workers])
+            paired = [p / q for p, q in zip(fast[storage, workers], fast[storage, 0])]
+            lines.append(f"{storage}, workers {workers}: {piped:.0f} frames/s, pipeline / serial {piped / serial:.2f}x "
+                         f"(per round: {', '.join(f'{r:.2f}' for r in paired)}), pipeline / slowest CPU stage "
+                         f"alone ({slowest:.0f} frames/s) {piped / slowest:.2f}")
     table = "\n".join(lines)
     print("\n" + table)
     benchmark.group = "mirror pipeline"
