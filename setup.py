@@ -571,7 +571,7 @@ def main() -> None:
         ext_modules=ext_modules,
         cmdclass={"build_ext": OptionalBuildExt},
         # ranges here (the engine also runs on the torch 2.11 of GPU images; CI tests the pinned
-        # 2.14.1); requirements.txt holds the exact versions tested, every extra's included. The core runs the generator, training and evaluation;
+        # 2.14.1; the engine's tests passed once on 2.15.0, docs/INSTALL.md); requirements.txt holds the exact versions tested, every extra's included. The core runs the generator, training and evaluation;
         # what only export, the GPU runtimes or the demo's sample clips need is an extra, and the
         # code that needs it says which in one line when it is missing (engine/extras.py).
         install_requires=[
