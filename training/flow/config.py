@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from s2vc.engine.calibrate import DEFAULT_PRESERVE
+from s2vc.engine.defaults import DEFAULT_PRESERVE
 
 from ..data.datasets import DATASETS
 from ..data.synthetic import SyntheticSet

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from s2vc.engine.calibrate import DEFAULT_PRESERVE
+from s2vc.engine.defaults import DEFAULT_PRESERVE
 from s2vc.engine.checkpoint import CheckpointError, default_checkpoint_path, load_flow, read_checkpoint
 
 from ..data.datasets import dataset_root
