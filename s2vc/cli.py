@@ -18,9 +18,30 @@ def _debug_flag(p: argparse.ArgumentParser, default) -> None:
                    help="on an error, show the full traceback instead of one line")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` lists each flag's default as "(default: X)", except where the help text already
+    says what the default is, the default is None (nothing set), or the flag is a switch."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default is None or action.default is argparse.SUPPRESS
+                or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
+            return text
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``s2vc`` and of every (sub-)subcommand: subparsers are made of the class of
+    their parent (argparse's ``add_subparsers``), so the help formatter is set here once."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2vc", description="S²VC: suppress static visual cues in videos "
-                                     "with a normalizing flow (motion-preserved video generation).")
+    parser = Parser(prog="s2vc", description="S²VC: suppress static visual cues in videos "
+                    "with a normalizing flow (motion-preserved video generation).")
     _debug_flag(parser, False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from s2vc.commands.common import add_device_argument
+
 HELP = "time the generator's backends on this machine and print the table"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from s2vc.engine.bench import BACKENDS, CONFIGS
 
-    p.add_argument("--config", choices=(*CONFIGS, "all"), default="cpu32")
-    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    p.add_argument("--config", choices=(*CONFIGS, "all"), default="cpu32",
+                   help="preset of flow and clip sizes to time (all: every preset)")
+    p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="generator backends to time")
     p.add_argument("--batch", type=int, default=None, help="clips per call (default 8; paper64 on CPU: 1)")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=112)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--size", type=int, default=112, help="frame side in pixels")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per backend (the median is reported)")
+    add_device_argument(p, "the backends run on")
     return p
 
 

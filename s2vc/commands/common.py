@@ -24,6 +24,19 @@ class UsageError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Flag groups
 # ---------------------------------------------------------------------------------------------
+def default_device() -> str:
+    """Every command's ``--device`` default: ``"cuda"`` when a GPU is usable, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def add_device_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: str = "") -> None:
+    """``--device`` with the shared default (``default_device()``); ``what`` says what runs there."""
+    p.add_argument("--device", default=default_device(),
+                   help=f"torch device{what and ' ' + what}: cuda, cuda:1, cpu (cuda when one is available, else cpu)")
+
+
 def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
                             old_names: bool = False) -> None:
     """The built-in synthetic set's flags, the same for every command (defaults from

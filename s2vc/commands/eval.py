@@ -11,7 +11,8 @@ import os
 import sys
 from typing import Callable
 
-from s2vc.commands.common import UsageError, add_synthetic_arguments, settings_from_args, synthetic_set
+from s2vc.commands.common import (UsageError, add_device_argument, add_synthetic_arguments, settings_from_args,
+                                  synthetic_set)
 from s2vc.training.evaluation.common import EVAL_DATASETS
 
 HELP = ("evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, probes, similarity, "
@@ -35,7 +36,7 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
                         "one line says the prefix stripped and the keys dropped")
     p.add_argument("--backbone", default=None, choices=BACKBONES,
                    help="expected backbone (default: the checkpoint's); alone, a randomly initialised baseline")
-    p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS)
+    p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS, help="videos evaluated on")
     p.add_argument("--root", default=None, help="dataset root (synthetic: built there, default a cache)")
     p.add_argument("--fold", type=int, default=1, help="official split 1-3 (ucf101, hmdb51)")
     add_synthetic_arguments(p)
@@ -53,8 +54,8 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
     p.add_argument("--batch-size", type=int, default=32, help=batch_help)
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="DataLoader decoding workers (default: up to 4, at most the CPU count)")
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--seed", type=int, default=0)
+    add_device_argument(p, "the backbone runs on")
+    p.add_argument("--seed", type=int, default=0, help="seed of a randomly initialised backbone and of the classifier")
     p.add_argument("--out", default=None, help="JSON file for the results")
     if classifier is not None:
         (epochs, epochs_help), (lr, lr_help), (wd, wd_help) = (classifier[k] for k in ("epochs", "lr", "weight_decay"))
@@ -66,7 +67,8 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
 def _linear_head(weight_decay: float = 1e-4) -> dict[str, tuple[float, str | None]]:
     """The flags of the linear classifier on frozen features (linear, temporal-order, probes)."""
     return {"epochs": (100, "linear classifier epochs (features precomputed; at least 1000 steps in all)"),
-            "lr": (1e-2, "Adam learning rate of the linear classifier"), "weight_decay": (weight_decay, None)}
+            "lr": (1e-2, "Adam learning rate of the linear classifier"),
+            "weight_decay": (weight_decay, "Adam weight decay of the linear classifier")}
 
 
 def _add_retrieval(p):
@@ -88,29 +90,31 @@ def _add_finetune(p):
     add_backbone_eval_arguments(p, batch_help="clips per training step and per test forward",
                                 classifier={"epochs": (30, "finetuning epochs"),
                                             "lr": (1e-4, "Adam learning rate of the whole network (cosine decay)"),
-                                            "weight_decay": (1e-4, None)})
-    p.add_argument("--dropout", type=float, default=0.5)
+                                            "weight_decay": (1e-4, "Adam weight decay of the whole network")})
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout before the classifier")
     p.add_argument("--static", action="store_true", help="train and test on static clips (one frame repeated)")
     p.add_argument("--save", default=None, help="finetuned checkpoint (default: --out with .pt)")
     p.add_argument("--resume", action="store_true", help="continue from --save")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def _add_similarity(p):
-    p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS)
-    p.add_argument("--root", default=None)
-    p.add_argument("--split", default="train")
-    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS, help="videos measured")
+    p.add_argument("--root", default=None, help="dataset root (synthetic: built there, default a cache)")
+    p.add_argument("--split", default="train", help="which videos of the dataset (train, test, ...)")
+    p.add_argument("--fold", type=int, default=1, help="official split 1-3 (ucf101, hmdb51)")
     add_synthetic_arguments(p)
     p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     p.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
-    p.add_argument("--strategy", default="zero")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--decode-size", type=int, default=None)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--per-class", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="zero",
+                   help="suppression strategy of the latents below alpha (s2vc generate --help)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--stride", type=int, default=1, help="frame step inside a clip")
+    p.add_argument("--decode-size", type=int, default=None,
+                   help="shorter side frames are decoded at (default: as stored)")
+    p.add_argument("--classes", type=int, default=10, help="classes drawn at most")
+    p.add_argument("--per-class", type=int, default=8, help="videos drawn per class")
+    p.add_argument("--seed", type=int, default=0, help="seed of the classes and videos drawn")
     p.add_argument("--out", required=True, help="output folder (similarity.json, similarity.png)")
 
 
@@ -134,7 +138,7 @@ def _add_cam(p):
     p.add_argument("--start", type=int, default=0, help="first frame of the clip")
     p.add_argument("--size", type=int, default=None,
                    help="centre crop fed to the backbone (default: the finetuned model's, else 112)")
-    p.add_argument("--device", default=None)
+    add_device_argument(p, "the model runs on")
 
 
 def _add_key_bands(p):
@@ -145,18 +149,19 @@ def _add_key_bands(p):
     p.add_argument("--flow", default=None, help="flow of the s2vc / tfd keys (default: the synthetic set's own "
                                                 "fitted flow; 'bundled': the bundled one)")
     p.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
-    p.add_argument("--strategy", default="zero")
+    p.add_argument("--strategy", default="zero",
+                   help="suppression strategy of the latents below alpha (s2vc generate --help)")
     p.add_argument("--detail", default="keep", choices=("keep", "dynamic"),
                    help="the s2vc key's detail finer than the flow: kept (the paper) or without its clip mean")
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--stride", type=int, default=2)
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
     p.add_argument("--size", type=int, default=None, help="frame side (default: the set's)")
     p.add_argument("--grid", type=int, default=8, help="pooled grid of the band features")
     p.add_argument("--probe-steps", type=int, default=1000, help="optimiser steps of each linear probe (at least)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the keys' random parts and of the probes")
+    add_device_argument(p, "the keys are made and probed on")
     p.add_argument("--out", default=None, help="JSON of the result (a PNG of the heat maps beside it)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 # ---------------------------------------------------------------------------------------------

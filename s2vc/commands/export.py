@@ -60,10 +60,11 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=None, help="default: the checkpoint's calibrated alpha")
     p.add_argument("--strategy", choices=EXPORTABLE_STRATEGIES, default="zero",
                    help="suppression strategy (those a static graph can run; see s2vc generate --help)")
-    p.add_argument("--height", type=int, default=112)
-    p.add_argument("--width", type=int, default=112)
-    p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest")
-    p.add_argument("--clamp", action="store_true")
+    p.add_argument("--height", type=int, default=112, help="frame height in pixels the graph takes")
+    p.add_argument("--width", type=int, default=112, help="frame width in pixels the graph takes")
+    p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
+                   help="how the flow-resolution key is brought back to the frame size")
+    p.add_argument("--clamp", action="store_true", help="clip the output to [0, 1] inside the graph")
     p.add_argument("--fp16", action="store_true", help="half-precision graph (TensorRT 11 takes precision from it)")
     p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
                    help="torch.onnx exporter (onnx only)")

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from s2vc.commands.common import add_device_argument
+
 HELP = "write motion-preserved versions of video files"
 
 
@@ -29,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
     p.add_argument("--keep-fraction", type=float, default=None,
                    help="for --strategy topk: fraction of latents kept, in (0, 1] (default: the fraction the "
                         "flow's alpha was calibrated for, else 0.227)")
-    p.add_argument("--backend", choices=BACKENDS, default="auto")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="what runs the flow: auto picks the fastest one available here (s2vc info lists them)")
     p.add_argument("--model", default=None,
                    help="the exported model --backend onnxruntime / tensorrt runs (s2vc export onnx, build_trt.py)")
     p.add_argument("--size", type=int, default=None,
@@ -40,11 +43,12 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
                         "pretrain's --frames)")
     p.add_argument("--max-frames", type=int, default=None, help="frames per video at most")
     p.add_argument("--batch", type=int, default=4, help="windows per generator call")
-    p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest")
+    p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
+                   help="how the flow-resolution key is brought back to the frame size")
     p.add_argument("--clamp", action="store_true", help="clip the output to [0, 1]")
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategies")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    add_device_argument(p, "the generator runs on")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     if videos:
         _add_dataset_arguments(p)
     return p

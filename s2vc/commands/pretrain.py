@@ -20,25 +20,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from s2vc.training.models import BACKBONES
 
     p.add_argument("--config", default=None, help="TOML file of defaults (configs/*.toml); flags override it")
-    p.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="videos to pretrain on")
     p.add_argument("--root", default=None, help="dataset root (synthetic: cache folder)")
     p.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
-    p.add_argument("--mode", choices=MODES, default="s2vc")
+    p.add_argument("--mode", choices=MODES, default="s2vc",
+                   help="the MoCo key: s2vc (motion-preserved), moco (plain), tfd, oracle, ...")
     p.add_argument("--out", required=True, help="run folder (checkpoint, TensorBoard logs)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", choices=BACKBONES, default="small")
-    g.add_argument("--dim", type=int, default=128)
+    g.add_argument("--backbone", choices=BACKBONES, default="small", help="video encoder")
+    g.add_argument("--dim", type=int, default=128, help="dimension of the MoCo embedding")
     g.add_argument("--queue", type=int, default=2048, help="MoCo queue size K")
-    g.add_argument("--moco-m", type=float, default=0.999)
-    g.add_argument("--moco-t", type=float, default=0.07)
+    g.add_argument("--moco-m", type=float, default=0.999, help="momentum of the key encoder m")
+    g.add_argument("--moco-t", type=float, default=0.07, help="softmax temperature T")
     g = p.add_argument_group("clips")
-    g.add_argument("--frames", type=int, default=8)
+    g.add_argument("--frames", type=int, default=8, help="frames per clip")
     g.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
     g.add_argument("--size", type=int, default=64, help="crop size fed to the backbone")
     g.add_argument("--decode-size", type=int, default=None,
                    help="shorter side frames are decoded at (default: as stored; set it for real datasets, e.g. 128)")
-    g.add_argument("--workers", type=int, default=0)
+    g.add_argument("--workers", type=int, default=0, help="DataLoader decoding workers (0: in this process)")
     g.add_argument("--strict", action="store_true", help="a video that cannot be used is fatal")
     g.add_argument("--cache-videos", action="store_true",
                    help="decode every video into memory once, before the workers fork (they share it): "
@@ -46,14 +47,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("generator")
     g.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
-    g.add_argument("--strategy", default="zero")
+    g.add_argument("--strategy", default="zero",
+                   help="suppression strategy of the latents below alpha (s2vc generate --help)")
     g.add_argument("--keep-fraction", type=float, default=None,
                    help="--strategy topk: the fraction of most-varying latents kept per clip (default: the fraction "
                         "the flow's alpha was calibrated for)")
     g.add_argument("--detail", default="keep", choices=("keep", "dynamic"),
                    help="mode s2vc: the detail finer than the flow's resolution is kept as is (the paper) or loses "
                         "its static part, its mean over the clip ('dynamic', docs/RESULTS.md)")
-    g.add_argument("--gen-backend", default="auto")
+    g.add_argument("--gen-backend", default="auto", help="what runs the flow of the key (s2vc generate --backend)")
     g.add_argument("--clamp-key", action=argparse.BooleanOptionalAction, default=True,
                    help="clip the generated key to [0, 1] (default), as a mirror (--keys) must store it; "
                         "--no-clamp-key passes the generator's values outside [0, 1] on (the official code)")
@@ -63,20 +65,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="modes s2vc/tfd: read the key clips from this motion-preserved mirror of the dataset "
                         "(s2vc generate --dataset ... --out MIRROR) instead of generating them each step")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=20)
+    g.add_argument("--epochs", type=int, default=20, help="passes over the training videos")
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all (0: write the initial checkpoint, "
                    "the start every arm of this --seed shares, and stop)")
     g.add_argument("--batch-size", type=int, default=16, help="per process")
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--weight-decay", type=float, default=1e-5)
-    g.add_argument("--warmup-epochs", type=float, default=1)
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (per process batch)")
+    g.add_argument("--weight-decay", type=float, default=1e-5, help="optimiser weight decay")
+    g.add_argument("--warmup-epochs", type=float, default=1, help="epochs of linear learning-rate warm-up")
     g.add_argument("--lr-steps", type=int, nargs="*", default=[], help="epochs where lr is multiplied by 0.1")
     g.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
     p.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, clips and keys")
+    common.add_device_argument(p, "the run trains on (under torchrun: cuda:LOCAL_RANK)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     common.add_synthetic_arguments(p)
     p.add_argument("--snapshot-every", type=int, default=0,
                    help="also keep the model every N steps as OUT/snapshots/step_NNNNNN.pt (learning curves)")

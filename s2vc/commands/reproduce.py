@@ -14,34 +14,34 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     """The flags ``reproduce`` and ``ablate`` share: the experiment folder, the budget every run
     has, the synthetic set and the evaluation (``training.experiments.ExperimentConfig``)."""
     p.add_argument("--out", required=True, help="experiment folder (runs, cached evaluations, results)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one pretraining run per arm and seed")
     p.add_argument("--steps", type=int, default=300, help="pretraining steps per run")
     p.add_argument("--snapshot-every", type=int, default=100, help="steps between evaluated snapshots")
     p.add_argument("--ckpt-every", type=int, default=None,
                    help="steps between resumable checkpoints (default: --snapshot-every)")
     p.add_argument("--eval-only", action="store_true", help="train nothing; evaluate the snapshots there are")
     g = p.add_argument_group("pretraining budget (every run the same)")
-    g.add_argument("--backbone", default="small")
-    g.add_argument("--frames", type=int, default=16)
-    g.add_argument("--stride", type=int, default=2)
-    g.add_argument("--size", type=int, default=64)
-    g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--backbone", default="small", help="video encoder of every run")
+    g.add_argument("--frames", type=int, default=16, help="frames per clip")
+    g.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
+    g.add_argument("--size", type=int, default=64, help="crop side in pixels fed to the backbone")
+    g.add_argument("--batch-size", type=int, default=16, help="clips per pretraining step")
     g.add_argument("--queue", type=int, default=64,
                    help="MoCo queue; keep it below the number of training videos, or each video's own "
                         "earlier keys sit in the queue as negatives")
-    g.add_argument("--moco-m", type=float, default=0.99)
-    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--moco-m", type=float, default=0.99, help="momentum of the key encoder m")
+    g.add_argument("--lr", type=float, default=1e-3, help="pretraining learning rate")
     g.add_argument("--flow", default=None, help="flow checkpoint of the s2vc (and tfd resolution) arms; default: the synthetic set's own "
                         "fitted flow (built once, cached beside the set); 'bundled': the bundled one")
     g.add_argument("--alpha", type=float, default=None, help="s2vc arm's alpha; default: the flow checkpoint's")
-    g.add_argument("--threads", type=int, default=None)
-    g.add_argument("--workers", type=int, default=0)
-    g.add_argument("--device", default=None)
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader decoding workers (0: in this process)")
+    common.add_device_argument(g, "every run trains and is evaluated on")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     g = p.add_argument_group("data and evaluation")
     common.add_synthetic_arguments(g, old_names=True)
     g.add_argument("--num-clips", type=int, default=4, help="evaluation windows per video")
-    g.add_argument("--eval-batch-size", type=int, default=32)
+    g.add_argument("--eval-batch-size", type=int, default=32, help="clips per backbone forward when evaluating")
     g.add_argument("--seed-eval", type=int, default=0, help="seed of the linear classifiers")
     g.add_argument("--split", choices=("val", "test"), default="test",
                    help="the split scored: val (the set's validation split, --synthetic-val-per-class: for choosing "

@@ -10,7 +10,7 @@ HELP = "train the flow by maximum likelihood on frames of videos/images"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from s2vc.commands.common import add_synthetic_arguments
+    from s2vc.commands.common import add_device_argument, add_synthetic_arguments
     from s2vc.engine.calibrate import DEFAULT_PRESERVE
     from s2vc.training.data.datasets import DATASETS
 
@@ -28,18 +28,18 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT.resume.pt if it exists")
     p.add_argument("--init", default=None, help="start from this flow checkpoint instead of a new flow")
     g = p.add_argument_group("architecture (new flows)")
-    g.add_argument("--resolution", type=int, default=32)
-    g.add_argument("--high-blocks", type=int, default=4)
-    g.add_argument("--low-blocks", type=int, default=6)
-    g.add_argument("--fc-blocks", type=int, default=6)
-    g.add_argument("--hidden", type=int, default=32)
-    g.add_argument("--fc-hidden", type=int, default=64)
+    g.add_argument("--resolution", type=int, default=32, help="side in pixels of the frames the flow sees (32 or 64)")
+    g.add_argument("--high-blocks", type=int, default=4, help="coupling blocks at the full resolution")
+    g.add_argument("--low-blocks", type=int, default=6, help="coupling blocks at the halved resolution")
+    g.add_argument("--fc-blocks", type=int, default=6, help="fully connected coupling blocks at the end")
+    g.add_argument("--hidden", type=int, default=32, help="channels of the convolutional subnetworks")
+    g.add_argument("--fc-hidden", type=int, default=64, help="width of the fully connected subnetworks")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--steps-per-epoch", type=int, default=100)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--epochs", type=int, default=20, help="training epochs")
+    g.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps per epoch")
+    g.add_argument("--batch-size", type=int, default=32, help="frames per optimiser step (per process)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
     g.add_argument("--grad-clip", type=float, default=50.0, help="max gradient norm")
     g.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up")
     g.add_argument("--minutes", type=float, default=None,
@@ -67,8 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="frames per calibration window: the pretraining clip's --frames (at --decode-size)")
     g.add_argument("--stride", type=int, default=2,
                    help="frame step inside a calibration window: the pretraining clip's --stride")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, crops and batches")
+    add_device_argument(p, "the flow trains on (under torchrun: cuda:LOCAL_RANK)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--tensorboard", default=None, help="TensorBoard folder (default OUT.logs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,0 +1,76 @@
+"""Every flag of every ``s2vc`` command, nested ones (``eval retrieval``, ``export trt``) included,
+has help text, ``--help`` shows defaults, and ``--device`` has the one shared default
+(``s2vc.commands.common.default_device``: cuda when available, else cpu)."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from s2vc.cli import HelpFormatter, build_parser
+from s2vc.commands.common import default_device
+
+# commands whose --device means something else; the reason is the value
+DEVICE_EXEMPT = {"s2vc info": "a filter: the default None reports every device there is"}
+
+
+def walk(parser: argparse.ArgumentParser, name: str = "s2vc"):
+    """(command name, parser) for ``parser`` and every sub(-sub)command, each parser once."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            seen = set()
+            for sub_name, sub in action.choices.items():
+                if id(sub) not in seen:          # an alias names the same parser
+                    seen.add(id(sub))
+                    yield from walk(sub, f"{name} {sub_name}")
+
+
+def flags(parser: argparse.ArgumentParser):
+    """The parser's own flags and positionals (not -h, not the subcommand choice)."""
+    return [a for a in parser._actions
+            if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+
+
+@pytest.fixture(scope="module")
+def commands():
+    return list(walk(build_parser()))
+
+
+def test_the_walk_reaches_nested_commands(commands):
+    names = {name for name, _ in commands}
+    assert {"s2vc generate", "s2vc eval retrieval", "s2vc eval key-bands", "s2vc export trt"} <= names
+
+
+def test_every_flag_has_help(commands):
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}" for name, p in commands for a in flags(p)
+               if a.help is not argparse.SUPPRESS and not (a.help or "").strip()]
+    assert not missing, f"{len(missing)} flags without help text: {missing}"
+
+
+def test_device_has_the_shared_default(commands):
+    wrong = [f"{name}: {a.default!r}" for name, p in commands for a in flags(p)
+             if a.dest == "device" and name not in DEVICE_EXEMPT and a.default != default_device()]
+    assert not wrong, f"--device should default to default_device() ({default_device()!r}): {wrong}"
+    assert sum(a.dest == "device" for _, p in commands for a in flags(p)) >= 10
+
+
+def test_device_default_follows_cuda(monkeypatch):
+    """The default is asked when the parser is built: with a GPU there, every command says cuda."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    devices = {name: a.default for name, p in walk(build_parser()) for a in flags(p)
+               if a.dest == "device" and name not in DEVICE_EXEMPT}
+    assert devices and set(devices.values()) == {"cuda"}, devices
+
+
+def test_help_shows_defaults(commands):
+    for name, p in commands:
+        assert p.formatter_class is HelpFormatter, name
+        p.format_help()   # a '%' in a help text would fail here, now that defaults are formatted in
+    text = dict(commands)["s2vc eval retrieval"].format_help()
+    assert "(default: 16)" in text and "(default: coclr)" in text
+    pretrain = " ".join(dict(commands)["s2vc pretrain"].format_help().split())
+    assert "--mode {" in pretrain and "(default: s2vc)" in pretrain
+    # a switch or a None default gets no "(default: ...)"; a help that says its default keeps its own words
+    assert "(default: False)" not in text and "(default: None)" not in text
