@@ -94,7 +94,9 @@ def test_setup_env_installs_the_pinned_set():
 
 
 def test_missing_extra_is_one_line_naming_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnx", None)            # import onnx raises ModuleNotFoundError
+    # import onnx (and a submodule an earlier test imported) raises ModuleNotFoundError
+    for name in [m for m in sys.modules if m == "onnx" or m.startswith("onnx.")] + ["onnx"]:
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(extras.MissingExtra) as info:
         extras.require("onnx.inliner", "ONNX export")
     msg = str(info.value)
