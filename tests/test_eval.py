@@ -301,3 +301,21 @@ def test_concat_protocol_joins_the_windows_along_time(tiny_set):
     torch.testing.assert_close(feats[1], ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="protocol must be one of"):
         extract_features(net, ds, protocol="mean")
+
+
+def test_eval_commands_show_a_progress_bar_unless_told_not_to(tiny_set, tmp_path, capsys):
+    """``s2vc eval retrieval`` shows a bar over each split's videos on stderr; ``--no-progress``
+    none; a library caller (EvalSettings' default) none."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _checkpoint(run / "checkpoint.pt")
+    flags = ["eval", "retrieval", "--checkpoint", str(run), "--dataset", "synthetic", "--root", str(tiny_set),
+             "--frames", "4", "--stride", "2", "--size", "32", "--decode-size", "32", "--num-clips", "2",
+             "--workers", "0", "--device", "cpu"]
+    assert cli_main(flags) == 0
+    err = capsys.readouterr().err
+    assert "features train" in err and "features test" in err and "video" in err
+    assert cli_main([*flags, "--no-progress"]) == 0
+    assert "features" not in capsys.readouterr().err
+    evaluate_retrieval(_settings(tiny_set, run / "checkpoint.pt"))
+    assert "features" not in capsys.readouterr().err

@@ -57,6 +57,7 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
     add_device_argument(p, "the backbone runs on")
     p.add_argument("--seed", type=int, default=0, help="seed of a randomly initialised backbone and of the classifier")
     p.add_argument("--out", default=None, help="JSON file for the results")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     if classifier is not None:
         (epochs, epochs_help), (lr, lr_help), (wd, wd_help) = (classifier[k] for k in ("epochs", "lr", "weight_decay"))
         p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
@@ -95,7 +96,6 @@ def _add_finetune(p):
     p.add_argument("--static", action="store_true", help="train and test on static clips (one frame repeated)")
     p.add_argument("--save", default=None, help="finetuned checkpoint (default: --out with .pt)")
     p.add_argument("--resume", action="store_true", help="continue from --save")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def _add_similarity(p):
@@ -179,25 +179,28 @@ def _show(evaluation):
 def _run_retrieval(args):
     from s2vc.training.evaluation.common import EvalSettings
     from s2vc.training.evaluation.frozen import evaluate_retrieval
-    return _show(evaluate_retrieval(settings_from_args(EvalSettings, args, synthetic=synthetic_set(args))))
+    return _show(evaluate_retrieval(settings_from_args(EvalSettings, args, synthetic=synthetic_set(args),
+                                                       progress=not args.no_progress)))
 
 
 def _run_linear(args):
     from s2vc.training.evaluation.common import LinearEvalSettings
     from s2vc.training.evaluation.frozen import evaluate_linear
-    return _show(evaluate_linear(settings_from_args(LinearEvalSettings, args, synthetic=synthetic_set(args))))
+    return _show(evaluate_linear(settings_from_args(LinearEvalSettings, args, synthetic=synthetic_set(args),
+                                                    progress=not args.no_progress)))
 
 
 def _run_temporal_order(args):
     from s2vc.training.evaluation.common import LinearEvalSettings
     from s2vc.training.evaluation.frozen import evaluate_temporal_order
-    return _show(evaluate_temporal_order(settings_from_args(LinearEvalSettings, args,
-                                                            synthetic=synthetic_set(args))))
+    return _show(evaluate_temporal_order(settings_from_args(LinearEvalSettings, args, synthetic=synthetic_set(args),
+                                                            progress=not args.no_progress)))
 
 
 def _run_probes(args):
     from s2vc.training.evaluation.probes import ProbeSettings, evaluate_probes
-    return _show(evaluate_probes(settings_from_args(ProbeSettings, args, synthetic=synthetic_set(args))))
+    return _show(evaluate_probes(settings_from_args(ProbeSettings, args, synthetic=synthetic_set(args),
+                                                    progress=not args.no_progress)))
 
 
 def _run_finetune(args):

@@ -61,6 +61,7 @@ class EvalSettings:
     device: str | None = None
     seed: int = 0
     out: str | None = None
+    progress: bool = False        # a bar on stderr while the videos' features are extracted
 
     def __post_init__(self):
         if self.dataset not in EVAL_DATASETS:

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..data.datasets import EvalWindows, SkippedCounter, collate_windows
 from ..data.transforms import eval_transform, normalize_clip, ten_crop_transform
@@ -90,14 +91,15 @@ def _pool_views(backbone: nn.Module, x: torch.Tensor, owner: torch.Tensor, video
 @torch.inference_mode()
 def video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num_clips: int | None,
                    overlap: float, size: int, device: torch.device | str, batch_size: int, workers: int = 0,
-                   skipped: SkippedCounter | None = None, crops: int = 1,
-                   protocol: str = "coclr") -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+                   skipped: SkippedCounter | None = None, crops: int = 1, protocol: str = "coclr",
+                   progress: str | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """Per video, the pooled backbone features of each view: the mean over its windows x crops
     (protocol "coclr") or of its windows joined along time (protocol "concat").
 
     Returns ({view: float (N, C)}, labels long (N,), dataset indices long (N,)) for the N videos
     that were not skipped, in dataset order. ``batch_size`` clips go through the backbone at once;
-    a loader batch holds ``max(1, batch_size // num_clips)`` videos.
+    a loader batch holds ``max(1, batch_size // num_clips)`` videos. ``progress``: the label of a
+    bar on stderr counting the videos (None: no bar).
     """
     device = torch.device(device)
     _check_protocol(protocol, crops)
@@ -109,8 +111,11 @@ def video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num_
     counter = skipped if skipped is not None else SkippedCounter()
     feats: dict[str, list[torch.Tensor]] = {name: [] for name in views}
     labels, indices = [], []
+    bar = tqdm(total=len(dataset), desc=progress, unit="video", file=sys.stderr, disable=progress is None,
+               leave=False)
     for batch in loader:
         counter.update(batch)
+        bar.update(len(batch["index"]) + len(batch["skipped"]))   # the videos kept and skipped
         b = len(batch["label"])
         if b == 0:
             continue
@@ -121,6 +126,7 @@ def video_features(backbone: nn.Module, dataset, views: dict[str, View], *, num_
                                            batch_size=batch_size, protocol=protocol))
         labels.append(batch["label"])
         indices.append(batch["index"])
+    bar.close()
     if skipped is None and counter.total:
         print(counter.report(), file=sys.stderr)
     if not labels:

@@ -101,7 +101,7 @@ def temporal_order_test(backbone: nn.Module, dataset, *, num_clips: int | None =
                         size: int = 112, device: torch.device | str = "cpu", batch_size: int = 32,
                         workers: int = 0, seed: int = 0, epochs: int = 100, lr: float = 1e-2,
                         weight_decay: float = 1e-4, skipped: SkippedCounter | None = None, crops: int = 1,
-                        protocol: str = "coclr") -> dict:
+                        protocol: str = "coclr", progress: str | None = None) -> dict:
     """The paper's Fig. 1: natural vs frame-shuffled clips, told apart by a linear classifier.
 
     Every video gives a natural feature (label 0) and a shuffled one (label 1): the same windows
@@ -109,13 +109,13 @@ def temporal_order_test(backbone: nn.Module, dataset, *, num_clips: int | None =
     averaged over the windows as in ``extract_features``. A seeded half of the videos trains
     ``linear_probe``, the other half tests it (chance: 0.5). A backbone blind to temporal order
     (e.g. one that learnt static cues) stays near chance. Returns {"top1", "train_top1",
-    "train_videos", "test_videos"}.
+    "train_videos", "test_videos"}. ``progress``: the label of a bar on stderr (None: no bar).
     """
     state = frozen_state(backbone)
     feats, _, indices = video_features(backbone, dataset, {"natural": natural_view, "shuffled": shuffled_view(seed)},
                                        num_clips=num_clips, overlap=overlap, size=size, device=device,
                                        batch_size=batch_size, workers=workers, skipped=skipped, crops=crops,
-                                       protocol=protocol)
+                                       protocol=protocol, progress=progress)
     assert_frozen_unchanged(backbone, state)
     n = len(indices)
     if n < 2:
@@ -146,7 +146,8 @@ def _split_features(settings: EvalSettings, backbone: nn.Module, split: str, ski
                                             overlap=settings.overlap, size=settings.size,
                                             device=eval_device(settings.device), batch_size=settings.batch_size,
                                             workers=settings.workers, skipped=skipped, crops=settings.crops,
-                                            protocol=settings.protocol)
+                                            protocol=settings.protocol,
+                                            progress=f"features {split}" if settings.progress else None)
     return feats["natural"], labels, ds, indices
 
 
@@ -200,7 +201,8 @@ def evaluate_temporal_order(settings: LinearEvalSettings) -> Evaluation:
                               overlap=settings.overlap, size=settings.size, device=eval_device(settings.device),
                               batch_size=settings.batch_size, workers=settings.workers, seed=settings.seed,
                               epochs=settings.epochs, lr=settings.lr, weight_decay=settings.weight_decay,
-                              skipped=skipped, crops=settings.crops, protocol=settings.protocol)
+                              skipped=skipped, crops=settings.crops, protocol=settings.protocol,
+                              progress=f"features {split}" if settings.progress else None)
     result = {**settings_summary(settings, "temporal-order"), "backbone": desc, **res}
     table = format_table(f"temporal order (natural vs shuffled), {settings.dataset} {split} ({desc})",
                          [("top-1", f"{100 * res['top1']:6.2f}  (chance 50.00)"),

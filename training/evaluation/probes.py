@@ -24,12 +24,14 @@ the frame difference) on the synthetic test split.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ..data.datasets import EvalWindows, SkippedCounter, collate_windows
 from .common import Evaluation, LinearEvalSettings, eval_backbone, eval_dataset, eval_device, finish, format_table
@@ -131,12 +133,14 @@ class ClipBank:
 
     @classmethod
     def from_dataset(cls, dataset, *, num_clips: int | None = 10, overlap: float = 0.5, size: int = 112,
-                     workers: int = 0, crops: int = 1) -> "ClipBank":
+                     workers: int = 0, crops: int = 1, progress: str | None = None) -> "ClipBank":
+        """``progress``: the label of a bar on stderr over the videos decoded (None: no bar)."""
         windows = EvalWindows(dataset, num_clips, overlap, eval_window_transform(size, crops))
         loader = torch.utils.data.DataLoader(windows, batch_size=8, num_workers=workers, collate_fn=collate_windows)
         counter = SkippedCounter()
         clips, owner, labels, ids, n = [], [], [], [], 0
-        for batch in loader:
+        for batch in tqdm(loader, desc=progress, unit="batch", file=sys.stderr, disable=progress is None,
+                          leave=False):
             counter.update(batch)
             clips.append(batch["clips"].half())
             owner.append(batch["video"] + n)
@@ -207,7 +211,8 @@ def evaluate_probes(settings: ProbeSettings) -> Evaluation:
     test split; ``result["motion"]``, ``result["look"]`` ({look: top-1}), JSON to ``settings.out``."""
     s = settings
     bank = ClipBank.from_dataset(eval_dataset(s, "test"), num_clips=s.num_clips, overlap=s.overlap,
-                                 size=s.size, workers=s.workers, crops=s.crops)
+                                 size=s.size, workers=s.workers, crops=s.crops,
+                                 progress="decoding test" if s.progress else None)
     if s.frame_difference:
         feats, desc = bank.frame_difference(), "frame difference (no learning)"
     else:
