@@ -34,6 +34,10 @@ BACKENDS = ("auto", "eager", "ext", "compile", "torchscript", "onnxruntime", "te
 GRAPH_BACKENDS = ("torchscript", "onnxruntime", "tensorrt")
 DETAILS = ("keep", "dynamic")       # the fine detail: kept as is (the paper) / its static part removed
 MODEL_BACKENDS = ("onnxruntime", "tensorrt")     # they run an exported file: model=PATH
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}   # the flow's autocast dtype
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
+# the torch.compile modes that capture CUDA graphs, whose outputs are overwritten by the next replay
+_CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 log = logging.getLogger("s2vc")
 
 
@@ -60,6 +64,16 @@ class MotionPreservingGenerator(torch.nn.Module):
     static part removed, see the module docstring; eager/ext/compile backends);
     chunk_frames: frames encoded/decoded at once (bounds memory);
     seed: seeds the random strategies (None = nondeterministic).
+    precision: "fp32" (the reference), "bf16" or "fp16" (CUDA only): the flow's decode runs
+    under ``torch.autocast`` in that dtype (convolutions and linears in it, the couplings'
+    elementwise steps in float), with the conv subnets' weights in ``channels_last`` on CUDA;
+    the output has the video's dtype (eager/ext/compile backends).
+    encode_precision: the same for the encode, "fp32" unless asked: the mask is decided on the
+    encoder's latents, and on the bundled 32² flow bf16 convolutions in the encoder flip ~3% of
+    the mask's entries (PSNR ~26 dB against fp32) where a bf16 decode changes none (~53 dB),
+    BENCHMARKS.md. The latents go back to the flow's dtype before the temporal STD and threshold.
+    compile_mode: ``torch.compile``'s ``mode`` for backend "compile" (None: torch's default;
+    "reduce-overhead" / "max-autotune" capture CUDA graphs on CUDA for the fixed shapes).
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
     temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
     reference flow), "torchscript" (the scripted ``GeneratorGraph``, one per frame size),
@@ -76,13 +90,17 @@ class MotionPreservingGenerator(torch.nn.Module):
     def __init__(self, flow, alpha: float | None = None, strategy: str = "zero", *, backend: str = "auto",
                  keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
                  chunk_frames: int = 256, seed: int | None = None, model: str | None = None,
-                 providers: list | None = None, detail: str = "keep", validate: bool = True):
+                 providers: list | None = None, detail: str = "keep", validate: bool = True,
+                 precision: str = "fp32", encode_precision: str = "fp32", compile_mode: str | None = None):
         super().__init__()
         self.alpha = resolve_alpha(flow, alpha)
         # topk keeps, unless told, the fraction the flow's alpha was calibrated for (as much as alpha keeps)
         self.keep_fraction = (resolve_keep_fraction(flow, keep_fraction) if _strategy(strategy).needs_keep_fraction
                               else keep_fraction)
         _check_settings(self.alpha, strategy, self.keep_fraction, backend, upsample, chunk_frames, detail)
+        _check_precision(precision, backend)
+        _check_precision(encode_precision, backend)
+        _check_compile_mode(compile_mode, backend)
         if backend == "ext":
             extension.require_ext("MotionPreservingGenerator(backend='ext')")
         self.config = flow.config
@@ -102,6 +120,10 @@ class MotionPreservingGenerator(torch.nn.Module):
         self.chunk_frames = chunk_frames
         self.seed = seed
         self.validate = validate
+        self.precision = precision
+        self.encode_precision = encode_precision
+        self.compile_mode = compile_mode
+        self._channels_last = False
 
     def _compute_dtype(self, video: torch.Tensor) -> torch.dtype:
         """The dtype the flow runs in: its own (float32 unless converted), whatever the video's;
@@ -138,8 +160,13 @@ class MotionPreservingGenerator(torch.nn.Module):
             if not self._compiled:
                 # dynamic=None: compiled for the first shape as static (a training run's shapes are
                 # fixed: kernels specialised to them); a second shape recompiles once with dynamic sizes
-                self._compiled["encode"] = torch.compile(self.flow.encoder, dynamic=None)
-                self._compiled["decode"] = torch.compile(self.flow.decoder, dynamic=None)
+                encode = torch.compile(self.flow.encoder, dynamic=None, mode=self.compile_mode)
+                decode = torch.compile(self.flow.decoder, dynamic=None, mode=self.compile_mode)
+                if self.compile_mode in _CUDA_GRAPH_MODES:
+                    # a CUDA graph writes its outputs into the same static memory on every replay:
+                    # the next chunk's (or call's) replay would overwrite what we still hold
+                    encode, decode = _cloned(encode), _cloned(decode)
+                self._compiled["encode"], self._compiled["decode"] = encode, decode
             return self._compiled["encode"], self._compiled["decode"]
         return self.flow.encode, self.flow.decode
 
@@ -169,8 +196,30 @@ class MotionPreservingGenerator(torch.nn.Module):
         return F.interpolate(x, size=(h, w), mode=self.upsample,
                              **({} if self.upsample == "nearest" else {"align_corners": False}))
 
-    def _chunked(self, fn, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)])
+    def _chunked(self, fn, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """fn over chunks of ``chunk_frames`` rows of x, under autocast when precision is reduced;
+        the result in x's dtype."""
+        dtype = PRECISIONS[precision]
+        if dtype is None:
+            return torch.cat([fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)])
+        with torch.autocast(x.device.type, dtype=dtype):
+            parts = [fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)]
+        # the couplings' elementwise steps promote to float, a final 1x1 conv may not: one dtype back
+        return torch.cat([p.to(x.dtype) for p in parts])
+
+    def _prepare_precision(self, video: torch.Tensor) -> None:
+        """fp16 only on CUDA (CPU autocast in float16 is slow and partial); on CUDA the conv
+        subnets' weights go to channels_last once (cuDNN's NHWC kernels for bf16/fp16; the
+        flow's conv inputs are channel slices of NCHW tensors, which the conv then converts).
+        Only the memory layout changes, not a value; the weights are the source flow's own."""
+        if "fp16" in (self.precision, self.encode_precision) and video.device.type != "cuda":
+            raise ValueError(f"precision 'fp16' runs on CUDA only (this video is on {video.device.type}); "
+                             "use precision 'bf16' or 'fp32'")
+        if video.device.type == "cuda" and not self._channels_last:
+            for module in self.flow.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.to(memory_format=torch.channels_last)
+            self._channels_last = True
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, GenerationStats]:
@@ -179,6 +228,8 @@ class MotionPreservingGenerator(torch.nn.Module):
         self.last_backend = backend
         if backend in GRAPH_BACKENDS:
             return self._run_graph(video)
+        if (self.precision, self.encode_precision) != ("fp32", "fp32"):
+            self._prepare_precision(video)
         compute = self._compute_dtype(video)
         if video.dtype != compute:
             out, stats = self._run_flow(video.to(compute), backend)
@@ -191,14 +242,14 @@ class MotionPreservingGenerator(torch.nn.Module):
         encode, decode = self._coders(backend)
         frames = video.transpose(1, 2).reshape(b * t, c, h, w)
         low = F.adaptive_avg_pool2d(frames, r)
-        z = self._chunked(encode, low).reshape(b, t, -1)
+        z = self._chunked(encode, low, self.encode_precision).reshape(b, t, -1)
         generator = None
         if self.seed is not None:
             generator = torch.Generator(device=z.device).manual_seed(self.seed)
         z_p, mask = temporal_std_mask(z, self.alpha, self.strategy, keep_fraction=self.keep_fraction,
                                       generator=generator, backend="ext" if backend == "ext" else "eager",
                                       validate=self.validate)
-        low_p = self._chunked(decode, z_p.reshape(b * t, -1))
+        low_p = self._chunked(decode, z_p.reshape(b * t, -1), self.precision)
         diff = low_p - low
         out = frames + self._upsample(diff, h, w)
         if self.detail == "dynamic":        # the fine detail's temporal mean: its static part
@@ -232,6 +283,29 @@ def _check_settings(alpha: float, strategy: str, keep_fraction: float | None, ba
     if backend in GRAPH_BACKENDS and strategy not in EXPORTABLE_STRATEGIES:
         raise ValueError(f"backend {backend!r} runs the static graph, which cannot do strategy "
                          f"{strategy!r}; use one of {EXPORTABLE_STRATEGIES} or backend 'eager'/'ext'")
+
+
+def _check_precision(precision: str, backend: str) -> None:
+    """ValueError naming a bad precision for this backend."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    if precision != "fp32" and backend in GRAPH_BACKENDS:
+        raise ValueError(f"precision {precision!r} runs on backends 'auto', 'eager', 'ext' and 'compile'; "
+                         f"backend {backend!r} runs the graph in the dtype it was exported/built in")
+
+
+def _check_compile_mode(compile_mode: str | None, backend: str) -> None:
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+    if compile_mode is not None and backend != "compile":
+        raise ValueError(f"compile_mode {compile_mode!r} is for backend 'compile', not {backend!r}")
+
+
+def _cloned(fn):
+    """fn whose output is copied out of the CUDA graph's static output memory."""
+    def call(x: torch.Tensor) -> torch.Tensor:
+        return fn(x).clone()
+    return call
 
 
 def _exported_runtime(backend: str, model: str | None, flow, alpha: float, strategy: str, providers):

@@ -93,9 +93,13 @@ class CouplingInverseExt(CouplingInverse):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         n1 = self.n1
+        if torch.is_autocast_enabled(y.device.type):
+            # autocast (the generator's precision): the subnets answer in bf16/fp16 and a fixed
+            # 1x1 conv before may too; the op takes one dtype and its CPU kernel only float
+            y = y.float()
         v1, v2 = y[:, :n1], y[:, n1:]
-        u2 = torch.ops.s2vc.affine_coupling_inverse(v2, self.s1(v1), self.clamp)
-        u1 = torch.ops.s2vc.affine_coupling_inverse(v1, self.s2(u2), self.clamp)
+        u2 = torch.ops.s2vc.affine_coupling_inverse(v2, self.s1(v1).to(v2.dtype), self.clamp)
+        u1 = torch.ops.s2vc.affine_coupling_inverse(v1, self.s2(u2).to(v1.dtype), self.clamp)
         return torch.cat([u1, u2], dim=1)
 
 
