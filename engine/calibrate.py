@@ -15,12 +15,14 @@ untouched), which ``generate``, ``demo`` and ``pretrain`` use by default (``reso
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from . import video_io
 from .checkpoint import (FORMAT, CheckpointError, atomic_torch_save, default_checkpoint_path,
@@ -33,18 +35,19 @@ DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
 
 @torch.no_grad()
 def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 112, max_windows: int = 8,
-                stride: int = 1) -> torch.Tensor:
+                stride: int = 1, progress: bool = False) -> torch.Tensor:
     """Temporal STDs float (N, D) of the latents of up to ``max_windows`` windows of ``clip_len``
     frames taken every ``stride`` frames per video (frames decoded at shorter side ``size``); N
     windows in all, D latents. ``stride`` is the clip's: a clip that spans more time varies more,
-    so an alpha read off stride-1 windows keeps more latents of a stride-2 clip than asked."""
+    so an alpha read off stride-1 windows keeps more latents of a stride-2 clip than asked.
+    ``progress``: a bar on stderr over the videos."""
     if clip_len < 2 or stride < 1:
         raise ValueError(f"need clip_len >= 2 frames (the temporal STD needs two) and stride >= 1, got "
                          f"{clip_len}, {stride}")
     prepared = flow.prepare()
     span = clip_len * stride
     stds = []
-    for v in videos:
+    for v in tqdm(videos, desc="calibrating", unit="video", file=sys.stderr, disable=not progress, leave=False):
         frames = video_io.read_video(v, size=size, max_frames=max_windows * span)
         n = frames.shape[0] // span * span
         if n == 0:
@@ -93,15 +96,15 @@ class Calibration:
 
 def calibrate(checkpoint: str | os.PathLike | None, videos: Sequence[str | os.PathLike], *,
               preserve: float = DEFAULT_PRESERVE, alphas: Sequence[float] = DEFAULT_ALPHAS,
-              clip_len: int = 16, size: int = 112, stride: int = 1) -> Calibration:
+              clip_len: int = 16, size: int = 112, stride: int = 1, progress: bool = False) -> Calibration:
     """Measure the flow at ``checkpoint`` (None: the bundled one) on ``videos`` (windows of
     ``clip_len`` frames ``stride`` apart: the pretraining clip's): the preserved fraction at each
-    of ``alphas`` and the alpha that keeps ``preserve`` (in (0, 1))."""
+    of ``alphas`` and the alpha that keeps ``preserve`` (in (0, 1)); ``progress``: a bar on stderr."""
     check_preserved_fraction(preserve)        # checked before the videos are decoded
     path = Path(checkpoint) if checkpoint else default_checkpoint_path()
     flow = flow_from_checkpoint(read_checkpoint(path), str(path))
     videos = [Path(v) for v in videos]
-    stds = latent_stds(flow, videos, clip_len=clip_len, size=size, stride=stride)
+    stds = latent_stds(flow, videos, clip_len=clip_len, size=size, stride=stride, progress=progress)
     return Calibration(checkpoint=path, videos=videos, clip_len=clip_len, size=size, windows=len(stds),
                        preserve=preserve, alpha=alpha_for_preserved_fraction(stds, preserve),
                        table=[(float(a), preserved_fraction(stds, a)) for a in alphas], stride=stride)

@@ -74,3 +74,26 @@ def test_help_shows_defaults(commands):
     assert "--mode {" in pretrain and "(default: s2vc)" in pretrain
     # a switch or a None default gets no "(default: ...)"; a help that says its default keeps its own words
     assert "(default: False)" not in text and "(default: None)" not in text
+
+
+def test_long_commands_take_no_progress(commands):
+    names = {name: p for name, p in commands}
+    for name in ("calibrate", "generate", "train-flow", "pretrain", "reproduce", "eval retrieval", "eval linear",
+                 "eval temporal-order", "eval probes", "eval similarity", "eval finetune", "eval key-bands"):
+        assert "no_progress" in {a.dest for a in flags(names[f"s2vc {name}"])}, name
+
+
+def test_calibrate_shows_a_bar_unless_no_progress(tmp_path, capsys):
+    import numpy as np
+
+    from s2vc.cli import main
+    from s2vc.engine import video_io
+    frames = (np.random.default_rng(0).random((16, 32, 32, 3)) * 255).astype(np.uint8)
+    video = tmp_path / "v.mp4"
+    video_io.write_video(video, frames, fps=10)
+    args = ["calibrate", str(video), "--frames", "8", "--stride", "1", "--size", "32",
+            "--plot", str(tmp_path / "c.png")]
+    assert main(args) == 0
+    assert "calibrating" in capsys.readouterr().err
+    assert main([*args, "--no-progress"]) == 0
+    assert "calibrating" not in capsys.readouterr().err

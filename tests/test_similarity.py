@@ -32,3 +32,14 @@ def test_similarity_on_a_tiny_synthetic_set(tmp_path):
     assert set(saved["classes"]) == set(classes) and saved["alpha"] == result["alpha"]
     assert (tmp_path / "out" / "similarity.png").stat().st_size > 1000
     assert "intra-class cosine similarity, synthetic train" in result.table and "mean" in result.table
+
+
+def test_similarity_progress_bar_only_when_asked(tmp_path, capsys):
+    from s2vc.training.evaluation.similarity import SimilaritySettings, evaluate_similarity
+    from s2vc.training.data.synthetic import SyntheticSet
+    kw = dict(root=str(tmp_path / "syn"), frames=4, classes=2, per_class=2,
+              synthetic=SyntheticSet(train_per_class=2, test_per_class=1))
+    evaluate_similarity(SimilaritySettings(out=str(tmp_path / "a"), **kw))
+    assert "similarity:" not in capsys.readouterr().err
+    evaluate_similarity(SimilaritySettings(out=str(tmp_path / "b"), progress=True, **kw))
+    assert "similarity:" in capsys.readouterr().err

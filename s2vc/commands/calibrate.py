@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="where the plot of the fraction kept against alpha goes (default: beside the checkpoint, "
                         "FLOW.alpha.png, with --write; else alpha_calibration.png in the current folder)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     # one measurement gives the printed rows and the plot's curve (a fraction per alpha is a count)
     asked = [float(a) for a in args.alphas]
     cal = calibrate(args.flow, videos, preserve=args.preserve, alphas=sorted(set(asked) | set(PLOT_ALPHAS)),
-                    clip_len=args.clip_len, size=args.size, stride=args.stride)
+                    clip_len=args.clip_len, size=args.size, stride=args.stride, progress=not args.no_progress)
     curve, cal.table = cal.table, [row for row in cal.table if row[0] in asked]
     print(f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames {cal.stride} apart from "
           f"{len(videos)} videos")

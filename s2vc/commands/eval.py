@@ -116,6 +116,7 @@ def _add_similarity(p):
     p.add_argument("--per-class", type=int, default=8, help="videos drawn per class")
     p.add_argument("--seed", type=int, default=0, help="seed of the classes and videos drawn")
     p.add_argument("--out", required=True, help="output folder (similarity.json, similarity.png)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
 def _add_static_gain(p):
@@ -211,7 +212,8 @@ def _run_finetune(args):
 
 def _run_similarity(args):
     from s2vc.training.evaluation.similarity import SimilaritySettings, evaluate_similarity
-    return _show(evaluate_similarity(settings_from_args(SimilaritySettings, args, synthetic=synthetic_set(args))))
+    return _show(evaluate_similarity(settings_from_args(SimilaritySettings, args, synthetic=synthetic_set(args),
+                                                        progress=not args.no_progress)))
 
 
 def _run_static_gain(args):

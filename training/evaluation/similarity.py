@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from .common import Evaluation
 from ..data.synthetic import SyntheticSet
@@ -34,8 +35,9 @@ def pairwise_frame_cosine(latents: list[torch.Tensor]) -> float:
 
 @torch.no_grad()
 def intra_class_similarity(flow, dataset, *, alpha: float, strategy: str = "zero", classes: int = 10,
-                           per_class: int = 8, seed: int = 0, log=print) -> dict[str, tuple[float, float]]:
-    """class name -> (similarity of Z, similarity of Z_p)."""
+                           per_class: int = 8, seed: int = 0, log=print,
+                           progress: bool = False) -> dict[str, tuple[float, float]]:
+    """class name -> (similarity of Z, similarity of Z_p); ``progress``: a bar on stderr over the classes."""
     from s2vc.engine.suppression import temporal_std_mask
     from ..data.datasets import SkipSample
     prepared = flow.prepare()
@@ -47,7 +49,7 @@ def intra_class_similarity(flow, dataset, *, alpha: float, strategy: str = "zero
     if len(chosen) > classes:
         chosen = sorted(rng.choice(chosen, size=classes, replace=False).tolist())
     out = {}
-    for c in chosen:
+    for c in tqdm(chosen, desc="similarity", unit="class", file=sys.stderr, disable=not progress, leave=False):
         idx = by_class[c]
         idx = rng.choice(idx, size=min(per_class, len(idx)), replace=False).tolist()
         zs, zps = [], []
@@ -107,6 +109,7 @@ class SimilaritySettings:
     classes: int = 10
     per_class: int = 8
     seed: int = 0
+    progress: bool = False        # a bar on stderr over the classes
 
 
 def evaluate_similarity(settings: SimilaritySettings) -> Evaluation:
@@ -123,7 +126,7 @@ def evaluate_similarity(settings: SimilaritySettings) -> Evaluation:
                        size=s.decode_size, two_clips=False,
                        synthetic=s.synthetic if s.dataset == "synthetic" else None)
     classes = intra_class_similarity(flow, ds, alpha=alpha, strategy=s.strategy, classes=s.classes,
-                                     per_class=s.per_class, seed=s.seed)
+                                     per_class=s.per_class, seed=s.seed, progress=s.progress)
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"alpha": alpha, "classes": classes}
