@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from s2vc.commands import COMMANDS
@@ -24,7 +25,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("default" in text.lower() or action.default is None or action.default is argparse.SUPPRESS
+        if (re.search(r"\bdefault[: ]", text, re.IGNORECASE) or action.default is None
+                or action.default is argparse.SUPPRESS
                 or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
             return text
         return super()._get_help_string(action)

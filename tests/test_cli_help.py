@@ -74,6 +74,10 @@ def test_help_shows_defaults(commands):
     assert "--mode {" in pretrain and "(default: s2vc)" in pretrain
     # a switch or a None default gets no "(default: ...)"; a help that says its default keeps its own words
     assert "(default: False)" not in text and "(default: None)" not in text
+    # "the paper's default" does not say the flag's default; "default: the bundled one" does
+    generate = " ".join(dict(commands)["s2vc generate"].format_help().split())
+    assert "zero the rest (no alpha) (default: zero)" in generate
+    assert "(default: the bundled one)" in generate and "the bundled one) (default" not in generate
 
 
 def test_long_commands_take_no_progress(commands):
