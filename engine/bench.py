@@ -57,9 +57,11 @@ def default_batch(config: str, device: torch.device) -> int:
 
 
 def backend_runner(backend: str, flow, alpha: float, video: torch.Tensor, workdir: Path,
-                   export_onnx: OnnxExporter | None = None) -> Callable[[torch.Tensor], torch.Tensor] | str:
+                   export_onnx: OnnxExporter | None = None, precision: str = "fp32",
+                   encode_precision: str = "fp32") -> Callable[[torch.Tensor], torch.Tensor] | str:
     """A callable video -> out (both float (B, 3, T, H, W)) for ``backend``, or a string saying
-    why it cannot run here."""
+    why it cannot run here. ``precision`` / ``encode_precision``: the generator's autocast dtypes
+    of its decode / encode."""
     if backend not in BACKENDS:
         raise ValueError(f"bench backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "ext":
@@ -67,6 +69,8 @@ def backend_runner(backend: str, flow, alpha: float, video: torch.Tensor, workdi
         if why_not is not None:
             return why_not
     if backend == "onnxruntime":
+        if (precision, encode_precision) != ("fp32", "fp32"):
+            return f"precision {precision}/{encode_precision} is the generator's; the ONNX model runs in its exported dtype"
         if export_onnx is None:
             return "no ONNX exporter given (s2vc.export makes the model)"
         try:
@@ -77,7 +81,10 @@ def backend_runner(backend: str, flow, alpha: float, video: torch.Tensor, workdi
             return f"ONNX export/runtime not available ({e})"
         ort = OnnxRuntimeGenerator(path, flow, alpha=alpha, strategy="zero")
         return lambda v: ort(v)[0]
-    gen = MotionPreservingGenerator(flow, alpha=alpha, backend=backend).to(video.device)
+    if "fp16" in (precision, encode_precision) and video.device.type != "cuda":
+        return "precision fp16 runs on CUDA only"
+    gen = MotionPreservingGenerator(flow, alpha=alpha, backend=backend, precision=precision,
+                                    encode_precision=encode_precision).to(video.device)
     return lambda v: gen(v)[0]
 
 
@@ -113,7 +120,7 @@ class BenchRow:
 
 def bench_config(config: str, backends: Sequence[str], *, batch: int | None = None, frames: int = 16,
                  size: int = 112, repeats: int = 5, device: torch.device, workdir: Path,
-                 export_onnx: OnnxExporter | None = None) -> list[BenchRow]:
+                 export_onnx: OnnxExporter | None = None, precision: str = "fp32") -> list[BenchRow]:
     """Time every backend on one configuration's flow and one random input (seeded)."""
     flow = bench_flow(config).to(device)
     alpha = resolve_alpha(flow)
@@ -122,7 +129,7 @@ def bench_config(config: str, backends: Sequence[str], *, batch: int | None = No
                        generator=torch.Generator(device=device).manual_seed(0))
     rows, reference, base = [], None, None
     for backend in backends:
-        run = backend_runner(backend, flow, alpha, video, workdir, export_onnx)
+        run = backend_runner(backend, flow, alpha, video, workdir, export_onnx, precision)
         if isinstance(run, str):
             rows.append(BenchRow(config, batch, backend, note=f"skipped: {run}"))
             continue
@@ -141,17 +148,18 @@ def bench_config(config: str, backends: Sequence[str], *, batch: int | None = No
 
 def run_bench(configs: Sequence[str], backends: Sequence[str], *, batch: int | None = None, frames: int = 16,
               size: int = 112, repeats: int = 5, device: str | torch.device | None = None,
-              export_onnx: OnnxExporter | None = None) -> list[BenchRow]:
+              export_onnx: OnnxExporter | None = None, precision: str = "fp32") -> list[BenchRow]:
     """``bench_config`` for each configuration; device None: cuda when available, else cpu."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         return [row for config in configs
                 for row in bench_config(config, backends, batch=batch, frames=frames, size=size, repeats=repeats,
-                                        device=device, workdir=Path(tmp), export_onnx=export_onnx)]
+                                        device=device, workdir=Path(tmp), export_onnx=export_onnx,
+                                        precision=precision)]
 
 
 def format_table(rows: Sequence[BenchRow], backends: Sequence[str], *, frames: int, size: int,
-                 device: str | torch.device | None = None) -> str:
+                 device: str | torch.device | None = None, precision: str = "fp32") -> str:
     """The table ``s2vc bench`` prints: a heading line naming the machine, then one line a row."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     first = backends[0]
@@ -165,7 +173,8 @@ def format_table(rows: Sequence[BenchRow], backends: Sequence[str], *, frames: i
         cells.append((r.config, r.batch, r.backend, f"{r.seconds * 1e3:.1f} ms", f"{r.batch / r.seconds:.2f}",
                       f"{r.speedup:.2f}x", peak, r.note or f"max |out - {first}| {r.max_err:.1e}"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    lines = [f"s2vc bench on {name}; torch {torch.__version__}; clips 3x{frames}x{size}x{size}"]
+    lines = [f"s2vc bench on {name}; torch {torch.__version__}; clips 3x{frames}x{size}x{size}; "
+             f"precision {precision}"]
     widths = [max(len(str(c[i])) for c in cells) for i in range(len(hdr))]
     lines += ["  ".join(str(x).ljust(w) for x, w in zip(c, widths)) for c in cells]
     return "\n".join(lines)

@@ -79,14 +79,15 @@ def preserving_alpha(flow, videos: Sequence[str | os.PathLike], fraction: float,
 def build_generator(flow, *, alpha: float | None = None, strategy: str = "zero", backend: str = "auto",
                     keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
                     seed: int | None = 0, device: str | torch.device = "cpu",
-                    model: str | None = None) -> MotionPreservingGenerator:
+                    model: str | None = None, precision: str = "fp32") -> MotionPreservingGenerator:
     """A generator for ``flow`` on ``device``; ``alpha=None`` is the flow's calibrated alpha
     (``resolve_alpha``); ``model``: the exported file backends onnxruntime / tensorrt run. A bad
-    alpha, strategy or backend raises ``ValueError`` naming it (the generator checks them)."""
+    alpha, strategy or backend raises ``ValueError`` naming it (the generator checks them).
+    ``precision``: the decode's autocast dtype (``MotionPreservingGenerator``'s precision)."""
     device = torch.device(device)
     gen = MotionPreservingGenerator(flow.to(device), alpha=alpha, strategy=strategy, backend=backend,
                                     keep_fraction=keep_fraction, upsample=upsample, clamp=clamp, seed=seed,
-                                    model=model)
+                                    model=model, precision=precision)
     return gen.to(device)
 
 

@@ -7,8 +7,9 @@ ops        the compiled ops against their PyTorch reference: temporal_std_mask a
            and paper64 (D = 12288) latent sizes, affine_coupling_inverse at a 64² flow's conv layer;
            float32, bfloat16, float16
 generator  every generator backend of ``s2vc bench`` (eager, ext, compile, torchscript, onnxruntime)
-           at the cpu32 and paper64 flows, 8 clips of 3x16x112², the flow in float32 and in
-           bfloat16; for bfloat16 also its fidelity against float32 eager (mask agreement, PSNR)
+           at the cpu32 and paper64 flows, 8 clips of 3x16x112², the generator's precision
+           fp32, bf16 (its decode in bf16 autocast, channels_last) and bf16-all (the encode too);
+           for the bf16 rows also the fidelity against fp32 eager (mask agreement, PSNR)
 pretrain   one pretraining step per arm (the pretraining benchmark's config: synthetic set, 16x64²
            clips, batch 16, small 3D CNN) on the GPU
 
@@ -32,6 +33,8 @@ from pathlib import Path
 import torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# the generator rows: name -> (precision, encode_precision) of MotionPreservingGenerator
+PRECISIONS = {"fp32": ("fp32", "fp32"), "bf16": ("bf16", "fp32"), "bf16-all": ("bf16", "bf16")}
 PRETRAIN_ARMS = ("moco", "s2vc", "s2vc-keys", "tfd", "be", "fame")
 
 
@@ -119,12 +122,13 @@ def _export_onnx(*a, **kw):
     return export_generator_onnx(*a, **kw)
 
 
-def _fidelity(flow32, flow_low, alpha, video, dtype) -> dict:
-    """Mask agreement and PSNR (peak 1) of the generator with the flow in ``dtype`` against float32 eager."""
+def _fidelity(flow32, flow, alpha, video, precision: str, encode_precision: str) -> dict:
+    """Mask agreement and PSNR (peak 1) of the generator at this precision against fp32 eager."""
     from s2vc.engine.generator import MotionPreservingGenerator
     with torch.no_grad():
         ref, ref_stats = MotionPreservingGenerator(flow32, alpha=alpha, backend="eager", seed=0)(video)
-        out, stats = MotionPreservingGenerator(flow_low, alpha=alpha, backend="eager", seed=0)(video.to(dtype))
+        out, stats = MotionPreservingGenerator(flow, alpha=alpha, backend="eager", seed=0, precision=precision,
+                                               encode_precision=encode_precision)(video)
     mse = (out.float() - ref.float()).pow(2).mean().item()
     return {"mask_agreement": (stats.mask == ref_stats.mask).float().mean().item(),
             "psnr_db": 10 * math.log10(1.0 / mse) if mse > 0 else float("inf")}
@@ -138,16 +142,15 @@ def bench_generator(args, device, deadline, workdir: Path) -> list[dict]:
     for config in ("cpu32", "paper64"):
         flow32 = bench_flow(config).to(device)
         alpha = resolve_alpha(flow32)
-        video32 = torch.rand(args.batch_size, 3, 16, 112, 112, device=device,
-                             generator=torch.Generator(device=device).manual_seed(0))
-        for dname in ("fp32", "bf16"):
-            dtype = DTYPES[dname]
-            flow = flow32 if dtype == torch.float32 else bench_flow(config).to(device=device, dtype=dtype)
-            video = video32.to(dtype)
-            if dtype != torch.float32 and not deadline.passed():
+        video = torch.rand(args.batch_size, 3, 16, 112, 112, device=device,
+                           generator=torch.Generator(device=device).manual_seed(0))
+        for dname, (precision, encode_precision) in PRECISIONS.items():
+            # a fresh flow per precision: channels_last changes its conv weights' layout
+            flow = flow32 if dname == "fp32" else bench_flow(config).to(device)
+            if dname != "fp32" and not deadline.passed():
                 fid = dict(part="fidelity", config=config, dtype=dname, batch=args.batch_size)
                 try:
-                    fid.update(_fidelity(flow32, flow, alpha, video32, dtype))
+                    fid.update(_fidelity(flow32, flow, alpha, video, precision, encode_precision))
                 except Exception as exc:  # noqa: BLE001
                     fid["note"] = _note(exc)
                 rows.append(fid)
@@ -158,8 +161,8 @@ def bench_generator(args, device, deadline, workdir: Path) -> list[dict]:
                     row["note"] = "not run: time limit"
                     continue
                 try:
-                    exporter = _export_onnx if dtype == torch.float32 else None
-                    run = backend_runner(backend, flow, alpha, video, workdir, exporter)
+                    exporter = _export_onnx if dname == "fp32" else None
+                    run = backend_runner(backend, flow, alpha, video, workdir, exporter, precision, encode_precision)
                     if isinstance(run, str):
                         row["note"] = "skipped: " + run[:180]
                         continue

@@ -160,6 +160,20 @@ def test_bench_prints_the_backend_table(capsys):
     assert "max |out - eager|" in out
 
 
+def test_bench_precision_reaches_the_generator(capsys, monkeypatch):
+    from s2vc.engine import generator
+    seen = []
+    real = generator.MotionPreservingGenerator.__init__
+
+    def init(self, *args, **kwargs):
+        seen.append(kwargs.get("precision"))
+        real(self, *args, **kwargs)
+    monkeypatch.setattr(generator.MotionPreservingGenerator, "__init__", init)
+    assert cli_main(["bench", "--backends", "eager", "--frames", "2", "--size", "32", "--batch", "1",
+                     "--repeats", "1", "--precision", "bf16", "--device", "cpu"]) == 0
+    assert "precision bf16" in capsys.readouterr().out and "bf16" in seen
+
+
 def test_calibrate_writes_the_alpha_that_keeps_the_fraction(tmp_path, flow_path, capsys):
     import shutil
     import torch

@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=16, help="frames per clip")
     p.add_argument("--size", type=int, default=112, help="frame side in pixels")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per backend (the median is reported)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="dtype of the generator's decode (autocast; fp16 on CUDA only)")
     add_device_argument(p, "the backends run on")
     return p
 
@@ -35,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     configs = list(CONFIGS) if args.config == "all" else [args.config]
     rows = run_bench(configs, args.backends, batch=args.batch, frames=args.frames, size=args.size,
-                     repeats=args.repeats, device=args.device, export_onnx=_export_onnx)
-    print(format_table(rows, args.backends, frames=args.frames, size=args.size, device=args.device))
+                     repeats=args.repeats, device=args.device, export_onnx=_export_onnx, precision=args.precision)
+    print(format_table(rows, args.backends, frames=args.frames, size=args.size, device=args.device,
+                       precision=args.precision))
     return 0

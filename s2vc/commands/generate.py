@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
                    help="how the flow-resolution key is brought back to the frame size")
     p.add_argument("--clamp", action="store_true", help="clip the output to [0, 1]")
     p.add_argument("--seed", type=int, default=0, help="seed of the random strategies")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="dtype of the flow's decode (autocast; fp16 on CUDA only); the encode, which "
+                        "decides the mask, stays fp32 (BENCHMARKS.md: reduced precision)")
     add_device_argument(p, "the generator runs on")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     if videos:
@@ -106,7 +109,8 @@ def generator_from_args(args: argparse.Namespace, videos: list[Path]):
         print(f"alpha = {alpha:.4f} keeps {100 * args.preserve:.1f}% of latents on these videos")
     return build_generator(flow, alpha=alpha, strategy=args.strategy, backend=args.backend,
                            keep_fraction=args.keep_fraction, upsample=args.upsample, clamp=args.clamp,
-                           seed=args.seed, device=args.device, model=args.model)
+                           seed=args.seed, device=args.device, model=args.model,
+                           precision=getattr(args, "precision", "fp32"))
 
 
 def generate_from_args(args: argparse.Namespace, videos: list[Path], gen) -> tuple[list, list[str]]:
@@ -158,6 +162,8 @@ def run_dataset(args: argparse.Namespace) -> int:
     if args.preserve is not None:
         raise UsageError("--preserve chooses alpha on given videos; with --dataset calibrate first "
                          "(s2vc calibrate --write) or give --alpha")
+    if args.precision != "fp32":
+        raise UsageError(f"--precision {args.precision} applies to VIDEO files; a --dataset mirror runs fp32")
     device = args.device
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"   # one GPU per torchrun process
