@@ -69,9 +69,9 @@ class MotionPreservingGenerator(torch.nn.Module):
     elementwise steps in float), with the conv subnets' weights in ``channels_last`` on CUDA;
     the output has the video's dtype (eager/ext/compile backends).
     encode_precision: the same for the encode, "fp32" unless asked: the mask is decided on the
-    encoder's latents, and on the bundled 32² flow bf16 convolutions in the encoder flip ~3% of
-    the mask's entries (PSNR ~26 dB against fp32) where a bf16 decode changes none (~53 dB),
-    BENCHMARKS.md. The latents go back to the flow's dtype before the temporal STD and threshold.
+    encoder's latents, and on the bundled 32² flow bf16 convolutions in the encoder flip 0.7-3%
+    of the mask's entries (PSNR 26-39 dB against fp32, by clip) where a bf16 decode flips none
+    (52 dB; BENCHMARKS.md). The latents go back to the flow's dtype before the STD and threshold.
     compile_mode: ``torch.compile``'s ``mode`` for backend "compile" (None: torch's default;
     "reduce-overhead" / "max-autotune" capture CUDA graphs on CUDA for the fixed shapes).
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
