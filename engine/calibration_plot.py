@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Sequence
+from .figures import save_figure
 
 __all__ = ["PLOT_ALPHAS", "plot_alpha_curve"]
 
@@ -47,12 +48,4 @@ def plot_alpha_curve(path: str | os.PathLike, curve: Sequence[tuple[float, float
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, Path(path), dpi=100)

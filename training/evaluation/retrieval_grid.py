@@ -17,6 +17,7 @@ import torch
 from s2vc.engine.video_io import probe_video, read_video
 
 from .metrics import centre_normalise
+from s2vc.engine.figures import save_figure
 
 __all__ = ["GRID_QUERIES", "GRID_NEIGHBOURS", "grid_path", "nearest_neighbours", "grid_queries",
            "write_retrieval_grid"]
@@ -93,12 +94,4 @@ def write_retrieval_grid(path: str | os.PathLike, query_feats: torch.Tensor, que
     fig.suptitle(f"{title}: test queries (left) and their top-{GRID_NEIGHBOURS} train neighbours, "
                  "green = same class", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=80)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, Path(path), dpi=80)

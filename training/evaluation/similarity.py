@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .common import Evaluation
 from ..data.synthetic import SyntheticSet
+from s2vc.engine.figures import save_figure
 
 __all__ = ["pairwise_frame_cosine", "intra_class_similarity", "plot", "SimilaritySettings", "evaluate_similarity"]
 
@@ -82,8 +83,7 @@ def plot(result: dict[str, tuple[float, float]], path: Path) -> None:
     ax.set_ylabel("intra-class cosine similarity")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .common import Evaluation, write_json
 from .metrics import pearson
+from s2vc.engine.figures import save_figure
 
 __all__ = ["relative_gain", "static_gain", "StaticGainSettings", "evaluate_static_gain"]
 
@@ -81,8 +82,7 @@ def _plot(result: dict, path: Path, names: tuple[str, str]) -> None:
     ax.set_ylabel(f"relative gain of {names[0]} over {names[1]} (%)")
     ax.set_title(f"Pearson r = {result['pearson']:.3f} over {len(x)} classes", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 @dataclass

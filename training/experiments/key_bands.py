@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ..evaluation.common import Evaluation, write_json
 from ..evaluation.probes import PROBE_WEIGHT_DECAY, ClipBank, look_probe, motion_probe
 from ..data.synthetic import SyntheticSet
+from s2vc.engine.figures import save_figure
 
 __all__ = ["KeyBandSettings", "band_pyramid", "band_features", "evaluate_key_bands"]
 
@@ -206,5 +207,4 @@ def plot_key_bands(result: dict, path: str) -> None:
     fig.suptitle(f"What each key keeps, per spatial band (flow {result['flow_resolution']}², "
                  f"frames {result['size']}²): probe top-1 %", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .scoring import METRICS
+from s2vc.engine.figures import save_figure
 
 __all__ = ["HEADLINE", "CURVES", "summarise", "mean_sd", "markdown_table", "final_table", "curve_table",
            "plot_curves", "plot_ablation"]
@@ -101,8 +102,7 @@ def plot_curves(summary: dict, ref: dict, path: Path, title: str) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_ablation(kind: str, summary: dict, preserved: dict, path: Path) -> None:
@@ -131,5 +131,4 @@ def plot_ablation(kind: str, summary: dict, preserved: dict, path: Path) -> None
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"S²VC {kind} ablation (last snapshot, mean over seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
+from s2vc.engine.figures import save_figure
 
 __all__ = ["CURVES", "snapshot_scores", "write_run_curves"]
 
@@ -86,15 +87,7 @@ def write_run_curves(run: str | Path, history: Iterable[Mapping] | None = None, 
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
-    path = run / CURVES
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_figure(fig, run / CURVES, dpi=100)
 
 
 def _history_from_checkpoint(run: Path) -> list[dict]:
