@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import video_io
 from .checkpoint import (FORMAT, CheckpointError, atomic_torch_save, default_checkpoint_path,
                          flow_from_checkpoint, read_checkpoint)
 from .defaults import DEFAULT_PRESERVE, check_preserved_fraction
@@ -44,6 +43,10 @@ def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 112, max_window
     if clip_len < 2 or stride < 1:
         raise ValueError(f"need clip_len >= 2 frames (the temporal STD needs two) and stride >= 1, got "
                          f"{clip_len}, {stride}")
+    # PyAV only where videos are read: calibrating from latents, or importing this module on a
+    # machine without PyAV (the GPU check's image), must not need it
+    from . import video_io
+
     prepared = flow.prepare()
     span = clip_len * stride
     stds = []

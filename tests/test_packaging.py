@@ -142,3 +142,13 @@ def test_onnxruntime_backend_without_onnxruntime(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(extras.MissingExtra, match=r'^the onnxruntime backend needs onnxruntime.*"\.\[gpu\]"'):
         runtime_onnx._import_onnxruntime()
+
+
+def test_the_generator_and_calibration_import_without_pyav():
+    """A GPU image without PyAV (scripts/gpu_check.sh's) still imports the generator, the
+    transform and α calibration: PyAV is imported only where a video file is read."""
+    import subprocess
+    code = ("import sys; sys.modules['av'] = None\n"
+            "import s2vc.engine.generator, s2vc.engine.transform, s2vc.engine.calibrate\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
