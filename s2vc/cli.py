@@ -6,6 +6,7 @@ non-zero exit; ``--debug`` (or ``S2VC_DEBUG=1``) shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import re
@@ -30,6 +31,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))):
             return text
         return super()._get_help_string(action)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        # deprecated spellings (commands.common.deprecated_alias) parse but are not advertised
+        hidden = getattr(action, "deprecated_names", None)
+        if hidden:
+            action = copy.copy(action)
+            action.option_strings = [s for s in action.option_strings if s not in hidden]
+        return super()._format_action_invocation(action)
 
 
 class Parser(argparse.ArgumentParser):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from s2vc.cli import HelpFormatter, build_parser
-from s2vc.commands.common import default_device
+from s2vc.commands.common import default_device, visible_option_strings
 
 # commands whose --device means something else; the reason is the value
 DEVICE_EXEMPT = {"s2vc info": "a filter: the default None reports every device there is"}
@@ -101,3 +101,68 @@ def test_calibrate_shows_a_bar_unless_no_progress(tmp_path, capsys):
     assert "calibrating" in capsys.readouterr().err
     assert main([*args, "--no-progress"]) == 0
     assert "calibrating" not in capsys.readouterr().err
+
+
+# issue 23's one vocabulary: canonical flag -> spellings of the same concept no parser may show
+# (they stay as hidden aliases, see test_old_spelling_parses_and_says_so)
+FORBIDDEN = {
+    "--frames": {"--clip-len", "--clip-length", "--num-frames"},
+    "--decode-size": {"--size", "--short-side"},
+    "--crop-size": {"--size", "--crop"},
+    "--batch-size": {"--batch", "--bs"},
+    "--backend": {"--gen-backend", "--generator-backend"},
+    "--mode": {"--method", "--key"},
+    "--clamp": {"--clamp-key", "--no-clamp-key"},
+}
+# a spelling that names another concept there; the reason is the value
+SPELLING_EXEMPT = {("s2vc eval static-gain", "--method"): "a per-class JSON file of a method, not the key",
+                   ("s2vc export trt", "--batch"): "the TensorRT profile's MIN,OPT,MAX range (build_trt.py's "
+                                                   "flag); the served batch is its --batch-size"}
+
+
+def test_one_spelling_per_concept(commands):
+    shown = [(name, s) for name, p in commands for a in flags(p) for s in visible_option_strings(a)]
+    wrong = [f"{name}: {s} (use {canonical})" for name, s in shown for canonical, old in FORBIDDEN.items()
+             if s in old and (name, s) not in SPELLING_EXEMPT]
+    assert not wrong, f"a concept spelled the old way: {wrong}"
+    # and the canonical names are there: the walk sees them
+    seen = {s for _, s in shown}
+    assert set(FORBIDDEN) <= seen, set(FORBIDDEN) - seen
+
+
+def test_old_spellings_are_hidden_from_help(commands):
+    for name, p in commands:
+        text = p.format_help()
+        for a in flags(p):
+            for old in getattr(a, "deprecated_names", {}):
+                assert f"{old} " not in text and f"{old}," not in text and f"{old}]" not in text, (name, old)
+
+
+# (command line, old flag, canonical flag, dest, expected value): one per alias family
+ALIASES = [
+    (["generate", "--clip-len", "4"], "--clip-len", "--frames", "clip_len", 4),
+    (["calibrate", "--clip-len", "4"], "--clip-len", "--frames", "clip_len", 4),
+    (["train-flow", "--out", "o", "--dataset", "synthetic", "--clip-len", "4"], "--clip-len", "--frames", "clip_len", 4),
+    (["generate", "--size", "96"], "--size", "--decode-size", "size", 96),
+    (["calibrate", "--size", "96"], "--size", "--decode-size", "size", 96),
+    (["bench", "--size", "96"], "--size", "--decode-size", "size", 96),
+    (["pretrain", "--out", "o", "--size", "48"], "--size", "--crop-size", "size", 48),
+    (["eval", "retrieval", "--checkpoint", "c", "--size", "48"], "--size", "--crop-size", "size", 48),
+    (["generate", "--batch", "3"], "--batch", "--batch-size", "batch", 3),
+    (["bench", "--batch", "3"], "--batch", "--batch-size", "batch", 3),
+    (["pretrain", "--out", "o", "--gen-backend", "eager"], "--gen-backend", "--backend", "gen_backend", "eager"),
+    (["generate", "--method", "tfd"], "--method", "--mode", "method", "tfd"),
+    (["pretrain", "--out", "o", "--no-clamp-key"], "--no-clamp-key", "--no-clamp", "clamp_key", False),
+    (["pretrain", "--out", "o", "--clamp-key"], "--clamp-key", "--clamp", "clamp_key", True),
+]
+
+
+@pytest.mark.parametrize("argv, old, new, dest, value", ALIASES, ids=[f"{a[0][0]} {a[1]}" for a in ALIASES])
+def test_old_spelling_parses_and_says_so(argv, old, new, dest, value, capsys):
+    args = build_parser().parse_args(argv)
+    assert getattr(args, dest) == value
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"s2vc: {old} is deprecated, use {new}"], err
+    # the new spelling sets the same dest, silently
+    args = build_parser().parse_args([new if a == old else a for a in argv])
+    assert getattr(args, dest) == value and capsys.readouterr().err == ""

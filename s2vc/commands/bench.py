@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from s2vc.commands.common import add_device_argument
+from s2vc.commands.common import add_device_argument, deprecated_alias
 
 HELP = "time the generator's backends on this machine and print the table"
 
@@ -15,9 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--config", choices=(*CONFIGS, "all"), default="cpu32",
                    help="preset of flow and clip sizes to time (all: every preset)")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="generator backends to time")
-    p.add_argument("--batch", type=int, default=None, help="clips per call (default 8; paper64 on CPU: 1)")
+    deprecated_alias(p, "--batch-size", old="--batch", dest="batch", type=int, default=None, help="clips per call (default 8; paper64 on CPU: 1)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip")
-    p.add_argument("--size", type=int, default=112, help="frame side in pixels")
+    deprecated_alias(p, "--decode-size", old="--size", dest="size", type=int, default=112,
+                     help="frame side in pixels (the generator's input)")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per backend (the median is reported)")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="dtype of the generator's decode (autocast; fp16 on CUDA only)")

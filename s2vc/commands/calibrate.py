@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from s2vc.commands.common import deprecated_alias
+
 HELP = "preserved fraction of latents vs alpha for a flow; the alpha for a fraction"
 
 
@@ -17,10 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--preserve", type=float, default=DEFAULT_PRESERVE, help="fraction of latents to keep")
     p.add_argument("--alphas", type=float, nargs="+", default=list(DEFAULT_ALPHAS),
                    help="alphas whose preserved fraction is printed")
-    p.add_argument("--frames", "--clip-len", dest="clip_len", type=int, default=16,
-                   help="frames per window: the pretraining clip's --frames")
+    deprecated_alias(p, "--frames", old="--clip-len", dest="clip_len", type=int, default=16,
+                     help="frames per window: the pretraining clip's --frames")
     p.add_argument("--stride", type=int, default=2, help="frame step inside a window: the pretraining clip's --stride")
-    p.add_argument("--size", type=int, default=112, help="shorter side frames are decoded at")
+    deprecated_alias(p, "--decode-size", old="--size", dest="size", type=int, default=112,
+                     help="shorter side frames are decoded at")
     p.add_argument("--write", action="store_true", help="store the alpha in the checkpoint's meta")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="where the plot of the fraction kept against alpha goes (default: beside the checkpoint, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +62,52 @@ def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
     p.add_argument("--synthetic-val-per-class", type=int, default=d.val_per_class,
                    help="synthetic set: validation videos per class, held out of training, looks drawn as the "
                         "test split's (0: no validation split)")
+
+
+class _DeprecatedSpellings:
+    """Mixed into an action by ``deprecated_alias``: an old spelling still parses, prints one
+    deprecation line on stderr, and is left out of ``--help`` (HelpFormatter) and the usage line."""
+
+    deprecated_names: dict[str, str]   # old option string -> the one to use
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self.deprecated_names.get(option_string)
+        if new is not None:
+            print(f"s2vc: {option_string} is deprecated, use {new}", file=sys.stderr)
+        super().__call__(parser, namespace, values, option_string)
+
+    def format_usage(self) -> str:   # BooleanOptionalAction lists every spelling in the usage line
+        return " | ".join(s for s in self.option_strings if s not in self.deprecated_names)
+
+
+_DEPRECATING: dict[type, type] = {}
+
+
+def deprecated_alias(p: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str,
+                     old: str | tuple[str, ...], **kwargs: Any) -> argparse.Action:
+    """``p.add_argument(*names, *old, **kwargs)`` where the ``old`` spellings (issue 23's earlier
+    names) still parse but are hidden from ``--help`` and print one line naming ``names[0]``.
+    With ``action=BooleanOptionalAction`` the ``--no-OLD`` forms are old too. Give ``dest`` when
+    the library settings expect the old name's."""
+    old = (old,) if isinstance(old, str) else tuple(old)
+    if kwargs.get("action") is None and "choices" not in kwargs:   # not the old dest's name in --help
+        kwargs.setdefault("metavar", names[0].lstrip("-").upper().replace("-", "_"))
+    action = p.add_argument(*names, *old, **kwargs)
+    renamed = {o: names[0] for o in old}
+    if isinstance(action, argparse.BooleanOptionalAction):
+        renamed.update({"--no-" + o[2:]: "--no-" + names[0][2:] for o in old if o.startswith("--")})
+    base = type(action)
+    if base not in _DEPRECATING:
+        _DEPRECATING[base] = type(f"Deprecating{base.__name__}", (_DeprecatedSpellings, base), {})
+    action.__class__ = _DEPRECATING[base]
+    action.deprecated_names = renamed
+    return action
+
+
+def visible_option_strings(action: argparse.Action) -> list[str]:
+    """The spellings ``--help`` shows: the action's option strings less its deprecated aliases."""
+    hidden = getattr(action, "deprecated_names", {})
+    return [s for s in action.option_strings if s not in hidden]
 
 
 def synthetic_set(args: argparse.Namespace):

@@ -11,8 +11,8 @@ import os
 import sys
 from typing import Callable
 
-from s2vc.commands.common import (UsageError, add_device_argument, add_synthetic_arguments, settings_from_args,
-                                  synthetic_set)
+from s2vc.commands.common import (UsageError, add_device_argument, add_synthetic_arguments, deprecated_alias,
+                                  settings_from_args, synthetic_set)
 from s2vc.training.evaluation.common import EVAL_DATASETS
 
 HELP = ("evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, probes, similarity, "
@@ -42,7 +42,8 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
     add_synthetic_arguments(p)
     p.add_argument("--frames", type=int, default=16, help="frames per window")
     p.add_argument("--stride", type=int, default=2, help="temporal stride of a window's frames")
-    p.add_argument("--size", type=int, default=112, help="centre crop side fed to the backbone")
+    deprecated_alias(p, "--crop-size", old="--size", dest="size", type=int, default=112,
+                     help="centre crop side fed to the backbone")
     p.add_argument("--decode-size", type=int, default=128, help="shorter side the video is decoded to")
     p.add_argument("--num-clips", type=int, default=10, help="windows per video (half-overlapping), averaged")
     p.add_argument("--overlap", type=float, default=0.5, help="overlap of consecutive windows")
@@ -137,8 +138,8 @@ def _add_cam(p):
     p.add_argument("--frames", type=int, default=None, help="default: the finetuned model's, else 16")
     p.add_argument("--stride", type=int, default=None, help="default: the finetuned model's, else 2")
     p.add_argument("--start", type=int, default=0, help="first frame of the clip")
-    p.add_argument("--size", type=int, default=None,
-                   help="centre crop fed to the backbone (default: the finetuned model's, else 112)")
+    deprecated_alias(p, "--crop-size", old="--size", dest="size", type=int, default=None,
+                     help="centre crop fed to the backbone (default: the finetuned model's, else 112)")
     add_device_argument(p, "the model runs on")
 
 
@@ -156,7 +157,8 @@ def _add_key_bands(p):
                    help="the s2vc key's detail finer than the flow: kept (the paper) or without its clip mean")
     p.add_argument("--frames", type=int, default=16, help="frames per clip")
     p.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
-    p.add_argument("--size", type=int, default=None, help="frame side (default: the set's)")
+    deprecated_alias(p, "--decode-size", old="--size", dest="size", type=int, default=None,
+                     help="frame side (default: the set's)")
     p.add_argument("--grid", type=int, default=8, help="pooled grid of the band features")
     p.add_argument("--probe-steps", type=int, default=1000, help="optimiser steps of each linear probe (at least)")
     p.add_argument("--seed", type=int, default=0, help="seed of the keys' random parts and of the probes")

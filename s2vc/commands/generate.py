@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from s2vc.commands.common import add_device_argument
+from s2vc.commands.common import add_device_argument, deprecated_alias
 
 HELP = "write motion-preserved versions of video files"
 
@@ -35,14 +35,15 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
                    help="what runs the flow: auto picks the fastest one available here (s2vc info lists them)")
     p.add_argument("--model", default=None,
                    help="the exported model --backend onnxruntime / tensorrt runs (s2vc export onnx, build_trt.py)")
-    p.add_argument("--size", type=int, default=None,
-                   help="shorter side frames are decoded at (default 128; with --dataset: as stored, "
+    deprecated_alias(p, "--decode-size", old="--size", dest="size", type=int, default=None,
+                     help="shorter side frames are decoded at (default 128; with --dataset: as stored, "
                         "like pretrain's --decode-size)")
-    p.add_argument("--clip-len", type=int, default=None,
-                   help="frames per window (T of the temporal STD; default 16; with --dataset: 8, "
+    deprecated_alias(p, "--frames", old="--clip-len", dest="clip_len", type=int, default=None,
+                     help="frames per window (T of the temporal STD; default 16; with --dataset: 8, "
                         "pretrain's --frames)")
     p.add_argument("--max-frames", type=int, default=None, help="frames per video at most")
-    p.add_argument("--batch", type=int, default=4, help="windows per generator call")
+    deprecated_alias(p, "--batch-size", old="--batch", dest="batch", type=int, default=4,
+                     help="windows per generator call")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
                    help="how the flow-resolution key is brought back to the frame size")
     p.add_argument("--clamp", action="store_true", help="clip the output to [0, 1]")
@@ -71,8 +72,8 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
     g.add_argument("--split", choices=SPLITS, default="train", help="which videos (pretraining reads train)")
     g.add_argument("--stride", type=int, default=2, help="frame step inside a window (pretrain's --stride)")
-    g.add_argument("--method", choices=METHODS, default="s2vc",
-                   help="s2vc (the flow) or tfd (the pixel baseline), pretrain's --mode")
+    deprecated_alias(g, "--mode", old="--method", dest="method", choices=METHODS, default="s2vc",
+                     help="s2vc (the flow) or tfd (the pixel baseline), pretrain's --mode")
     g.add_argument("--require-flow-fit", action="store_true",
                    help="stop when the flow does not fit the dataset's training frames (default: say so and go on)")
     g.add_argument("--workers", type=int, default=None, metavar="N",
@@ -87,7 +88,7 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     add_synthetic_arguments(g)
 
 
-FILE_SIZE, FILE_CLIP_LEN = 128, 16     # --size / --clip-len when writing files (not a dataset)
+FILE_SIZE, FILE_CLIP_LEN = 128, 16     # --decode-size / --frames when writing files (not a dataset)
 
 
 def file_settings(args: argparse.Namespace) -> tuple[int, int]:

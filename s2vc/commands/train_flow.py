@@ -10,7 +10,7 @@ HELP = "train the flow by maximum likelihood on frames of videos/images"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from s2vc.commands.common import add_device_argument, add_synthetic_arguments
+    from s2vc.commands.common import add_device_argument, add_synthetic_arguments, deprecated_alias
     from s2vc.engine.calibrate import DEFAULT_PRESERVE
     from s2vc.training.data.datasets import DATASETS
 
@@ -63,8 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = p.add_argument_group("alpha (calibrated when training ends, stored in the checkpoint)")
     g.add_argument("--preserve", type=float, default=DEFAULT_PRESERVE,
                    help="fraction of latents alpha keeps (the paper's 0.227)")
-    g.add_argument("--frames", "--clip-len", dest="clip_len", type=int, default=16,
-                   help="frames per calibration window: the pretraining clip's --frames (at --decode-size)")
+    deprecated_alias(g, "--frames", old="--clip-len", dest="clip_len", type=int, default=16,
+                     help="frames per calibration window: the pretraining clip's --frames (at --decode-size)")
     g.add_argument("--stride", type=int, default=2,
                    help="frame step inside a calibration window: the pretraining clip's --stride")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, crops and batches")
