@@ -136,7 +136,7 @@ for part in $PARTS; do
             set -- $variant
             run flow64 train-flow --dataset synthetic --resolution 64 --high-blocks 4 \
                 --low-blocks 6 --fc-blocks 6 --hidden 32 --fc-hidden 64 --epochs 12 --steps-per-epoch 100 --batch-size 16 \
-                --lr 1e-3 --warmup-steps 50 --decode-size 64 --frames-per-video 32 --holdout 0.1 --clip-len 16 --seed 0 \
+                --lr 1e-3 --warmup-steps 50 --decode-size 64 --frames-per-video 32 --holdout 0.1 --frames 16 --seed 0 \
                 --crop-scale "$2" 1.0 --threads "$THREADS" --no-progress --resume --out "$OUT/$1/flow64.pt"
             run flow64 reproduce --arms s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --flow "$OUT/$1/flow64.pt" \
                 --out "$OUT/$1"
