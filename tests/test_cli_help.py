@@ -95,7 +95,7 @@ def test_calibrate_shows_a_bar_unless_no_progress(tmp_path, capsys):
     frames = (np.random.default_rng(0).random((16, 32, 32, 3)) * 255).astype(np.uint8)
     video = tmp_path / "v.mp4"
     video_io.write_video(video, frames, fps=10)
-    args = ["calibrate", str(video), "--frames", "8", "--stride", "1", "--size", "32",
+    args = ["calibrate", str(video), "--frames", "8", "--stride", "1", "--decode-size", "32",
             "--plot", str(tmp_path / "c.png")]
     assert main(args) == 0
     assert "calibrating" in capsys.readouterr().err
@@ -122,8 +122,8 @@ SPELLING_EXEMPT = {("s2vc eval static-gain", "--method"): "a per-class JSON file
 
 def test_one_spelling_per_concept(commands):
     shown = [(name, s) for name, p in commands for a in flags(p) for s in visible_option_strings(a)]
-    wrong = [f"{name}: {s} (use {canonical})" for name, s in shown for canonical, old in FORBIDDEN.items()
-             if s in old and (name, s) not in SPELLING_EXEMPT]
+    wrong = [f"{name}: {s} (use {canonical})" for name, s in shown
+             for canonical, old in FORBIDDEN.items() if s in old and (name, s) not in SPELLING_EXEMPT]
     assert not wrong, f"a concept spelled the old way: {wrong}"
     # and the canonical names are there: the walk sees them
     seen = {s for _, s in shown}
@@ -166,3 +166,36 @@ def test_old_spelling_parses_and_says_so(argv, old, new, dest, value, capsys):
     # the new spelling sets the same dest, silently
     args = build_parser().parse_args([new if a == old else a for a in argv])
     assert getattr(args, dest) == value and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("toml", ['crop_size = 48\nbackend = "eager"\nclamp = false\n',
+                                  'size = 48\ngen_backend = "eager"\nclamp_key = false\n'],
+                         ids=["flag names", "settings fields"])
+def test_config_keys_take_the_flag_names(toml, tmp_path, capsys):
+    """pretrain --config: a key is a flag's name (crop_size) or its settings field (size)."""
+    from s2vc.commands.pretrain import settings
+
+    (tmp_path / "c.toml").write_text(toml)
+    argv = ["pretrain", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path)]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    cfg = settings(args)
+    assert (cfg.size, cfg.gen_backend, cfg.clamp_key) == (48, "eager", False)
+    # a flag still wins over the file, and an old spelling given there is reported once
+    argv = [*argv, "--size", "40"]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    assert settings(args).size == 40
+    assert capsys.readouterr().err.count("--size is deprecated") == 1
+
+
+def test_config_key_unknown_is_one_line(tmp_path):
+    from s2vc.commands.common import UsageError
+    from s2vc.commands.pretrain import settings
+
+    (tmp_path / "c.toml").write_text("crop_sise = 48\n")
+    argv = ["pretrain", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path)]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    with pytest.raises(UsageError, match=r"unknown keys \['crop_sise'\]"):
+        settings(args)

@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--config", choices=(*CONFIGS, "all"), default="cpu32",
                    help="preset of flow and clip sizes to time (all: every preset)")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="generator backends to time")
-    deprecated_alias(p, "--batch-size", old="--batch", dest="batch", type=int, default=None, help="clips per call (default 8; paper64 on CPU: 1)")
+    deprecated_alias(p, "--batch-size", old="--batch", dest="batch", type=int, default=None,
+                     help="clips per call (default 8; paper64 on CPU: 1)")
     p.add_argument("--frames", type=int, default=16, help="frames per clip")
     deprecated_alias(p, "--decode-size", old="--size", dest="size", type=int, default=112,
                      help="frame side in pixels (the generator's input)")

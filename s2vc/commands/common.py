@@ -69,10 +69,12 @@ class _DeprecatedSpellings:
     deprecation line on stderr, and is left out of ``--help`` (HelpFormatter) and the usage line."""
 
     deprecated_names: dict[str, str]   # old option string -> the one to use
+    said: set[str]                      # old spellings already reported by this parser (--config re-parses)
 
     def __call__(self, parser, namespace, values, option_string=None):
         new = self.deprecated_names.get(option_string)
-        if new is not None:
+        if new is not None and option_string not in self.said:
+            self.said.add(option_string)
             print(f"s2vc: {option_string} is deprecated, use {new}", file=sys.stderr)
         super().__call__(parser, namespace, values, option_string)
 
@@ -100,7 +102,7 @@ def deprecated_alias(p: argparse.ArgumentParser | argparse._ArgumentGroup, *name
     if base not in _DEPRECATING:
         _DEPRECATING[base] = type(f"Deprecating{base.__name__}", (_DeprecatedSpellings, base), {})
     action.__class__ = _DEPRECATING[base]
-    action.deprecated_names = renamed
+    action.deprecated_names, action.said = renamed, set()
     return action
 
 
@@ -156,9 +158,15 @@ def read_toml(path: str | os.PathLike, cls: type | None = None) -> dict:
 def apply_toml_defaults(parser: argparse.ArgumentParser, argv: list[str],
                         path: str | os.PathLike) -> argparse.Namespace:
     """Re-parse ``argv`` with the TOML file's values as defaults: flags given on the command line
-    win over the file, the file over the parser's defaults. Keys must be flags of ``parser``."""
-    values = read_toml(path)
-    known = {a.dest for a in parser._actions}
+    win over the file, the file over the parser's defaults. Keys are flags of ``parser``: a
+    flag's name (``crop_size``, as ``--crop-size``) or its settings field (``size``)."""
+    names = {a.dest: a.dest for a in parser._actions}
+    for a in parser._actions:   # the names --help shows; not BooleanOptionalAction's --no-X (inverted)
+        names.update({s.lstrip("-").replace("-", "_"): a.dest for s in visible_option_strings(a)
+                      if s.startswith("--") and not (isinstance(a, argparse.BooleanOptionalAction)
+                                                     and s.startswith("--no-"))})
+    values = {names.get(k, k): v for k, v in read_toml(path).items()}
+    known = set(names.values())
     unknown = sorted(set(values) - known)
     if unknown:
         raise UsageError(f"config file {path}: unknown keys {unknown} (keys are this command's flags)")

@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("clips")
     g.add_argument("--frames", type=int, default=8, help="frames per clip")
     g.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
-    common.deprecated_alias(g, "--crop-size", old="--size", dest="size", type=int, default=64, help="crop size fed to the backbone")
+    common.deprecated_alias(g, "--crop-size", old="--size", dest="size", type=int, default=64,
+                            help="crop size fed to the backbone")
     g.add_argument("--decode-size", type=int, default=None,
                    help="shorter side frames are decoded at (default: as stored; set it for real datasets, e.g. 128)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader decoding workers (0: in this process)")
@@ -55,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detail", default="keep", choices=("keep", "dynamic"),
                    help="mode s2vc: the detail finer than the flow's resolution is kept as is (the paper) or loses "
                         "its static part, its mean over the clip ('dynamic', docs/RESULTS.md)")
-    common.deprecated_alias(g, "--backend", old="--gen-backend", dest="gen_backend", default="auto", help="what runs the flow of the key (s2vc generate --backend)")
+    common.deprecated_alias(g, "--backend", old="--gen-backend", dest="gen_backend", default="auto",
+                            help="what runs the flow of the key (s2vc generate --backend)")
     common.deprecated_alias(g, "--clamp", old="--clamp-key", dest="clamp_key",
                             action=argparse.BooleanOptionalAction, default=True,
                             help="clip the generated key to [0, 1] (default), as a mirror (--keys) must store it; "

@@ -24,7 +24,8 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backbone", default="small", help="video encoder of every run")
     g.add_argument("--frames", type=int, default=16, help="frames per clip")
     g.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
-    common.deprecated_alias(g, "--crop-size", old="--size", dest="size", type=int, default=64, help="crop side in pixels fed to the backbone")
+    common.deprecated_alias(g, "--crop-size", old="--size", dest="size", type=int, default=64,
+                            help="crop side in pixels fed to the backbone")
     g.add_argument("--batch-size", type=int, default=16, help="clips per pretraining step")
     g.add_argument("--queue", type=int, default=64,
                    help="MoCo queue; keep it below the number of training videos, or each video's own "
