@@ -34,7 +34,7 @@ CASES = [
     (["generate", "--alpha", "-1", "{clip}", "--out", "{root}/o1"], ["alpha", "-1"]),
     (["generate", "--flow", "{fake}", "{clip}", "--out", "{root}/o2"], ["not_a_checkpoint.mp4", "checkpoint"]),
     (["generate", "{root}/missing.avi", "--out", "{root}/o3"], ["missing.avi", "no such"]),
-    (["generate", "--clip-len", "1", "{clip}", "--out", "{root}/o4"], ["clip_len", ">= 2", "got 1"]),
+    (["generate", "--frames", "1", "{clip}", "--out", "{root}/o4"], ["clip_len", ">= 2", "got 1"]),
     (["pretrain", "--dataset", "ucf101", "--root", "/missing/ucf101", "--out", "{root}/run1"], ["/missing/ucf101"]),
     (["pretrain", "--config", "{root}/none.toml", "--out", "{root}/run2"], ["none.toml"]),
     (["pretrain", "--frames", "1", "--out", "{root}/run3", "--max-steps", "1"], ["frames", "1"]),

@@ -207,7 +207,7 @@ def test_eval_commands_end_to_end(tiny_set, tmp_path, capsys):
     run = tmp_path / "run"                        # what `s2vc pretrain --out RUN` leaves
     run.mkdir()
     _checkpoint(run / "checkpoint.pt")
-    common = ["--dataset", "synthetic", "--root", str(root), "--frames", "4", "--stride", "2", "--size", "32",
+    common = ["--dataset", "synthetic", "--root", str(root), "--frames", "4", "--stride", "2", "--crop-size", "32",
               "--decode-size", "32", "--num-clips", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
     results = {}
     for cmd, ckpt, extra in (("retrieval", run / "checkpoint.pt", []), ("linear", run, ["--epochs", "5"]),
@@ -310,7 +310,7 @@ def test_eval_commands_show_a_progress_bar_unless_told_not_to(tiny_set, tmp_path
     run.mkdir()
     _checkpoint(run / "checkpoint.pt")
     flags = ["eval", "retrieval", "--checkpoint", str(run), "--dataset", "synthetic", "--root", str(tiny_set),
-             "--frames", "4", "--stride", "2", "--size", "32", "--decode-size", "32", "--num-clips", "2",
+             "--frames", "4", "--stride", "2", "--crop-size", "32", "--decode-size", "32", "--num-clips", "2",
              "--workers", "0", "--device", "cpu"]
     assert cli_main(flags) == 0
     err = capsys.readouterr().err

@@ -159,7 +159,7 @@ def tiny(tmp_path_factory):
 
 
 def _common(root):
-    return ["--dataset", "synthetic", "--root", str(root), "--frames", "4", "--stride", "2", "--size", "32",
+    return ["--dataset", "synthetic", "--root", str(root), "--frames", "4", "--stride", "2", "--crop-size", "32",
             "--decode-size", "32", "--num-clips", "2", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
 
 
@@ -195,22 +195,22 @@ def test_finetune_static_gain_and_cam_end_to_end(tiny, tmp_path, capsys):
     # CAM from the finetuned classifier; a pretrain checkpoint gives the activation map instead
     video = sorted((root / "UCF-101").glob("*/*.mp4"))[0]
     _run(["eval", "cam", str(video), "--checkpoint", str(tmp_path / "ft.pt"), "--out", str(tmp_path / "cam"),
-          "--frames", "8", "--size", "32", "--class", "Orbit"])
+          "--frames", "8", "--crop-size", "32", "--class", "Orbit"])
     cam = json.loads((tmp_path / "cam" / "cam.json").read_text())[0]
     assert cam["kind"] == "CAM" and cam["class"] == "Orbit"
     assert (tmp_path / "cam" / f"{video.stem}_cam.png").exists() and (tmp_path / "cam" / f"{video.stem}_cam.mp4").exists()
     _run(["eval", "cam", str(video), "--checkpoint", str(ckpt), "--out", str(tmp_path / "act"), "--frames", "8",
-          "--size", "32"])
+          "--crop-size", "32"])
     assert json.loads((tmp_path / "act" / "cam.json").read_text())[0]["kind"] == "activation map"
     run = tmp_path / "run"                            # a pretrain run folder holds RUN/checkpoint.pt
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(ckpt.read_bytes())
     res = _run(["eval", "cam", str(video), "--checkpoint", str(run), "--out", str(tmp_path / "act_run"),
-                "--frames", "8", "--size", "32"])
+                "--frames", "8", "--crop-size", "32"])
     assert res["maps"][0]["kind"] == "activation map"
     with pytest.raises(ValueError, match="unknown class 'Jump'"):
         _run(["eval", "cam", str(video), "--checkpoint", str(tmp_path / "ft.pt"), "--out", str(tmp_path / "x"),
-              "--frames", "8", "--size", "32", "--class", "Jump"])
+              "--frames", "8", "--crop-size", "32", "--class", "Jump"])
     with pytest.raises(ValueError, match=f"checkpoint {video} is not a finetune or pretrain checkpoint"):
         _run(["eval", "cam", str(video), "--checkpoint", str(video), "--out", str(tmp_path / "x")])
     with pytest.raises(ValueError, match="needs a finetune checkpoint"):
@@ -266,7 +266,7 @@ def test_probes_command(tiny, tmp_path, capsys):
         _run(["eval", "probes", "--frame-difference", "--dataset", "ucf101", "--root", str(root)])
 
 
-EXPERIMENT = ["--seeds", "0", "--steps", "2", "--snapshot-every", "1", "--frames", "4", "--size", "32",
+EXPERIMENT = ["--seeds", "0", "--steps", "2", "--snapshot-every", "1", "--frames", "4", "--crop-size", "32",
               "--batch-size", "4", "--queue", "8", "--train-per-class", "3", "--test-per-class", "6",
               "--num-clips", "1", "--threads", "1", "--no-progress", "--flow", "bundled"]
 

@@ -145,7 +145,7 @@ def test_checkpoint_and_weights_together_are_refused():
 
 
 def _args(root, out):
-    return ["--dataset", "ucf101", "--root", str(root), "--frames", "4", "--stride", "1", "--size", "32",
+    return ["--dataset", "ucf101", "--root", str(root), "--frames", "4", "--stride", "1", "--crop-size", "32",
             "--decode-size", "32", "--num-clips", "1", "--batch-size", "8", "--workers", "0", "--device", "cpu",
             "--out", str(out)]
 

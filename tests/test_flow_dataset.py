@@ -20,7 +20,7 @@ from s2vc.training.data.synthetic import SyntheticSet
 TINY_SET = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
 TINY_FLOW = ["--resolution", "8", "--high-blocks", "1", "--low-blocks", "1", "--fc-blocks", "1",
              "--hidden", "8", "--fc-hidden", "8", "--batch-size", "4", "--warmup-steps", "1",
-             "--decode-size", "32", "--val-frames", "4", "--clip-len", "6", "--no-progress"]
+             "--decode-size", "32", "--val-frames", "4", "--frames", "6", "--no-progress"]
 MAGENTA = torch.tensor([255.0, 0.0, 255.0])
 
 

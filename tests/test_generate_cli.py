@@ -49,7 +49,7 @@ def test_generate_writes_outputs_and_skips_bad_files(tmp_path, flow_path, capsys
     empty.write_bytes(b"")
     out = tmp_path / "out"
     code = cli_main(["generate", str(bad), str(good), str(empty), "--out", str(out), "--flow", str(flow_path),
-                     "--clip-len", "8", "--size", "40", "--no-progress"])
+                     "--frames", "8", "--decode-size", "40", "--no-progress"])
     assert code == 1
     captured = capsys.readouterr()
     assert "bad.mp4" in captured.err and "empty.mp4" in captured.err
@@ -70,8 +70,8 @@ def test_generate_is_the_generator_window_by_window(tmp_path, flow_path):
     from s2vc.engine.generator import MotionPreservingGenerator
     good = _moving_video(tmp_path / "g.mp4", t=16)
     out = tmp_path / "o"
-    assert cli_main(["generate", str(good), "--out", str(out), "--flow", str(flow_path), "--clip-len", "8",
-                     "--size", "40", "--no-progress", "--batch", "1"]) == 0
+    assert cli_main(["generate", str(good), "--out", str(out), "--flow", str(flow_path), "--frames", "8",
+                     "--decode-size", "40", "--no-progress", "--batch-size", "1"]) == 0
     frames = video_io.read_video(good, size=40)
     gen = MotionPreservingGenerator(load_flow(flow_path), alpha=0.05)
     windows = [video_io.to_float_video(frames[i:i + 8])[None] for i in (0, 8)]
@@ -153,8 +153,8 @@ def test_export_commands(tmp_path, flow_path):
 
 
 def test_bench_prints_the_backend_table(capsys):
-    assert cli_main(["bench", "--backends", "eager", "ext", "torchscript", "--frames", "2", "--size", "32",
-                     "--batch", "1", "--repeats", "1"]) == 0
+    assert cli_main(["bench", "--backends", "eager", "ext", "torchscript", "--frames", "2", "--decode-size", "32",
+                     "--batch-size", "1", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "clips/s" in out and "eager" in out and "torchscript" in out
     assert "max |out - eager|" in out
@@ -169,7 +169,7 @@ def test_bench_precision_reaches_the_generator(capsys, monkeypatch):
         seen.append(kwargs.get("precision"))
         real(self, *args, **kwargs)
     monkeypatch.setattr(generator.MotionPreservingGenerator, "__init__", init)
-    assert cli_main(["bench", "--backends", "eager", "--frames", "2", "--size", "32", "--batch", "1",
+    assert cli_main(["bench", "--backends", "eager", "--frames", "2", "--decode-size", "32", "--batch-size", "1",
                      "--repeats", "1", "--precision", "bf16", "--device", "cpu"]) == 0
     assert "precision bf16" in capsys.readouterr().out and "bf16" in seen
 
@@ -183,8 +183,8 @@ def test_calibrate_writes_the_alpha_that_keeps_the_fraction(tmp_path, flow_path,
     shutil.copy(flow_path, ckpt)
     video = _moving_video(tmp_path / "m.mp4", t=32)
     # --stride 1: generate on video files takes windows of consecutive frames
-    assert cli_main(["calibrate", str(video), "--flow", str(ckpt), "--preserve", "0.3", "--clip-len", "8",
-                     "--stride", "1", "--size", "40", "--write"]) == 0
+    assert cli_main(["calibrate", str(video), "--flow", str(ckpt), "--preserve", "0.3", "--frames", "8",
+                     "--stride", "1", "--decode-size", "40", "--write"]) == 0
     out = capsys.readouterr().out
     assert "alpha   preserved" in out and "preserves 30.0%" in out
     flow = load_flow(ckpt)
@@ -193,7 +193,7 @@ def test_calibrate_writes_the_alpha_that_keeps_the_fraction(tmp_path, flow_path,
     assert flow.sha256 == load_flow(flow_path).sha256            # weights untouched
     # generate --preserve picks the same alpha on the same video
     assert cli_main(["generate", str(video), "--out", str(tmp_path / "o"), "--flow", str(flow_path),
-                     "--preserve", "0.3", "--clip-len", "8", "--size", "40", "--no-progress"]) == 0
+                     "--preserve", "0.3", "--frames", "8", "--decode-size", "40", "--no-progress"]) == 0
     assert f"alpha = {flow.meta['alpha']:.4f}" in capsys.readouterr().out
     assert torch.isfinite(stds).all()
 
@@ -214,7 +214,7 @@ def test_generate_topk_without_keep_fraction_takes_the_flows(tmp_path, flow_path
     from s2vc.engine.defaults import DEFAULT_PRESERVE
     video = _moving_video(tmp_path / "k.mp4", t=8)
     assert cli_main(["generate", str(video), "--out", str(tmp_path / "o"), "--flow", str(flow_path),
-                     "--strategy", "topk", "--clip-len", "8", "--size", "40", "--no-progress"]) == 0
+                     "--strategy", "topk", "--frames", "8", "--decode-size", "40", "--no-progress"]) == 0
     assert (tmp_path / "o" / "k_s2vc.mp4").stat().st_size > 0
     import argparse
     p = argparse.ArgumentParser()

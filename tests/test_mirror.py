@@ -240,7 +240,7 @@ def test_generate_dataset_command(mirrored, tmp_path, capsys):
         shutil.copy(src, folder / src.name)
     out = tmp_path / "mirror"
     assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
-                 "--clip-len", "4", "--no-progress"]) == 0
+                 "--frames", "4", "--no-progress"]) == 0
     report = capsys.readouterr().out
     assert "2 videos written" in report and "frames/s" in report and "clips/s" in report
     assert sorted(load_manifest(out)["videos"]) == sorted(f"clips/{p.name}" for p in folder.iterdir())
@@ -461,7 +461,7 @@ def test_generate_dataset_workers_and_storage_flags(mirrored, tmp_path, capsys):
         shutil.copy(src, folder / src.name)
     out = tmp_path / "mirror"
     assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
-                 "--clip-len", "4", "--workers", "1", "--storage", "compact", "--no-progress"]) == 0
+                 "--frames", "4", "--workers", "1", "--storage", "compact", "--no-progress"]) == 0
     manifest = load_manifest(out)
     assert manifest["shards"][0]["workers"] == 1 and manifest["storage"]["name"] == "compact"
     assert manifest["storage"]["psnr_db"] > 40 and len(manifest["videos"]) == 2

@@ -71,7 +71,7 @@ def test_eval_retrieval_out_writes_the_grid_beside_the_json(tmp_path, capsys):
     make_static_bias_set(root, train_per_class=2, test_per_class=2, classes=3, frames=8, size=32)
     out = tmp_path / "res" / "ret.json"
     assert cli_main(["eval", "retrieval", "--backbone", "small", "--dataset", "synthetic", "--root", str(root),
-                     "--frames", "4", "--stride", "1", "--size", "32", "--decode-size", "32", "--num-clips", "1",
+                     "--frames", "4", "--stride", "1", "--crop-size", "32", "--decode-size", "32", "--num-clips", "1",
                      "--batch-size", "8", "--workers", "0", "--device", "cpu", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["query_videos"] == 6
     grid = tmp_path / "res" / "ret_grid.png"
@@ -173,7 +173,7 @@ def test_calibrate_plots_alpha_against_the_fraction_kept(tmp_path, capsys, monke
         frames[i, 10:22, 2 * i:2 * i + 12] = (230, 200, 30)
     video = video_io.write_video(tmp_path / "m.mp4", frames, fps=10) or tmp_path / "m.mp4"
     monkeypatch.chdir(tmp_path)
-    args = ["calibrate", str(video), "--frames", "8", "--stride", "1", "--size", "40", "--alphas", "0.3", "0.7"]
+    args = ["calibrate", str(video), "--frames", "8", "--stride", "1", "--decode-size", "40", "--alphas", "0.3", "0.7"]
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert_png(tmp_path / "alpha_calibration.png")

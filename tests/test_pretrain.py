@@ -15,7 +15,7 @@ from s2vc.cli import main as cli_main
 from s2vc.training.pretrain.loop import PretrainConfig, pretrain
 from s2vc.training.data.synthetic import SyntheticSet
 
-CLIPS = ["--frames", "4", "--stride", "2", "--size", "32", "--batch-size", "4", "--queue", "16"]
+CLIPS = ["--frames", "4", "--stride", "2", "--crop-size", "32", "--batch-size", "4", "--queue", "16"]
 TINY = [*CLIPS, "--epochs", "1", "--no-progress", "--threads", "2"]
 
 
@@ -210,6 +210,7 @@ def test_toml_config_and_flags_over_it(tmp_path):
     cfg = settings(args)
     assert (cfg.dataset, cfg.backbone, cfg.frames, cfg.lr_steps, cfg.amp) == ("ucf101", "r3d_18", 16, (400, 450), True)
     assert cfg.lr == 0.01 and cfg.synthetic.bias == "mild" and cfg.dim == 128
+    assert cfg.size == 112   # the file says crop_size (the flag's name); the field is size
     for path in sorted((repo / "configs").glob("*.toml")):
         argv = ["pretrain", "--config", str(path), "--out", str(tmp_path)]
         args = build_parser().parse_args(argv)
