@@ -220,7 +220,8 @@ def flow_from_checkpoint(obj: Any, source: str = "checkpoint") -> AdvFlow:
 
 
 def load_flow(path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> AdvFlow:
-    """Load a flow in eval mode. ``path=None`` gives the bundled default checkpoint."""
-    path = Path(path) if path is not None else default_checkpoint_path()
+    """Load a flow in eval mode. ``path=None`` (or ``"bundled"``, as the commands' ``--flow
+    bundled`` says it) gives the bundled default checkpoint."""
+    path = Path(path) if path not in (None, "bundled") else default_checkpoint_path()
     flow = flow_from_checkpoint(read_checkpoint(path), source=str(path))
     return flow.to(device) if device is not None else flow

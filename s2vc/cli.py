@@ -62,14 +62,45 @@ def build_parser() -> argparse.ArgumentParser:
         _debug_flag(p, argparse.SUPPRESS)
         module.add_arguments(p)
         p.set_defaults(run=module.run)   # eval's sub-subcommands set their own run
+        _add_config(p)
     return parser
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    """``--config FILE`` (TOML of the flags, ``commands.common.apply_config``) on every command
+    and every sub-subcommand (``eval retrieval``, ``export onnx``), where a command has none."""
+    from s2vc.commands.common import add_config_argument
+
+    sub = next((a for a in p._actions if isinstance(a, argparse._SubParsersAction)), None)
+    if sub is not None:
+        for leaf in dict.fromkeys(sub.choices.values()):   # aliases share a parser
+            _add_config(leaf)
+    elif not any(a.dest == "config" for a in p._actions):
+        add_config_argument(p)
+
+
+def _legacy_argv(argv: list[str]) -> list[str]:
+    """Earlier command lines that the flags' new meanings would misread: ``bench --config NAME``
+    named a preset (now ``--preset``; ``--config`` is a TOML file in every command)."""
+    if argv[:1] == ["bench"] or (argv[:2] == ["--debug", "bench"]):
+        from s2vc.commands.bench import legacy_argv
+        return legacy_argv(argv)
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = argv
+    from s2vc.commands.common import UsageError, parse_command_line
+    try:
+        args = parse_command_line(parser, _legacy_argv(argv))
+    except UsageError as exc:   # a --config file that does not fit the command: one line
+        if "--debug" in argv or os.environ.get("S2VC_DEBUG", "") not in ("", "0"):
+            raise
+        words = [t for t in argv if t != "--debug"]
+        words = words[:next((i for i, t in enumerate(words) if t.startswith("-")), len(words))][:2]
+        print(f"s2vc {' '.join(words)}: error: {exc}", file=sys.stderr)
+        return 2
     debug = args.debug or os.environ.get("S2VC_DEBUG", "") not in ("", "0")
     name = " ".join(x for x in (args.command, getattr(args, "eval_command", None)) if x)
     try:

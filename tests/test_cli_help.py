@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from s2vc.cli import HelpFormatter, build_parser
-from s2vc.commands.common import default_device, visible_option_strings
+from s2vc.commands.common import default_device, parse_command_line, visible_option_strings
 
 # commands whose --device means something else; the reason is the value
 DEVICE_EXEMPT = {"s2vc info": "a filter: the default None reports every device there is"}
@@ -77,7 +77,7 @@ def test_help_shows_defaults(commands):
     # "the paper's default" does not say the flag's default; "default: the bundled one" does
     generate = " ".join(dict(commands)["s2vc generate"].format_help().split())
     assert "zero the rest (no alpha) (default: zero)" in generate
-    assert "(default: the bundled one)" in generate and "the bundled one) (default" not in generate
+    assert "(default: the bundled one;" in generate and "bundled one) (default" not in generate
 
 
 def test_long_commands_take_no_progress(commands):
@@ -177,25 +177,18 @@ def test_config_keys_take_the_flag_names(toml, tmp_path, capsys):
 
     (tmp_path / "c.toml").write_text(toml)
     argv = ["pretrain", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path)]
-    args = build_parser().parse_args(argv)
-    args.argv = argv
-    cfg = settings(args)
+    cfg = settings(parse_command_line(build_parser(), argv))
     assert (cfg.size, cfg.gen_backend, cfg.clamp_key) == (48, "eager", False)
     # a flag still wins over the file, and an old spelling given there is reported once
     argv = [*argv, "--size", "40"]
-    args = build_parser().parse_args(argv)
-    args.argv = argv
-    assert settings(args).size == 40
+    assert settings(parse_command_line(build_parser(), argv)).size == 40
     assert capsys.readouterr().err.count("--size is deprecated") == 1
 
 
 def test_config_key_unknown_is_one_line(tmp_path):
     from s2vc.commands.common import UsageError
-    from s2vc.commands.pretrain import settings
 
     (tmp_path / "c.toml").write_text("crop_sise = 48\n")
     argv = ["pretrain", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path)]
-    args = build_parser().parse_args(argv)
-    args.argv = argv
     with pytest.raises(UsageError, match=r"unknown keys \['crop_sise'\]"):
-        settings(args)
+        parse_command_line(build_parser(), argv)

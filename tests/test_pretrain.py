@@ -184,7 +184,8 @@ def test_bad_configs(cache, tmp_path, capsys):
                                                     "--queue", "16"])
     (tmp_path / "ucf" / "UCF-101").mkdir(parents=True)
     assert re.search("trainlist01.txt|ucfTrainTestlist", error(
-        ["pretrain", "--dataset", "ucf101", "--root", str(tmp_path / "ucf"), "--out", str(tmp_path / "c"), *TINY]))
+        ["pretrain", "--dataset", "ucf101", "--mode", "moco", "--root", str(tmp_path / "ucf"), "--out", str(tmp_path / "c"),
+         *TINY]))
     assert "oracle" in error(["pretrain", "--mode", "oracle", "--dataset", "folder", "--root", str(tmp_path),
                               "--out", str(tmp_path / "d")])
     cfg = tmp_path / "bad.toml"
@@ -201,21 +202,18 @@ def test_toml_config_and_flags_over_it(tmp_path):
     from pathlib import Path
 
     from s2vc.cli import build_parser
+    from s2vc.commands.common import parse_command_line
     from s2vc.commands.pretrain import settings
     repo = Path(__file__).resolve().parents[1]
-    argv = ["pretrain", "--config", str(repo / "configs" / "ucf101_r3d18.toml"), "--out", str(tmp_path),
-            "--lr", "0.01", "--synthetic-bias", "mild"]
-    args = build_parser().parse_args(argv)
-    args.argv = argv
-    cfg = settings(args)
+    argv = ["pretrain", "--config", str(repo / "configs" / "recipe" / "ucf101" / "3_pretrain_r3d18.toml"),
+            "--out", str(tmp_path), "--lr", "0.01", "--synthetic-bias", "mild"]
+    cfg = settings(parse_command_line(build_parser(), argv))
     assert (cfg.dataset, cfg.backbone, cfg.frames, cfg.lr_steps, cfg.amp) == ("ucf101", "r3d_18", 16, (400, 450), True)
-    assert cfg.lr == 0.01 and cfg.synthetic.bias == "mild" and cfg.dim == 128
+    assert cfg.lr == 0.01 and cfg.synthetic.bias == "mild" and cfg.dim == 128 and cfg.out == str(tmp_path)
     assert cfg.size == 112   # the file says crop_size (the flag's name); the field is size
-    for path in sorted((repo / "configs").glob("*.toml")):
-        argv = ["pretrain", "--config", str(path), "--out", str(tmp_path)]
-        args = build_parser().parse_args(argv)
-        args.argv = argv
-        settings(args).check()
+    assert (cfg.flow, cfg.keys) == ("runs/ucf101/flow64.pt", "runs/ucf101/mirror_r3d18")
+    for path in sorted((repo / "configs").rglob("*pretrain*.toml")) + [repo / "configs" / "cpu_synthetic.toml"]:
+        settings(parse_command_line(build_parser(), ["pretrain", "--config", str(path), "--out", str(tmp_path)])).check()
 
 
 def test_an_old_checkpoint_resumes(cache, tmp_path):

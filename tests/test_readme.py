@@ -21,8 +21,18 @@ DOC = re.compile(r"(?<![\w./$~-])([\w-]+\.md)\b")
 
 
 def _top_level() -> set[str]:
-    """The repository's own top-level folders and files (a path starting with one is the repo's)."""
-    return {p.name for p in ROOT.iterdir() if p.name not in (".git", ".venv", "build")}
+    """The repository's own top-level folders and files (a path starting with one is the repo's):
+    what git tracks, where there is a git checkout (an ignored runs/ or outputs/ that a command
+    wrote here is not the repository's)."""
+    import subprocess
+
+    try:
+        tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        tracked = ""
+    if tracked.strip():
+        return {line.split("/")[0] for line in tracked.splitlines()}
+    return {p.name for p in ROOT.iterdir() if p.name not in (".git", ".venv", "build", "runs", "outputs")}
 
 
 def names_in(text: str) -> dict[str, set[str]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from s2vc.commands.common import add_device_argument, deprecated_alias
 
@@ -12,7 +14,7 @@ HELP = "time the generator's backends on this machine and print the table"
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from s2vc.engine.bench import BACKENDS, CONFIGS
 
-    p.add_argument("--config", choices=(*CONFIGS, "all"), default="cpu32",
+    p.add_argument("--preset", choices=(*CONFIGS, "all"), default="cpu32",
                    help="preset of flow and clip sizes to time (all: every preset)")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS), help="generator backends to time")
     deprecated_alias(p, "--batch-size", old="--batch", dest="batch", type=int, default=None,
@@ -27,6 +29,22 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def legacy_argv(argv: list[str]) -> list[str]:
+    """``bench --config NAME`` (a preset's name, before ``--config`` meant a TOML file in every
+    command) becomes ``--preset NAME``, with one deprecation line."""
+    from s2vc.engine.bench import CONFIGS
+
+    out = list(argv)
+    for i, token in enumerate(out):
+        value = out[i + 1] if token == "--config" and i + 1 < len(out) else (
+            token.split("=", 1)[1] if token.startswith("--config=") else None)
+        if value in (*CONFIGS, "all") and not Path(value).is_file():
+            print(f"s2vc: bench --config {value} is deprecated, use --preset {value}", file=sys.stderr)
+            out[i:i + (2 if token == "--config" else 1)] = ["--preset", value]
+            break
+    return out
+
+
 def _export_onnx(*args, **kwargs):
     """``export_generator_onnx``, imported when the onnxruntime row needs it (an ImportError
     then skips that row with its reason)."""
@@ -37,7 +55,7 @@ def _export_onnx(*args, **kwargs):
 def run(args: argparse.Namespace) -> int:
     from s2vc.engine.bench import CONFIGS, format_table, run_bench
 
-    configs = list(CONFIGS) if args.config == "all" else [args.config]
+    configs = list(CONFIGS) if args.preset == "all" else [args.preset]
     rows = run_bench(configs, args.backends, batch=args.batch, frames=args.frames, size=args.size,
                      repeats=args.repeats, device=args.device, export_onnx=_export_onnx, precision=args.precision)
     print(format_table(rows, args.backends, frames=args.frames, size=args.size, device=args.device,

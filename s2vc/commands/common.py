@@ -155,23 +155,144 @@ def read_toml(path: str | os.PathLike, cls: type | None = None) -> dict:
     return values
 
 
-def apply_toml_defaults(parser: argparse.ArgumentParser, argv: list[str],
-                        path: str | os.PathLike) -> argparse.Namespace:
-    """Re-parse ``argv`` with the TOML file's values as defaults: flags given on the command line
-    win over the file, the file over the parser's defaults. Keys are flags of ``parser``: a
-    flag's name (``crop_size``, as ``--crop-size``) or its settings field (``size``)."""
-    names = {a.dest: a.dest for a in parser._actions}
-    for a in parser._actions:   # the names --help shows; not BooleanOptionalAction's --no-X (inverted)
-        names.update({s.lstrip("-").replace("-", "_"): a.dest for s in visible_option_strings(a)
-                      if s.startswith("--") and not (isinstance(a, argparse.BooleanOptionalAction)
-                                                     and s.startswith("--no-"))})
-    values = {names.get(k, k): v for k, v in read_toml(path).items()}
-    known = set(names.values())
-    unknown = sorted(set(values) - known)
+def config_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The keys a ``--config`` file may set for ``parser``'s command, each with its flag: a
+    flag's name as ``--help`` shows it (``crop_size`` for ``--crop-size``) or its settings field
+    (``size``); not BooleanOptionalAction's inverted ``--no-X``, --help, --config itself."""
+    keys: dict[str, argparse.Action] = {}
+    for a in parser._actions:
+        if a.dest in (argparse.SUPPRESS, "help", "config") or isinstance(a, argparse._SubParsersAction):
+            continue
+        keys[a.dest] = a
+        keys.update({s.lstrip("-").replace("-", "_"): a for s in visible_option_strings(a)
+                     if s.startswith("--") and not (isinstance(a, argparse.BooleanOptionalAction)
+                                                    and s.startswith("--no-"))})
+    return keys
+
+
+def _check_config_value(path, key: str, action: argparse.Action, value: Any) -> None:
+    """A config value of the kind its flag takes (argparse checks neither choices nor types of
+    defaults): one line naming the key, the value and what was expected."""
+    switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
+                                 argparse.BooleanOptionalAction))
+    many = action.nargs not in (None, "?", 0) and not switch
+    items = value if many and isinstance(value, list) else [value]
+    if many and not isinstance(value, list):
+        raise UsageError(f"config file {path}: {key} = {value!r} must be a list (the flag takes several values)")
+    for item in items:
+        if switch:
+            if not isinstance(item, bool):
+                raise UsageError(f"config file {path}: {key} = {item!r} must be true or false")
+        elif action.type is int and (isinstance(item, bool) or not isinstance(item, int)):
+            raise UsageError(f"config file {path}: {key} = {item!r} must be an integer")
+        elif action.type is float and (isinstance(item, bool) or not isinstance(item, (int, float))):
+            raise UsageError(f"config file {path}: {key} = {item!r} must be a number")
+        if action.choices is not None and item not in action.choices:
+            raise UsageError(f"config file {path}: {key} = {item!r} is not one of {list(action.choices)}")
+
+
+def apply_config(parser: argparse.ArgumentParser, argv: list[str], path: str | os.PathLike) -> None:
+    """Make the TOML file's values ``parser``'s defaults, so that parsing ``argv`` (this
+    command's part of the command line) gives flags > file > the parser's own defaults. Keys are
+    ``config_keys``; values are checked as the flag would check them. A flag the file sets is no
+    longer required; in a group of exclusive flags, a member given in ``argv`` drops the file's
+    values of the others (``--data`` on the command line wins over ``dataset`` in the file)."""
+    keys = config_keys(parser)
+    raw = read_toml(path)
+    unknown = sorted(set(raw) - set(keys))
     if unknown:
-        raise UsageError(f"config file {path}: unknown keys {unknown} (keys are this command's flags)")
+        raise UsageError(f"config file {path}: unknown keys {unknown} (keys are this command's flags; "
+                         f"--help lists them)")
+
+    def given(action: argparse.Action) -> bool:
+        return any(t == s or t.startswith(s + "=") for t in argv for s in action.option_strings)
+
+    overruled = set()
+    for group in parser._mutually_exclusive_groups:
+        if any(given(a) for a in group._group_actions):
+            overruled.update(a.dest for a in group._group_actions if not given(a))
+    values = {}
+    for key, value in raw.items():
+        action = keys[key]
+        _check_config_value(path, key, action, value)
+        if action.dest not in overruled:
+            values[action.dest] = tuple(value) if isinstance(value, list) and isinstance(action.default, tuple) \
+                else value
+    for a in parser._actions:
+        if a.dest in values:
+            a.required = False
+    for group in parser._mutually_exclusive_groups:
+        if any(a.dest in values for a in group._group_actions):
+            group.required = False
     parser.set_defaults(**values)
-    return parser.parse_args(argv)
+
+
+def find_config(argv: list[str]) -> str | None:
+    """The value of ``--config FILE`` / ``--config=FILE`` in ``argv`` (the last one), else None."""
+    found = None
+    for i, token in enumerate(argv):
+        if token == "--config" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif token.startswith("--config="):
+            found = token.split("=", 1)[1]
+    return found
+
+
+def leaf_parser(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.ArgumentParser, list[str]]:
+    """(the parser of the (sub-)subcommand ``argv`` names, the part of ``argv`` after its name):
+    ``s2vc eval retrieval ...`` gives eval's retrieval parser."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = next((t for t in argv if sub is not None and t in sub.choices), None)
+        if name is None:
+            return parser, argv
+        parser, argv = sub.choices[name], argv[argv.index(name) + 1:]
+
+
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    """``--config FILE`` on a command's parser (``s2vc/cli.py`` adds it to every command)."""
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML file of this command's flags (key = a flag's name, e.g. crop_size = 112; "
+                        "configs/); flags given on the command line win over it")
+
+
+def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` with ``--config FILE``'s values as the named command's
+    defaults (``apply_config``); the Namespace keeps ``argv``."""
+    path = find_config(argv)
+    if path is not None:
+        leaf, own = leaf_parser(parser, argv)
+        if any(a.dest == "config" for a in leaf._actions):
+            apply_config(leaf, own, path)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
+
+
+REAL_DATASETS = ("ucf101", "hmdb51", "kinetics")   # where S²VC with the bundled flow is refused
+
+
+def require_fitted_flow(command: str, *, dataset: str | None, mode: str, flow: str | None,
+                        root: str | None = None, fold: int = 1) -> str | None:
+    """The flow a ``command`` on ``dataset`` may run S²VC with: one of the public datasets
+    (``REAL_DATASETS``) with the bundled flow is refused, naming the train-flow command that fits
+    one (the bundled flow was fitted to a few sample clips: on UCF101 it makes S²VC no better than
+    MoCo, docs/RESULTS.md). A ``folder`` of one's own videos is left to the flow fit check, which
+    says whether the flow fits them. ``--flow bundled`` runs the bundled one anyway. Returns the
+    flow path to use (None: the bundled one)."""
+    from s2vc.training.flow.fitted import BUNDLED_FLOW
+
+    if flow == BUNDLED_FLOW:
+        return None
+    if flow is None and mode == "s2vc" and dataset in REAL_DATASETS:
+        root_flag = f" --root {root}" if root is not None else " --root ROOT"
+        fold_flag = f" --fold {fold}" if fold != 1 else ""
+        raise UsageError(
+            f"S2VC on {dataset} needs a flow fitted to it (the bundled one was fitted to a few sample clips); "
+            f"fit one first: s2vc train-flow --dataset {dataset}{root_flag}{fold_flag} --resolution 64 --frames 16 "
+            f"--stride 2 --out flow_{dataset}.pt (configs/recipe/ chains the steps), then run {command} with "
+            f"--flow flow_{dataset}.pt (--flow bundled runs the bundled one anyway)")
+    return flow
 
 
 # ---------------------------------------------------------------------------------------------

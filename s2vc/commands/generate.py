@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
         p.add_argument("videos", nargs="*", metavar="VIDEO",
                        help="video files (default: the sample videos installed packages ship)")
     p.add_argument("--out", default="s2vc_out", help="output folder")
-    p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
+    p.add_argument("--flow", default=None,
+                   help="flow checkpoint (default: the bundled one; with --dataset other than synthetic, a flow "
+                        "fitted to it is required: s2vc train-flow --dataset ...; 'bundled' forces the bundled one)")
     p.add_argument("--alpha", type=float, default=None,
                    help="STD threshold of eq. (4) (default: the flow checkpoint's recommended value, else 0.5)")
     p.add_argument("--preserve", type=float, default=None,
@@ -156,7 +158,7 @@ def run_dataset(args: argparse.Namespace) -> int:
     from s2vc.training.pretrain.mirror import MirrorConfig, describe, generate_mirror
     from s2vc.training.pretrain.mirror_pipeline import default_workers
 
-    from .common import UsageError, synthetic_set
+    from .common import UsageError, require_fitted_flow, synthetic_set
 
     if args.videos:
         raise UsageError(f"--dataset generates a whole dataset: give no VIDEO files (got {args.videos[:2]})")
@@ -165,12 +167,14 @@ def run_dataset(args: argparse.Namespace) -> int:
                          "(s2vc calibrate --write) or give --alpha")
     if args.precision != "fp32":
         raise UsageError(f"--precision {args.precision} applies to VIDEO files; a --dataset mirror runs fp32")
+    flow = require_fitted_flow("generate --dataset", dataset=args.dataset, mode=args.method, flow=args.flow,
+                               root=args.root, fold=args.fold)
     device = args.device
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"   # one GPU per torchrun process
     cfg = MirrorConfig(dataset=args.dataset, root=args.root, out=args.out, fold=args.fold, split=args.split,
                        synthetic=synthetic_set(args), frames=args.clip_len or 8, stride=args.stride,
-                       decode_size=args.size, method=args.method, flow=args.flow, alpha=args.alpha,
+                       decode_size=args.size, method=args.method, flow=flow, alpha=args.alpha,
                        strategy=args.strategy, keep_fraction=args.keep_fraction, backend=args.backend,
                        model=args.model, seed=args.seed, device=device, batch=args.batch,
                        shard=_shard(args.shard), progress=not args.no_progress,

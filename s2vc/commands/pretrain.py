@@ -19,7 +19,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from s2vc.training.pretrain.keys import MODES
     from s2vc.training.models import BACKBONES
 
-    p.add_argument("--config", default=None, help="TOML file of defaults (configs/*.toml); flags override it")
     p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="videos to pretrain on")
     p.add_argument("--root", default=None, help="dataset root (synthetic: cache folder)")
     p.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
@@ -46,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="decode every video into memory once, before the workers fork (they share it): "
                         "for small sets such as the synthetic one")
     g = p.add_argument_group("generator")
-    g.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
+    g.add_argument("--flow", default=None,
+                   help="flow checkpoint (default: the bundled one, on the synthetic set only: mode s2vc on another "
+                        "dataset needs a flow fitted to it, s2vc train-flow --dataset ...; 'bundled' forces it)")
     g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
     g.add_argument("--strategy", default="zero",
                    help="suppression strategy of the latents below alpha (s2vc generate --help)")
@@ -88,26 +89,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-videos", type=int, default=0, metavar="N",
                    help="every N steps, log the first query/key clip pair of the batch to TensorBoard as an "
                         "animated image (OUT/logs; default 0: never)")
-    # --config re-parses the command line with the file's values as defaults: that needs this parser
-    p.set_defaults(pretrain_parser=p)
-
-
-def own_argv(argv: list[str], command: str) -> list[str]:
-    """The part of the ``s2vc`` command line after ``command`` (what its parser parsed): the
-    top-level parser has no option taking a value, so the first ``command`` is the name."""
-    return argv[argv.index(command) + 1:] if command in argv else list(argv)
 
 
 def settings(args: argparse.Namespace):
-    """The ``PretrainConfig`` the flags (and ``--config``'s file) name."""
+    """The ``PretrainConfig`` the flags (and ``--config``'s file, applied when the command line
+    was parsed: ``common.parse_command_line``) name."""
     from s2vc.training.pretrain.loop import PretrainConfig
 
-    if args.config:
-        argv = getattr(args, "argv", None)
-        if argv is None:
-            raise common.UsageError("--config needs the command line (run through `s2vc pretrain`)")
-        args = common.apply_toml_defaults(args.pretrain_parser, own_argv(argv, COMMAND), args.config)
-    return common.settings_from_args(PretrainConfig, args, synthetic=common.synthetic_set(args))
+    flow = common.require_fitted_flow("pretrain", dataset=args.dataset, mode=args.mode, flow=args.flow,
+                                      root=args.root, fold=args.fold)
+    return common.settings_from_args(PretrainConfig, args, flow=flow, synthetic=common.synthetic_set(args))
 
 
 def run(args: argparse.Namespace) -> dict:
