@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - every error becomes one line unless --debug
         if debug:
             raise
-        from s2vc.commands.common import USER_ERRORS, UsageError, error_line
-        print(f"s2vc {name}: error: {error_line(exc)}", file=sys.stderr)
+        from s2vc.commands.common import USER_ERRORS, UsageError, error_line, in_flag_names, leaf_parser
+        print(f"s2vc {name}: error: {in_flag_names(error_line(exc), leaf_parser(parser, argv)[0])}", file=sys.stderr)
         if not isinstance(exc, USER_ERRORS):
             print("(run again with --debug for the traceback)", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1

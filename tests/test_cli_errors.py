@@ -34,7 +34,7 @@ CASES = [
     (["generate", "--alpha", "-1", "{clip}", "--out", "{root}/o1"], ["alpha", "-1"]),
     (["generate", "--flow", "{fake}", "{clip}", "--out", "{root}/o2"], ["not_a_checkpoint.mp4", "checkpoint"]),
     (["generate", "{root}/missing.avi", "--out", "{root}/o3"], ["missing.avi", "no such"]),
-    (["generate", "--frames", "1", "{clip}", "--out", "{root}/o4"], ["clip_len", ">= 2", "got 1"]),
+    (["generate", "--frames", "1", "{clip}", "--out", "{root}/o4"], ["--frames must be >= 2", "got 1"]),
     (["pretrain", "--dataset", "ucf101", "--mode", "moco", "--root", "/missing/ucf101", "--out", "{root}/run1"],
      ["/missing/ucf101"]),
     (["pretrain", "--dataset", "ucf101", "--root", "/missing/ucf101", "--out", "{root}/run1"],
@@ -77,3 +77,17 @@ def test_console_script_prints_no_traceback(files):
                           "--out", str(files["root"] / "o6")], capture_output=True, text=True, timeout=300)
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("s2vc generate: error:")
+
+
+def test_a_library_field_is_named_as_the_flag():
+    """A library's "clip_len must ..." reaches the user as the flag they typed (--frames); a
+    field whose flag has its name, a path or an ordinary word is left alone."""
+    from s2vc.cli import build_parser
+    from s2vc.commands.common import in_flag_names, leaf_parser
+
+    gen = leaf_parser(build_parser(), ["generate"])[0]
+    assert in_flag_names("batch must be >= 1 window, got 0", gen) == "--batch-size must be >= 1 window, got 0"
+    assert in_flag_names("got size=0 for /x/size=3", gen) == "got --decode-size=0 for /x/size=3"
+    assert in_flag_names("the batch was empty; stride must be >= 1", gen) == "the batch was empty; stride must be >= 1"
+    pre = leaf_parser(build_parser(), ["pretrain"])[0]
+    assert in_flag_names("size must be >= 8", pre) == "--crop-size must be >= 8"

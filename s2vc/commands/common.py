@@ -304,6 +304,20 @@ def require_fitted_flow(command: str, *, dataset: str | None, mode: str, flow: s
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
 
 
+def in_flag_names(line: str, parser: argparse.ArgumentParser) -> str:
+    """``line`` (a library's message) with the settings fields it names as the subject of a
+    check (``clip_len must be >= 2``, ``batch=0``) spelled as the command's flags (``--frames``,
+    ``--batch-size``): the user typed flags, not the dataclasses' field names."""
+    import re
+
+    for a in parser._actions:
+        shown = [s for s in visible_option_strings(a) if s.startswith("--")]
+        if not shown or a.dest in (argparse.SUPPRESS, "help") or shown[0][2:].replace("-", "_") == a.dest:
+            continue
+        line = re.sub(rf"(?<![\w./-]){re.escape(a.dest)}(?=\s+must\b|\s*=)", shown[0], line)
+    return line
+
+
 def error_line(exc: BaseException) -> str:
     """One line for ``exc``: its message's first line (long library help is cut), type-named
     for errors that are not a user's mistake."""
