@@ -425,6 +425,23 @@ def test_the_key_maker_reads_nothing_back(small_flow, monkeypatch):
     assert 0.0 < float(preserved) < 1.0 and key.shape == clip.shape
 
 
+@pytest.mark.parametrize("strategy", ["noise", "shuffle_clip"])
+def test_a_random_key_depends_on_the_run_seed_and_the_step_only(small_flow, strategy):
+    """A random strategy's key: the same for the same run seed and step (a resumed run redraws
+    it), another for another step or another run seed, and the global streams do not move."""
+    from s2vc.training.pretrain.keys import KeyMaker
+    clip = torch.rand(2, 3, 4, 20, 18, generator=torch.Generator().manual_seed(4))
+
+    def key(seed, step):
+        return KeyMaker("s2vc", flow=small_flow, alpha=0.05, strategy=strategy, seed=seed)(clip, {}, step)[0]
+
+    state = torch.get_rng_state()
+    a = key(0, 5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, key(0, 5))
+    assert not torch.equal(a, key(0, 6)) and not torch.equal(a, key(1, 5))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.set_sync_debug_mode)")
 @pytest.mark.parametrize("strategy", ["zero", "noise", "shuffle_clip", "topk"])
 def test_a_training_mode_call_does_not_synchronise_on_cuda(small_flow, strategy):

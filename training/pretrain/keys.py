@@ -93,7 +93,8 @@ class KeyMaker:
             if self.pregenerated and self.clamp:
                 k = k.clamp(0, 1)
             return k, math.nan
-        self.gen.seed = None if self.gen.seed is None else step   # fresh randomness every step
+        # fresh randomness every step, and other randomness for another run seed (as BE's / FAME's)
+        self.gen.seed = None if self.seed is None else self.seed * 1_000_003 + step
         out, stats = self.gen(k)
         if self.clamp:
             out = out.clamp(0, 1)
