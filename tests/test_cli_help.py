@@ -154,6 +154,11 @@ ALIASES = [
     (["generate", "--method", "tfd"], "--method", "--mode", "method", "tfd"),
     (["pretrain", "--out", "o", "--no-clamp-key"], "--no-clamp-key", "--no-clamp", "clamp_key", False),
     (["pretrain", "--out", "o", "--clamp-key"], "--clamp-key", "--clamp", "clamp_key", True),
+    (["reproduce", "--out", "o", "--bias", "mild"], "--bias", "--synthetic-bias", "synthetic_bias", "mild"),
+    (["ablate", "preserve", "--values", "0.1", "--out", "o", "--train-per-class", "5"], "--train-per-class",
+     "--synthetic-train-per-class", "synthetic_train_per_class", 5),
+    (["reproduce", "--out", "o", "--test-per-class", "7"], "--test-per-class", "--synthetic-test-per-class",
+     "synthetic_test_per_class", 7),
 ]
 
 

@@ -47,15 +47,21 @@ def add_synthetic_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup
     from s2vc.training.data.synthetic_render import CAMERAS
 
     d = SyntheticSet()
-    alias = (lambda name: [name]) if old_names else (lambda name: [])
+
+    def add(name: str, old: str, **kwargs: Any) -> None:
+        if old_names:
+            deprecated_alias(p, name, old=old, **kwargs)
+        else:
+            p.add_argument(name, **kwargs)
+
     p.add_argument("--synthetic-seed", type=int, default=d.seed,
                    help="synthetic set: the seed it is rendered from (not a run's seed)")
-    p.add_argument("--synthetic-bias", *alias("--bias"), dest="synthetic_bias", default=d.bias,
-                   choices=tuple(BIAS_LEVELS), help="synthetic set: how strongly looks are tied to classes in train")
-    p.add_argument("--synthetic-train-per-class", *alias("--train-per-class"), dest="synthetic_train_per_class",
-                   type=int, default=d.train_per_class, help="synthetic set: train videos per class")
-    p.add_argument("--synthetic-test-per-class", *alias("--test-per-class"), dest="synthetic_test_per_class",
-                   type=int, default=d.test_per_class, help="synthetic set: test videos per class")
+    add("--synthetic-bias", "--bias", dest="synthetic_bias", default=d.bias, choices=tuple(BIAS_LEVELS),
+        help="synthetic set: how strongly looks are tied to classes in train")
+    add("--synthetic-train-per-class", "--train-per-class", dest="synthetic_train_per_class", type=int,
+        default=d.train_per_class, help="synthetic set: train videos per class")
+    add("--synthetic-test-per-class", "--test-per-class", dest="synthetic_test_per_class", type=int,
+        default=d.test_per_class, help="synthetic set: test videos per class")
     p.add_argument("--synthetic-camera", choices=CAMERAS, default=d.camera,
                    help="synthetic set: still (the scene does not move), shake (a few pixels of jitter per "
                         "frame) or pan (a slow drift across a scene larger than the frame)")
