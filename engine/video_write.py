@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
     "CONTAINER_FORMATS",
+    "FRAME_STORAGES",
     "LABEL_HEIGHT",
     "STORAGES",
     "VideoWriter",
@@ -46,8 +47,14 @@ LOSSLESS = {"mp4": ("libx264rgb", "rgb24", {"qp": "0"}), "mov": ("libx264rgb", "
 # libx264rgb at CRF 4-12 and x265 give less PSNR per byte; x265 encodes 3x slower)
 NEAR_LOSSLESS = ("libx264", "yuv444p10le", {"crf": "9", "tune": "psnr"})
 COMPACT = {fmt: NEAR_LOSSLESS for fmt in ("mp4", "mov", "matroska", "avi")}
-# the storage choices of VideoWriter: container format -> (encoder, pixel format, options)
-STORAGES = {"lossless": LOSSLESS, "compact": COMPACT}
+# the residual storage of a mirror (training/data/mirror_residual.py) holds no frames: what the
+# generator changed, at the flow's resolution, in FFV1 9-bit planar RGB inside Matroska, whatever the
+# dataset's container (the smallest lossless coding of it measured: docs/MIRROR.md)
+RESIDUAL = ("ffv1", "gbrp9le", {"level": "3", "slices": "1"})
+FRAME_STORAGES = ("lossless", "compact")        # the storages VideoWriter writes frames in
+# the storage choices of a mirror: container format -> (encoder, pixel format, options)
+STORAGES = {"lossless": LOSSLESS, "compact": COMPACT,
+            "residual": {fmt: RESIDUAL for fmt in dict.fromkeys(CONTAINER_FORMATS.values())}}
 
 LABEL_HEIGHT = 16  # pixels of the label strip above each contact-sheet row, when labels are given
 
@@ -126,7 +133,10 @@ class VideoWriter:
         if lossless and storage not in (None, "lossless"):
             raise ValueError(f"lossless=True contradicts storage={storage!r}")
         storage = "lossless" if lossless else storage
-        if storage is not None and storage not in STORAGES:
+        if storage is not None and storage not in FRAME_STORAGES:
+            if storage in STORAGES:
+                raise ValueError(f"storage {storage!r} holds no frames (the mirror writes it with "
+                                 f"training/data/mirror_residual.py); VideoWriter writes {FRAME_STORAGES}")
             raise ValueError(f"unknown storage {storage!r}; expected one of {sorted(STORAGES)}")
         if storage is not None and self.format not in STORAGES[storage]:
             raise ValueError(f"{self.path}: storage {storage!r} writes "

@@ -106,7 +106,7 @@ class ClipDataset(Dataset):
                  size: int | tuple[int, int] | None = 128, two_clips: bool = True,
                  transform_q: Transform | None = None, transform_k: Transform | None = None,
                  strict: bool = False, seed: int | None = None, cache_videos: bool = False,
-                 key_videos: Sequence[Path] | None = None):
+                 key_videos: Sequence[Path] | None = None, key_residual: dict | None = None):
         if frames < 1 or stride < 1:
             raise ValueError(f"need frames >= 1 and stride >= 1, got {frames}, {stride}")
         self.records, self.classes = list(records), list(classes)
@@ -121,7 +121,15 @@ class ClipDataset(Dataset):
         if key_videos is not None and len(key_videos) != len(self.records):
             raise ValueError(f"key_videos: {len(key_videos)} paths for {len(self.records)} videos")
         self.key_videos = list(key_videos) if key_videos is not None else None
-        self.key_cache = DecodedVideos(size) if cache_videos and key_videos is not None else None
+        # a residual mirror (``mirror_residual.py``): key_videos are residual files, each composed with
+        # the key clip decoded from the source; key_residual holds the mirror's flow_sha256 and
+        # flow_resolution, which every residual's header must match
+        self.key_residual = dict(key_residual) if key_residual is not None else None
+        if self.key_residual is not None and key_videos is None:
+            raise ValueError("key_residual needs key_videos (the residual files)")
+        self.key_cache = (DecodedVideos(size) if cache_videos and key_videos is not None and key_residual is None
+                          else None)
+        self._residuals: dict[int, tuple] = {}   # with cache_videos: residuals read once
         # the epoch in shared memory: DataLoader workers that persist across epochs (they hold their
         # own copy of this dataset) read the epoch the main process set, so clips change each epoch
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -227,7 +235,9 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict | Skipped:
         try:
-            if self.two_clips and self.key_videos is not None:
+            if self.two_clips and self.key_residual is not None:
+                starts, clips = self._clips_with_residual_key(i)
+            elif self.two_clips and self.key_videos is not None:
                 starts, clips = self._clips_with_mirror_key(i)
             else:
                 starts, clips = self._clips(i, lambda n: self._random_starts(i, n))
@@ -266,6 +276,28 @@ class ClipDataset(Dataset):
         except (FileNotFoundError, VideoDecodeError) as e:
             raise skip_for(path, e) from e
         return drawn, [clips[0], key]
+
+    def _clips_with_residual_key(self, i: int) -> tuple[list[int], list[torch.Tensor]]:
+        """Both clips from the source (the same draws as without a mirror, decoded in one pass), the
+        key clip then composed with the mirror's residual at its frames (``mirror_residual.compose``):
+        the lossless mirror's key frames. A residual that does not fit the source raises
+        ``ResidualMismatchError`` (not a skip: the mirror and the dataset disagree)."""
+        from .mirror_residual import check_residual, compose, read_residual
+        starts, clips = self._clips(i, lambda n: self._random_starts(i, n))
+        path = self.key_videos[i]
+        try:
+            if i in self._residuals:
+                residual, header = self._residuals[i]
+            else:
+                residual, header = read_residual(path)
+                if self.video_cache is not None:
+                    self._residuals[i] = residual, header
+        except (FileNotFoundError, VideoDecodeError) as e:
+            raise skip_for(path, e) from e
+        idx = list(range(starts[1], starts[1] + self.span, self.stride))[: len(clips[1])]
+        check_residual(path, header, size=tuple(clips[1].shape[1:3]), last_frame=idx[-1],
+                       source=self.records[i].path, **self.key_residual)
+        return starts, [clips[0], compose(clips[1], residual[idx])]
 
     def eval_clips(self, i: int, num_clips: int | None = 10, overlap: float = 0.5,
                    transform: Transform | None = None) -> dict:
@@ -404,10 +436,12 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
     if missing:
         log.warning("%s %s: %d of %d listed videos are not on disk and are left out (first: %s)",
                     name, split, len(missing), len(records), missing[0])
-    key_videos = None
+    key_videos, key_residual = None, None
     if keys is not None:
-        from .mirror_manifest import mirror_key_paths
-        key_videos, left_out = mirror_key_paths(keys["path"], root, present, expect=keys.get("expect", {}))
+        from .mirror_manifest import mirror_keys
+        key_videos, left_out, settings = mirror_keys(keys["path"], root, present, expect=keys.get("expect", {}))
+        if settings["storage"] == "residual":
+            key_residual = {"flow_sha256": settings["flow_sha256"], "flow_resolution": settings["flow_resolution"]}
         if left_out:
             log.warning("%s %s: %d videos the mirror skipped as unusable are left out (first: %s)",
                         name, split, len(left_out), present[left_out[0]].path)
@@ -415,7 +449,7 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
             present = [r for k, r in enumerate(present) if k not in drop]
             key_videos = [p for k, p in enumerate(key_videos) if k not in drop]
     dataset = ClipDataset(present, classes, frames, stride, size, two_clips, transform_q, transform_k,
-                          strict, seed, cache_videos, key_videos)
+                          strict, seed, cache_videos, key_videos, key_residual)
     dataset.missing = missing
     dataset.root = Path(root)
     return dataset

@@ -12,11 +12,18 @@ A mirror folder holds, beside the videos (same layout and file names as the data
 
 Per video: its path relative to the dataset root, frames, windows, preserved fraction (mean over
 windows), the source's size in bytes and mtime, the backend that ran, its file's bytes; with the
-compact storage, on a sample of videos (the first of each process, then every 50th), the PSNR of
-the file against the generator's 8-bit frames and the bytes the same frames take losslessly. The
-manifest's "storage" sums these up: the storage, its PSNR over the sample (pooled squared error)
-and its size ratio to lossless there. A mirror written before the storage choice existed has no
-storage setting: it reads as lossless (what it is).
+compact and residual storages, on a sample of videos (the first of each process, then every 50th),
+the PSNR of the file (for residual: the key composed from it and the source) against the
+generator's 8-bit frames and the bytes the same frames take losslessly. The manifest's "storage"
+sums these up: the storage, its PSNR over the sample (pooled squared error) and its size ratio to
+lossless there. A mirror written before the storage choice existed has no storage setting: it
+reads as lossless (what it is).
+
+The residual storage (``mirror_residual.py``) keeps no frames: its file ``<rel>.residual``
+(``mirror_file``) is composed with the source video, which must stay where the dataset root says
+and unchanged: checked by size and mtime when pretraining starts (``mirror_key_paths``, as for
+every storage), by the size in the residual's header and the decoded frame count and size on
+every read (``mirror_residual.check_residual``).
 """
 from __future__ import annotations
 
@@ -48,7 +55,7 @@ class MirrorSettings:
     flow's weights and input size; alpha, strategy, keep_fraction: the suppression; frames /
     stride: the windows the temporal STD is taken over (training's clip length and stride);
     decode_size: the shorter side frames are decoded at (None: as stored); seed: of the random
-    strategies; storage: "lossless" or "compact" (``engine.video_write.STORAGES``). The backend is
+    strategies; storage: "lossless", "compact" or "residual" (``engine.video_write.STORAGES``). The backend is
     not pinned: every backend computes the same function.
     """
 
@@ -209,6 +216,15 @@ def load_manifest(out: str | os.PathLike) -> dict:
     return manifest
 
 
+def mirror_file(out: str | os.PathLike, rel: str, storage: str = "lossless") -> Path:
+    """The file that holds video ``rel`` in mirror ``out``: the same relative path for the frame
+    storages, ``<rel>.residual`` for the residual storage."""
+    if storage == "residual":
+        from .mirror_residual import residual_path
+        return residual_path(out, rel)
+    return Path(out) / rel
+
+
 def source_stamp(path: Path) -> dict:
     """What identifies a source video's content cheaply: its size and mtime."""
     st = path.stat()
@@ -217,12 +233,20 @@ def source_stamp(path: Path) -> dict:
 
 def mirror_key_paths(mirror: str | os.PathLike, root: str | os.PathLike, records: list, *,
                      expect: dict) -> tuple[list[Path], list[int]]:
+    """(paths, left_out) of ``mirror_keys``."""
+    keys = mirror_keys(mirror, root, records, expect=expect)
+    return keys[0], keys[1]
+
+
+def mirror_keys(mirror: str | os.PathLike, root: str | os.PathLike, records: list, *,
+                expect: dict) -> tuple[list[Path], list[int], dict]:
     """The mirror's file for each of ``records`` (videos of the dataset at ``root``), after
     checking that the mirror serves them: ``expect`` holds the settings the caller trains with
     (any of ``MirrorSettings``' fields: dataset, fold, frames, stride, decode_size, method,
     flow_sha256, alpha, strategy, ...) and each must equal the mirror's; every record must be in
     the mirror, its source unchanged since (size and mtime). Returns (paths, indices of the
-    records the mirror skipped as unusable — the caller leaves them out). Raises
+    records the mirror skipped as unusable — the caller leaves them out, the mirror's settings:
+    with storage "residual" the paths are residual files, composed with the sources). Raises
     ``MirrorMismatchError`` naming the first thing that does not match."""
     mirror = Path(mirror)
     manifest = load_manifest(mirror)
@@ -253,11 +277,11 @@ def mirror_key_paths(mirror: str | os.PathLike, root: str | os.PathLike, records
             raise MirrorMismatchError(f"{record.path} changed since mirror {mirror} was generated from it "
                                       f"(size/mtime {stamp} vs {entry.get('source_size')}/"
                                       f"{entry.get('source_mtime')}): generate the mirror again")
-        path = mirror / rel
+        path = mirror_file(mirror, rel, settings["storage"])
         if not path.is_file():
-            raise MirrorMismatchError(f"mirror {mirror} lists {rel} but the file is not there")
+            raise MirrorMismatchError(f"mirror {mirror} lists {rel} but its file {path.name} is not there")
         paths.append(path)
     if absent:
         raise MirrorMismatchError(f"mirror {mirror} lacks {len(absent)} of the {len(records)} videos this run "
                                   f"reads (first: {absent[0]}): it was generated from another split or set")
-    return paths, left_out
+    return paths, left_out, settings

@@ -8,7 +8,9 @@ and pretraining then reads its keys from it (``s2vc pretrain --keys MIRROR``) at
 What is written: every video of the chosen split, decoded at training's ``decode_size``, run
 through the generator and written in the chosen storage (``lossless``: bit-exact RGB; ``compact``:
 near-lossless H.264 4:4:4, about 46 dB, its PSNR measured into the manifest) under the same
-relative path and file name as in the dataset; the dataset's other files (split lists,
+relative path and file name as in the dataset, or (``residual``) only what the generator changed,
+at the flow's resolution, in ``<path>.residual`` beside where that file would be, from which a
+loader rebuilds the lossless key with the source clip (``training/data/mirror_residual.py``); the dataset's other files (split lists,
 annotations) are copied, so any trainer can read the mirror as that dataset. The 8-bit frames
 hold the generator's output clipped to [0, 1]; pretraining clips keys made on the fly the same
 way (``clamp_key``), so the two paths give the same key up to the storage's loss.
@@ -48,11 +50,11 @@ from tqdm import tqdm
 from s2vc.engine.video_write import STORAGES, atomic_path
 
 from ..data.layouts import VIDEO_EXTENSIONS, VideoRecord
-from ..data.mirror_manifest import (MirrorSettings, PartWriter, mark_done, merge_if_complete, pin_settings,
-                              read_parts, source_stamp)
+from ..data.mirror_manifest import (MirrorSettings, PartWriter, mark_done, merge_if_complete, mirror_file,
+                                    pin_settings, read_parts, source_stamp)
 from ..data.synthetic import SyntheticSet
-from .mirror_pipeline import (SAMPLE_EVERY, decode_one, generate_video, mirror_windows, run_pipeline, video_entry,
-                              video_seed, write_one)
+from .mirror_pipeline import (SAMPLE_EVERY, WindowBatcher, decode_one, generate_video, mirror_windows,
+                              residual_header, run_pipeline, video_entry, video_seed, write_one)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,9 @@ class MirrorConfig:
     None = torchrun's RANK / WORLD_SIZE, else (0, 1); require_flow_fit: a flow that does not fit the
     dataset's training frames is fatal (default: say so and go on); workers: decode processes of
     the pipeline (``mirror_pipeline.run_pipeline``), 0 = the serial loop (``s2vc generate`` defaults
-    to ``mirror_pipeline.default_workers()``); storage: "lossless" (bit-exact) or "compact"
-    (near-lossless H.264 4:4:4, ``engine.video_write.STORAGES``).
+    to ``mirror_pipeline.default_workers()``); storage: "lossless" (bit-exact), "compact"
+    (near-lossless H.264 4:4:4, ``engine.video_write.STORAGES``) or "residual" (the generator's
+    change at the flow's resolution, ``training/data/mirror_residual.py``).
     """
 
     dataset: str
@@ -209,14 +212,22 @@ def _copy_side_files(root: Path, out: Path) -> int:
     return copied
 
 
-def _mirror_one(gen, cfg: MirrorConfig, record: VideoRecord, rel: str, out: Path, sample: bool = False) -> dict:
+def _mirror_one(gen, cfg: MirrorConfig, record: VideoRecord, rel: str, out: Path, sample: bool = False,
+                settings: MirrorSettings | None = None) -> dict:
     """Decode, generate and write one video (the serial loop); returns its manifest entry
-    (``skipped`` set when unusable)."""
+    (``skipped`` set when unusable). ``settings``: the mirror's (the residual storage records its flow)."""
     item = decode_one(record, rel, cfg.decode_size, cfg.stride)
     if "video" not in item:
         return item["entry"]
     if gen.seed is not None:
         gen.seed = video_seed(cfg.seed, rel)
+    if cfg.storage == "residual":
+        batcher = WindowBatcher(gen, cfg.frames, cfg.stride, cfg.batch, cfg.device, per_video=True,
+                                residual=settings.flow_resolution)
+        done = list(batcher([item]))[0]
+        fields = write_one(out, rel, done["out"], item["fps"], cfg.storage, sample, residual=done["residual"],
+                           source=item["video"], header=residual_header(settings, item["entry"]))
+        return video_entry(done, fields, gen.last_backend)
     frames, preserved, windows = generate_video(gen, item["video"], cfg.frames, cfg.stride, cfg.batch, cfg.device)
     fields = write_one(out, rel, frames, item["fps"], cfg.storage, sample)
     return video_entry({**item, "out": frames, "preserved": preserved, "windows": windows}, fields, gen.last_backend)
@@ -250,7 +261,7 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
     rels = [r.path.relative_to(root).as_posix() for r in records]
     done = read_parts(out)
     mine = [(r, rel) for k, (r, rel) in enumerate(zip(records, rels)) if k % shards == shard]
-    todo = [(r, rel) for r, rel in mine if rel not in done or not _still_valid(done[rel], r, out)]
+    todo = [(r, rel) for r, rel in mine if rel not in done or not _still_valid(done[rel], r, out, cfg.storage)]
     report = MirrorReport(out=out, shard=(shard, shards), reused=len(mine) - len(todo))
     writer = PartWriter(out, shard, shards)
     start = time.perf_counter()
@@ -273,10 +284,11 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
 
     try:
         if cfg.workers > 0 and todo:
-            run_pipeline(gen, cfg, todo, out, done)
+            run_pipeline(gen, cfg, todo, out, done, settings=settings)
         else:
             for record, rel in todo:
-                done(_mirror_one(gen, cfg, record, rel, out, sample=report.written % SAMPLE_EVERY == 0))
+                done(_mirror_one(gen, cfg, record, rel, out, sample=report.written % SAMPLE_EVERY == 0,
+                                 settings=settings))
     finally:
         writer.close()
         bar.close()
@@ -289,12 +301,12 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
     return report
 
 
-def _still_valid(entry: dict, record: VideoRecord, out: Path) -> bool:
+def _still_valid(entry: dict, record: VideoRecord, out: Path, storage: str = "lossless") -> bool:
     """A recorded video counts as done while its source is unchanged and its file is there."""
     stamp = source_stamp(record.path)
     if any(entry.get(k) != v for k, v in stamp.items()):
         return False
-    return bool(entry.get("skipped")) or (out / entry["path"]).is_file()
+    return bool(entry.get("skipped")) or mirror_file(out, entry["path"], storage).is_file()
 
 
 def describe(report: MirrorReport) -> str:

@@ -2,7 +2,8 @@
 
 One video goes through three stages: decode (``decode_one``: PyAV, at training's decode size),
 generate (``generate_video``: the generator over the video's windows) and write (``write_one``:
-encode the chosen storage and rename it into place). The serial loop of ``mirror.py`` runs them one
+encode the chosen storage and rename it into place; for the residual storage, what the generator
+changed at the flow's resolution, ``training/data/mirror_residual.py``). The serial loop of ``mirror.py`` runs them one
 after the other (``--workers 0``). ``run_pipeline`` runs them at once, with bounded queues between:
 
     N DataLoader workers (processes) -> main thread (generator) -> N writer threads (encode, rename)
@@ -37,12 +38,13 @@ from s2vc.engine import video_io
 from s2vc.engine.video_io import VideoDecodeError
 
 from ..data.layouts import VideoRecord
-from ..data.mirror_manifest import source_stamp
+from ..data.mirror_manifest import mirror_file, source_stamp
+from ..data.mirror_residual import compose, read_residual, residual_of, write_residual
 
 PREFETCH = 2             # decoded videos each DataLoader worker keeps ready
 WRITE_QUEUE = 4          # generated videos waiting for the writer
 MAX_PENDING = 32         # decoded videos waiting for a full batch before partial batches run
-SAMPLE_EVERY = 50        # compact storage: PSNR and lossless size measured on every 50th video
+SAMPLE_EVERY = 50        # compact / residual storage: PSNR and lossless size measured on every 50th video
 
 
 def default_workers(device: str | torch.device = "cuda") -> int:
@@ -85,7 +87,7 @@ def mirror_windows(num_frames: int, frames: int, stride: int) -> list[list[int]]
 class _Video:
     """One video inside ``WindowBatcher``: its frames, output, and windows still to generate."""
 
-    def __init__(self, item: dict, frames: int, stride: int):
+    def __init__(self, item: dict, frames: int, stride: int, resolution: int | None = None):
         self.item = item
         video = item.get("video")
         self.windows = mirror_windows(len(video), frames, stride) if video is not None else []
@@ -93,26 +95,35 @@ class _Video:
             raise ValueError(f"too short: {len(video)} frames, the mirror needs at least {2 * stride} "
                              f"(stride {stride}) for a temporal STD")
         self.out = torch.empty_like(video) if video is not None else None
+        self.residual = (torch.empty(len(video), 3, resolution, resolution, dtype=torch.int16)
+                         if video is not None and resolution is not None else None)
         self.written = torch.zeros(len(video), dtype=torch.bool) if video is not None else None
         self.preserved = [0.0] * len(self.windows)
         self.remaining = len(self.windows)
 
-    def take(self, k: int, frames_out: torch.Tensor, preserved: float) -> None:
-        """Window ``k``'s uint8 (T, H, W, 3) output: frames no earlier window wrote are kept."""
+    def take(self, k: int, frames_out: torch.Tensor, preserved: float, residual: torch.Tensor | None = None) -> None:
+        """Window ``k``'s uint8 (T, H, W, 3) output (and int16 (T, 3, r, r) residual): frames no
+        earlier window wrote are kept."""
         idx = torch.tensor(self.windows[k])
         new = ~self.written[idx]
         self.out[idx[new]] = frames_out[new]
+        if self.residual is not None:
+            self.residual[idx[new]] = residual[new]
         self.written[idx] = True
         self.preserved[k] = preserved
         self.remaining -= 1
 
     def result(self) -> dict:
         """The item with ``out`` (uint8 (N, H, W, 3)), ``preserved`` (mean over windows) and
-        ``windows`` (their number) added; the decoded frames dropped."""
-        item = {k: v for k, v in self.item.items() if k != "video"}
+        ``windows`` (their number) added; the decoded frames dropped, except with a residual
+        (``residual`` int16 (N, 3, r, r) added), whose sampled check composes them with it."""
+        keep_video = self.residual is not None
+        item = {k: v for k, v in self.item.items() if k != "video" or keep_video}
         if self.out is not None:
             item.update(out=self.out, windows=len(self.windows),
                         preserved=math.fsum(self.preserved) / len(self.windows))
+            if self.residual is not None:
+                item["residual"] = self.residual
         return item
 
 
@@ -120,24 +131,31 @@ class WindowBatcher:
     """The generate stage: windows of consecutive videos fill generator calls of ``batch``
     windows of one shape (length, H, W); a video comes out, in input order, once all its windows
     are done. ``per_video``: each video's windows go alone (random strategies, whose draws are
-    seeded per video by ``on_video`` before its calls)."""
+    seeded per video by ``on_video`` before its calls). ``residual``: the flow's resolution r, to
+    keep what the generator changed at r x r too (``mirror_residual.residual_of``; the residual
+    storage), None = only the frames."""
 
     def __init__(self, gen, frames: int, stride: int, batch: int, device: str | torch.device = "cpu",
                  per_video: bool = False, on_video: Callable[[dict], None] | None = None,
-                 max_pending: int = MAX_PENDING):
+                 max_pending: int = MAX_PENDING, residual: int | None = None):
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.gen, self.frames, self.stride, self.batch, self.device = gen, frames, stride, batch, device
         self.per_video, self.on_video, self.max_pending = per_video, on_video, max_pending
+        self.residual = residual
         self._pending: collections.deque[_Video] = collections.deque()
         self._groups: dict[tuple, list[tuple[_Video, int]]] = {}
 
     def _run(self, chunk: list[tuple[_Video, int]]) -> None:
         clips = torch.stack([v.item["video"][v.windows[k]] for v, k in chunk])          # (B, T, H, W, 3)
-        result, stats = self.gen(video_io.to_float_video(clips).to(self.device))
+        video = video_io.to_float_video(clips).to(self.device)
+        result, stats = self.gen(video)
+        residuals = [None] * len(chunk)
+        if self.residual is not None:
+            residuals = residual_of(result, video, self.residual).cpu()                 # (B, T, 3, r, r)
         result = video_io.to_uint8_frames(result.cpu())                                 # (B, T, H, W, 3)
-        for (v, k), frames_out, p in zip(chunk, result, stats.preserved.float().cpu().tolist()):
-            v.take(k, frames_out, p)
+        for (v, k), frames_out, p, res in zip(chunk, result, stats.preserved.float().cpu().tolist(), residuals):
+            v.take(k, frames_out, p, res)
 
     def _flush(self, full_only: bool) -> None:
         for key in list(self._groups):
@@ -155,7 +173,7 @@ class WindowBatcher:
     def add(self, item: dict) -> Iterator[dict]:
         """Queue one decoded item ({"video": uint8 (N, H, W, 3) or absent, ...}); yields the items
         whose generation this finished, in input order."""
-        v = _Video(item, self.frames, self.stride)
+        v = _Video(item, self.frames, self.stride, self.residual)
         self._pending.append(v)
         if self.on_video is not None and v.windows:
             self.on_video(item)
@@ -202,19 +220,31 @@ def decode_one(record: VideoRecord, rel: str, decode_size: int | None, stride: i
     return {"entry": entry, "video": video, "fps": fps if fps == fps and fps > 0 else 25.0}
 
 
-def write_one(out: Path, rel: str, frames: torch.Tensor, fps: float, storage: str, sample: bool = False) -> dict:
+def write_one(out: Path, rel: str, frames: torch.Tensor, fps: float, storage: str, sample: bool = False, *,
+              residual: torch.Tensor | None = None, source: torch.Tensor | None = None,
+              header: dict | None = None) -> dict:
     """Encode uint8 (N, H, W, 3) ``frames`` to ``out/rel`` in ``storage`` (atomic, deterministic);
-    returns the entry's storage fields: "bytes", and with ``sample`` (compact storage) "psnr_db"
-    of the file against ``frames`` and "lossless_bytes" (the same frames written losslessly)."""
-    path = out / rel
-    with video_io.VideoWriter(path, fps=fps, storage=storage, deterministic=True) as writer:
-        writer.write(frames)
+    returns the entry's storage fields: "bytes", and with ``sample`` (compact and residual storages)
+    "psnr_db" of the file against ``frames`` and "lossless_bytes" (the same frames written
+    losslessly). Storage "residual" writes int16 (N, 3, r, r) ``residual`` to ``out/<rel>.residual``
+    with ``header`` (flow_sha256, source_size, ...) instead of the frames; its sample composes the
+    file read back with ``source``, the decoded uint8 (N, H, W, 3) source frames."""
+    path = mirror_file(out, rel, storage)
+    if storage == "residual":
+        if residual is None or source is None:
+            raise ValueError("storage 'residual' writes the generator's residual: pass residual= and source=")
+        write_residual(path, residual, {**(header or {}), "height": int(frames.shape[1]),
+                                        "width": int(frames.shape[2])})
+    else:
+        with video_io.VideoWriter(path, fps=fps, storage=storage, deterministic=True) as writer:
+            writer.write(frames)
     fields = {"bytes": path.stat().st_size}
     if sample and storage != "lossless":
-        back = video_io.read_video(path)
+        back = compose(source, read_residual(path)[0]) if storage == "residual" else video_io.read_video(path)
         mse = float(((back.double() - frames.double()) ** 2).mean())
         fields["psnr_db"] = round(psnr_db(mse), 3)
-        probe = path.with_name(f".{path.name}.lossless-probe{path.suffix}")
+        video = out / rel
+        probe = video.with_name(f".{video.name}.lossless-probe{video.suffix}")
         try:
             with video_io.VideoWriter(probe, fps=fps, storage="lossless", deterministic=True) as writer:
                 writer.write(frames)
@@ -320,10 +350,18 @@ def video_entry(item: dict, storage_fields: dict, backend: str | None) -> dict:
             "fps": item["fps"], "backend": backend, **storage_fields}
 
 
-def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done: Callable[[dict], None]) -> None:
+def residual_header(settings, entry: dict) -> dict:
+    """What a residual file records of the mirror and its source (``mirror_residual.check_residual``)."""
+    return {"flow_sha256": settings.flow_sha256, "flow_resolution": settings.flow_resolution,
+            "source_size": entry["source_size"]}
+
+
+def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done: Callable[[dict], None],
+                 settings=None) -> None:
     """Mirror ``todo`` with the three stages overlapped (see the module docstring). ``cfg``: the
     ``MirrorConfig`` (workers: decode processes and as many writer threads; decode_size, frames,
-    stride, batch, device, storage, method, strategy, seed); ``done(entry)`` is called by a writer
+    stride, batch, device, storage, method, strategy, seed); ``settings``: the ``MirrorSettings``
+    (the residual storage records its flow); ``done(entry)`` is called by a writer
     thread, one at a time, once a video's file is in place (or the video was skipped); with several
     writers not necessarily in input order."""
     from s2vc.engine.strategies import RANDOM_STRATEGIES
@@ -335,8 +373,9 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
     def seed_video(item: dict) -> None:
         gen.seed = video_seed(cfg.seed, item["entry"]["path"])
 
+    residual = settings.flow_resolution if cfg.storage == "residual" else None
     batcher = WindowBatcher(gen, cfg.frames, cfg.stride, cfg.batch, cfg.device, per_video=per_video,
-                            on_video=seed_video if per_video else None)
+                            on_video=seed_video if per_video else None, residual=residual)
     written, lock = [0], threading.Lock()
 
     def write(item: dict) -> dict:
@@ -345,7 +384,9 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
         with lock:
             sample = written[0] % SAMPLE_EVERY == 0
             written[0] += 1
-        fields = write_one(out, item["entry"]["path"], item["out"], item["fps"], cfg.storage, sample)
+        fields = write_one(out, item["entry"]["path"], item["out"], item["fps"], cfg.storage, sample,
+                           residual=item.get("residual"), source=item.get("video"),
+                           header=residual_header(settings, item["entry"]) if residual else None)
         return video_entry(item, fields, item["backend"])
 
     def generated(items: Iterable[dict]) -> Iterator[dict]:
@@ -363,4 +404,4 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
 
 
 __all__ = ["WindowBatcher", "decode_one", "default_workers", "generate_video", "mirror_windows", "psnr_db",
-           "run_pipeline", "video_entry", "video_seed", "write_one"]
+           "residual_header", "run_pipeline", "video_entry", "video_seed", "write_one"]

@@ -1,0 +1,172 @@
+"""The residual storage of a mirror (``s2vc generate --dataset --storage residual``): instead of the
+generated video, what the generator changed, at the flow's resolution; the key is rebuilt from the
+source clip, which the training loader decodes anyway for the query.
+
+The generator (``engine/generator.py``, detail "keep", nearest upsampling: the mirror's) computes
+
+    low = avgpool(frames, r x r);  out = frames + upsample_nearest(low_p - low, H x W)
+
+so everything it adds to the source frames is ``d = low_p - low``: (N, 3, r, r) per video, r the
+flow's resolution (32: 3072 values a frame, against 3 x 128 x 171 = 65,664 in the frame). The
+mirror's 8-bit key is ``round(255 * clip(out, 0, 1))``, and the source frames are ``k / 255`` with
+integer k, so with ``q = round(255 * d)``
+
+    key = clip(k + upsample_nearest(q), 0, 255)
+
+equals the lossless mirror's frames except where ``255 * d`` lies within float32's rounding
+(about 1e-5 of a level) of a half level: measured on ``bikes.mp4``, 6 pixels in a million differ,
+by one level. q is clipped to [-255, 255] (anything beyond gives the same clipped key), so it takes
+9 bits. Nothing else is stored: the step is one 8-bit level (``STEP``), exact by construction;
+coarser steps (2 and 4 levels: 51 and 46 dB against the 8-bit frames) saved less than a third of
+a file that is already ~1/24 of the lossless one (docs/MIRROR.md).
+
+File: ``<mirror>/<the video's relative path>.residual`` (``residual_path``; no video suffix, so no
+video reader mistakes it for one), Matroska holding one FFV1 stream of r x r frames in 9-bit planar
+RGB (``q + OFFSET``; the smallest of the lossless coders measured: zlib, lzma, byte planes, a
+temporal delta, x264 qp 0), one frame per video frame, written atomically and deterministically
+(bitexact, one thread). Its header (a Matroska tag, ``TAG``) records what it fits: the decoded
+frame count and size, the flow's resolution and SHA-256, the source file's size. ``check_residual``
+turns a mismatch with the source a loader decoded into a one-line ``ResidualMismatchError``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from s2vc.engine.graph import nearest_index
+from s2vc.engine.video_read import VideoDecodeError
+from s2vc.engine.video_write import STORAGES, atomic_path
+
+from .mirror_manifest import MirrorMismatchError
+
+RESIDUAL_SUFFIX = ".residual"
+RESIDUAL_FORMAT = 1
+TAG = "S2VC_RESIDUAL"
+STEP = 1                 # 8-bit levels per stored unit
+LIMIT = 255              # |q| beyond this gives the same clipped key
+OFFSET = 256             # q + OFFSET in [1, 511]: 9 bits unsigned
+
+
+class ResidualMismatchError(MirrorMismatchError):
+    """A residual file that does not fit the source it is composed with (frames, size, flow)."""
+
+
+def residual_path(out: str | os.PathLike, rel: str) -> Path:
+    """The residual file of the video at ``rel`` (relative to the dataset root) in mirror ``out``."""
+    return Path(out) / f"{rel}{RESIDUAL_SUFFIX}"
+
+
+def _block_mean_matrix(size: int, r: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """(r, size) matrix whose row j averages the positions that nearest upsampling fills from j."""
+    idx = nearest_index(size, r).to(device)
+    m = torch.zeros(r, size, dtype=dtype, device=device)
+    m[idx, torch.arange(size, device=device)] = 1.0
+    return m / m.sum(dim=1, keepdim=True)
+
+
+def residual_of(generated: torch.Tensor, video: torch.Tensor, resolution: int) -> torch.Tensor:
+    """The stored residual of generated windows: int16 (B, T, 3, r, r) = round(255 (low_p - low)),
+    clipped to [-LIMIT, LIMIT]. generated / video: float (B, 3, T, H, W), the generator's unclipped
+    output and its input. ``generated - video`` is ``upsample_nearest(low_p - low)`` up to float32
+    rounding: constant on each block of pixels one low-resolution value fills, so the block's mean
+    recovers that value (any backend: only the output is read)."""
+    b, c, t, h, w = video.shape
+    change = (generated - video).float()
+    ph = _block_mean_matrix(h, resolution, change.dtype, change.device)
+    pw = _block_mean_matrix(w, resolution, change.dtype, change.device)
+    low = ph @ change @ pw.t()                                         # (B, 3, T, r, r)
+    q = (low * (255.0 / STEP)).round_().clamp_(-LIMIT, LIMIT).to(torch.int16)
+    return q.transpose(1, 2).contiguous()
+
+
+def compose(frames: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The key: uint8 (T, H, W, 3) source ``frames`` plus the upsampled int16 (T, 3, r, r)
+    ``residual``, clipped to [0, 255] (as the mirror's 8-bit frames and the clipped on-the-fly key
+    are), in integers: the lossless mirror's frames (see the module docstring)."""
+    t, h, w, _ = frames.shape
+    r = residual.shape[-1]
+    up = residual.permute(0, 2, 3, 1)                                  # (T, r, r, 3)
+    up = up.index_select(1, nearest_index(h, r)).index_select(2, nearest_index(w, r))
+    return (frames.to(torch.int16) + up * STEP).clamp_(0, 255).to(torch.uint8)
+
+
+def write_residual(path: str | os.PathLike, residual: torch.Tensor, header: dict) -> int:
+    """Write int16 (N, 3, r, r) ``residual`` to ``path`` (atomic, deterministic) with ``header``
+    (what the caller records: height, width, flow_sha256, source_size, ...; frames, resolution,
+    step and format are added). Returns the file's bytes."""
+    q = residual.detach().cpu()
+    if q.ndim != 4 or q.shape[1] != 3 or q.shape[2] != q.shape[3] or len(q) < 1:
+        raise ValueError(f"{path}: expected a residual (N, 3, r, r) with N >= 1, got {tuple(q.shape)}")
+    if int(q.abs().max()) > LIMIT:
+        raise ValueError(f"{path}: residual values beyond +-{LIMIT}")
+    codec, pix_fmt, options = STORAGES["residual"]["matroska"]
+    planes = (q.to(torch.int32) + OFFSET).permute(0, 2, 3, 1).numpy().astype(np.uint16)   # (N, r, r, 3)
+    head = {**header, "format": RESIDUAL_FORMAT, "frames": len(q), "resolution": int(q.shape[-1]),
+            "step_levels": STEP, "offset": OFFSET}
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="matroska", options={"fflags": "+bitexact"}) as container:
+            container.metadata[TAG] = json.dumps(head, sort_keys=True)
+            stream = container.add_stream(codec, rate=25, options=dict(options))
+            stream.width = stream.height = int(q.shape[-1])
+            stream.pix_fmt = pix_fmt
+            stream.codec_context.thread_count = 1
+            for plane in planes:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format=pix_fmt)))
+            container.mux(stream.encode(None))
+    return Path(path).stat().st_size
+
+
+def read_residual(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
+    """(int16 (N, 3, r, r), header) of a residual file. A missing file raises FileNotFoundError; one
+    that cannot be read, ``VideoDecodeError`` (a loader skips the video, as for a broken mirror
+    video); a file of another format, ``ResidualMismatchError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"residual file {path} is not there")
+    try:
+        with av.open(str(path), format="matroska") as container:
+            header = json.loads(container.metadata.get(TAG, "null") or "null")
+            planes = [f.to_ndarray(format=STORAGES["residual"]["matroska"][1]) for f in container.decode(video=0)]
+    except (av.FFmpegError, json.JSONDecodeError, ValueError) as exc:
+        raise VideoDecodeError(f"{path}: cannot read the residual ({str(exc).splitlines()[0]})") from None
+    if not isinstance(header, dict) or header.get("format") != RESIDUAL_FORMAT:
+        raise ResidualMismatchError(f"{path} is not a residual file of format {RESIDUAL_FORMAT} "
+                                    f"(header {header!r}): generate the mirror again")
+    if len(planes) != header.get("frames"):
+        raise VideoDecodeError(f"{path}: {len(planes)} residual frames decoded, its header says {header.get('frames')}")
+    q = torch.from_numpy(np.stack(planes).astype(np.int16) - OFFSET).permute(0, 3, 1, 2).contiguous()
+    return q, header
+
+
+def check_residual(path: str | os.PathLike, header: dict, *, size: tuple[int, int], last_frame: int,
+                   source: str | os.PathLike | None = None, flow_sha256: str | None = None,
+                   flow_resolution: int | None = None) -> None:
+    """Raise a one-line ``ResidualMismatchError`` when the residual at ``path`` (its ``header``) does
+    not fit the source it is about to be composed with: frames decoded at (H, W) ``size``, frame
+    index ``last_frame`` needed, the source file ``source`` (its size), the mirror's flow."""
+    problems = []
+    if (header.get("height"), header.get("width")) != tuple(size):
+        problems.append(f"it was made for frames of {header.get('height')}x{header.get('width')}, the source "
+                        f"decodes to {size[0]}x{size[1]} (another --decode-size?)")
+    if last_frame >= header.get("frames", 0):
+        problems.append(f"it holds {header.get('frames')} frames, frame {last_frame} of the source is asked for")
+    if source is not None and "source_size" in header and Path(source).stat().st_size != header["source_size"]:
+        problems.append(f"the source {source} has {Path(source).stat().st_size} bytes, "
+                        f"{header['source_size']} when the residual was made")
+    if flow_sha256 is not None and header.get("flow_sha256") != flow_sha256:
+        problems.append(f"it was made with flow {str(header.get('flow_sha256'))[:12]}, the mirror's is {flow_sha256[:12]}")
+    if flow_resolution is not None and header.get("resolution") != flow_resolution:
+        problems.append(f"it is at {header.get('resolution')}x{header.get('resolution')}, the flow's resolution "
+                        f"is {flow_resolution}")
+    if problems:
+        raise ResidualMismatchError(f"residual {path} does not match its source: {'; '.join(problems)}: "
+                                    "generate the mirror again from these sources")
+
+
+__all__ = ["RESIDUAL_SUFFIX", "ResidualMismatchError", "check_residual", "compose", "read_residual",
+           "residual_of", "residual_path", "write_residual"]
