@@ -469,3 +469,150 @@ def test_generate_dataset_workers_and_storage_flags(mirrored, tmp_path, capsys):
                  "--workers", "-1"]) == 2
     assert "--workers must be >= 0" in capsys.readouterr().err
     assert default_workers("cpu") == 0 and 1 <= default_workers("cuda") <= 8
+
+
+# ---------------------------------------------------------------------------------------------
+# the residual storage (--storage residual): the generator's change at the flow's resolution
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def residual_mirrored(mirrored):
+    tmp, report = mirrored
+    return generate_mirror(_cfg(tmp, out="residual", storage="residual"))
+
+
+def _residual_bytes(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "UCF-101").rglob("*.residual"))}
+
+
+def test_residual_mirror_rebuilds_the_lossless_frames_and_records_its_psnr(mirrored, residual_mirrored):
+    """Each video's <rel>.residual composed with its source gives the lossless mirror's 8-bit frames
+    (up to one level where 255 d falls on a half level within float rounding); the manifest records
+    the storage, the sampled PSNR (>= 45 dB) and the size ratio, and no video file is written."""
+    from s2vc.training.data.mirror_residual import compose, read_residual, residual_path
+    tmp, report = mirrored
+    manifest = load_manifest(residual_mirrored.out)
+    storage = manifest["storage"]
+    assert manifest["settings"]["storage"] == "residual" and storage["name"] == "residual"
+    assert storage["sampled"] == 1 and storage["psnr_db"] >= 45 and storage["size_ratio"] > 1
+    assert storage["bytes"] == sum(residual_path(residual_mirrored.out, rel).stat().st_size
+                                   for rel in manifest["videos"])
+    assert not list((residual_mirrored.out / "UCF-101").rglob("*.mp4"))
+    differ = total = 0
+    for rel, entry in manifest["videos"].items():
+        q, header = read_residual(residual_path(residual_mirrored.out, rel))
+        assert q.shape == (entry["frames"], 3, 32, 32) and q.dtype == torch.int16
+        assert (header["frames"], header["height"], header["width"]) == (12, 64, 64)
+        assert header["flow_sha256"] == manifest["settings"]["flow_sha256"]
+        key = compose(video_io.read_video(tmp / "set" / rel), q)
+        exact = video_io.read_video(report.out / rel)
+        assert (key.int() - exact.int()).abs().max() <= 1
+        differ, total = differ + int((key != exact).sum()), total + key.numel()
+    assert differ <= 1e-3 * total
+
+
+def test_residual_pipeline_resume_and_reuse(mirrored, residual_mirrored):
+    """--workers 2 with cross-video batches writes the serial residual files byte for byte; a rerun
+    reuses them, and a removed file is generated again (alone)."""
+    from s2vc.training.data.mirror_residual import residual_path
+    tmp, _ = mirrored
+    piped = generate_mirror(_cfg(tmp, out="residual_piped", storage="residual", workers=2, batch=3))
+    assert piped.written == residual_mirrored.written and piped.manifest is not None
+    assert _residual_bytes(tmp / "residual_piped") == _residual_bytes(residual_mirrored.out)
+    rel = sorted(load_manifest(piped.out)["videos"])[1]
+    residual_path(piped.out, rel).unlink()
+    again = generate_mirror(_cfg(tmp, out="residual_piped", storage="residual", workers=2, batch=3))
+    assert again.written == 1 and again.reused == piped.written - 1
+    assert _residual_bytes(tmp / "residual_piped") == _residual_bytes(residual_mirrored.out)
+    with pytest.raises(MirrorMismatchError, match="storage"):
+        generate_mirror(_cfg(tmp, out="residual_piped"))
+
+
+def test_keys_read_from_a_residual_mirror_equal_the_lossless_mirrors_and_on_the_fly_keys(mirrored, residual_mirrored):
+    """build_dataset(keys=residual mirror) composes the key clip from the source at the key's draw:
+    the same item as from the lossless mirror (up to a level at float ties), and the on-the-fly key
+    (KeyMaker, clipped) of a mirror window within rounding, at >= 45 dB."""
+    from s2vc.training.data.mirror_residual import compose, read_residual, residual_path
+    from s2vc.training.pretrain.keys import KeyMaker
+    from s2vc.training.pretrain.mirror_pipeline import psnr_db
+    tmp, report = mirrored
+    common = dict(root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, size=None, seed=5)
+    lossless = build_dataset("synthetic", keys={"path": report.out, "expect": {}}, **common)
+    residual = build_dataset("synthetic", keys={"path": residual_mirrored.out, "expect": {}}, **common)
+    cached = build_dataset("synthetic", keys={"path": residual_mirrored.out, "expect": {}}, cache_videos=True,
+                           **common)
+    assert residual.key_residual is not None and cached.key_cache is None
+    for i in range(len(residual)):
+        a, b, c = lossless[i], residual[i], cached[i]
+        assert (a["start_q"], a["start_k"]) == (b["start_q"], b["start_k"]) == (c["start_q"], c["start_k"])
+        assert torch.equal(a["q"], b["q"]) and torch.equal(b["k"], c["k"])
+        assert (a["k"] - b["k"]).abs().max() <= 1 / 255 + 1e-6
+    settings = load_manifest(residual_mirrored.out)["settings"]
+    keys = KeyMaker("s2vc", alpha=settings["alpha"])
+    sq, n, worst = 0.0, 0, 0.0
+    for rel in sorted(load_manifest(residual_mirrored.out)["videos"]):
+        source = video_io.read_video(tmp / "set" / rel)
+        window = mirror_windows(len(source), 4, 2)[0]
+        q, _ = read_residual(residual_path(residual_mirrored.out, rel))
+        stored = video_io.to_float_video(compose(source[window], q[window]))[None]
+        fly, _ = keys(video_io.to_float_video(source[window])[None], {}, step=0)
+        sq, n = sq + float(((stored - fly) * 255).double().pow(2).sum()), n + stored.numel()
+        worst = max(worst, (stored - fly).abs().max().item())
+    assert worst <= 1.5 / 255 + 1e-6 and psnr_db(sq / n) >= 45
+
+
+def test_a_residual_that_does_not_fit_its_source_is_a_one_line_error(mirrored, residual_mirrored, tmp_path):
+    """Another decode size, fewer frames than the source, another flow: ResidualMismatchError on
+    one line naming what differs."""
+    import shutil
+
+    from s2vc.training.data.mirror_residual import (ResidualMismatchError, read_residual, residual_path,
+                                                    write_residual)
+    tmp, _ = mirrored
+    common = dict(root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, seed=5)
+    with pytest.raises(ResidualMismatchError, match="64x64, the source decodes to 32x32") as info:
+        build_dataset("synthetic", keys={"path": residual_mirrored.out, "expect": {}}, size=32, **common)[0]
+    assert "\n" not in str(info.value)
+    broken = tmp_path / "broken"
+    shutil.copytree(residual_mirrored.out, broken)
+    rels = sorted(load_manifest(broken)["videos"])
+    for rel, change in zip(rels, ({"frames": 5}, {"flow_sha256": "0" * 64})):
+        q, header = read_residual(residual_path(broken, rel))
+        header = {k: v for k, v in header.items() if k not in ("format", "frames", "resolution")}
+        write_residual(residual_path(broken, rel), q[:change.get("frames", len(q))],
+                       {**header, **{k: v for k, v in change.items() if k != "frames"}})
+    ds = build_dataset("synthetic", keys={"path": broken, "expect": {}}, size=None, **common)
+    index = {r.path.relative_to(tmp / "set").as_posix(): k for k, r in enumerate(ds.records)}
+    with pytest.raises(ResidualMismatchError, match="holds 5 frames"):
+        for _ in range(20):                       # until a draw reaches past frame 4
+            ds.set_epoch(ds.epoch + 1)
+            ds[index[rels[0]]]
+    with pytest.raises(ResidualMismatchError, match="made with flow 000000000000"):
+        ds[index[rels[1]]]
+    residual_path(broken, rels[2]).write_bytes(b"not a residual")
+    assert ds[index[rels[2]]].reason                # unreadable: skipped, as a broken mirror video
+
+
+def test_residual_storage_through_the_cli_and_pretrain(mirrored, residual_mirrored, tmp_path, capsys):
+    """``s2vc generate --dataset ... --storage residual`` and ``pretrain --keys`` on such a mirror."""
+    import shutil
+
+    from s2vc.cli import main
+    from s2vc.engine.video_io import VideoWriter
+    from s2vc.training.pretrain.loop import PretrainConfig, pretrain
+    tmp, _ = mirrored
+    folder = tmp_path / "videos" / "clips"
+    folder.mkdir(parents=True)
+    for src in sorted((tmp / "set" / "UCF-101").rglob("*.mp4"))[:2]:
+        shutil.copy(src, folder / src.name)
+    out = tmp_path / "mirror"
+    assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
+                 "--frames", "4", "--storage", "residual", "--no-progress"]) == 0
+    manifest = load_manifest(out)
+    assert manifest["storage"]["name"] == "residual" and manifest["storage"]["psnr_db"] >= 45
+    assert sorted(p.name for p in (out / "clips").iterdir()) == sorted(f"{p.name}.residual" for p in folder.iterdir())
+    base = dict(dataset="synthetic", root=str(tmp / "set"), synthetic=TINY, frames=4, stride=2, size=32,
+                batch_size=4, queue=16, max_steps=1, no_progress=True, threads=2)
+    result = pretrain(PretrainConfig(out=str(tmp_path / "run"), mode="s2vc", keys=str(residual_mirrored.out), **base))
+    assert len(result["history"]) == 1 and torch.isfinite(torch.tensor(result["history"][0]["loss"]))
+    with pytest.raises(ValueError, match="holds no frames"):
+        VideoWriter(tmp_path / "x.mp4", fps=25, storage="residual")
