@@ -12,10 +12,11 @@
 #             identical by construction (compare their encoder_q weights)
 #   budget    moco and oracle, seeds 0-2, 800 steps with snapshots every 100, scored on the
 #             still set's validation split: the budget is the first snapshot where the oracle beats
-#             MoCo by >= 10 R@1 there (read paired_still/results_val.md; set PAIRED_STEPS to it)
+#             MoCo by >= 10 R@1 there, chosen by code (training/experiments/choices.py) into
+#             paired_still/budget_choice.json, which the later parts read (PAIRED_STEPS overrides it)
 #   variant   the paper's key and the project's candidates (s2vc-keys, s2vc-dynamic, s2vc-topk),
-#             seeds 0-2, at PAIRED_STEPS, on both sets' validation splits: the best is the
-#             project's variant (set BEST to it)
+#             seeds 0-2, at PAIRED_STEPS, on both sets' validation splits: the best (chosen by code
+#             into paired_still/variant_choice.json; BEST overrides it) is the project's variant
 #   still     the paired comparison on the still set: moco s2vc-keys tfd-keys fame be oracle and
 #             BEST, PAIRED_SEEDS (0-5), at PAIRED_STEPS, scored on the test split once
 #   pan       the same on the pan set (--synthetic-camera pan)
@@ -60,11 +61,30 @@ SET2=(--synthetic-seed 1 --synthetic-bias mild)
 # the pre-registered comparison: its sets, budget (chosen on val by part budget), variant (part variant), seeds
 STILL=(--synthetic-val-per-class 10)
 PAN=(--synthetic-camera pan --synthetic-val-per-class 10)
-PAIRED_STEPS="${PAIRED_STEPS:-400}"
-BEST="${BEST:-s2vc-dynamic}"
 read -r -a PAIRED_SEEDS <<< "${PAIRED_SEEDS:-0 1 2 3 4 5}"
-PAIRED=(--steps "$PAIRED_STEPS" --snapshot-every 100 --threads "$THREADS" --no-progress)
 mkdir -p "$OUT"
+CHOOSE=("$PY" -m s2vc.training.experiments.choices)
+
+choice() {  # choice NAME FIELD ENV: FIELD of OUT/paired_still/NAME_choice.json (a part's pre-registered choice)
+    local file="$OUT/paired_still/$1_choice.json"
+    if [ ! -f "$file" ]; then echo "no $file yet: run part $1 first (or set $3)" >&2; return 2; fi
+    "$PY" -c "import json, sys; v = json.load(open(sys.argv[1]))[sys.argv[2]]; print('none' if v is None else v)" \
+        "$file" "$2"
+}
+
+set_choices() {  # STEPS and BEST: the environment's PAIRED_STEPS / BEST, else the parts' choices
+    STEPS="${PAIRED_STEPS:-}"
+    if [ -z "$STEPS" ]; then STEPS="$(choice budget step PAIRED_STEPS)" || exit 2; fi
+    if [ "$STEPS" = none ]; then
+        echo "the oracle never beat MoCo by 10 R@1 on validation within 800 steps: the pre-registered comparison" \
+             "stops here (docs/RESULTS.md)" >&2; exit 3
+    fi
+    PAIRED=(--steps "$STEPS" --snapshot-every 100 --threads "$THREADS" --no-progress)
+    if [ "$1" = best ]; then
+        BEST="${BEST:-}"
+        if [ -z "$BEST" ]; then BEST="$(choice variant arm BEST)" || exit 2; fi
+    fi
+}
 
 reuse() {  # reuse FROM TO: a finished run with the same settings, copied instead of trained again
     if [ -f "$1/checkpoint.pt" ] && [ ! -e "$2" ]; then mkdir -p "$(dirname "$2")" && cp -a "$1" "$2"; fi
@@ -85,13 +105,26 @@ for part in $PARTS; do
         done ;;
     budget)
         run budget reproduce --arms moco oracle --seeds 0 1 2 --steps 800 --snapshot-every 100 --split val \
-            --threads "$THREADS" --no-progress "${STILL[@]}" --out "$OUT/paired_still" ;;
+            --threads "$THREADS" --no-progress "${STILL[@]}" --out "$OUT/paired_still"
+        # kept apart: the variant part writes its own results_val.*
+        cp "$OUT/paired_still/results_val.json" "$OUT/paired_still/budget_val.json"
+        cp "$OUT/paired_still/results_val.md" "$OUT/paired_still/budget_val.md"
+        "${CHOOSE[@]}" budget "$OUT/paired_still/budget_val.json" --out "$OUT/paired_still/budget_choice.json" \
+            | tee "$OUT/paired_still/budget_choice.md" || exit 2 ;;
     variant)
-        run variant reproduce --arms s2vc-keys s2vc-dynamic s2vc-topk --seeds 0 1 2 "${PAIRED[@]}" --split val \
-            "${STILL[@]}" --out "$OUT/paired_still"
-        run variant reproduce --arms s2vc-keys s2vc-dynamic s2vc-topk --seeds 0 1 2 "${PAIRED[@]}" --split val \
-            "${PAN[@]}" --out "$OUT/paired_pan" ;;
+        set_choices steps
+        for set_name in still pan; do
+            if [ "$set_name" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
+            run variant reproduce --arms s2vc-keys s2vc-dynamic s2vc-topk --seeds 0 1 2 "${PAIRED[@]}" --split val \
+                "${set_flags[@]}" --out "$OUT/paired_$set_name"
+            cp "$OUT/paired_$set_name/results_val.json" "$OUT/paired_$set_name/variant_val.json"
+            cp "$OUT/paired_$set_name/results_val.md" "$OUT/paired_$set_name/variant_val.md"
+        done
+        "${CHOOSE[@]}" variant "$OUT/paired_still/variant_val.json" "$OUT/paired_pan/variant_val.json" \
+            --step "$STEPS" --out "$OUT/paired_still/variant_choice.json" | tee "$OUT/paired_still/variant_choice.md" \
+            || exit 2 ;;
     still|pan)
+        set_choices best
         if [ "$part" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
         run "$part" reproduce --arms moco s2vc-keys tfd-keys fame be oracle "$BEST" --best "$BEST" \
             --seeds "${PAIRED_SEEDS[@]}" "${PAIRED[@]}" --split test "${set_flags[@]}" --out "$OUT/paired_$part" ;;

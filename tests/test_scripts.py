@@ -18,20 +18,46 @@ PARTS = ("main", "set2", "keybands", "preserve", "strategy", "detail", "longer",
 PAIRED_PARTS = ("starts", "budget", "variant", "still", "pan")     # the pre-registered comparison
 
 
-def _recorded_commands(tmp_path: Path, parts: str) -> list[list[str]]:
+CHOICES = {"budget": '{"step": 300}', "variant": '{"arm": "s2vc-topk"}'}   # what the stand-in "chooses"
+
+
+def _run_script(tmp_path: Path, parts: str | None, choices: dict | None = None, **env_extra: str):
+    """Run reproduce_cpu.sh with a stand-in Python: s2vc commands are recorded, not run; the
+    pre-registered choices (``-m ...choices KIND ... --out FILE``) write ``choices[KIND]`` to FILE;
+    ``-c`` snippets (the script reading a choice) run in this Python."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     record = tmp_path / "commands.txt"
     fake = tmp_path / "fake_python"
-    fake.write_text(f'#!/usr/bin/env bash\nprintf "%q " "$@" >> {shlex.quote(str(record))}\necho >> '
-                    f'{shlex.quote(str(record))}\n')
+    choices = CHOICES if choices is None else choices
+    fake.write_text(f"""#!/usr/bin/env bash
+if [ "$1" = -c ]; then exec {shlex.quote(sys.executable)} "$@"; fi
+printf "%q " "$@" >> {shlex.quote(str(record))}; echo >> {shlex.quote(str(record))}
+out=""; prev=""; for a in "$@"; do [ "$prev" = --out ] && out=$a; prev=$a; done
+if [ "$2" = s2vc.training.experiments.choices ]; then
+    case $3 in budget) echo {shlex.quote(choices["budget"])} > "$out";; variant) echo {shlex.quote(choices["variant"])} > "$out";; esac
+elif [ "$3" = reproduce ]; then    # a reproduce's tables, as the script copies them
+    mkdir -p "$out" && echo '{{"split": "val", "rows": []}}' > "$out/results_val.json" && echo - > "$out/results_val.md"
+fi
+exit 0
+""")
     fake.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out")}
-    env.pop("PARTS", None)
+    env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out"), **env_extra}
+    for name in ("PARTS", "PAIRED_STEPS", "BEST"):
+        if name not in env_extra:
+            env.pop(name, None)
     if parts is not None:
         env["PARTS"] = parts
     done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_cpu.sh")], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
+    commands = [shlex.split(line) for line in record.read_text().splitlines() if line.strip()] \
+        if record.exists() else []
+    return done, commands
+
+
+def _recorded_commands(tmp_path: Path, parts: str | None, **kwargs) -> list[list[str]]:
+    done, commands = _run_script(tmp_path, parts, **kwargs)
     assert done.returncode == 0, done.stdout + done.stderr
-    return [shlex.split(line) for line in record.read_text().splitlines() if line.strip()]
+    return [c for c in commands if c[:2] == ["-m", "s2vc.cli"]]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
@@ -71,12 +97,35 @@ def test_the_default_parts_are_the_pre_registered_comparison(tmp_path):
     test = [a for a in reps if a.split == "test"]
     assert val and all(a.synthetic_val_per_class == 10 for a in reps)
     assert val[0].arms == ["moco", "oracle"] and val[0].steps == 800
+    # the variants on both sets' validation splits, at the budget the budget part chose (300 here)
+    assert [(a.arms, a.synthetic_camera, a.steps) for a in val[1:]] == [
+        (["s2vc-keys", "s2vc-dynamic", "s2vc-topk"], camera, 300) for camera in ("still", "pan")]
     assert [a.synthetic_camera for a in test] == ["still", "pan"]
-    for a in test:
-        assert a.arms == ["moco", "s2vc-keys", "tfd-keys", "fame", "be", "oracle", "s2vc-dynamic"]
-        assert a.seeds == [0, 1, 2, 3, 4, 5] and a.best == "s2vc-dynamic" and a.steps == 400
+    for a in test:   # the variant part's choice (s2vc-topk here) is the project's variant
+        assert a.arms == ["moco", "s2vc-keys", "tfd-keys", "fame", "be", "oracle", "s2vc-topk"]
+        assert a.seeds == [0, 1, 2, 3, 4, 5] and a.best == "s2vc-topk" and a.steps == 300
     # the runs scored on val and on test share a folder: trained once, scored twice
     assert {a.out for a in val} == {a.out for a in test}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_choices_are_made_by_code_and_can_be_overridden(tmp_path):
+    """The budget and the variant come from training/experiments/choices.py on the validation
+    results (never typed in); PAIRED_STEPS / BEST override them; a budget rule never met stops the
+    comparison; a part run before its choice exists says which part to run."""
+    done, commands = _run_script(tmp_path / "a", "budget variant")
+    chose = [c for c in commands if c[:2] == ["-m", "s2vc.training.experiments.choices"]]
+    assert [c[2] for c in chose] == ["budget", "variant"]
+    assert chose[0][3].endswith("paired_still/budget_val.json") and "--step" in chose[1]
+    args = [build_parser().parse_args(c[2:]) for c in commands if c[2:3] == ["reproduce"]]
+    assert [a.steps for a in args] == [800, 300, 300]
+    overridden = _recorded_commands(tmp_path / "b", "still", PAIRED_STEPS="500", BEST="s2vc-dynamic")
+    a = build_parser().parse_args(overridden[0][2:])
+    assert (a.steps, a.best) == (500, "s2vc-dynamic")
+    done, _ = _run_script(tmp_path / "c", "budget variant", choices={"budget": '{"step": null}', "variant": "{}"})
+    assert done.returncode == 3 and "never beat MoCo by 10 R@1" in done.stderr
+    done, _ = _run_script(tmp_path / "d", "still")
+    assert done.returncode == 2 and "run part budget first" in done.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")

@@ -1,0 +1,138 @@
+"""The pre-registered choices of docs/RESULTS.md, made by code from validation-split results,
+so that nobody chooses by eye (and nobody reads the test split to choose):
+
+- **budget**: the first snapshot at which the oracle beats MoCo by at least ``BUDGET_MARGIN``
+  (10 points) of R@1, as the paired mean over the seeds both arms have at that step (seeds 0-2 in
+  the pre-registration); ``None`` when no snapshot does (then the study says so and stops).
+- **variant**: among the candidate arms, the one with the highest mean of R@1 + motion over the
+  seeds and over the sets given (the still and the pan set), at the budget's step.
+
+Both read the ``results_val.json`` that ``s2vc reproduce --split val`` writes (its "rows": one
+record per arm, seed and snapshot step, metrics as fractions):
+
+    python -m s2vc.training.experiments.choices budget OUT/paired_still/budget_val.json
+    python -m s2vc.training.experiments.choices variant --step 400 STILL_val.json PAN_val.json
+
+each prints the table the choice was made from and, last, the choice alone on its own line (what
+``scripts/reproduce_cpu.sh`` reads); ``--out FILE`` also writes it all as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .report import markdown_table
+
+__all__ = ["BUDGET_MARGIN", "VARIANT_METRICS", "VARIANT_CANDIDATES", "choose_budget", "choose_variant"]
+
+BUDGET_MARGIN = 0.10                      # oracle - moco, R@1, paired mean over seeds
+VARIANT_METRICS = ("R@1", "motion")       # summed, averaged over seeds and sets
+VARIANT_CANDIDATES = ("s2vc-keys", "s2vc-dynamic", "s2vc-topk")
+
+
+def _rows(results: dict | str | Path) -> list[dict]:
+    if not isinstance(results, dict):
+        results = json.loads(Path(results).read_text())
+    if results.get("split", "val") != "val":
+        raise ValueError(f"choices are made on the validation split; these results are the {results['split']} "
+                         "split's (s2vc reproduce --split val)")
+    return results["rows"]
+
+
+def _scores(rows: list[dict], arm: str, step: int, metric: str) -> dict[int, float]:
+    return {r["seed"]: r[metric] for r in rows if r["arm"] == arm and r["step"] == step}
+
+
+def choose_budget(results, a: str = "oracle", b: str = "moco", metric: str = "R@1",
+                  margin: float = BUDGET_MARGIN) -> dict:
+    """{"step": the first step where mean over shared seeds of (a - b) >= margin, else None;
+    "per_step": [{"step", "seeds", "mean", "a", "b"}] for every step both arms have (steps > 0);
+    "rule": the rule in words}."""
+    rows = _rows(results)
+    steps = sorted({r["step"] for r in rows if r["arm"] == a} & {r["step"] for r in rows if r["arm"] == b})
+    per_step, chosen = [], None
+    for step in (s for s in steps if s > 0):
+        sa, sb = _scores(rows, a, step, metric), _scores(rows, b, step, metric)
+        seeds = sorted(set(sa) & set(sb))
+        if not seeds:
+            continue
+        mean = float(np.mean([sa[s] - sb[s] for s in seeds]))
+        per_step.append({"step": step, "seeds": seeds, "mean": mean,
+                         "a": float(np.mean([sa[s] for s in seeds])), "b": float(np.mean([sb[s] for s in seeds]))})
+        if chosen is None and mean >= margin - 1e-12:
+            chosen = step
+    if not per_step:
+        raise ValueError(f"no snapshot after step 0 where both {a} and {b} have scores")
+    return {"step": chosen, "per_step": per_step,
+            "rule": f"the first snapshot where {a} - {b} on {metric} (paired mean over seeds) >= {100 * margin:g} points"}
+
+
+def choose_variant(results_per_set: dict, step: int, candidates=VARIANT_CANDIDATES,
+                   metrics=VARIANT_METRICS) -> dict:
+    """{"arm": the candidate with the highest mean over sets and seeds of sum(metrics) at
+    ``step``; "scores": {arm: {set: mean, "mean": over sets}}; "rule"}. Every candidate must
+    have scores at ``step`` on every set (else ValueError naming what is missing)."""
+    scores: dict[str, dict] = {}
+    for arm in candidates:
+        per_set = {}
+        for name, results in results_per_set.items():
+            rows = _rows(results)
+            by_metric = [_scores(rows, arm, step, m) for m in metrics]
+            seeds = sorted(set.intersection(*(set(d) for d in by_metric)))
+            if not seeds:
+                raise ValueError(f"{arm} has no scores at step {step} on set {name}")
+            per_set[name] = float(np.mean([sum(d[s] for d in by_metric) for s in seeds]))
+        scores[arm] = {**per_set, "mean": float(np.mean(list(per_set.values())))}
+    best = max(candidates, key=lambda arm: scores[arm]["mean"])
+    return {"arm": best, "step": step, "scores": scores,
+            "rule": f"the highest mean of {' + '.join(metrics)} over seeds and sets ({', '.join(results_per_set)})"}
+
+
+def _pp(x: float) -> str:
+    return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m s2vc.training.experiments.choices",
+                                description="the pre-registered budget and variant choices (docs/RESULTS.md) "
+                                            "from validation-split results")
+    sub = p.add_subparsers(dest="what", required=True)
+    b = sub.add_parser("budget", help="the first snapshot where the oracle beats MoCo by >= 10 R@1")
+    b.add_argument("results", help="results_val.json of the budget part (moco and oracle)")
+    v = sub.add_parser("variant", help="the project's variant: highest R@1 + motion over seeds and sets")
+    v.add_argument("results", nargs="+", help="results_val.json of each set (still, pan)")
+    v.add_argument("--step", type=int, required=True, help="the chosen budget")
+    v.add_argument("--candidates", nargs="+", default=list(VARIANT_CANDIDATES), help="the arms to choose from")
+    for q in (b, v):
+        q.add_argument("--out", default=None, help="also write the choice and its table as JSON")
+    args = p.parse_args(argv)
+    try:
+        if args.what == "budget":
+            choice = choose_budget(args.results)
+            print(markdown_table(["step", "seeds", "oracle R@1", "moco R@1", "oracle − moco (pp)"],
+                                 [[str(r["step"]), str(len(r["seeds"])), _pp(r["a"]), _pp(r["b"]), _pp(r["mean"])]
+                                  for r in choice["per_step"]]))
+            value = choice["step"]
+        else:
+            sets = {Path(r).parent.name: r for r in args.results}
+            choice = choose_variant(sets, args.step, args.candidates)
+            print(markdown_table(["arm", *sets, "mean"],
+                                 [[arm, *(_pp(s[n]) for n in sets), _pp(s["mean"])] for arm, s in choice["scores"].items()]))
+            value = choice["arm"]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"choices: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"rule: {choice['rule']}", file=sys.stderr)
+    if args.out:
+        Path(args.out).write_text(json.dumps(choice, indent=1))
+    print("none" if value is None else value)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
