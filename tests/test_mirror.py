@@ -616,3 +616,25 @@ def test_residual_storage_through_the_cli_and_pretrain(mirrored, residual_mirror
     assert len(result["history"]) == 1 and torch.isfinite(torch.tensor(result["history"][0]["loss"]))
     with pytest.raises(ValueError, match="holds no frames"):
         VideoWriter(tmp_path / "x.mp4", fps=25, storage="residual")
+
+
+def test_residual_of_reads_the_generators_low_resolution_change_and_refuses_another():
+    """residual_of recovers round(255 d) from out = frames + upsample_nearest(d) at any frame size,
+    clips it to +-255, and refuses a change that is not constant on the nearest blocks."""
+    import torch.nn.functional as F
+
+    from s2vc.training.data.mirror_residual import compose, residual_of
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (2, 5, 37, 45, 3), dtype=torch.uint8)
+    video = video_io.to_float_video(frames)                                   # (2, 3, 5, 37, 45)
+    d = torch.randn(2 * 5, 3, 8, 8) * 0.3
+    d[0, 0, 0, 0] = 1.7                                                        # beyond what any key can use
+    up = F.interpolate(d, size=(37, 45), mode="nearest").reshape(2, 5, 3, 37, 45).transpose(1, 2)
+    out = video + up
+    q = residual_of(out, video, 8)
+    assert q.shape == (2, 5, 3, 8, 8) and q.dtype == torch.int16
+    assert torch.equal(q.reshape(10, 3, 8, 8), (d * 255).round().clamp(-255, 255).to(torch.int16))
+    for b in range(2):
+        assert torch.equal(compose(frames[b], q[b]), video_io.to_uint8_frames(out[b]))
+    with pytest.raises(ValueError, match="not constant"):
+        residual_of(out + 0.01 * torch.rand_like(out), video, 8)

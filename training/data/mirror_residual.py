@@ -61,25 +61,35 @@ def residual_path(out: str | os.PathLike, rel: str) -> Path:
     return Path(out) / f"{rel}{RESIDUAL_SUFFIX}"
 
 
-def _block_mean_matrix(size: int, r: int, dtype: torch.dtype, device) -> torch.Tensor:
-    """(r, size) matrix whose row j averages the positions that nearest upsampling fills from j."""
+def _block_ends(size: int, r: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, last) positions of each of the r blocks that nearest upsampling fills from one value."""
     idx = nearest_index(size, r).to(device)
-    m = torch.zeros(r, size, dtype=dtype, device=device)
-    m[idx, torch.arange(size, device=device)] = 1.0
-    return m / m.sum(dim=1, keepdim=True)
+    pos = torch.arange(size, device=device)
+    first = torch.full((r,), size, dtype=torch.long, device=device).scatter_reduce(0, idx, pos, "amin")
+    last = torch.full((r,), -1, dtype=torch.long, device=device).scatter_reduce(0, idx, pos, "amax")
+    return first, last
 
 
 def residual_of(generated: torch.Tensor, video: torch.Tensor, resolution: int) -> torch.Tensor:
     """The stored residual of generated windows: int16 (B, T, 3, r, r) = round(255 (low_p - low)),
     clipped to [-LIMIT, LIMIT]. generated / video: float (B, 3, T, H, W), the generator's unclipped
     output and its input. ``generated - video`` is ``upsample_nearest(low_p - low)`` up to float32
-    rounding: constant on each block of pixels one low-resolution value fills, so the block's mean
-    recovers that value (any backend: only the output is read)."""
-    b, c, t, h, w = video.shape
-    change = (generated - video).float()
-    ph = _block_mean_matrix(h, resolution, change.dtype, change.device)
-    pw = _block_mean_matrix(w, resolution, change.dtype, change.device)
-    low = ph @ change @ pw.t()                                         # (B, 3, T, r, r)
+    rounding (~1e-7): constant on each block of pixels one low-resolution value fills, so the first
+    pixel of each block gives that value (any backend: only the output is read). The last pixel of
+    each block is read too, and a change that is not constant on the blocks (another upsampling,
+    detail "dynamic") is refused."""
+    h, w = video.shape[-2:]
+    fh, lh = _block_ends(h, resolution, video.device)
+    fw, lw = _block_ends(w, resolution, video.device)
+
+    def change(ys, xs):
+        return (generated.index_select(-2, ys).index_select(-1, xs)
+                - video.index_select(-2, ys).index_select(-1, xs)).float()
+
+    low = change(fh, fw)                                               # (B, 3, T, r, r)
+    if (change(lh, lw) - low).abs().max() > 1e-4:
+        raise ValueError("the generator's change is not constant on the blocks of nearest upsampling "
+                         "from its resolution: the residual storage needs detail 'keep' and upsample 'nearest'")
     q = (low * (255.0 / STEP)).round_().clamp_(-LIMIT, LIMIT).to(torch.int16)
     return q.transpose(1, 2).contiguous()
 
