@@ -161,30 +161,40 @@ def read_toml(path: str | os.PathLike, cls: type | None = None) -> dict:
     return values
 
 
-def config_keys(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
-    """The keys a ``--config`` file may set for ``parser``'s command, each with its flag: a
-    flag's name as ``--help`` shows it (``crop_size`` for ``--crop-size``) or its settings field
-    (``size``); not BooleanOptionalAction's inverted ``--no-X``, --help, --config itself."""
-    keys: dict[str, argparse.Action] = {}
+def config_keys(parser: argparse.ArgumentParser) -> dict[str, tuple[argparse.Action, str | None]]:
+    """The keys a ``--config`` file may set for ``parser``'s command: {key: (its flag, None, or
+    the name to use instead)}. A key is a flag's name as ``--help`` shows it (``crop_size`` for
+    ``--crop-size``; ``no_compare`` for a ``--no-compare`` switch); the settings field behind a
+    renamed flag (``size``, ``clip_len``) is an old name, still read, that says what to use. Not
+    BooleanOptionalAction's inverted ``--no-X``, --help, --config itself."""
+    keys: dict[str, tuple[argparse.Action, str | None]] = {}
     for a in parser._actions:
         if a.dest in (argparse.SUPPRESS, "help", "config") or isinstance(a, argparse._SubParsersAction):
             continue
-        keys[a.dest] = a
-        keys.update({s.lstrip("-").replace("-", "_"): a for s in visible_option_strings(a)
-                     if s.startswith("--") and not (isinstance(a, argparse.BooleanOptionalAction)
-                                                    and s.startswith("--no-"))})
+        names = [s.lstrip("-").replace("-", "_") for s in visible_option_strings(a)
+                 if s.startswith("--") and not (isinstance(a, argparse.BooleanOptionalAction) and s.startswith("--no-"))]
+        for name in names:
+            keys[name] = (a, None)
+        if not a.option_strings:                      # a positional: its dest is its name
+            keys[a.dest] = (a, None)
+        elif a.dest not in keys and names and not isinstance(a, argparse._StoreFalseAction):
+            keys[a.dest] = (a, names[0])
     return keys
 
 
 def _check_config_value(path, key: str, action: argparse.Action, value: Any) -> None:
-    """A config value of the kind its flag takes (argparse checks neither choices nor types of
-    defaults): one line naming the key, the value and what was expected."""
+    """A config value of the kind its flag takes (argparse checks neither choices, nor types,
+    nor counts of defaults): one line naming the key, the value and what was expected."""
     switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction,
                                  argparse.BooleanOptionalAction))
     many = action.nargs not in (None, "?", 0) and not switch
     items = value if many and isinstance(value, list) else [value]
     if many and not isinstance(value, list):
         raise UsageError(f"config file {path}: {key} = {value!r} must be a list (the flag takes several values)")
+    if isinstance(action.nargs, int) and not switch and len(items) != action.nargs:
+        raise UsageError(f"config file {path}: {key} = {value!r} must be a list of {action.nargs} values")
+    if action.nargs == "+" and not items:
+        raise UsageError(f"config file {path}: {key} = [] must hold at least one value")
     for item in items:
         if switch:
             if not isinstance(item, bool):
@@ -193,16 +203,20 @@ def _check_config_value(path, key: str, action: argparse.Action, value: Any) -> 
             raise UsageError(f"config file {path}: {key} = {item!r} must be an integer")
         elif action.type is float and (isinstance(item, bool) or not isinstance(item, (int, float))):
             raise UsageError(f"config file {path}: {key} = {item!r} must be a number")
+        elif action.type in (None, str) and not isinstance(item, str):
+            raise UsageError(f"config file {path}: {key} = {item!r} must be a string (in quotes)")
         if action.choices is not None and item not in action.choices:
             raise UsageError(f"config file {path}: {key} = {item!r} is not one of {list(action.choices)}")
 
 
 def apply_config(parser: argparse.ArgumentParser, argv: list[str], path: str | os.PathLike) -> None:
     """Make the TOML file's values ``parser``'s defaults, so that parsing ``argv`` (this
-    command's part of the command line) gives flags > file > the parser's own defaults. Keys are
-    ``config_keys``; values are checked as the flag would check them. A flag the file sets is no
-    longer required; in a group of exclusive flags, a member given in ``argv`` drops the file's
-    values of the others (``--data`` on the command line wins over ``dataset`` in the file)."""
+    command's part of the command line) gives flags > file > the parser's own defaults (several
+    files: applied in order, a later one over an earlier one). Keys are ``config_keys``; values
+    are checked as the flag would check them. A flag the file sets is no longer required; a
+    switch the file turns on gains a hidden ``--no-X`` to turn it off again; in a group of
+    exclusive flags, a member given in ``argv`` drops the file's values of the others (``--data``
+    on the command line wins over ``dataset`` in the file)."""
     keys = config_keys(parser)
     raw = read_toml(path)
     unknown = sorted(set(raw) - set(keys))
@@ -219,11 +233,19 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str], path: str | o
             overruled.update(a.dest for a in group._group_actions if not given(a))
     values = {}
     for key, value in raw.items():
-        action = keys[key]
+        action, instead = keys[key]
         _check_config_value(path, key, action, value)
-        if action.dest not in overruled:
-            values[action.dest] = tuple(value) if isinstance(value, list) and isinstance(action.default, tuple) \
-                else value
+        if instead is not None:
+            print(f"s2vc: config key {key} in {path} is an old name, use {instead}", file=sys.stderr)
+        if isinstance(action, argparse._StoreFalseAction):   # no_compare = true: compare is False
+            value = not value
+        if action.dest in overruled:
+            continue
+        values[action.dest] = tuple(value) if isinstance(value, list) and isinstance(action.default, tuple) else value
+        if isinstance(action, argparse._StoreTrueAction) and value:
+            off = ["--no-" + s[2:] for s in visible_option_strings(action) if s.startswith("--")]
+            if not any(o in parser._option_string_actions for o in off):
+                parser.add_argument(*off, dest=action.dest, action="store_false", help=argparse.SUPPRESS)
     for a in parser._actions:
         if a.dest in values:
             a.required = False
@@ -233,14 +255,14 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str], path: str | o
     parser.set_defaults(**values)
 
 
-def find_config(argv: list[str]) -> str | None:
-    """The value of ``--config FILE`` / ``--config=FILE`` in ``argv`` (the last one), else None."""
-    found = None
+def find_configs(argv: list[str]) -> list[str]:
+    """The values of every ``--config FILE`` / ``--config=FILE`` in ``argv``, in order."""
+    found = []
     for i, token in enumerate(argv):
         if token == "--config" and i + 1 < len(argv):
-            found = argv[i + 1]
+            found.append(argv[i + 1])
         elif token.startswith("--config="):
-            found = token.split("=", 1)[1]
+            found.append(token.split("=", 1)[1])
     return found
 
 
@@ -263,15 +285,18 @@ def add_config_argument(p: argparse.ArgumentParser) -> None:
 
 
 def parse_command_line(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """``parser.parse_args(argv)`` with ``--config FILE``'s values as the named command's
-    defaults (``apply_config``); the Namespace keeps ``argv``."""
-    path = find_config(argv)
-    if path is not None:
+    """``parser.parse_args(argv)`` with the ``--config FILE`` files' values as the named
+    command's defaults (``apply_config``, in the order given); the Namespace keeps ``argv`` and
+    ``configs`` (the files). A ``--config`` before the command's name is a one-line error."""
+    paths = find_configs(argv)
+    if paths:
         leaf, own = leaf_parser(parser, argv)
-        if any(a.dest == "config" for a in leaf._actions):
+        if not any(a.dest == "config" for a in leaf._actions) or len(find_configs(own)) != len(paths):
+            raise UsageError("--config goes after the command's name: s2vc COMMAND [SUBCOMMAND] --config FILE ...")
+        for path in paths:
             apply_config(leaf, own, path)
     args = parser.parse_args(argv)
-    args.argv = argv
+    args.argv, args.configs = argv, paths
     return args
 
 
@@ -279,25 +304,32 @@ REAL_DATASETS = ("ucf101", "hmdb51", "kinetics")   # where S²VC with the bundle
 
 
 def require_fitted_flow(command: str, *, dataset: str | None, mode: str, flow: str | None,
-                        root: str | None = None, fold: int = 1) -> str | None:
+                        root: str | None = None, fold: int = 1, frames: int | None = None,
+                        stride: int | None = None, decode_size: int | None = None) -> str | None:
     """The flow a ``command`` on ``dataset`` may run S²VC with: one of the public datasets
     (``REAL_DATASETS``) with the bundled flow is refused, naming the train-flow command that fits
-    one (the bundled flow was fitted to a few sample clips: on UCF101 it makes S²VC no better than
-    MoCo, docs/RESULTS.md). A ``folder`` of one's own videos is left to the flow fit check, which
-    says whether the flow fits them. ``--flow bundled`` runs the bundled one anyway. Returns the
-    flow path to use (None: the bundled one)."""
+    one, its alpha calibrated on the command's own clip (``frames`` ``stride`` apart, decoded at
+    ``decode_size``); the bundled flow was fitted to a few sample clips: on UCF101 it makes S²VC no
+    better than MoCo (docs/RESULTS.md). A ``folder`` of one's own videos is left to the flow fit
+    check, which says whether the flow fits them. ``--flow bundled`` runs the bundled one anyway.
+    Returns the flow path to use (None: the bundled one)."""
+    import shlex
+
     from s2vc.training.flow.fitted import BUNDLED_FLOW
 
     if flow == BUNDLED_FLOW:
         return None
     if flow is None and mode == "s2vc" and dataset in REAL_DATASETS:
-        root_flag = f" --root {root}" if root is not None else " --root ROOT"
-        fold_flag = f" --fold {fold}" if fold != 1 else ""
+        out = f"flow_{dataset}.pt"
+        fit = ["s2vc", "train-flow", "--dataset", dataset, "--root", str(root) if root is not None else "ROOT"]
+        fit += ["--fold", str(fold)] if fold != 1 else []
+        fit += ["--resolution", "64", "--frames", str(frames or 16), "--stride", str(stride or 2)]
+        fit += ["--decode-size", str(decode_size)] if decode_size else []
+        recipe = " (or configs/recipe/ucf101/1_train_flow.toml)" if dataset == "ucf101" else ""
         raise UsageError(
-            f"S2VC on {dataset} needs a flow fitted to it (the bundled one was fitted to a few sample clips); "
-            f"fit one first: s2vc train-flow --dataset {dataset}{root_flag}{fold_flag} --resolution 64 --frames 16 "
-            f"--stride 2 --out flow_{dataset}.pt (configs/recipe/ chains the steps), then run {command} with "
-            f"--flow flow_{dataset}.pt (--flow bundled runs the bundled one anyway)")
+            f"S2VC on {dataset} needs a flow fitted to it, not the bundled one; fit one first: "
+            f"{' '.join(shlex.quote(a) for a in fit)} --out {out}{recipe}, then add --flow {out} "
+            f"(--flow bundled forces the bundled one)")
     return flow
 
 

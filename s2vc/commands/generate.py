@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
                        help="video files (default: the sample videos installed packages ship)")
     p.add_argument("--out", default="s2vc_out", help="output folder")
     p.add_argument("--flow", default=None,
-                   help="flow checkpoint (default: the bundled one; with --dataset other than synthetic, a flow "
-                        "fitted to it is required: s2vc train-flow --dataset ...; 'bundled' forces the bundled one)")
+                   help="flow checkpoint (default: the bundled one; a --dataset mirror of ucf101, hmdb51 or kinetics "
+                        "needs a flow fitted to it, s2vc train-flow --dataset ...; 'bundled' forces the bundled one)")
     p.add_argument("--alpha", type=float, default=None,
                    help="STD threshold of eq. (4) (default: the flow checkpoint's recommended value, else 0.5)")
     p.add_argument("--preserve", type=float, default=None,
@@ -41,8 +41,7 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
                      help="shorter side frames are decoded at (default 128; with --dataset: as stored, "
                         "like pretrain's --decode-size)")
     deprecated_alias(p, "--frames", old="--clip-len", dest="clip_len", type=int, default=None,
-                     help="frames per window (T of the temporal STD; default 16; with --dataset: 8, "
-                        "pretrain's --frames)")
+                     help="frames per window (T of the temporal STD; default 16, pretrain's --frames)")
     p.add_argument("--max-frames", type=int, default=None, help="frames per video at most")
     deprecated_alias(p, "--batch-size", old="--batch", dest="batch", type=int, default=4,
                      help="windows per generator call")
@@ -91,6 +90,7 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
 
 
 FILE_SIZE, FILE_CLIP_LEN = 128, 16     # --decode-size / --frames when writing files (not a dataset)
+DATASET_FRAMES = 16                    # --frames of a --dataset mirror: pretrain's default clip
 
 
 def file_settings(args: argparse.Namespace) -> tuple[int, int]:
@@ -168,12 +168,13 @@ def run_dataset(args: argparse.Namespace) -> int:
     if args.precision != "fp32":
         raise UsageError(f"--precision {args.precision} applies to VIDEO files; a --dataset mirror runs fp32")
     flow = require_fitted_flow("generate --dataset", dataset=args.dataset, mode=args.method, flow=args.flow,
-                               root=args.root, fold=args.fold)
+                               root=args.root, fold=args.fold, frames=args.clip_len or DATASET_FRAMES,
+                               stride=args.stride, decode_size=args.size)
     device = args.device
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"   # one GPU per torchrun process
     cfg = MirrorConfig(dataset=args.dataset, root=args.root, out=args.out, fold=args.fold, split=args.split,
-                       synthetic=synthetic_set(args), frames=args.clip_len or 8, stride=args.stride,
+                       synthetic=synthetic_set(args), frames=args.clip_len or DATASET_FRAMES, stride=args.stride,
                        decode_size=args.size, method=args.method, flow=flow, alpha=args.alpha,
                        strategy=args.strategy, keep_fraction=args.keep_fraction, backend=args.backend,
                        model=args.model, seed=args.seed, device=device, batch=args.batch,

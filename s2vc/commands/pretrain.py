@@ -17,6 +17,8 @@ COMMAND = "pretrain"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from s2vc.training.data.datasets import DATASETS
     from s2vc.training.pretrain.keys import MODES
+    from s2vc.engine.generator import BACKENDS as GEN_BACKENDS
+    from s2vc.engine.strategies import STRATEGIES
     from s2vc.training.models import BACKBONES
 
     p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="videos to pretrain on")
@@ -33,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--moco-m", type=float, default=0.999, help="momentum of the key encoder m")
     g.add_argument("--moco-t", type=float, default=0.07, help="softmax temperature T")
     g = p.add_argument_group("clips")
-    g.add_argument("--frames", type=int, default=8, help="frames per clip")
+    g.add_argument("--frames", type=int, default=16,
+                   help="frames per clip (the paper's R3D-18 clip, and the windows train-flow calibrates alpha on)")
     g.add_argument("--stride", type=int, default=2, help="frame step inside a clip")
     common.deprecated_alias(g, "--crop-size", old="--size", dest="size", type=int, default=64,
                             help="crop size fed to the backbone")
@@ -46,10 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "for small sets such as the synthetic one")
     g = p.add_argument_group("generator")
     g.add_argument("--flow", default=None,
-                   help="flow checkpoint (default: the bundled one, on the synthetic set only: mode s2vc on another "
-                        "dataset needs a flow fitted to it, s2vc train-flow --dataset ...; 'bundled' forces it)")
+                   help="flow checkpoint (default: the bundled one; mode s2vc on ucf101, hmdb51 or kinetics needs a "
+                        "flow fitted to it, s2vc train-flow --dataset ...; on a folder the fit check says whether the "
+                        "flow fits; 'bundled' forces the bundled one)")
     g.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
-    g.add_argument("--strategy", default="zero",
+    g.add_argument("--strategy", default="zero", choices=STRATEGIES,
                    help="suppression strategy of the latents below alpha (s2vc generate --help)")
     g.add_argument("--keep-fraction", type=float, default=None,
                    help="--strategy topk: the fraction of most-varying latents kept per clip (default: the fraction "
@@ -57,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--detail", default="keep", choices=("keep", "dynamic"),
                    help="mode s2vc: the detail finer than the flow's resolution is kept as is (the paper) or loses "
                         "its static part, its mean over the clip ('dynamic', docs/RESULTS.md)")
-    common.deprecated_alias(g, "--backend", old="--gen-backend", dest="gen_backend", default="auto",
+    common.deprecated_alias(g, "--backend", old="--gen-backend", dest="gen_backend", default="auto", choices=GEN_BACKENDS,
                             help="what runs the flow of the key (s2vc generate --backend)")
     common.deprecated_alias(g, "--clamp", old="--clamp-key", dest="clamp_key",
                             action=argparse.BooleanOptionalAction, default=True,
@@ -97,7 +101,8 @@ def settings(args: argparse.Namespace):
     from s2vc.training.pretrain.loop import PretrainConfig
 
     flow = common.require_fitted_flow("pretrain", dataset=args.dataset, mode=args.mode, flow=args.flow,
-                                      root=args.root, fold=args.fold)
+                                      root=args.root, fold=args.fold, frames=args.frames, stride=args.stride,
+                                      decode_size=args.decode_size)
     return common.settings_from_args(PretrainConfig, args, flow=flow, synthetic=common.synthetic_set(args))
 
 

@@ -53,7 +53,7 @@ class PretrainConfig:
     moco_m: float = 0.999
     moco_t: float = 0.07
     # clips
-    frames: int = 8
+    frames: int = 16
     stride: int = 2
     size: int = 64
     decode_size: int | None = None
