@@ -68,17 +68,28 @@ chance. The table before it (docs/RESULTS.md) is the longest run made; `s2vc rep
 Curves: {curves}
 """
 
-# the demo writes files only: generate's help for these mentions its --dataset, which the demo lacks
-DEMO_HELP = {"size": "shorter side frames are decoded at", "clip_len": "frames per window (T of the temporal STD)"}
+# the demo's own help texts, where generate's would mislead: generate's --flow and --frames speak of
+# its --dataset (which the demo lacks), --preserve of "the given videos" (the demo has one, the
+# sample) and --decode-size / --frames show no default (None there: it depends on --dataset)
+MODEL_HELP = ("the exported model --backend onnxruntime / tensorrt runs: an ONNX file (s2vc export onnx) or a "
+              "TensorRT engine (s2vc export trt)")
+DEMO_HELP = {
+    "flow": "flow checkpoint (default: the bundled one; 'bundled' names it too)",
+    "preserve": "choose alpha so that this fraction of latents is kept on the sample video (overrides --alpha)",
+    "model": MODEL_HELP,
+    "size": "shorter side frames are decoded at",
+    "clip_len": "frames per window (T of the temporal STD)",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from s2vc.commands.generate import add_arguments as add_generator_arguments
+    from s2vc.commands.generate import FILE_CLIP_LEN, FILE_SIZE, add_arguments as add_generator_arguments
 
     add_generator_arguments(p, videos=False)
     for action in p._actions:
         action.help = DEMO_HELP.get(action.dest, action.help)
-    p.set_defaults(out="s2vc_demo", max_frames=64, compare=False)
+    # the values generate uses on files (file_settings), shown as the defaults they are
+    p.set_defaults(out="s2vc_demo", max_frames=64, compare=False, size=FILE_SIZE, clip_len=FILE_CLIP_LEN)
     p.add_argument("--compare", action="store_true",
                    help="also run the short live MoCo / S²VC / oracle comparison (minutes of CPU pretraining)")
     p.add_argument("--no-compare", dest="compare", action="store_false",

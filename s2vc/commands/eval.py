@@ -12,7 +12,7 @@ import sys
 from typing import Callable
 
 from s2vc.commands.common import (UsageError, add_device_argument, add_synthetic_arguments, deprecated_alias,
-                                  settings_from_args, synthetic_set)
+                                  require_fitted_flow, settings_from_args, synthetic_set)
 from s2vc.training.evaluation.common import EVAL_DATASETS
 
 HELP = ("evaluations of a pretrained backbone: retrieval, linear, finetune, temporal-order, probes, similarity, "
@@ -105,7 +105,10 @@ def _add_similarity(p):
     p.add_argument("--split", default="train", help="which videos of the dataset (train, test, ...)")
     p.add_argument("--fold", type=int, default=1, help="official split 1-3 (ucf101, hmdb51)")
     add_synthetic_arguments(p)
-    p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
+    p.add_argument("--flow", default=None,
+                   help="flow checkpoint (default: the bundled one; with --dataset ucf101, hmdb51 or kinetics a "
+                        "flow fitted to it is required: s2vc train-flow --dataset ...; 'bundled' forces the "
+                        "bundled one)")
     p.add_argument("--alpha", type=float, default=None, help="default: the flow checkpoint's calibrated alpha")
     p.add_argument("--strategy", default="zero",
                    help="suppression strategy of the latents below alpha (s2vc generate --help)")
@@ -122,7 +125,9 @@ def _add_similarity(p):
 
 def _add_static_gain(p):
     p.add_argument("--static", required=True, help="per-class JSON of the static-clip model (finetune --static)")
-    p.add_argument("--method", required=True, help="per-class JSON of the method (e.g. S²VC)")
+    # --method is generate's old spelling of --mode elsewhere: here the file is --method-json
+    deprecated_alias(p, "--method-json", old="--method", dest="method", required=True, metavar="JSON",
+                     help="per-class JSON of the method (e.g. S²VC)")
     p.add_argument("--baseline", required=True, help="per-class JSON of the baseline (e.g. MoCo)")
     p.add_argument("--names", nargs=2, default=("S²VC", "MoCo"), help="labels of method and baseline")
     p.add_argument("--out", default=None, help="JSON of the result")
@@ -214,8 +219,12 @@ def _run_finetune(args):
 
 def _run_similarity(args):
     from s2vc.training.evaluation.similarity import SimilaritySettings, evaluate_similarity
-    return _show(evaluate_similarity(settings_from_args(SimilaritySettings, args, synthetic=synthetic_set(args),
-                                                        progress=not args.no_progress)))
+    # Z_p is S2VC's key: on a public dataset the bundled flow is refused, as in pretrain/generate
+    flow = require_fitted_flow("eval similarity", dataset=args.dataset, mode="s2vc", flow=args.flow,
+                               root=args.root, fold=args.fold, frames=args.frames, stride=args.stride,
+                               decode_size=args.decode_size)
+    return _show(evaluate_similarity(settings_from_args(SimilaritySettings, args, flow=flow,
+                                                        synthetic=synthetic_set(args), progress=not args.no_progress)))
 
 
 def _run_static_gain(args):

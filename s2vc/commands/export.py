@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         if name == "trt":
             _add_trt_arguments(fp)
         else:
-            _add_export_arguments(fp)
+            _add_export_arguments(fp, onnx=name == "onnx")
     return p
 
 
@@ -50,12 +50,18 @@ def _run_trt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export_arguments(p: argparse.ArgumentParser) -> None:
+def _add_export_arguments(p: argparse.ArgumentParser, onnx: bool) -> None:
+    """The flags of ``export torchscript`` (``onnx=False``) or ``export onnx``: each format lists
+    only its own (``--what flow`` and ``--exporter`` are ONNX's)."""
     from s2vc.engine.strategies import EXPORTABLE_STRATEGIES
 
-    p.add_argument("--out", required=True, help="output file (.pt / .onnx), or folder for --what flow")
-    p.add_argument("--what", choices=("generator", "flow"), default="generator",
-                   help="the whole generator (video in, video out), or the flow's encoder and decoder (onnx)")
+    if onnx:
+        p.add_argument("--out", required=True, help="output file (.onnx), or folder for --what flow")
+        p.add_argument("--what", choices=("generator", "flow"), default="generator",
+                       help="the whole generator (video in, video out), or the flow's encoder and decoder as two "
+                            "files (the flow's flags only: --flow, --fp16, --exporter)")
+    else:
+        p.add_argument("--out", required=True, help="output file (.pt)")
     p.add_argument("--flow", default=None, help="flow checkpoint (default: the bundled one)")
     p.add_argument("--alpha", type=float, default=None, help="default: the checkpoint's calibrated alpha")
     p.add_argument("--strategy", choices=EXPORTABLE_STRATEGIES, default="zero",
@@ -65,17 +71,19 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
                    help="how the flow-resolution key is brought back to the frame size")
     p.add_argument("--clamp", action="store_true", help="clip the output to [0, 1] inside the graph")
-    p.add_argument("--fp16", action="store_true", help="half-precision graph (TensorRT 11 takes precision from it)")
-    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
-                   help="torch.onnx exporter (onnx only)")
+    if onnx:
+        p.add_argument("--fp16", action="store_true",
+                       help="half-precision graph (TensorRT 11 takes precision from it)")
+        p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
+                       help="torch.onnx exporter")
+    else:
+        p.add_argument("--fp16", action="store_true", help="half-precision graph")
 
 
 def run(args: argparse.Namespace) -> int:
     from s2vc.engine.checkpoint import load_flow
     from s2vc.engine.suppression import resolve_alpha
 
-    if args.format == "torchscript" and args.what != "generator":
-        raise UsageError(f"s2vc export torchscript exports the generator only (--what generator), got --what {args.what}")
     flow = load_flow(args.flow)
     common = dict(alpha=resolve_alpha(flow, args.alpha), strategy=args.strategy, height=args.height,
                   width=args.width, upsample=args.upsample, clamp=args.clamp, fp16=args.fp16)
