@@ -45,10 +45,17 @@ def test_the_recipe_chains():
     previous one writes, and a mirror holds the clips its pretraining reads."""
     flow = parsed(RECIPE / "1_train_flow.toml")
     assert (flow.resolution, flow.dataset, flow.clip_len, flow.stride) == (64, "ucf101", 16, 2)
+    # S3D's clip gets alpha recalibrated on it (step 1b), into a copy of step 1's flow
+    cal = parsed(RECIPE / "1b_calibrate_s3d.toml")
+    assert cal.command == "calibrate" and cal.flow == flow.out and cal.write_to != flow.out and not cal.write
+    assert (cal.dataset, cal.root, cal.fold, cal.preserve) == (flow.dataset, flow.root, flow.fold, flow.preserve)
     for bb in ("r3d18", "s3d"):
         mirror = parsed(RECIPE / f"2_mirror_{bb}.toml")
         pre = parsed(RECIPE / f"3_pretrain_{bb}.toml")
-        assert mirror.flow == pre.flow == flow.out
+        calibrated = flow if bb == "r3d18" else cal
+        assert mirror.flow == pre.flow == (flow.out if bb == "r3d18" else cal.write_to)
+        assert (calibrated.clip_len, calibrated.stride) == (pre.frames, pre.stride)   # alpha on the clip trained on
+        assert (flow.decode_size if bb == "r3d18" else cal.size) == pre.decode_size
         assert pre.keys == mirror.out and mirror.split == "train" and pre.mode == mirror.method == "s2vc"
         assert (mirror.clip_len, mirror.stride, mirror.size) == (pre.frames, pre.stride, pre.decode_size)
         assert mirror.root == pre.root == flow.root and mirror.fold == pre.fold == flow.fold
@@ -60,7 +67,6 @@ def test_the_recipe_chains():
             assert (ev.frames, ev.stride, ev.size, ev.decode_size) == (frames, pre.stride, pre.size, pre.decode_size)
             if step != "retrieval":   # half-overlapping windows x ten crops; linear 100 epochs, finetune 500
                 assert (ev.crops, ev.epochs) == (10, 100 if step == "linear" else 500)
-    assert parsed(RECIPE / "3_pretrain_r3d18.toml").frames == flow.clip_len   # alpha at the clip trained on
 
 
 def test_flags_win_over_the_file_everywhere(tmp_path):
