@@ -146,7 +146,17 @@ def experiment_flow(cfg: ExperimentConfig) -> str | None:
     """The flow checkpoint the runs use, as ``PretrainConfig.flow`` takes it: ``cfg.flow`` when a
     path; None (the bundled flow) for ``--flow bundled``; by default the synthetic set's own fitted
     flow (``training/flow/fitted.py``), trained and cached beside the set the first time. A flow
-    that does not fit the data makes S²VC no better than MoCo, so the fitted one is the default."""
+    that does not fit the data makes S²VC no better than MoCo, so the fitted one is the default.
+    With ``eval_only`` nothing is trained, the flow included: a fitted flow not cached yet is a
+    ValueError saying what to run first."""
+    if not cfg.flow and cfg.eval_only:
+        from ..flow import fitted
+        path = fitted.fitted_flow_path(cfg.synthetic)
+        if not path.is_file():
+            raise ValueError(f"--eval-only trains nothing, and the synthetic set's own fitted flow is not there yet "
+                             f"({path}): run the same command without --eval-only first (it fits the flow once, "
+                             f"then pretrains), or name a flow with --flow FILE / --flow bundled")
+        return str(path)
     if not cfg.flow:
         print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
               file=sys.stderr)

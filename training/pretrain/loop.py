@@ -42,7 +42,8 @@ from .video_log import log_clip_pair
 from ..data.transforms import normalize_clip
 
 __all__ = ["MODES", "CHECKPOINT", "RESUME_MUST_MATCH", "PretrainConfig", "pretrain", "learning_rate",
-           "snapshot_path", "snapshots", "build_data", "mirror_expectations", "setup_run", "time_steps"]
+           "snapshot_path", "snapshots", "build_data", "mirror_expectations", "setup_run", "check_inputs",
+           "time_steps"]
 
 
 def snapshots(run: str | Path) -> dict[int, Path]:
@@ -196,7 +197,10 @@ def pretrain(cfg: PretrainConfig) -> dict:
 # -- setup ------------------------------------------------------------------------------------
 def setup_run(cfg: PretrainConfig) -> "_Run":
     """Device, process group, seeds, data, model, optimizer, key maker; then the checkpoint's
-    state when resuming. The order is fixed: it decides what the seeded RNGs draw."""
+    state when resuming. The order is fixed: it decides what the seeded RNGs draw. The run folder
+    is made after the cheap checks (``check_inputs``) and removed again when setup fails before
+    anything is written in it."""
+    check_inputs(cfg)                          # before the run folder exists: a typo leaves nothing behind
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -208,7 +212,34 @@ def setup_run(cfg: PretrainConfig) -> "_Run":
         raise ValueError(f"the queue ({cfg.queue}) must be a multiple of the global batch "
                          f"({cfg.batch_size} x {world} processes)")
     out = Path(cfg.out)
+    created = [f for f in (out, *out.parents) if not f.exists()]    # deepest first
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build_run(cfg, out, device, rank, world)
+    except BaseException:
+        # a run that failed before writing anything leaves no empty folder; one that wrote
+        # something (a checkpoint resumed, logs) keeps it
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def check_inputs(cfg: PretrainConfig) -> None:
+    """The cheap preconditions of a run, checked before its folder is made: the flow checkpoint
+    (modes that use one) and the mirror of ``--keys`` exist. FileNotFoundError names the path."""
+    if cfg.mode in PREGENERATED_MODES and cfg.flow not in (None, "bundled") and not Path(cfg.flow).is_file():
+        raise FileNotFoundError(f"flow checkpoint not found: {cfg.flow}")
+    if cfg.keys is not None and not Path(cfg.keys).is_dir():
+        raise FileNotFoundError(f"--keys {cfg.keys}: no such folder (a mirror made by s2vc generate --dataset ... "
+                                f"--out MIRROR)")
+
+
+def _build_run(cfg: PretrainConfig, out: Path, device: torch.device, rank: int, world: int) -> "_Run":
+    """``setup_run`` once the run folder ``out`` exists: seeds, model, flow, data, key maker,
+    the checkpoint's state when resuming, the writer and config.json."""
     torch.manual_seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
