@@ -49,6 +49,16 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str):
+        """argparse's usage error, naming flags as --help does: "required: --method-json", not
+        "--method-json/--method" (an old spelling, ``commands.common.deprecated_alias``)."""
+        for action in self._actions:
+            hidden = getattr(action, "deprecated_names", None)
+            if hidden:
+                shown = [s for s in action.option_strings if s not in hidden]
+                message = message.replace("/".join(action.option_strings), "/".join(shown))
+        super().error(message)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="s2vc", description="S²VC: suppress static visual cues in videos "

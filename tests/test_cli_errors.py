@@ -91,3 +91,12 @@ def test_a_library_field_is_named_as_the_flag():
     assert in_flag_names("the batch was empty; stride must be >= 1", gen) == "the batch was empty; stride must be >= 1"
     pre = leaf_parser(build_parser(), ["pretrain"])[0]
     assert in_flag_names("size must be >= 8", pre) == "--crop-size must be >= 8"
+
+
+def test_a_missing_required_flag_is_named_as_help_names_it(capsys):
+    """argparse's "required" error lists a flag's spellings: the old one is left out."""
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "static-gain", "--static", "a.json", "--baseline", "b.json"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert "required: --method-json" in err and "--method-json/--method" not in err

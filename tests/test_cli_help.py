@@ -115,8 +115,7 @@ FORBIDDEN = {
     "--clamp": {"--clamp-key", "--no-clamp-key"},
 }
 # a spelling that names another concept there; the reason is the value
-SPELLING_EXEMPT = {("s2vc eval static-gain", "--method"): "a per-class JSON file of a method, not the key",
-                   ("s2vc export trt", "--batch"): "the TensorRT profile's MIN,OPT,MAX range (build_trt.py's "
+SPELLING_EXEMPT = {("s2vc export trt", "--batch"): "the TensorRT profile's MIN,OPT,MAX range (build_trt.py's "
                                                    "flag); the served batch is its --batch-size"}
 
 

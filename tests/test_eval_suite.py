@@ -187,7 +187,7 @@ def test_finetune_static_gain_and_cam_end_to_end(tiny, tmp_path, capsys):
     _run(["eval", "finetune", "--backbone", "small", *c, "--epochs", "1", "--static",
           "--out", str(tmp_path / "static.json"), "--no-progress"])
     assert json.loads((tmp_path / "static.json").read_text())["static"] is True
-    _run(["eval", "static-gain", "--static", str(tmp_path / "static.json"), "--method", str(tmp_path / "ft.json"),
+    _run(["eval", "static-gain", "--static", str(tmp_path / "static.json"), "--method-json", str(tmp_path / "ft.json"),
           "--baseline", str(tmp_path / "static.json"), "--out", str(tmp_path / "gain.json")])
     gain = json.loads((tmp_path / "gain.json").read_text())
     assert len(gain["classes"]) == 6 and (tmp_path / "gain.png").stat().st_size > 1000

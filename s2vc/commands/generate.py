@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="what runs the flow: auto picks the fastest one available here (s2vc info lists them)")
     p.add_argument("--model", default=None,
-                   help="the exported model --backend onnxruntime / tensorrt runs (s2vc export onnx, build_trt.py)")
+                   help="the exported model --backend onnxruntime / tensorrt runs: an ONNX file (s2vc export onnx) "
+                        "or a TensorRT engine (s2vc export trt)")
     deprecated_alias(p, "--decode-size", old="--size", dest="size", type=int, default=None,
                      help="shorter side frames are decoded at (default 128; with --dataset: as stored, "
                         "like pretrain's --decode-size)")
