@@ -664,3 +664,18 @@ def test_residual_storage_of_the_tfd_baseline(mirrored, tmp_path):
     direct, _, _ = generate_video(gen, source, 4, 2, batch=8)
     key = compose(source, read_residual(residual_path(report.out, rel))[0])
     assert (key.int() - direct.int()).abs().max() <= 1
+
+
+def test_read_residual_decodes_a_range_from_the_key_frame_before_it(tmp_path):
+    """A range of a residual file (what a key clip needs) equals the same frames of the whole file,
+    wherever it starts relative to FFV1's key frames; past the end it is shorter."""
+    from s2vc.training.data.mirror_residual import read_residual, write_residual
+    torch.manual_seed(0)
+    q = (torch.randn(40, 3, 8, 8) * 60).round().clamp(-255, 255).to(torch.int16)
+    write_residual(tmp_path / "v.residual", q, {"height": 8, "width": 8})
+    whole, header = read_residual(tmp_path / "v.residual")
+    assert torch.equal(whole, q) and header["frames"] == 40 and header["resolution"] == 8
+    for first, last in [(0, 0), (0, 15), (5, 30), (12, 12), (13, 39), (30, None), (39, 39)]:
+        part, _ = read_residual(tmp_path / "v.residual", first, last)
+        assert torch.equal(part, q[first:None if last is None else last + 1])
+    assert len(read_residual(tmp_path / "v.residual", 35, 50)[0]) == 5

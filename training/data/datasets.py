@@ -285,19 +285,20 @@ class ClipDataset(Dataset):
         from .mirror_residual import check_residual, compose, read_residual
         starts, clips = self._clips(i, lambda n: self._random_starts(i, n))
         path = self.key_videos[i]
+        idx = list(range(starts[1], starts[1] + self.span, self.stride))[: len(clips[1])]
         try:
-            if i in self._residuals:
-                residual, header = self._residuals[i]
-            else:
-                residual, header = read_residual(path)
-                if self.video_cache is not None:
-                    self._residuals[i] = residual, header
+            if i in self._residuals:                  # the whole residual, kept (cache_videos)
+                (residual, header), first = self._residuals[i], 0
+            elif self.video_cache is not None:
+                (residual, header), first = read_residual(path), 0
+                self._residuals[i] = residual, header
+            else:                                     # only the key's frames are decoded
+                (residual, header), first = read_residual(path, idx[0], idx[-1]), idx[0]
         except (FileNotFoundError, VideoDecodeError) as e:
             raise skip_for(path, e) from e
-        idx = list(range(starts[1], starts[1] + self.span, self.stride))[: len(clips[1])]
         check_residual(path, header, size=tuple(clips[1].shape[1:3]), last_frame=idx[-1],
                        source=self.records[i].path, **self.key_residual)
-        return starts, [clips[0], compose(clips[1], residual[idx])]
+        return starts, [clips[0], compose(clips[1], residual[[k - first for k in idx]])]
 
     def eval_clips(self, i: int, num_clips: int | None = 10, overlap: float = 0.5,
                    transform: Transform | None = None) -> dict:

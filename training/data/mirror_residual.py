@@ -129,24 +129,37 @@ def write_residual(path: str | os.PathLike, residual: torch.Tensor, header: dict
     return Path(path).stat().st_size
 
 
-def read_residual(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
-    """(int16 (N, 3, r, r), header) of a residual file. A missing file raises FileNotFoundError; one
-    that cannot be read, ``VideoDecodeError`` (a loader skips the video, as for a broken mirror
-    video); a file of another format, ``ResidualMismatchError``."""
+def read_residual(path: str | os.PathLike, first: int = 0, last: int | None = None) -> tuple[torch.Tensor, dict]:
+    """(int16 (n, 3, r, r), header) of a residual file: its frames ``first`` to ``last`` (inclusive;
+    None: to the end, fewer where the file ends earlier, which ``check_residual`` reports). Only the
+    packets from the key frame at or before ``first`` (FFV1 starts one every 12 frames) to ``last``
+    are decoded. A missing file raises FileNotFoundError; one that cannot be read,
+    ``VideoDecodeError`` (a loader skips the video, as for a broken mirror video); a file of another
+    format, ``ResidualMismatchError``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"residual file {path} is not there")
+    pix_fmt = STORAGES["residual"]["matroska"][1]
     try:
         with av.open(str(path), format="matroska") as container:
             header = json.loads(container.metadata.get(TAG, "null") or "null")
-            planes = [f.to_ndarray(format=STORAGES["residual"]["matroska"][1]) for f in container.decode(video=0)]
+            if not isinstance(header, dict) or header.get("format") != RESIDUAL_FORMAT:
+                raise ResidualMismatchError(f"{path} is not a residual file of format {RESIDUAL_FORMAT} "
+                                            f"(header {header!r}): generate the mirror again")
+            stream = container.streams.video[0]
+            packets = [p for p in container.demux(stream) if p.size]
+            stop = len(packets) - 1 if last is None else min(last, len(packets) - 1)
+            start = max((k for k in range(min(first, stop) + 1) if packets[k].is_keyframe), default=0)
+            planes = [f.to_ndarray(format=pix_fmt) for packet in packets[start:stop + 1]
+                      for f in stream.decode(packet)]
     except (av.FFmpegError, json.JSONDecodeError, ValueError) as exc:
         raise VideoDecodeError(f"{path}: cannot read the residual ({str(exc).splitlines()[0]})") from None
-    if not isinstance(header, dict) or header.get("format") != RESIDUAL_FORMAT:
-        raise ResidualMismatchError(f"{path} is not a residual file of format {RESIDUAL_FORMAT} "
-                                    f"(header {header!r}): generate the mirror again")
-    if len(planes) != header.get("frames"):
-        raise VideoDecodeError(f"{path}: {len(planes)} residual frames decoded, its header says {header.get('frames')}")
+    if len(packets) != header.get("frames") or len(planes) != stop + 1 - start:
+        raise VideoDecodeError(f"{path}: {len(packets)} residual frames, {len(planes)} decoded of "
+                               f"{stop + 1 - start}, its header says {header.get('frames')}")
+    planes = planes[first - start:]
+    if not planes:
+        return torch.empty(0, 3, header["resolution"], header["resolution"], dtype=torch.int16), header
     q = torch.from_numpy(np.stack(planes).astype(np.int16) - OFFSET).permute(0, 3, 1, 2).contiguous()
     return q, header
 
