@@ -50,6 +50,7 @@ TAG = "S2VC_RESIDUAL"
 STEP = 1                 # 8-bit levels per stored unit
 LIMIT = 255              # |q| beyond this gives the same clipped key
 OFFSET = 256             # q + OFFSET in [1, 511]: 9 bits unsigned
+KEY_EVERY = 12           # FFV1 key frames (FFmpeg's default): a key clip's frames decode from the one before
 
 
 class ResidualMismatchError(MirrorMismatchError):
@@ -123,6 +124,7 @@ def write_residual(path: str | os.PathLike, residual: torch.Tensor, header: dict
             stream.width = stream.height = int(q.shape[-1])
             stream.pix_fmt = pix_fmt
             stream.codec_context.thread_count = 1
+            stream.codec_context.gop_size = KEY_EVERY
             for plane in planes:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format=pix_fmt)))
             container.mux(stream.encode(None))
@@ -132,7 +134,7 @@ def write_residual(path: str | os.PathLike, residual: torch.Tensor, header: dict
 def read_residual(path: str | os.PathLike, first: int = 0, last: int | None = None) -> tuple[torch.Tensor, dict]:
     """(int16 (n, 3, r, r), header) of a residual file: its frames ``first`` to ``last`` (inclusive;
     None: to the end, fewer where the file ends earlier, which ``check_residual`` reports). Only the
-    packets from the key frame at or before ``first`` (FFV1 starts one every 12 frames) to ``last``
+    packets from the key frame at or before ``first`` (one every ``KEY_EVERY`` frames) to ``last``
     are decoded. A missing file raises FileNotFoundError; one that cannot be read,
     ``VideoDecodeError`` (a loader skips the video, as for a broken mirror video); a file of another
     format, ``ResidualMismatchError``."""
