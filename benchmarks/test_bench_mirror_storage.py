@@ -14,7 +14,8 @@ residual too). Then, per storage (``write_one``, the mirror's write stage, as th
 - write frames/s (median of ROUNDS, wall) and CPU s per frame; for residual also the extraction of
   the residual from the generator's output (``residual_of``, done in the generate stage);
 - key read: a ``ClipDataset`` item (query + key, 16 frames at stride 2) of the source with this
-  storage's keys, ms per item over READS draws (what pretraining pays per clip pair).
+  storage's keys, ms per item over READS draws (what pretraining pays per clip pair), and the item
+  without a mirror for reference (MoCo's: both clips from the source in one decoding pass).
 
 Run: ``python -m pytest -q -s benchmarks/test_bench_mirror_storage.py`` (prints the table).
 """
@@ -110,6 +111,15 @@ def test_mirror_storages_side_by_side(benchmark, tmp_path):
                              psnr_float=_psnr(back.double(), clipped255.double()),
                              write_fps=n / statistics.median(walls), cpu_per_frame=statistics.median(cpus) / n,
                              read_ms=read_ms)
+    # reference: an item without a mirror (MoCo's, or keys made on the fly): both clips from the source
+    plain = ClipDataset([VideoRecord(path=Path(source), label=0, video_id="bikes")], ["clips"], FRAMES, STRIDE,
+                        SIZE, seed=0)
+    plain[0]
+    start = time.perf_counter()
+    for epoch in range(READS):
+        plain.set_epoch(epoch)
+        plain[0]
+    plain_ms = (time.perf_counter() - start) / READS * 1e3
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
 
     ffv1 = results[ROWS[0][0]]["bytes"]
@@ -124,6 +134,7 @@ def test_mirror_storages_side_by_side(benchmark, tmp_path):
         lines.append(f"| {name} | {res['bytes'] / hours / 1e9:.3f} | {ffv1 / res['bytes']:.1f} | "
                      f"{x264 / res['bytes']:.1f} | {p8} | {res['psnr_float']:.1f} dB | {res['write_fps']:.0f} | "
                      f"{res['cpu_per_frame']:.5f} | {res['read_ms']:.0f} |")
+    lines.append(f"an item without a mirror (both clips decoded from the source in one pass): {plain_ms:.0f} ms")
     differ = int((compose(video, residual) != frames8).sum())
     lines.append(f"residual: {differ} of {frames8.numel()} values differ from the 8-bit frames "
                  f"(by one level); extracting it from the generator's output took {extract_s / n:.5f} CPU s/frame "
