@@ -83,8 +83,10 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
                         "overlapped); 0 = one video after the other (default: half the cores, 1 to 8, with "
                         "a GPU --device; 0 on the CPU, where the generator takes every core)")
     g.add_argument("--storage", choices=tuple(STORAGES), default="lossless",
-                   help="lossless: bit-exact frames; compact: near-lossless H.264 4:4:4 (about a sixth of "
-                        "the disk at ~46 dB; the manifest records its measured PSNR)")
+                   help="lossless: bit-exact frames; compact: near-lossless H.264 4:4:4 (a fourth to a sixth "
+                        "of the disk at 44-47 dB; the manifest records its measured PSNR); residual: only the "
+                        "generator's change at the flow's resolution (1/24 of lossless measured; the keys are "
+                        "rebuilt from the source videos, which must stay; docs/MIRROR.md)")
     g.add_argument("--shard", default=None, metavar="I/N",
                    help="this process writes videos I, I+N, ... (default: torchrun's RANK/WORLD_SIZE, else all)")
     add_synthetic_arguments(g)

@@ -216,11 +216,18 @@ def load_manifest(out: str | os.PathLike) -> dict:
     return manifest
 
 
+RESIDUAL_SUFFIX = ".residual"   # the residual storage's file: <rel>.residual (mirror_residual.py)
+
+
+def residual_path(out: str | os.PathLike, rel: str) -> Path:
+    """The residual file of the video at ``rel`` (relative to the dataset root) in mirror ``out``."""
+    return Path(out) / f"{rel}{RESIDUAL_SUFFIX}"
+
+
 def mirror_file(out: str | os.PathLike, rel: str, storage: str = "lossless") -> Path:
     """The file that holds video ``rel`` in mirror ``out``: the same relative path for the frame
     storages, ``<rel>.residual`` for the residual storage."""
     if storage == "residual":
-        from .mirror_residual import residual_path
         return residual_path(out, rel)
     return Path(out) / rel
 

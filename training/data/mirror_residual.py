@@ -42,9 +42,9 @@ from s2vc.engine.graph import nearest_index
 from s2vc.engine.video_read import VideoDecodeError
 from s2vc.engine.video_write import STORAGES, atomic_path
 
-from .mirror_manifest import MirrorMismatchError
+# the file's name is the mirror's layout (mirror_manifest); re-exported here, where it is read
+from .mirror_manifest import RESIDUAL_SUFFIX, MirrorMismatchError, residual_path
 
-RESIDUAL_SUFFIX = ".residual"
 RESIDUAL_FORMAT = 1
 TAG = "S2VC_RESIDUAL"
 STEP = 1                 # 8-bit levels per stored unit
@@ -55,11 +55,6 @@ KEY_EVERY = 12           # FFV1 key frames (FFmpeg's default): a key clip's fram
 
 class ResidualMismatchError(MirrorMismatchError):
     """A residual file that does not fit the source it is composed with (frames, size, flow)."""
-
-
-def residual_path(out: str | os.PathLike, rel: str) -> Path:
-    """The residual file of the video at ``rel`` (relative to the dataset root) in mirror ``out``."""
-    return Path(out) / f"{rel}{RESIDUAL_SUFFIX}"
 
 
 def _block_ends(size: int, r: int, device) -> tuple[torch.Tensor, torch.Tensor]:
