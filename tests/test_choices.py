@@ -1,11 +1,19 @@
-"""The pre-registered choices (training/experiments/choices.py) follow their rules exactly."""
+"""The pre-registered choices (training/experiments/choices.py, scripts/choose.py) follow their rules exactly."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from s2vc.training.experiments.choices import choose_budget, choose_variant, main
+import importlib.util
+from pathlib import Path
+
+from s2vc.training.experiments.choices import choose_budget, choose_variant
+
+_spec = importlib.util.spec_from_file_location("choose", Path(__file__).resolve().parents[1] / "scripts" / "choose.py")
+choose_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(choose_script)
+main = choose_script.main
 
 
 def rows(table: dict) -> list[dict]:

@@ -23,7 +23,7 @@ CHOICES = {"budget": '{"step": 300}', "variant": '{"arm": "s2vc-topk"}'}   # wha
 
 def _run_script(tmp_path: Path, parts: str | None, choices: dict | None = None, **env_extra: str):
     """Run reproduce_cpu.sh with a stand-in Python: s2vc commands are recorded, not run; the
-    pre-registered choices (``-m ...choices KIND ... --out FILE``) write ``choices[KIND]`` to FILE;
+    pre-registered choices (``scripts/choose.py KIND ... --out FILE``) write ``choices[KIND]`` to FILE;
     ``-c`` snippets (the script reading a choice) run in this Python."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     record = tmp_path / "commands.txt"
@@ -33,8 +33,8 @@ def _run_script(tmp_path: Path, parts: str | None, choices: dict | None = None, 
 if [ "$1" = -c ]; then exec {shlex.quote(sys.executable)} "$@"; fi
 printf "%q " "$@" >> {shlex.quote(str(record))}; echo >> {shlex.quote(str(record))}
 out=""; prev=""; for a in "$@"; do [ "$prev" = --out ] && out=$a; prev=$a; done
-if [ "$2" = s2vc.training.experiments.choices ]; then
-    case $3 in budget) echo {shlex.quote(choices["budget"])} > "$out";; variant) echo {shlex.quote(choices["variant"])} > "$out";; esac
+if [ "${{1##*/}}" = choose.py ]; then
+    case $2 in budget) echo {shlex.quote(choices["budget"])} > "$out";; variant) echo {shlex.quote(choices["variant"])} > "$out";; esac
 elif [ "$3" = reproduce ]; then    # a reproduce's tables, as the script copies them
     mkdir -p "$out" && echo '{{"split": "val", "rows": []}}' > "$out/results_val.json" && echo - > "$out/results_val.md"
 fi
@@ -114,9 +114,9 @@ def test_the_choices_are_made_by_code_and_can_be_overridden(tmp_path):
     results (never typed in); PAIRED_STEPS / BEST override them; a budget rule never met stops the
     comparison; a part run before its choice exists says which part to run."""
     done, commands = _run_script(tmp_path / "a", "budget variant")
-    chose = [c for c in commands if c[:2] == ["-m", "s2vc.training.experiments.choices"]]
-    assert [c[2] for c in chose] == ["budget", "variant"]
-    assert chose[0][3].endswith("paired_still/budget_val.json") and "--step" in chose[1]
+    chose = [c for c in commands if c[0].endswith("scripts/choose.py")]
+    assert [c[1] for c in chose] == ["budget", "variant"]
+    assert chose[0][2].endswith("paired_still/budget_val.json") and "--step" in chose[1]
     args = [build_parser().parse_args(c[2:]) for c in commands if c[2:3] == ["reproduce"]]
     assert [a.steps for a in args] == [800, 300, 300]
     overridden = _recorded_commands(tmp_path / "b", "still", PAIRED_STEPS="500", BEST="s2vc-dynamic")

@@ -129,7 +129,7 @@ class ClipDataset(Dataset):
             raise ValueError("key_residual needs key_videos (the residual files)")
         self.key_cache = (DecodedVideos(size) if cache_videos and key_videos is not None and key_residual is None
                           else None)
-        self._residuals: dict[int, tuple] = {}   # with cache_videos: residuals read once
+        self._residuals: dict = {}   # with cache_videos: residuals read once (mirror_residual.residual_at)
         # the epoch in shared memory: DataLoader workers that persist across epochs (they hold their
         # own copy of this dataset) read the epoch the main process set, so clips change each epoch
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -282,23 +282,17 @@ class ClipDataset(Dataset):
         key clip then composed with the mirror's residual at its frames (``mirror_residual.compose``):
         the lossless mirror's key frames. A residual that does not fit the source raises
         ``ResidualMismatchError`` (not a skip: the mirror and the dataset disagree)."""
-        from .mirror_residual import check_residual, compose, read_residual
+        from .mirror_residual import compose, residual_at
         starts, clips = self._clips(i, lambda n: self._random_starts(i, n))
         path = self.key_videos[i]
         idx = list(range(starts[1], starts[1] + self.span, self.stride))[: len(clips[1])]
-        try:
-            if i in self._residuals:                  # the whole residual, kept (cache_videos)
-                (residual, header), first = self._residuals[i], 0
-            elif self.video_cache is not None:
-                (residual, header), first = read_residual(path), 0
-                self._residuals[i] = residual, header
-            else:                                     # only the key's frames are decoded
-                (residual, header), first = read_residual(path, idx[0], idx[-1]), idx[0]
+        try:   # with cache_videos the whole residual is read once and kept
+            residual = residual_at(path, idx, size=tuple(clips[1].shape[1:3]), source=self.records[i].path,
+                                   cache=self._residuals if self.video_cache is not None else None,
+                                   **self.key_residual)
         except (FileNotFoundError, VideoDecodeError) as e:
             raise skip_for(path, e) from e
-        check_residual(path, header, size=tuple(clips[1].shape[1:3]), last_frame=idx[-1],
-                       source=self.records[i].path, **self.key_residual)
-        return starts, [clips[0], compose(clips[1], residual[[k - first for k in idx]])]
+        return starts, [clips[0], compose(clips[1], residual)]
 
     def eval_clips(self, i: int, num_clips: int | None = 10, overlap: float = 0.5,
                    transform: Transform | None = None) -> dict:

@@ -186,5 +186,24 @@ def check_residual(path: str | os.PathLike, header: dict, *, size: tuple[int, in
                                     "generate the mirror again from these sources")
 
 
+def residual_at(path: str | os.PathLike, frames: list[int], *, size: tuple[int, int], source: str | os.PathLike,
+                cache: dict | None = None, flow_sha256: str | None = None,
+                flow_resolution: int | None = None) -> torch.Tensor:
+    """The residual of the key clip at source frame indices ``frames`` (ascending), checked
+    against the clip it is composed with (``check_residual``: decoded at ``size``, from
+    ``source``, the mirror's flow). ``cache`` (a dict, e.g. a dataset's with ``cache_videos``):
+    the whole file is read once and kept under its path; else only the frames from the FFV1 key
+    frame before ``frames[0]`` to ``frames[-1]`` are decoded."""
+    if cache is not None:
+        if path not in cache:
+            cache[path] = read_residual(path)
+        (residual, header), first = cache[path], 0
+    else:
+        (residual, header), first = read_residual(path, frames[0], frames[-1]), frames[0]
+    check_residual(path, header, size=size, last_frame=frames[-1], source=source, flow_sha256=flow_sha256,
+                   flow_resolution=flow_resolution)
+    return residual[[k - first for k in frames]]
+
+
 __all__ = ["RESIDUAL_SUFFIX", "ResidualMismatchError", "check_residual", "compose", "read_residual",
-           "residual_of", "residual_path", "write_residual"]
+           "residual_at", "residual_of", "residual_path", "write_residual"]

@@ -8,25 +8,15 @@ so that nobody chooses by eye (and nobody reads the test split to choose):
   seeds and over the sets given (the still and the pan set), at the budget's step.
 
 Both read the ``results_val.json`` that ``s2vc reproduce --split val`` writes (its "rows": one
-record per arm, seed and snapshot step, metrics as fractions):
-
-    python -m s2vc.training.experiments.choices budget OUT/paired_still/budget_val.json
-    python -m s2vc.training.experiments.choices variant --step 400 STILL_val.json PAN_val.json
-
-each prints the table the choice was made from and, last, the choice alone on its own line (what
-``scripts/reproduce_cpu.sh`` reads); ``--out FILE`` also writes it all as JSON.
+record per arm, seed and snapshot step, metrics as fractions); ``scripts/choose.py`` is their
+command line (what ``scripts/reproduce_cpu.sh`` runs).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import sys
 from pathlib import Path
 
 import numpy as np
-
-from .report import markdown_table
 
 __all__ = ["BUDGET_MARGIN", "VARIANT_METRICS", "VARIANT_CANDIDATES", "choose_budget", "choose_variant"]
 
@@ -91,48 +81,3 @@ def choose_variant(results_per_set: dict, step: int, candidates=VARIANT_CANDIDAT
     best = max(candidates, key=lambda arm: scores[arm]["mean"])
     return {"arm": best, "step": step, "scores": scores,
             "rule": f"the highest mean of {' + '.join(metrics)} over seeds and sets ({', '.join(results_per_set)})"}
-
-
-def _pp(x: float) -> str:
-    return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m s2vc.training.experiments.choices",
-                                description="the pre-registered budget and variant choices (docs/RESULTS.md) "
-                                            "from validation-split results")
-    sub = p.add_subparsers(dest="what", required=True)
-    b = sub.add_parser("budget", help="the first snapshot where the oracle beats MoCo by >= 10 R@1")
-    b.add_argument("results", help="results_val.json of the budget part (moco and oracle)")
-    v = sub.add_parser("variant", help="the project's variant: highest R@1 + motion over seeds and sets")
-    v.add_argument("results", nargs="+", help="results_val.json of each set (still, pan)")
-    v.add_argument("--step", type=int, required=True, help="the chosen budget")
-    v.add_argument("--candidates", nargs="+", default=list(VARIANT_CANDIDATES), help="the arms to choose from")
-    for q in (b, v):
-        q.add_argument("--out", default=None, help="also write the choice and its table as JSON")
-    args = p.parse_args(argv)
-    try:
-        if args.what == "budget":
-            choice = choose_budget(args.results)
-            print(markdown_table(["step", "seeds", "oracle R@1", "moco R@1", "oracle − moco (pp)"],
-                                 [[str(r["step"]), str(len(r["seeds"])), _pp(r["a"]), _pp(r["b"]), _pp(r["mean"])]
-                                  for r in choice["per_step"]]))
-            value = choice["step"]
-        else:
-            sets = {Path(r).parent.name: r for r in args.results}
-            choice = choose_variant(sets, args.step, args.candidates)
-            print(markdown_table(["arm", *sets, "mean"],
-                                 [[arm, *(_pp(s[n]) for n in sets), _pp(s["mean"])] for arm, s in choice["scores"].items()]))
-            value = choice["arm"]
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"choices: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"rule: {choice['rule']}", file=sys.stderr)
-    if args.out:
-        Path(args.out).write_text(json.dumps(choice, indent=1))
-    print("none" if value is None else value)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
