@@ -84,6 +84,23 @@ class _Passthrough:
         return video, SimpleNamespace(preserved=torch.ones(len(video)))
 
 
+def _write_alone(tmp_path: Path, generated: list, storage: str, header: dict, name: str | None = None) -> float:
+    """Seconds to encode and write every generated item of ``generated`` in ``storage`` (the write
+    stage alone; ``name``: record its CPU seconds in CPU_S)."""
+    out = tmp_path / f"encode-{storage}"
+    _, seconds = _timed(lambda: [write_one(out, g["entry"]["path"], g["out"], g["fps"], storage,
+                                           residual=g["residual"], source=g["video"], header=header)
+                                 for g in generated], name)
+    return seconds
+
+
+def _against_serial(runs: dict, storage: str, workers: int) -> tuple[float, list[float]]:
+    """(median frames/s of the pipelined passes, their per-round ratios to the serial pass of the
+    same round) from ``_passes``' runs."""
+    return (statistics.median(runs[storage, workers]),
+            [p / q for p, q in zip(runs[storage, workers], runs[storage, 0])])
+
+
 def _passes(benchmark, tmp_path, n_frames: int, storages, tag: str, rounds: int = ROUNDS,
             videos: int = VIDEOS) -> tuple[dict, dict]:
     """{(storage, workers): [frames/s per round]}, {storage: the manifest's storage summary}:
@@ -130,11 +147,7 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
     header = {"flow_sha256": flow.sha256 or "", "flow_resolution": flow.config.resolution, "source_size": 0}
     encode_fps = {}
     for storage in storages:
-        out = tmp_path / f"encode-{storage}"
-        _, seconds = _timed(lambda: [write_one(out, g["entry"]["path"], g["out"], g["fps"], storage,
-                                               residual=g["residual"], source=g["video"], header=header)
-                                     for g in with_residual], storage)
-        encode_fps[storage] = n_frames / seconds
+        encode_fps[storage] = n_frames / _write_alone(tmp_path, with_residual, storage, header, storage)
         rows.append((f"encode + write: {storage}", encode_fps[storage]))
 
     runs, summary = _passes(benchmark, tmp_path, n_frames, storages, "flow")
@@ -162,8 +175,7 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
         lines.append(f"{storage}: CPU bound on {cores} cores (all stages' CPU seconds / cores) "
                      f"{cores / cpu_per_frame:.0f} frames/s")
         for workers in WORKERS:
-            piped = passes[storage, workers]
-            paired = [p / q for p, q in zip(runs[storage, workers], runs[storage, 0])]
+            piped, paired = _against_serial(runs, storage, workers)
             lines.append(f"{storage}, workers {workers}: pipeline / serial {piped / serial:.2f}x (per round: "
                          f"{', '.join(f'{r:.2f}' for r in paired)}), "
                          f"pipeline / slowest stage alone ({slowest:.0f} frames/s) {piped / slowest:.2f}, "
@@ -181,8 +193,7 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
         lines.append(f"{storage}, workers 0: {serial:.0f} frames/s (rounds: "
                      f"{', '.join(f'{x:.0f}' for x in fast[storage, 0])})")
         for workers in WORKERS:
-            piped = statistics.median(fast[storage, workers])
-            paired = [p / q for p, q in zip(fast[storage, workers], fast[storage, 0])]
+            piped, paired = _against_serial(fast, storage, workers)
             lines.append(f"{storage}, workers {workers}: {piped:.0f} frames/s, pipeline / serial {piped / serial:.2f}x "
                          f"(per round: {', '.join(f'{r:.2f}' for r in paired)}), pipeline / slowest CPU stage "
                          f"alone ({slowest:.0f} frames/s) {piped / slowest:.2f}")
@@ -212,11 +223,8 @@ def test_mirror_pipeline_steady_state_without_the_generator(benchmark, tmp_path,
     with_residual = list(WindowBatcher(_Passthrough(), FRAMES, STRIDE, BATCH, residual=flow.config.resolution)(decoded))
     header = {"flow_sha256": flow.sha256 or "", "flow_resolution": flow.config.resolution, "source_size": 0}
     for storage in storages:
-        out = tmp_path / f"encode-{storage}"
-        _, seconds = _timed(lambda: [write_one(out, g["entry"]["path"], g["out"], g["fps"], storage,
-                                               residual=g["residual"], source=g["video"], header=header)
-                                     for g in with_residual])
-        lines.append(f"| encode + write: {storage} | {n_frames / seconds:.0f} |")
+        fps = n_frames / _write_alone(tmp_path, with_residual, storage, header)
+        lines.append(f"| encode + write: {storage} | {fps:.0f} |")
     real = mirror.mirror_generator
     monkeypatch.setattr(mirror, "mirror_generator", lambda cfg: (_Passthrough(), *real(cfg)[1:]))
     runs, _ = _passes(benchmark, tmp_path, n_frames, storages, "long", rounds=LONG_ROUNDS, videos=LONG_VIDEOS)
@@ -225,8 +233,7 @@ def test_mirror_pipeline_steady_state_without_the_generator(benchmark, tmp_path,
         lines.append(f"| whole pass, {storage}, workers 0 (rounds {', '.join(f'{x:.0f}' for x in runs[storage, 0])}) "
                      f"| {serial:.0f} |")
         for workers in WORKERS:
-            piped = statistics.median(runs[storage, workers])
-            paired = [p / q for p, q in zip(runs[storage, workers], runs[storage, 0])]
+            piped, paired = _against_serial(runs, storage, workers)
             lines.append(f"| whole pass, {storage}, workers {workers}: {piped / serial:.2f}x serial (per round "
                          f"{', '.join(f'{r:.2f}' for r in paired)}) | {piped:.0f} |")
     table = "\n".join(lines)

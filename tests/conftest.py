@@ -136,3 +136,19 @@ def assert_runs_on_current_stream(launch, kernel: str) -> None:
     assert streams[kernel] == streams["neg"], (
         f"{kernel} ran on stream(s) {streams[kernel]}, the caller's stream is {streams['neg']} "
         f"(default stream: {streams['abs']})")
+
+
+def magenta_test_set(folder: Path):
+    """(root, the SyntheticSet): a tiny synthetic set (2 classes, 2 train / 1 test videos of 12
+    frames, UCF101's layout) whose *test* videos are solid magenta, a frame no training video has:
+    a command that reads only the training split never sees that colour."""
+    from s2vc.engine.video_io import VideoWriter
+    from s2vc.training.data.datasets import dataset_root, split_records
+    from s2vc.training.data.synthetic import SyntheticSet
+
+    synthetic = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
+    root = dataset_root("synthetic", folder, synthetic=synthetic)
+    for record in split_records("synthetic", root, "test"):
+        with VideoWriter(record.path, 25, deterministic=True) as writer:
+            writer.write(np.broadcast_to(np.array([255, 0, 255], np.uint8), (12, 64, 64, 3)).copy())
+    return root, synthetic

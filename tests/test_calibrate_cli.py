@@ -13,11 +13,10 @@ import pytest
 
 from s2vc.cli import main as cli_main
 from s2vc.engine import AdvFlow, FlowConfig, load_flow, save_flow, video_io
-from s2vc.engine.video_io import VideoWriter
-from s2vc.training.data.datasets import dataset_root, split_records
+from s2vc.training.data.datasets import split_records
 from s2vc.training.data.synthetic import SyntheticSet
 
-from conftest import randomize_
+from conftest import magenta_test_set, randomize_
 
 TINY_SET = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
 CLIP = ["--frames", "4", "--stride", "2", "--decode-size", "32", "--no-progress"]
@@ -45,10 +44,8 @@ def video(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
     """The tiny synthetic set (UCF101's layout) whose *test* videos are solid magenta."""
-    root = dataset_root("synthetic", tmp_path_factory.mktemp("set") / "tiny", synthetic=TINY_SET)
-    for record in split_records("synthetic", root, "test"):
-        with VideoWriter(record.path, 25, deterministic=True) as writer:
-            writer.write(np.broadcast_to(np.array([255, 0, 255], np.uint8), (12, 64, 64, 3)).copy())
+    root, synthetic = magenta_test_set(tmp_path_factory.mktemp("set") / "tiny")
+    assert synthetic == TINY_SET
     return root
 
 

@@ -7,15 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from s2vc.cli import main as cli_main
 from s2vc.engine import load_flow, video_io
-from s2vc.engine.video_io import VideoWriter
-from s2vc.training.data.datasets import dataset_root, split_records
+from s2vc.training.data.datasets import split_records
 from s2vc.training.data.synthetic import SyntheticSet
+
+from conftest import magenta_test_set
 
 TINY_SET = SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=12)
 TINY_FLOW = ["--resolution", "8", "--high-blocks", "1", "--low-blocks", "1", "--fc-blocks", "1",
@@ -27,10 +27,8 @@ MAGENTA = torch.tensor([255.0, 0.0, 255.0])
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
     """The tiny synthetic set whose *test* videos are solid magenta: a frame no training video has."""
-    root = dataset_root("synthetic", tmp_path_factory.mktemp("set") / "tiny", synthetic=TINY_SET)
-    for record in split_records("synthetic", root, "test"):
-        with VideoWriter(record.path, 25, deterministic=True) as writer:
-            writer.write(np.broadcast_to(np.array([255, 0, 255], np.uint8), (12, 64, 64, 3)).copy())
+    root, synthetic = magenta_test_set(tmp_path_factory.mktemp("set") / "tiny")
+    assert synthetic == TINY_SET
     return root
 
 

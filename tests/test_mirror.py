@@ -227,17 +227,24 @@ def test_torchrun_ranks_pick_the_shard(monkeypatch, tmp_path):
         _shard(_cfg(tmp_path, shard=(2, 2)))
 
 
-def test_generate_dataset_command(mirrored, tmp_path, capsys):
-    """``s2vc generate --dataset folder``: the command over generate_mirror, its closing report,
-    and one-line refusals of a bad --shard and of VIDEO files beside --dataset."""
+def _folder_of_two(tmp: Path, tmp_path: Path) -> Path:
+    """Two of the mirrored set's videos copied into tmp_path/videos/clips (a ``folder`` dataset
+    rooted at tmp_path/videos); returns the clips folder."""
     import shutil
 
-    from s2vc.cli import main
-    tmp, _ = mirrored
     folder = tmp_path / "videos" / "clips"
     folder.mkdir(parents=True)
     for src in sorted((tmp / "set" / "UCF-101").rglob("*.mp4"))[:2]:
         shutil.copy(src, folder / src.name)
+    return folder
+
+
+def test_generate_dataset_command(mirrored, tmp_path, capsys):
+    """``s2vc generate --dataset folder``: the command over generate_mirror, its closing report,
+    and one-line refusals of a bad --shard and of VIDEO files beside --dataset."""
+    from s2vc.cli import main
+    tmp, _ = mirrored
+    folder = _folder_of_two(tmp, tmp_path)
     out = tmp_path / "mirror"
     assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
                  "--frames", "4", "--no-progress"]) == 0
@@ -457,15 +464,10 @@ def test_keys_made_on_the_fly_equal_keys_read_from_the_mirror(mirrored):
 def test_generate_dataset_workers_and_storage_flags(mirrored, tmp_path, capsys):
     """``--workers N --storage compact`` reach the pass (the shard's record, the manifest); the
     default is the serial loop with the generator on the CPU, half the cores with a GPU."""
-    import shutil
-
     from s2vc.cli import main
     from s2vc.training.pretrain.mirror_pipeline import default_workers
     tmp, _ = mirrored
-    folder = tmp_path / "videos" / "clips"
-    folder.mkdir(parents=True)
-    for src in sorted((tmp / "set" / "UCF-101").rglob("*.mp4"))[:2]:
-        shutil.copy(src, folder / src.name)
+    folder = _folder_of_two(tmp, tmp_path)
     out = tmp_path / "mirror"
     assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
                  "--frames", "4", "--workers", "1", "--storage", "compact", "--no-progress"]) == 0
@@ -601,16 +603,11 @@ def test_a_residual_that_does_not_fit_its_source_is_a_one_line_error(mirrored, r
 
 def test_residual_storage_through_the_cli_and_pretrain(mirrored, residual_mirrored, tmp_path, capsys):
     """``s2vc generate --dataset ... --storage residual`` and ``pretrain --keys`` on such a mirror."""
-    import shutil
-
     from s2vc.cli import main
     from s2vc.engine.video_io import VideoWriter
     from s2vc.training.pretrain.loop import PretrainConfig, pretrain
     tmp, _ = mirrored
-    folder = tmp_path / "videos" / "clips"
-    folder.mkdir(parents=True)
-    for src in sorted((tmp / "set" / "UCF-101").rglob("*.mp4"))[:2]:
-        shutil.copy(src, folder / src.name)
+    folder = _folder_of_two(tmp, tmp_path)
     out = tmp_path / "mirror"
     assert main(["generate", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
                  "--frames", "4", "--storage", "residual", "--no-progress"]) == 0

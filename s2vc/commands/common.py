@@ -141,9 +141,9 @@ def settings_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any)
     return cls(**values)
 
 
-def read_toml(path: str | os.PathLike, cls: type | None = None) -> dict:
-    """A TOML file of settings (``tomllib``: data only), keys with '-' or '_'. With ``cls``,
-    keys that are not its fields are an error naming them and the valid ones."""
+def read_toml(path: str | os.PathLike) -> dict:
+    """A TOML file of settings (``tomllib``: data only), keys with '-' or '_' (as '_'); which
+    keys a command takes is ``apply_config``'s check."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"config file {path} does not exist (expected a TOML file such as configs/*.toml)")
@@ -152,13 +152,7 @@ def read_toml(path: str | os.PathLike, cls: type | None = None) -> dict:
             raw = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"config file {path} is not valid TOML: {exc}") from None
-    values = {k.replace("-", "_"): v for k, v in raw.items()}
-    if cls is not None:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UsageError(f"config file {path}: unknown keys {unknown}; expected some of {sorted(known)}")
-    return values
+    return {k.replace("-", "_"): v for k, v in raw.items()}
 
 
 def config_keys(parser: argparse.ArgumentParser) -> dict[str, tuple[argparse.Action, str | None]]:
