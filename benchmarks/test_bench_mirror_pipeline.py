@@ -15,6 +15,7 @@ Run: ``python -m pytest -q -s benchmarks/test_bench_mirror_pipeline.py``
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import time
 from fractions import Fraction
@@ -65,6 +66,14 @@ def _make_set(root: Path, videos: int | None = None) -> list:
 
 
 CPU_S: dict[str, float] = {}                # stage -> CPU seconds of this process (all its threads)
+PASS_CPU: dict[tuple, list[float]] = {}     # (tag, storage, workers) -> CPU ms per frame of each pass
+
+
+def _cpu_all() -> float:
+    """CPU seconds of this process and its finished children (the pipeline's decode processes are
+    joined at the end of a pass)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _timed(fn, name: str | None = None):
@@ -76,12 +85,23 @@ def _timed(fn, name: str | None = None):
 
 
 class _Passthrough:
-    """A generator as fast as a GPU's would be next to the CPU stages: the frames unchanged."""
+    """A generator as fast as a GPU's would be next to the CPU stages: the frames unchanged. Where
+    a pass uses it, the pipeline's main process also gets a GPU generator's intra-op threads
+    (``_as_on_a_gpu``), as it would with the generator on a GPU."""
 
     seed, last_backend = None, "passthrough"
 
     def __call__(self, video):
         return video, SimpleNamespace(preserved=torch.ones(len(video)))
+
+
+def _as_on_a_gpu(monkeypatch) -> None:
+    """Passes from here on use the passthrough generator, and the pipeline gives its main process
+    the intra-op threads it gives with a GPU generator (``mirror_pipeline.main_threads``)."""
+    from s2vc.training.pretrain import mirror_pipeline
+    real, threads = mirror.mirror_generator, mirror_pipeline.main_threads
+    monkeypatch.setattr(mirror, "mirror_generator", lambda cfg: (_Passthrough(), *real(cfg)[1:]))
+    monkeypatch.setattr(mirror_pipeline, "main_threads", lambda device, workers, n: threads("cuda", workers, n))
 
 
 def _write_alone(tmp_path: Path, generated: list, storage: str, header: dict, name: str | None = None) -> float:
@@ -115,8 +135,11 @@ def _passes(benchmark, tmp_path, n_frames: int, storages, tag: str, rounds: int 
                                    out=str(tmp_path / f"m-{tag}-{storage}-{workers}-{round_}"), frames=FRAMES,
                                    stride=STRIDE, decode_size=SIZE, batch=BATCH, progress=False, storage=storage,
                                    workers=workers)
+                cpu = _cpu_all()
                 report = benchmark.pedantic(generate_mirror, args=(cfg,), rounds=1, iterations=1) \
                     if (tag, storage, workers, round_) == ("flow", "lossless", WORKERS[0], 0) else generate_mirror(cfg)
+                # per frame, the whole call (with the flow: its fit check before the pass included)
+                PASS_CPU.setdefault((tag, storage, workers), []).append((_cpu_all() - cpu) / n_frames * 1e3)
                 assert report.written == videos and report.frames == n_frames
                 runs.setdefault((storage, workers), []).append(n_frames / report.seconds)
                 summary[storage] = load_manifest(cfg.out)["storage"]
@@ -151,8 +174,7 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
         rows.append((f"encode + write: {storage}", encode_fps[storage]))
 
     runs, summary = _passes(benchmark, tmp_path, n_frames, storages, "flow")
-    real = mirror.mirror_generator
-    monkeypatch.setattr(mirror, "mirror_generator", lambda cfg: (_Passthrough(), *real(cfg)[1:]))
+    _as_on_a_gpu(monkeypatch)
     fast, _ = _passes(benchmark, tmp_path, n_frames, storages, "passthrough")
     passes = {key: statistics.median(fps) for key, fps in runs.items()}
     for (storage, workers), fps in passes.items():
@@ -205,7 +227,7 @@ def test_mirror_pipeline_against_its_stages(benchmark, tmp_path, monkeypatch):
 
 
 LONG_VIDEOS = int(os.environ.get("S2VC_BENCH_LONG_VIDEOS", "64"))   # 2560 frames: the fixed costs amortised
-LONG_ROUNDS = 2
+LONG_ROUNDS = int(os.environ.get("S2VC_BENCH_LONG_ROUNDS", "3"))
 
 
 def test_mirror_pipeline_steady_state_without_the_generator(benchmark, tmp_path, monkeypatch):
@@ -217,25 +239,31 @@ def test_mirror_pipeline_steady_state_without_the_generator(benchmark, tmp_path,
     todo = [(r, r.path.relative_to(tmp_path / "set").as_posix()) for r in records]
     n_frames = LONG_VIDEOS * FRAMES_PER_VIDEO
     decoded, seconds = _timed(lambda: [decode_one(r, rel, SIZE, STRIDE) for r, rel in todo])
-    lines = ["| what | frames/s |", "|---|---|", f"| decode at 128 (1 process) | {n_frames / seconds:.0f} |"]
+    lines = ["| what | frames/s | CPU ms / frame |", "|---|---|---|",
+             f"| decode at 128 (1 process) | {n_frames / seconds:.0f} | - |"]
     flow = load_flow()
     storages = ("lossless", "residual")
     with_residual = list(WindowBatcher(_Passthrough(), FRAMES, STRIDE, BATCH, residual=flow.config.resolution)(decoded))
     header = {"flow_sha256": flow.sha256 or "", "flow_resolution": flow.config.resolution, "source_size": 0}
     for storage in storages:
         fps = n_frames / _write_alone(tmp_path, with_residual, storage, header)
-        lines.append(f"| encode + write: {storage} | {fps:.0f} |")
-    real = mirror.mirror_generator
-    monkeypatch.setattr(mirror, "mirror_generator", lambda cfg: (_Passthrough(), *real(cfg)[1:]))
+        lines.append(f"| encode + write: {storage} | {fps:.0f} | - |")
+    _as_on_a_gpu(monkeypatch)
+    # no flow runs, so no fit check before the pass: the CPU per frame is the pass's alone
+    from s2vc.training.flow import fit_check
+    monkeypatch.setattr(fit_check, "check_flow_fits", lambda *a, **k: SimpleNamespace(fits=True, message=""))
     runs, _ = _passes(benchmark, tmp_path, n_frames, storages, "long", rounds=LONG_ROUNDS, videos=LONG_VIDEOS)
+    def cpu(storage, workers):
+        return f"{statistics.median(PASS_CPU['long', storage, workers]):.2f}"
+
     for storage in storages:
         serial = statistics.median(runs[storage, 0])
         lines.append(f"| whole pass, {storage}, workers 0 (rounds {', '.join(f'{x:.0f}' for x in runs[storage, 0])}) "
-                     f"| {serial:.0f} |")
+                     f"| {serial:.0f} | {cpu(storage, 0)} |")
         for workers in WORKERS:
             piped, paired = _against_serial(runs, storage, workers)
             lines.append(f"| whole pass, {storage}, workers {workers}: {piped / serial:.2f}x serial (per round "
-                         f"{', '.join(f'{r:.2f}' for r in paired)}) | {piped:.0f} |")
+                         f"{', '.join(f'{r:.2f}' for r in paired)}) | {piped:.0f} | {cpu(storage, workers)} |")
     table = "\n".join(lines)
     print(f"\n{LONG_VIDEOS} clips of {FRAMES_PER_VIDEO} frames, passthrough generator, {os.cpu_count()} cores\n" + table)
     benchmark.group = "mirror pipeline"

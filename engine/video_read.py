@@ -96,8 +96,10 @@ def _check_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _open_video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.VideoStream]]:
-    """Open ``path`` and its first video stream with threaded decoding; errors name the file."""
+def _open_video(path: Path, threads: int | None = None
+                ) -> Iterator[tuple[av.container.InputContainer, av.video.VideoStream]]:
+    """Open ``path`` and its first video stream with threaded decoding (``threads``: None =
+    FFmpeg's choice, frame + slice threads; 1 = one thread); errors name the file."""
     _check_file(path)
     try:
         container = av.open(str(path), mode="r")
@@ -110,7 +112,10 @@ def _open_video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.vi
                 f"{path}: no video stream (streams found: {', '.join(kinds)})"
             )
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads; the default is slice only
+        if threads is None:
+            stream.thread_type = "AUTO"  # frame + slice threads; the default is slice only
+        else:
+            stream.codec_context.thread_count = threads
         yield container, stream
     finally:
         container.close()
@@ -124,6 +129,7 @@ def iter_video_frames(
     start_frame: int = 0,
     step: int = 1,
     interpolation: str = "AREA",
+    threads: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield frames ``start_frame, start_frame + step, ...`` as uint8 ``(H, W, 3)`` RGB arrays.
 
@@ -133,6 +139,8 @@ def iter_video_frames(
     it); an int is the shorter side, aspect kept; ``(H, W)`` is exact. ``interpolation`` is a
     swscale algorithm name (``"AREA"``, ``"BILINEAR"``, ``"BICUBIC"``, ...). Stops after
     ``max_frames`` frames and closes the file when the generator is closed or exhausted.
+    ``threads``: decoder threads, None = FFmpeg's threaded decoding (frame + slice threads, as
+    many as cores); 1 where one process per core decodes already (the mirror's decode workers).
 
     Raises ``VideoDecodeError`` if the file is not a video, has no video stream, decodes no
     frame at all, fails while decoding, or ends before ``start_frame``.
@@ -142,7 +150,7 @@ def iter_video_frames(
         raise ValueError(f"need start_frame >= 0 and step >= 1, got {start_frame}, {step}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
-    with _open_video(path) as (container, stream):
+    with _open_video(path, threads) as (container, stream):
         out_hw: tuple[int, int] | None = None
         index = yielded = 0
         try:
@@ -179,6 +187,7 @@ def read_video(
     step: int = 1,
     min_frames: int = 1,
     interpolation: str = "AREA",
+    threads: int | None = None,
 ) -> torch.Tensor:
     """Decode a video to uint8 ``(T, H, W, 3)`` RGB; ``T <= max_frames``.
 
@@ -194,6 +203,7 @@ def read_video(
             start_frame=start_frame,
             step=step,
             interpolation=interpolation,
+            threads=threads,
         )
     )
     if len(frames) < min_frames:

@@ -299,7 +299,9 @@ def test_pipeline_writes_the_serial_mirror(mirrored):
     (batch 3; a video has 4): the same files, byte for byte, and the same manifest entries as the
     serial loop."""
     tmp, report = mirrored
+    threads = torch.get_num_threads()
     piped = generate_mirror(_cfg(tmp, out="piped", workers=2, batch=3))
+    assert torch.get_num_threads() == threads          # the pass's own intra-op threads restored
     assert piped.written == report.written and not piped.skipped and piped.manifest is not None
     assert _video_bytes(tmp / "piped") == _video_bytes(report.out)
     a, b = load_manifest(tmp / "piped"), load_manifest(report.out)
@@ -527,6 +529,12 @@ def test_residual_pipeline_resume_and_reuse(mirrored, residual_mirrored):
     piped = generate_mirror(_cfg(tmp, out="residual_piped", storage="residual", workers=2, batch=3))
     assert piped.written == residual_mirrored.written and piped.manifest is not None
     assert _residual_bytes(tmp / "residual_piped") == _residual_bytes(residual_mirrored.out)
+    # the same entries: the same video sampled (its PSNR and lossless size), sizes without the frames
+    drop = ("written_at", "source_mtime")
+    a, b = load_manifest(piped.out)["videos"], load_manifest(residual_mirrored.out)["videos"]
+    assert {k: {f: x for f, x in v.items() if f not in drop} for k, v in a.items()} == \
+        {k: {f: x for f, x in v.items() if f not in drop} for k, v in b.items()}
+    assert sum("psnr_db" in v for v in a.values()) == 1 and all(v["height"] == 64 for v in a.values())
     rel = sorted(load_manifest(piped.out)["videos"])[1]
     residual_path(piped.out, rel).unlink()
     again = generate_mirror(_cfg(tmp, out="residual_piped", storage="residual", workers=2, batch=3))
@@ -622,6 +630,25 @@ def test_residual_storage_through_the_cli_and_pretrain(mirrored, residual_mirror
         VideoWriter(tmp_path / "x.mp4", fps=25, storage="residual")
 
 
+def test_window_batcher_makes_frames_only_for_the_videos_asked():
+    """keep_frames: a video whose frames are not asked for comes out with its shape, windows,
+    preserved fraction and residual (equal to a run that keeps every video's frames) but no frames."""
+    from s2vc.training.pretrain.mirror_pipeline import WindowBatcher
+    from s2vc.engine import MotionPreservingGenerator, load_flow
+    gen = MotionPreservingGenerator(load_flow(), backend="eager")
+    torch.manual_seed(3)
+    items = [{"video": torch.randint(0, 256, (n, 40, 36, 3), dtype=torch.uint8), "i": i}
+             for i, n in enumerate((9, 12, 7))]
+    every = list(WindowBatcher(gen, 4, 2, 3, residual=32)([dict(x) for x in items]))
+    some = list(WindowBatcher(gen, 4, 2, 3, residual=32, keep_frames=lambda item: item["i"] == 1)(
+        [dict(x) for x in items]))
+    assert [("out" in x) for x in some] == [False, True, False]
+    for a, b, item in zip(every, some, items):
+        assert b["shape"] == tuple(item["video"].shape[:3]) and b["windows"] == a["windows"]
+        assert b["preserved"] == a["preserved"] and torch.equal(a["residual"], b["residual"])
+    assert torch.equal(some[1]["out"], every[1]["out"])
+
+
 def test_residual_of_reads_the_generators_low_resolution_change_and_refuses_another():
     """residual_of recovers round(255 d) from out = frames + upsample_nearest(d) at any frame size,
     clips it to +-255, and refuses a change that is not constant on the nearest blocks."""
@@ -676,3 +703,14 @@ def test_read_residual_decodes_a_range_from_the_key_frame_before_it(tmp_path):
         part, _ = read_residual(tmp_path / "v.residual", first, last)
         assert torch.equal(part, q[first:None if last is None else last + 1])
     assert len(read_residual(tmp_path / "v.residual", 35, 50)[0]) == 5
+
+
+def test_pipeline_main_threads_leave_the_workers_their_cores(monkeypatch):
+    """With the generator on the CPU the main process keeps its intra-op threads (the generator
+    needs them); on a GPU it gets the cores the decode processes and writer threads leave, >= 1."""
+    from s2vc.training.pretrain import mirror_pipeline
+    monkeypatch.setattr(mirror_pipeline.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    main_threads = mirror_pipeline.main_threads
+    assert main_threads("cpu", 2, 8) == 8 and main_threads(torch.device("cpu"), 6, 4) == 4
+    assert main_threads("cuda", 2, 8) == 6 and main_threads("cuda:1", 3, 4) == 4
+    assert main_threads("cuda", 8, 8) == 1 and main_threads("cuda", 12, 2) == 1

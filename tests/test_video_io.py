@@ -106,6 +106,14 @@ def test_resize_in_decoder(square_mp4):
     assert mae(short, pooled) < 3
 
 
+def test_one_decoder_thread_decodes_the_same_frames(square_mp4, index_mp4):
+    """threads=1 (the mirror's decode processes) gives the threaded decoder's frames exactly."""
+    for path in (square_mp4[0], index_mp4):
+        assert torch.equal(vio.read_video(path, threads=1), vio.read_video(path))
+        assert torch.equal(vio.read_video(path, size=24, threads=1, step=3),
+                           vio.read_video(path, size=24, step=3))
+
+
 def test_default_resize_averages_fine_detail(tmp_path):
     """1-px stripes shrunk 4x: AREA gives their mean (~1 level off avg_pool; BILINEAR ~3,
     FAST_BILINEAR ~54 through aliasing)."""
@@ -315,6 +323,24 @@ def test_layout_conversions():
     edge = torch.tensor([-0.5, 1.5, 0.6 / 255, 0.4 / 255, float("nan"), 254.6 / 255])
     out = vio.to_uint8_frames(edge.view(1, 1, 1, 6).expand(3, 1, 1, 6))
     assert out[0, 0, :, 0].tolist() == [0, 255, 1, 0, 0, 255]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_to_uint8_frames_equals_its_definition(dtype):
+    """The in-place conversion equals round(255 * clamp(nan_to_num(x), 0, 1)) value for value:
+    fresh random values over and under the range, half levels, NaN, +-inf, the largest floats;
+    odd shapes, a non-contiguous (sliced, transposed) input and a batch."""
+    gen = torch.Generator().manual_seed(7)
+    x = (torch.rand(2, 3, 5, 7, 9, generator=gen, dtype=torch.float64) * 1.4 - 0.2).to(dtype)
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), torch.finfo(dtype).max,
+                            -torch.finfo(dtype).max, 0.5 / 255, 127.5 / 255, 254.5 / 255, 1.0, 0.0,
+                            -0.0, 1e-30], dtype=dtype)
+    x.view(-1)[:len(special)] = special
+    for video in (x, x[0], x[:, :, 1:4, ::2, 1:], x.transpose(-1, -2)):
+        ref = video.nan_to_num(0.0).clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).movedim(-4, -1)
+        out = vio.to_uint8_frames(video)
+        assert out.is_contiguous() and out.dtype == torch.uint8 and torch.equal(out, ref)
+    assert vio.to_uint8_frames(x.requires_grad_() if dtype != torch.float16 else x).shape == (2, 5, 7, 9, 3)
 
 
 def test_read_image(tmp_path):

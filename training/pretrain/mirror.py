@@ -221,16 +221,17 @@ def _mirror_one(gen, cfg: MirrorConfig, record: VideoRecord, rel: str, out: Path
         return item["entry"]
     if gen.seed is not None:
         gen.seed = video_seed(cfg.seed, rel)
-    if cfg.storage == "residual":
+    if cfg.storage == "residual":          # the frames only for a sampled video's check
         batcher = WindowBatcher(gen, cfg.frames, cfg.stride, cfg.batch, cfg.device, per_video=True,
-                                residual=settings.flow_resolution)
+                                residual=settings.flow_resolution, keep_frames=lambda _: sample)
         done = list(batcher([item]))[0]
-        fields = write_one(out, rel, done["out"], item["fps"], cfg.storage, sample, residual=done["residual"],
+        fields = write_one(out, rel, done.get("out"), item["fps"], cfg.storage, sample, residual=done["residual"],
                            source=item["video"], header=residual_header(settings, item["entry"]))
         return video_entry(done, fields, gen.last_backend)
     frames, preserved, windows = generate_video(gen, item["video"], cfg.frames, cfg.stride, cfg.batch, cfg.device)
     fields = write_one(out, rel, frames, item["fps"], cfg.storage, sample)
-    return video_entry({**item, "out": frames, "preserved": preserved, "windows": windows}, fields, gen.last_backend)
+    return video_entry({**item, "shape": tuple(frames.shape[:3]), "preserved": preserved, "windows": windows},
+                       fields, gen.last_backend)
 
 
 def generate_mirror(cfg: MirrorConfig) -> MirrorReport:

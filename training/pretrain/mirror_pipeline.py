@@ -59,6 +59,19 @@ def default_workers(device: str | torch.device = "cuda") -> int:
     return max(1, min(8, cores // 2))
 
 
+def main_threads(device: str | torch.device, workers: int, threads: int) -> int:
+    """The pipeline main process's intra-op threads (``threads``: torch's now). With the generator
+    on a GPU the main thread's CPU work is light (batching, copies, the uint8 conversion): it gets
+    the cores the ``workers`` decode processes and writer threads leave, at least 1; more threads
+    spun on the cores those needed (on the idle 2-core VM, a passthrough generator: 1.5x the serial
+    loop with 1 thread, 1.1x with 2; BENCHMARKS.md). With the generator on the CPU it keeps them
+    all: the generator is ~90% of the work, and 1 thread halved the pass."""
+    if torch.device(device).type == "cpu":
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(threads, cores - workers))
+
+
 # ---------------------------------------------------------------------------------------------
 # windows and generation
 # ---------------------------------------------------------------------------------------------
@@ -84,17 +97,27 @@ def mirror_windows(num_frames: int, frames: int, stride: int) -> list[list[int]]
     return windows
 
 
+def _as_index(window: list[int]) -> slice | list[int]:
+    """A window's frame indices as a slice when evenly spaced (``mirror_windows``' always are):
+    indexing with a slice is a view, ten times faster than gathering with the list."""
+    step = window[1] - window[0] if len(window) > 1 else 1
+    if step > 0 and window == list(range(window[0], window[-1] + 1, step)):
+        return slice(window[0], window[-1] + 1, step)
+    return window
+
+
 class _Video:
     """One video inside ``WindowBatcher``: its frames, output, and windows still to generate."""
 
-    def __init__(self, item: dict, frames: int, stride: int, resolution: int | None = None):
+    def __init__(self, item: dict, frames: int, stride: int, resolution: int | None = None,
+                 keep_frames: bool = True):
         self.item = item
         video = item.get("video")
         self.windows = mirror_windows(len(video), frames, stride) if video is not None else []
         if video is not None and not self.windows:
             raise ValueError(f"too short: {len(video)} frames, the mirror needs at least {2 * stride} "
                              f"(stride {stride}) for a temporal STD")
-        self.out = torch.empty_like(video) if video is not None else None
+        self.out = torch.empty_like(video) if video is not None and keep_frames else None
         self.residual = (torch.empty(len(video), 3, resolution, resolution, dtype=torch.int16)
                          if video is not None and resolution is not None else None)
         self.written = torch.zeros(len(video), dtype=torch.bool) if video is not None else None
@@ -106,7 +129,8 @@ class _Video:
         earlier window wrote are kept."""
         idx = torch.tensor(self.windows[k])
         new = ~self.written[idx]
-        self.out[idx[new]] = frames_out[new]
+        if self.out is not None:
+            self.out[idx[new]] = frames_out[new]
         if self.residual is not None:
             self.residual[idx[new]] = residual[new]
         self.written[idx] = True
@@ -114,14 +138,17 @@ class _Video:
         self.remaining -= 1
 
     def result(self) -> dict:
-        """The item with ``out`` (uint8 (N, H, W, 3)), ``preserved`` (mean over windows) and
-        ``windows`` (their number) added; the decoded frames dropped, except with a residual
-        (``residual`` int16 (N, 3, r, r) added), whose sampled check composes them with it."""
+        """The item with ``shape`` ((N, H, W) of the frames), ``out`` (the uint8 (N, H, W, 3)
+        frames, unless the video was added with ``keep_frames`` false), ``preserved`` (mean over
+        windows) and ``windows`` (their number) added; the decoded frames dropped, except with a
+        residual (``residual`` int16 (N, 3, r, r) added), which is composed with them."""
         keep_video = self.residual is not None
         item = {k: v for k, v in self.item.items() if k != "video" or keep_video}
-        if self.out is not None:
-            item.update(out=self.out, windows=len(self.windows),
+        if self.windows:
+            item.update(shape=tuple(self.item["video"].shape[:3]), windows=len(self.windows),
                         preserved=math.fsum(self.preserved) / len(self.windows))
+            if self.out is not None:
+                item["out"] = self.out
             if self.residual is not None:
                 item["residual"] = self.residual
         return item
@@ -133,29 +160,39 @@ class WindowBatcher:
     are done. ``per_video``: each video's windows go alone (random strategies, whose draws are
     seeded per video by ``on_video`` before its calls). ``residual``: the flow's resolution r, to
     keep what the generator changed at r x r too (``mirror_residual.residual_of``; the residual
-    storage), None = only the frames."""
+    storage), None = only the frames. ``keep_frames(item)``: whether a video's uint8 frames are
+    made at all (default: every video's; the residual storage needs them only for its sampled
+    videos, and converting them is the main thread's largest per-frame cost)."""
 
     def __init__(self, gen, frames: int, stride: int, batch: int, device: str | torch.device = "cpu",
                  per_video: bool = False, on_video: Callable[[dict], None] | None = None,
-                 max_pending: int = MAX_PENDING, residual: int | None = None):
+                 max_pending: int = MAX_PENDING, residual: int | None = None,
+                 keep_frames: Callable[[dict], bool] | None = None):
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         self.gen, self.frames, self.stride, self.batch, self.device = gen, frames, stride, batch, device
         self.per_video, self.on_video, self.max_pending = per_video, on_video, max_pending
-        self.residual = residual
+        self.residual, self.keep_frames = residual, keep_frames
         self._pending: collections.deque[_Video] = collections.deque()
         self._groups: dict[tuple, list[tuple[_Video, int]]] = {}
 
     def _run(self, chunk: list[tuple[_Video, int]]) -> None:
-        clips = torch.stack([v.item["video"][v.windows[k]] for v, k in chunk])          # (B, T, H, W, 3)
-        video = video_io.to_float_video(clips).to(self.device)
+        clips = torch.stack([v.item["video"][_as_index(v.windows[k])] for v, k in chunk])  # (B, T, H, W, 3)
+        # uint8 to the device, then to float there: a quarter of the bytes moved
+        video = video_io.to_float_video(clips.to(self.device))
         result, stats = self.gen(video)
         residuals = [None] * len(chunk)
         if self.residual is not None:
             residuals = residual_of(result, video, self.residual).cpu()                 # (B, T, 3, r, r)
-        result = video_io.to_uint8_frames(result.cpu())                                 # (B, T, H, W, 3)
-        for (v, k), frames_out, p, res in zip(chunk, result, stats.preserved.float().cpu().tolist(), residuals):
-            v.take(k, frames_out, p, res)
+        keep = [i for i, (v, _) in enumerate(chunk) if v.out is not None]
+        frames_out = [None] * len(chunk)
+        if keep:
+            kept = result if len(keep) == len(chunk) else result[torch.tensor(keep, device=result.device)]
+            # to 8 bits on the device, then to the CPU: a quarter of the bytes moved
+            for i, f in zip(keep, video_io.to_uint8_frames(kept).cpu()):                 # (T, H, W, 3) each
+                frames_out[i] = f
+        for (v, k), f, p, res in zip(chunk, frames_out, stats.preserved.float().cpu().tolist(), residuals):
+            v.take(k, f, p, res)
 
     def _flush(self, full_only: bool) -> None:
         for key in list(self._groups):
@@ -173,7 +210,8 @@ class WindowBatcher:
     def add(self, item: dict) -> Iterator[dict]:
         """Queue one decoded item ({"video": uint8 (N, H, W, 3) or absent, ...}); yields the items
         whose generation this finished, in input order."""
-        v = _Video(item, self.frames, self.stride, self.residual)
+        v = _Video(item, self.frames, self.stride, self.residual,
+                   keep_frames=self.keep_frames is None or "video" not in item or self.keep_frames(item))
         self._pending.append(v)
         if self.on_video is not None and v.windows:
             self.on_video(item)
@@ -206,12 +244,14 @@ def generate_video(generator, video: torch.Tensor, frames: int, stride: int, bat
 # ---------------------------------------------------------------------------------------------
 # decode and write
 # ---------------------------------------------------------------------------------------------
-def decode_one(record: VideoRecord, rel: str, decode_size: int | None, stride: int) -> dict:
+def decode_one(record: VideoRecord, rel: str, decode_size: int | None, stride: int,
+               threads: int | None = None) -> dict:
     """{"entry": the manifest entry so far, "video": uint8 (N, H, W, 3), "fps"}; a video that
-    cannot be decoded or is too short gives {"entry": {..., "skipped": why}} instead."""
+    cannot be decoded or is too short gives {"entry": {..., "skipped": why}} instead. ``threads``:
+    the decoder's (``video_io.read_video``; None = FFmpeg's threaded decoding)."""
     entry = {"path": rel, **source_stamp(record.path)}
     try:
-        video = video_io.read_video(record.path, size=decode_size)
+        video = video_io.read_video(record.path, size=decode_size, threads=threads)
         fps = video_io.probe_video(record.path, exact=False).fps
     except (VideoDecodeError, OSError) as exc:
         return {"entry": {**entry, "skipped": f"cannot decode: {str(exc).splitlines()[0]}"}}
@@ -220,7 +260,7 @@ def decode_one(record: VideoRecord, rel: str, decode_size: int | None, stride: i
     return {"entry": entry, "video": video, "fps": fps if fps == fps and fps > 0 else 25.0}
 
 
-def write_one(out: Path, rel: str, frames: torch.Tensor, fps: float, storage: str, sample: bool = False, *,
+def write_one(out: Path, rel: str, frames: torch.Tensor | None, fps: float, storage: str, sample: bool = False, *,
               residual: torch.Tensor | None = None, source: torch.Tensor | None = None,
               header: dict | None = None) -> dict:
     """Encode uint8 (N, H, W, 3) ``frames`` to ``out/rel`` in ``storage`` (atomic, deterministic);
@@ -228,13 +268,16 @@ def write_one(out: Path, rel: str, frames: torch.Tensor, fps: float, storage: st
     "psnr_db" of the file against ``frames`` and "lossless_bytes" (the same frames written
     losslessly). Storage "residual" writes int16 (N, 3, r, r) ``residual`` to ``out/<rel>.residual``
     with ``header`` (flow_sha256, source_size, ...) instead of the frames; its sample composes the
-    file read back with ``source``, the decoded uint8 (N, H, W, 3) source frames."""
+    file read back with ``source``, the decoded uint8 (N, H, W, 3) source frames; ``frames`` is
+    read only by a sample (None otherwise)."""
     path = mirror_file(out, rel, storage)
     if storage == "residual":
         if residual is None or source is None:
             raise ValueError("storage 'residual' writes the generator's residual: pass residual= and source=")
-        write_residual(path, residual, {**(header or {}), "height": int(frames.shape[1]),
-                                        "width": int(frames.shape[2])})
+        if sample and frames is None:
+            raise ValueError("a sampled residual is checked against the generated frames: pass frames")
+        write_residual(path, residual, {**(header or {}), "height": int(source.shape[1]),
+                                        "width": int(source.shape[2])})
     else:
         with video_io.VideoWriter(path, fps=fps, storage=storage, deterministic=True) as writer:
             writer.write(frames)
@@ -260,7 +303,9 @@ def psnr_db(mse: float) -> float:
 
 
 class _Decoding(torch.utils.data.Dataset):
-    """The decode stage as a dataset over the videos to do, for a DataLoader's worker processes."""
+    """The decode stage as a dataset over the videos to do, for a DataLoader's worker processes:
+    each decodes with one thread (the processes are the parallelism; FFmpeg's frame threads in
+    every process only added hand-offs: BENCHMARKS.md)."""
 
     def __init__(self, todo: list[tuple[VideoRecord, str]], decode_size: int | None, stride: int):
         self.todo, self.decode_size, self.stride = todo, decode_size, stride
@@ -270,7 +315,7 @@ class _Decoding(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         record, rel = self.todo[i]
-        return decode_one(record, rel, self.decode_size, self.stride)
+        return decode_one(record, rel, self.decode_size, self.stride, threads=1)
 
 
 class _Writers:
@@ -344,9 +389,9 @@ def video_seed(seed: int, rel: str) -> int:
 
 def video_entry(item: dict, storage_fields: dict, backend: str | None) -> dict:
     """The manifest entry of a generated and written ``item`` (``WindowBatcher``'s result)."""
-    out = item["out"]
-    return {**item["entry"], "frames": len(out), "windows": item["windows"],
-            "preserved": round(item["preserved"], 6), "height": int(out.shape[1]), "width": int(out.shape[2]),
+    n, h, w = item["shape"]
+    return {**item["entry"], "frames": int(n), "windows": item["windows"],
+            "preserved": round(item["preserved"], 6), "height": int(h), "width": int(w),
             "fps": item["fps"], "backend": backend, **storage_fields}
 
 
@@ -363,7 +408,9 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
     stride, batch, device, storage, method, strategy, seed); ``settings``: the ``MirrorSettings``
     (the residual storage records its flow); ``done(entry)`` is called by a writer
     thread, one at a time, once a video's file is in place (or the video was skipped); with several
-    writers not necessarily in input order."""
+    writers not necessarily in input order. Sampled (``SAMPLE_EVERY``): every 50th decoded video in
+    input order, as in the serial loop. The main process's intra-op threads while it runs:
+    ``main_threads``."""
     from s2vc.engine.strategies import RANDOM_STRATEGIES
 
     loader = torch.utils.data.DataLoader(_Decoding(todo, cfg.decode_size, cfg.stride), batch_size=None,
@@ -375,24 +422,31 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
 
     residual = settings.flow_resolution if cfg.storage == "residual" else None
     batcher = WindowBatcher(gen, cfg.frames, cfg.stride, cfg.batch, cfg.device, per_video=per_video,
-                            on_video=seed_video if per_video else None, residual=residual)
-    written, lock = [0], threading.Lock()
+                            on_video=seed_video if per_video else None, residual=residual,
+                            keep_frames=(lambda item: item["sample"]) if residual else None)
 
     def write(item: dict) -> dict:
-        if "out" not in item:
+        if "windows" not in item:
             return item["entry"]
-        with lock:
-            sample = written[0] % SAMPLE_EVERY == 0
-            written[0] += 1
-        fields = write_one(out, item["entry"]["path"], item["out"], item["fps"], cfg.storage, sample,
+        fields = write_one(out, item["entry"]["path"], item.get("out"), item["fps"], cfg.storage, item["sample"],
                            residual=item.get("residual"), source=item.get("video"),
                            header=residual_header(settings, item["entry"]) if residual else None)
         return video_entry(item, fields, item["backend"])
 
+    def numbered(items: Iterable[dict]) -> Iterator[dict]:
+        decoded = 0
+        for item in items:
+            if "video" in item:
+                item["sample"] = decoded % SAMPLE_EVERY == 0
+                decoded += 1
+            yield item
+
     def generated(items: Iterable[dict]) -> Iterator[dict]:
-        for item in batcher(items):
+        for item in batcher(numbered(items)):
             yield {**item, "backend": gen.last_backend}
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(main_threads(cfg.device, cfg.workers, threads))
     writer = _Writers(write, done, threads=cfg.workers)
     ok = False
     try:
@@ -401,7 +455,8 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
         ok = True
     finally:
         writer.finish(drain=ok)
+        torch.set_num_threads(threads)
 
 
-__all__ = ["WindowBatcher", "decode_one", "default_workers", "generate_video", "mirror_windows", "psnr_db",
+__all__ = ["WindowBatcher", "decode_one", "default_workers", "generate_video", "main_threads", "mirror_windows", "psnr_db",
            "residual_header", "run_pipeline", "video_entry", "video_seed", "write_one"]
