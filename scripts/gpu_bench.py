@@ -12,6 +12,11 @@ generator  every generator backend of ``s2vc bench`` (eager, ext, compile, torch
            for the bf16 rows also the fidelity against fp32 eager (mask agreement, PSNR)
 pretrain   one pretraining step per arm (the pretraining benchmark's config: synthetic set, 16x64²
            clips, batch 16, small 3D CNN) on the GPU
+mirror     ``generate_mirror`` of --mirror-clips AVI clips (MPEG-4 Part 2, 320x240, 40 frames, like
+           UCF101's; a blocky textured scene panned under a moving square, written here) with the
+           bundled flow on the GPU, decoded at 128, windows of 16 at stride 2: the serial loop
+           (workers 0) against the pipeline (``default_workers``), lossless and residual, alternating
+           twice (medians); frames/s, pipelined / serial, and whether both wrote the same bytes
 
 Writes OUT/bench.json (one record per row: a few KB) and OUT/bench.md (the tables). A row that
 cannot run here says why in its note; the script stops starting rows at --limit-s seconds, so the
@@ -41,7 +46,9 @@ PRETRAIN_ARMS = ("moco", "s2vc", "s2vc-keys", "tfd", "be", "fame")
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="GPU timings of s2vc (stage 2 of scripts/gpu_check.sh)")
     p.add_argument("--out", type=Path, required=True, help="folder for bench.json and bench.md")
-    p.add_argument("--parts", default="ops,generator,pretrain", help="comma-separated: ops, generator, pretrain")
+    p.add_argument("--parts", default="ops,generator,pretrain,mirror",
+                   help="comma-separated: ops, generator, pretrain, mirror")
+    p.add_argument("--mirror-clips", type=int, default=96, help="clips of the mirror part's set")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per row (median reported)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per generator call")
     p.add_argument("--limit-s", type=float, default=420.0, help="start no row after this many seconds")
@@ -222,6 +229,73 @@ def bench_pretrain(args, device, deadline, workdir: Path) -> list[dict]:
     return rows
 
 
+def _mirror_clips(folder: Path, clips: int, frames: int = 40) -> None:
+    """``clips`` MPEG-4 AVIs at 320x240, 25 fps (UCF101's format) in ``folder``: a blocky textured
+    scene panned a pixel a frame, with a square moving across it (the content FFV1 and the decoder
+    see; a fixed seed)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(clips):
+        scene = np.kron(rng.integers(0, 256, (31, 46, 3), dtype=np.uint8), np.ones((8, 8, 1), dtype=np.uint8))
+        with av.open(str(folder / f"v_clip_g{i:03d}.avi"), "w") as container:
+            stream = container.add_stream("mpeg4", rate=Fraction(25))
+            stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+            stream.codec_context.bit_rate = 1_000_000
+            for t in range(frames):
+                frame = np.ascontiguousarray(scene[4:244, t:t + 320])
+                y, x = 60 + (t * 3) % 120, (i * 17 + t * 5) % 280
+                frame[y:y + 40, x:x + 40] = (255, 64, 0)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            container.mux(stream.encode(None))
+
+
+def bench_mirror(args, device, deadline, workdir: Path) -> list[dict]:
+    from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror
+    from s2vc.training.pretrain.mirror_pipeline import default_workers
+
+    workers = (0, max(1, default_workers(device)))      # the pipeline: its default on a GPU
+    rows = {(storage, w): dict(part="mirror", storage=storage, workers=w, clips=args.mirror_clips)
+            for storage in ("lossless", "residual") for w in workers}
+    try:
+        _mirror_clips(workdir / "set" / "clips", args.mirror_clips)
+    except Exception as exc:  # noqa: BLE001 - e.g. PyAV missing: every row says so
+        for row in rows.values():
+            row["note"] = "no clips: " + _note(exc)
+        return list(rows.values())
+    fps: dict[tuple, list[float]] = {}
+    for round_ in range(2):                     # serial and pipelined alternate: a load change hits both
+        for (storage, w), row in rows.items():
+            if deadline.passed():
+                row.setdefault("note", "not run: time limit" if round_ == 0 else "one round: time limit")
+                continue
+            out = workdir / f"{storage}-{w}-{round_}"
+            try:
+                report = generate_mirror(MirrorConfig(
+                    dataset="folder", root=str(workdir / "set"), out=str(out), frames=16, stride=2,
+                    decode_size=128, batch=args.batch_size, progress=False, storage=storage, workers=w,
+                    device=str(device)))
+                fps.setdefault((storage, w), []).append(report.frames / report.seconds)
+            except Exception as exc:  # noqa: BLE001
+                row["note"] = _note(exc)
+    for (storage, w), row in rows.items():
+        if fps.get((storage, w)):
+            row["frames_per_s"] = statistics.median(fps[storage, w])
+        serial = fps.get((storage, 0))
+        if w and serial and fps.get((storage, w)):
+            row["vs_serial"] = row["frames_per_s"] / statistics.median(serial)
+            a, b = workdir / f"{storage}-0-0", workdir / f"{storage}-{w}-0"
+            files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "manifest.json"
+                           and ".parts" not in p.parts)
+            row["same_bytes"] = "yes" if all((b / f).is_file() and (a / f).read_bytes() == (b / f).read_bytes()
+                                             for f in files) else "no"
+    return list(rows.values())
+
+
 # ---------------------------------------------------------------------------------- tables
 def _cell(row: dict, key: str, fmt: str) -> str:
     return format(row[key], fmt) if isinstance(row.get(key), (int, float)) else "-"
@@ -234,6 +308,7 @@ def markdown(rows: list[dict], header: str) -> str:
         "generator": (["config", "dtype", "backend", "batch"], [("ms", ".1f"), ("clips_per_s", ".1f"), ("peak_mb", ".0f")]),
         "fidelity": (["config", "dtype", "batch"], [("mask_agreement", ".4f"), ("psnr_db", ".1f")]),
         "pretrain": (["arm", "batch"], [("ms", ".1f"), ("t_data_ms", ".1f"), ("t_gen_ms", ".1f"), ("t_model_ms", ".1f")]),
+        "mirror": (["storage", "workers", "clips", "same_bytes"], [("frames_per_s", ".0f"), ("vs_serial", ".2f")]),
     }
     for part, (keys, values) in sections.items():
         part_rows = [r for r in rows if r.get("part") == part]
@@ -263,9 +338,10 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     deadline = Deadline(args.limit_s)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = set(parts) - {"ops", "generator", "pretrain"}
+    unknown = set(parts) - {"ops", "generator", "pretrain", "mirror"}
     if unknown:
-        print(f"gpu_bench: unknown parts {sorted(unknown)}; choose from ops, generator, pretrain", file=sys.stderr)
+        print(f"gpu_bench: unknown parts {sorted(unknown)}; choose from ops, generator, pretrain, mirror",
+              file=sys.stderr)
         return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     header = (f"## s2vc GPU benchmarks on {name}; torch {torch.__version__} (CUDA {torch.version.cuda}); "
@@ -277,7 +353,8 @@ def main(argv=None) -> int:
             t0 = time.monotonic()
             fn = {"ops": lambda: bench_ops(args, device, deadline),
                   "generator": lambda: bench_generator(args, device, deadline, Path(tmp)),
-                  "pretrain": lambda: bench_pretrain(args, device, deadline, Path(tmp) / "pretrain")}[part]
+                  "pretrain": lambda: bench_pretrain(args, device, deadline, Path(tmp) / "pretrain"),
+                  "mirror": lambda: bench_mirror(args, device, deadline, Path(tmp) / "mirror")}[part]
             try:
                 rows += fn()
             except Exception as exc:  # noqa: BLE001 - one part failing leaves the others

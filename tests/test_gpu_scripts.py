@@ -120,3 +120,21 @@ esac
     assert "installed from" in (out / "env.txt").read_text() and "not in it: scikit-video" in (out / "env.txt").read_text()
     assert len(record.read_text().splitlines()) == 2
     assert "arch 9.0" in summary                 # built for this GPU's capability only
+
+
+def test_gpu_bench_mirror_part_runs_and_compares_bytes(tmp_path):
+    """The mirror part on the CPU (the GPU machine runs the same code with --device cuda): a tiny
+    set, serial against the pipeline per storage, frames/s, the ratio and the bytes compared."""
+    pytest.importorskip("av")
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "scripts" / "gpu_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = bench.get_args_parser().parse_args(["--out", str(tmp_path / "out"), "--mirror-clips", "3",
+                                               "--batch-size", "4"])
+    rows = bench.bench_mirror(args, torch.device("cpu"), bench.Deadline(600), tmp_path / "work")
+    assert [(r["storage"], r["workers"]) for r in rows] == [("lossless", 0), ("lossless", 1),
+                                                            ("residual", 0), ("residual", 1)]
+    assert all(r["frames_per_s"] > 0 and "note" not in r for r in rows)
+    assert all(r["same_bytes"] == "yes" and r["vs_serial"] > 0 for r in rows if r["workers"])
+    text = bench.markdown(rows, "## head")
+    assert "### mirror" in text and "| lossless | 1 | 3 | yes |" in text
