@@ -299,9 +299,7 @@ def test_pipeline_writes_the_serial_mirror(mirrored):
     (batch 3; a video has 4): the same files, byte for byte, and the same manifest entries as the
     serial loop."""
     tmp, report = mirrored
-    threads = torch.get_num_threads()
     piped = generate_mirror(_cfg(tmp, out="piped", workers=2, batch=3))
-    assert torch.get_num_threads() == threads          # the pass's own intra-op threads restored
     assert piped.written == report.written and not piped.skipped and piped.manifest is not None
     assert _video_bytes(tmp / "piped") == _video_bytes(report.out)
     a, b = load_manifest(tmp / "piped"), load_manifest(report.out)
@@ -714,3 +712,30 @@ def test_pipeline_main_threads_leave_the_workers_their_cores(monkeypatch):
     assert main_threads("cpu", 2, 8) == 8 and main_threads(torch.device("cpu"), 6, 4) == 4
     assert main_threads("cuda", 2, 8) == 6 and main_threads("cuda:1", 3, 4) == 4
     assert main_threads("cuda", 8, 8) == 1 and main_threads("cuda", 12, 2) == 1
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_pipeline_restores_the_intra_op_threads(mirrored, monkeypatch, fail):
+    """The pass sets ``main_threads``' count (here 1, as a GPU generator beside 2 workers on 2
+    cores gets) and gives torch its own count back after it, also when a writer fails."""
+    from s2vc.training.pretrain import mirror_pipeline
+    tmp, _ = mirrored
+    calls, real_set = [], torch.set_num_threads
+    monkeypatch.setattr(mirror_pipeline, "main_threads", lambda device, workers, n: 1)
+    monkeypatch.setattr(mirror_pipeline.torch, "set_num_threads", lambda n: calls.append(n))
+    monkeypatch.setattr(mirror_pipeline.torch, "get_num_threads", lambda: 7)
+    if fail:
+        def write_one(*args, **kwargs):
+            raise OSError("No space left on device")
+        monkeypatch.setattr(mirror_pipeline, "write_one", write_one)
+    cfg = _cfg(tmp, out=f"threads-{fail}", workers=1, batch=3)
+    try:
+        if fail:
+            with pytest.raises(OSError, match="No space"):
+                generate_mirror(cfg)
+        else:
+            generate_mirror(cfg)
+    finally:
+        monkeypatch.undo()
+    assert calls == [1, 7]
+    assert real_set is torch.set_num_threads

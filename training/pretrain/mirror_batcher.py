@@ -121,8 +121,10 @@ class WindowBatcher:
 
     def _run(self, chunk: list[tuple[_Video, int]]) -> None:
         clips = torch.stack([v.item["video"][_as_index(v.windows[k])] for v, k in chunk])  # (B, T, H, W, 3)
-        # uint8 to the device, then to float there: a quarter of the bytes moved
-        video = video_io.to_float_video(clips.to(self.device))
+        # to float on the CPU, then to the device, as every other path that feeds the generator
+        # (the dataset's on-the-fly keys): CUDA divides by 255 as a multiply by 1/255, one ulp
+        # off k / 255 for about half the levels, which could move a value across a mask's threshold
+        video = video_io.to_float_video(clips).to(self.device)
         result, stats = self.gen(video)
         residuals = [None] * len(chunk)
         if self.residual is not None:

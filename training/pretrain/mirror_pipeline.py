@@ -63,9 +63,10 @@ def main_threads(device: str | torch.device, workers: int, threads: int) -> int:
     """The pipeline main process's intra-op threads (``threads``: torch's now). With the generator
     on a GPU the main thread's CPU work is light (batching, copies, the uint8 conversion): it gets
     the cores the ``workers`` decode processes and writer threads leave, at least 1; more threads
-    spun on the cores those needed (on the idle 2-core VM, a passthrough generator: 1.5x the serial
-    loop with 1 thread, 1.1x with 2; BENCHMARKS.md). With the generator on the CPU it keeps them
-    all: the generator is ~90% of the work, and 1 thread halved the pass."""
+    spun on the cores those needed (on the idle 2-core VM, a passthrough generator: ~1.5x the
+    serial loop with 1 thread, ~1.1x with 2). With the generator on the CPU it keeps them all: the
+    generator is ~90% of the work, and 1 thread cut the pipelined pass to about half
+    (BENCHMARKS.md, "The main process's intra-op threads")."""
     if torch.device(device).type == "cpu":
         return threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -278,14 +279,16 @@ def run_pipeline(gen, cfg, todo: list[tuple[VideoRecord, str]], out: Path, done:
 
     threads = torch.get_num_threads()
     torch.set_num_threads(main_threads(cfg.device, cfg.workers, threads))
-    writer = _Writers(write, done, threads=cfg.workers)
-    ok = False
     try:
-        for item in generated(loader):
-            writer.put(item)
-        ok = True
+        writer = _Writers(write, done, threads=cfg.workers)
+        ok = False
+        try:
+            for item in generated(loader):
+                writer.put(item)
+            ok = True
+        finally:
+            writer.finish(drain=ok)           # re-raises a writer's error
     finally:
-        writer.finish(drain=ok)
         torch.set_num_threads(threads)
 
 
