@@ -21,9 +21,10 @@
 #             BEST, PAIRED_SEEDS (0-5), at PAIRED_STEPS, scored on the test split once
 #   pan       the same on the pan set (--synthetic-camera pan)
 # Both sets have 10 validation videos per class (--synthetic-val-per-class 10; train and test are
-# the built-in set's, byte for byte for still). Expected cost on the 2-core dev VM: a 400-step run
-# about 7 min (s2vc keys made each step: about 15), its evaluation about 1.5 min per snapshot
-# scored; still or pan with 7 arms x 6 seeds is about 6 h each.
+# the built-in set's, byte for byte for still). Cost on the 2-core dev VM, measured in part budget
+# (2026-12-07, idle): 800 steps of moco or oracle 975-1042 s, a snapshot's scoring about 5 s; so
+# still or pan, 7 arms x 6 seeds at the chosen 300 steps, about 5 h each (estimate; arms that make
+# their key each step take longer).
 #
 # History (the runs of the tables under "History" in docs/RESULTS.md; their arms did not share a
 # start, and their alpha was calibrated on consecutive frames): by name only.
