@@ -49,6 +49,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--parts", default="ops,generator,pretrain,mirror",
                    help="comma-separated: ops, generator, pretrain, mirror")
     p.add_argument("--mirror-clips", type=int, default=96, help="clips of the mirror part's set")
+    p.add_argument("--mirror-rounds", type=int, default=2, help="serial / pipelined alternations of the mirror part")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per row (median reported)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per generator call")
     p.add_argument("--limit-s", type=float, default=420.0, help="start no row after this many seconds")
@@ -268,7 +269,7 @@ def bench_mirror(args, device, deadline, workdir: Path) -> list[dict]:
             row["note"] = "no clips: " + _note(exc)
         return list(rows.values())
     fps: dict[tuple, list[float]] = {}
-    for round_ in range(2):                     # serial and pipelined alternate: a load change hits both
+    for round_ in range(args.mirror_rounds):    # serial and pipelined alternate: a load change hits both
         for (storage, w), row in rows.items():
             if deadline.passed():
                 row.setdefault("note", "not run: time limit" if round_ == 0 else "one round: time limit")

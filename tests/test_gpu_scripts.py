@@ -129,12 +129,12 @@ def test_gpu_bench_mirror_part_runs_and_compares_bytes(tmp_path):
     spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "scripts" / "gpu_bench.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    args = bench.get_args_parser().parse_args(["--out", str(tmp_path / "out"), "--mirror-clips", "3",
-                                               "--batch-size", "4"])
+    args = bench.get_args_parser().parse_args(["--out", str(tmp_path / "out"), "--mirror-clips", "2",
+                                               "--mirror-rounds", "1", "--batch-size", "4"])
     rows = bench.bench_mirror(args, torch.device("cpu"), bench.Deadline(600), tmp_path / "work")
     assert [(r["storage"], r["workers"]) for r in rows] == [("lossless", 0), ("lossless", 1),
                                                             ("residual", 0), ("residual", 1)]
     assert all(r["frames_per_s"] > 0 and "note" not in r for r in rows)
     assert all(r["same_bytes"] == "yes" and r["vs_serial"] > 0 for r in rows if r["workers"])
     text = bench.markdown(rows, "## head")
-    assert "### mirror" in text and "| lossless | 1 | 3 | yes |" in text
+    assert "### mirror" in text and "| lossless | 1 | 2 | yes |" in text
