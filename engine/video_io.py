@@ -68,7 +68,14 @@ def to_float_video(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise ValueError(
             f"expected uint8 (T, H, W, 3) or (B, T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
         )
-    return frames.movedim(-1, -4).float().div_(255.0)
+    video = frames.movedim(-1, -4).float()
+    if video.device.type == "cpu":
+        return video.div_(255.0)
+    # on an accelerator, by a 0-dim tensor made on the device (no host copy, no wait): CUDA turns
+    # a division by a Python scalar into x * (1 / 255), one ulp off k / 255 for about half the
+    # levels; a tensor divisor divides, so the frames are the CPU's, value for value
+    # (tests/test_generator.py, on a GPU)
+    return video.div_(torch.full((), 255.0, device=video.device))
 
 
 def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:

@@ -605,3 +605,15 @@ def test_compile_mode_reduce_overhead_on_cuda_keeps_each_calls_output(small_flow
     for video, out in zip(videos, outs):           # earlier outputs must survive later replays
         ref, _ = eager(video)
         torch.testing.assert_close(out, ref, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_to_float_video_on_cuda_equals_the_cpu():
+    """The mirror converts its uint8 windows to float on the GPU: every level must come out as
+    the CPU's k / 255 (CUDA's division by a Python scalar is x * (1/255), an ulp off on about
+    half the levels), in both layouts."""
+    video_io = pytest.importorskip("s2vc.engine.video_io")       # PyAV: carried as a wheel to a GPU machine
+    levels = torch.arange(256, dtype=torch.uint8).repeat(3).view(1, 16, 16, 3)
+    for frames in (levels, levels[None].expand(2, -1, -1, -1, -1)):
+        on_gpu = video_io.to_float_video(frames.cuda())
+        assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), video_io.to_float_video(frames))
