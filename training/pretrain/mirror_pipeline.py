@@ -136,8 +136,9 @@ def psnr_db(mse: float) -> float:
 
 class _Decoding(torch.utils.data.Dataset):
     """The decode stage as a dataset over the videos to do, for a DataLoader's worker processes:
-    each decodes with one thread (the processes are the parallelism; FFmpeg's frame threads in
-    every process only added hand-offs: BENCHMARKS.md)."""
+    each decodes with one thread: the processes are the parallelism, one a core, and FFmpeg's
+    frame threads in every process would compete for the cores the other stages need (part of the
+    cuts BENCHMARKS.md measured together; not timed alone)."""
 
     def __init__(self, todo: list[tuple[VideoRecord, str]], decode_size: int | None, stride: int):
         self.todo, self.decode_size, self.stride = todo, decode_size, stride
