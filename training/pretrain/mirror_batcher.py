@@ -40,15 +40,6 @@ def mirror_windows(num_frames: int, frames: int, stride: int) -> list[list[int]]
     return windows
 
 
-def _as_index(window: list[int]) -> slice | list[int]:
-    """A window's frame indices as a slice when evenly spaced (``mirror_windows``' always are):
-    indexing with a slice is a view, ten times faster than gathering with the list."""
-    step = window[1] - window[0] if len(window) > 1 else 1
-    if step > 0 and window == list(range(window[0], window[-1] + 1, step)):
-        return slice(window[0], window[-1] + 1, step)
-    return window
-
-
 class _Video:
     """One video inside ``WindowBatcher``: its frames, output, and windows still to generate."""
 
@@ -120,7 +111,10 @@ class WindowBatcher:
         self._groups: dict[tuple, list[tuple[_Video, int]]] = {}
 
     def _run(self, chunk: list[tuple[_Video, int]]) -> None:
-        clips = torch.stack([v.item["video"][_as_index(v.windows[k])] for v, k in chunk])  # (B, T, H, W, 3)
+        # a window's frames are stride apart (``mirror_windows``): a slice, a view, ten times
+        # faster than gathering them with the index list
+        clips = torch.stack([v.item["video"][v.windows[k][0]:v.windows[k][-1] + 1:self.stride]
+                             for v, k in chunk])                                       # (B, T, H, W, 3)
         # uint8 to the device, to float there (a quarter of the bytes moved, and no float
         # conversion in this thread: 0.08-0.13 ms a 128x171 frame on the CPU); ``to_float_video`` gives
         # the CPU's values on any device, so keys equal those of the paths that convert on the CPU

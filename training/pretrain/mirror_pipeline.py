@@ -47,6 +47,11 @@ WRITE_QUEUE = 4          # generated videos waiting for the writer
 SAMPLE_EVERY = 50        # compact / residual storage: PSNR and lossless size measured on every 50th video
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_workers(device: str | torch.device = "cuda") -> int:
     """``--workers`` when not given: with the generator on a GPU, half the usable cores, 1 to 8
     (decode processes, and as many writer threads); with the generator on the CPU, 0 (the serial
@@ -55,8 +60,7 @@ def default_workers(device: str | torch.device = "cuda") -> int:
     0.65-0.90x of the serial loop on the idle 2-core VM)."""
     if torch.device(device).type == "cpu":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(8, cores // 2))
+    return max(1, min(8, _usable_cores() // 2))
 
 
 def main_threads(device: str | torch.device, workers: int, threads: int) -> int:
@@ -69,8 +73,7 @@ def main_threads(device: str | torch.device, workers: int, threads: int) -> int:
     (BENCHMARKS.md, "The main process's intra-op threads")."""
     if torch.device(device).type == "cpu":
         return threads
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(threads, cores - workers))
+    return max(1, min(threads, _usable_cores() - workers))
 
 
 # ---------------------------------------------------------------------------------------------
