@@ -209,7 +209,8 @@ def test_folder_is_unlabelled_and_recursive(tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (("kinetics600", "x"), "unknown dataset 'kinetics600'"),
     (("ucf101", "ROOT", "train", 2), "trainlist02.txt"),
-    (("ucf101", "ROOT", "val"), "unknown split 'val'"),
+    (("ucf101", "ROOT", "val"), "ucf101 val split 1: expected .*vallist01.txt"),
+    (("ucf101", "ROOT", "validation"), "unknown split 'validation'"),
     (("hmdb51", "ROOT", "train", 1), "testTrainMulti_7030_splits"),
     (("kinetics", "ROOT", "train"), "annotations/train.csv"),
     (("folder", "ROOT/nowhere"), "nowhere"),

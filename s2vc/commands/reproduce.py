@@ -7,10 +7,12 @@ import argparse
 
 from s2vc.commands import common
 
-HELP = "pretrain MoCo / S²VC / TFD / oracle over seeds on the synthetic set, evaluate, tabulate"
+HELP = "pretrain MoCo / S²VC / TFD / oracle over seeds on the synthetic set (or your own), evaluate, tabulate"
 
 
 def add_budget_arguments(p: argparse.ArgumentParser) -> None:
+    from s2vc.training.experiments.sets import EXPERIMENT_DATASETS
+
     """The flags ``reproduce`` and ``ablate`` share: the experiment folder, the budget every run
     has, the synthetic set and the evaluation (``training.experiments.ExperimentConfig``)."""
     p.add_argument("--out", required=True, help="experiment folder (runs, cached evaluations, results)")
@@ -33,20 +35,30 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--moco-m", type=float, default=0.99, help="momentum of the key encoder m")
     g.add_argument("--lr", type=float, default=1e-3, help="pretraining learning rate")
     g.add_argument("--flow", default=None, help="flow checkpoint of the s2vc (and tfd resolution) arms; default: the synthetic set's own "
-                        "fitted flow (built once, cached beside the set); 'bundled': the bundled one")
+                        "fitted flow (built once, cached beside the set; another --dataset needs one: s2vc train-flow "
+                        "fits it); 'bundled': the bundled one")
     g.add_argument("--alpha", type=float, default=None, help="s2vc arm's alpha; default: the flow checkpoint's")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader decoding workers (0: in this process)")
     common.add_device_argument(g, "every run trains and is evaluated on")
     g.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     g = p.add_argument_group("data and evaluation")
+    g.add_argument("--dataset", choices=EXPERIMENT_DATASETS, default="synthetic",
+                   help="the set every run trains on (its train split) and is scored on (its test or val split): the "
+                        "built-in synthetic set, or a set of one's own in UCF101's, HMDB51's or Kinetics' layout "
+                        "(no oracle arm there: it needs the synthetic set's actor masks)")
+    g.add_argument("--root", default=None, help="that set's folder (synthetic: where it is built; default: the cache)")
+    g.add_argument("--fold", type=int, default=1, help="its split number (UCF101 / HMDB51: 1-3)")
+    g.add_argument("--decode-size", type=int, default=None,
+                   help="shorter side frames are decoded at (default: the synthetic set as rendered, 128 for the others)")
     common.add_synthetic_arguments(g, old_names=True)
     g.add_argument("--num-clips", type=int, default=4, help="evaluation windows per video")
     g.add_argument("--eval-batch-size", type=int, default=32, help="clips per backbone forward when evaluating")
     g.add_argument("--seed-eval", type=int, default=0, help="seed of the linear classifiers")
     g.add_argument("--split", choices=("val", "test"), default="test",
-                   help="the split scored: val (the set's validation split, --synthetic-val-per-class: for choosing "
-                        "budgets, alphas and variants) or test (read once per reported run); cached apart")
+                   help="the split scored: val (the set's validation split, --synthetic-val-per-class, or one's own "
+                        "vallist01.txt of videos held out of trainlist01.txt: for choosing budgets, alphas and "
+                        "variants) or test (read once per reported run); cached apart")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

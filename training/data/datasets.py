@@ -389,7 +389,7 @@ def split_records(name: str, root: str | os.PathLike, split: str, fold: int = 1)
 def _records(name: str, root: str | os.PathLike, split: str, fold: int) -> tuple[list[VideoRecord], list[str]]:
     """The records of ``split`` and the class names of dataset ``name`` at ``root``."""
     if name in ("synthetic", "ucf101"):  # the synthetic set is written in UCF101's layout
-        return ucf101_records(root, split, fold, val=name == "synthetic")
+        return ucf101_records(root, split, fold, val=True)
     if name == "hmdb51":
         return hmdb51_records(root, split, fold)
     if name == "kinetics":

@@ -62,7 +62,8 @@ def _lines(path: Path) -> list[str]:
 def ucf101_records(root: str | os.PathLike, split: str = "train", fold: int = 1, *,
                    val: bool = False) -> tuple[list[VideoRecord], list[str]]:
     """UCF101's official split ``fold`` (1-3): records and class names (label = index). ``val``:
-    a ``vallistNN.txt`` split may be asked for too (the synthetic set's validation split)."""
+    a ``vallistNN.txt`` split may be asked for too (the synthetic set's validation split, or one's
+    own: videos held out of ``trainlistNN.txt``, listed as it lists them)."""
     root = Path(root)
     _check_split("ucf101", split, ("train", "test", "val") if val else ("train", "test"))
     lists = root / "ucfTrainTestlist"

@@ -26,18 +26,24 @@ def _maker_settings(arm: str, variants: Mapping[str, Mapping]) -> dict:
 
 def key_sheet(path: str | Path, arms: Sequence[str], *, synthetic: SyntheticSet, frames: int, stride: int,
               flow: str | None = None, alpha: float | None = None, videos: int = 2,
-              variants: Mapping[str, Mapping] | None = None) -> Path:
+              variants: Mapping[str, Mapping] | None = None, dataset: str = "synthetic", root: str | None = None,
+              fold: int = 1, decode_size: int | None = None) -> Path:
     """For ``videos`` training videos spread over the set, the clip (no augmentation, ``frames``
     frames every ``stride``) and the key every arm in ``arms`` makes of it, one row each, as a
     contact sheet at ``path``. ``variants``: {arm: {"mode", KeyMaker options}} for arms that are
     a mode with other options (each drawn with its own); ``flow`` / ``alpha`` are the s2vc
     arm's (None: bundled / calibrated). Arms that make the same key (a mirror and its mode)
-    share a row."""
+    share a row. ``dataset`` / ``root`` / ``fold`` / ``decode_size``: a set of one's own instead
+    of the synthetic one (its clips centre-cropped to ``decode_size`` squares; a video that cannot
+    be decoded is passed over for the next)."""
     from s2vc.engine import video_io
 
     from ..data.datasets import build_dataset
-    ds = build_dataset("synthetic", split="train", frames=frames, stride=stride, size=None, two_clips=False,
-                       synthetic=synthetic)
+    from ..data.skips import SkipSample
+    from ..data.transforms import eval_transform
+    ds = build_dataset(dataset, root, split="train", fold=fold, frames=frames, stride=stride, size=decode_size,
+                       two_clips=False, synthetic=synthetic)
+    square = eval_transform(decode_size) if decode_size else None
     root = ds.root
     variants = variants or {}
     settings: dict[str, dict] = {}        # row label -> KeyMaker settings, one row per distinct key
@@ -48,8 +54,20 @@ def key_sheet(path: str | Path, arms: Sequence[str], *, synthetic: SyntheticSet,
     makers = {label: KeyMaker(s["mode"], flow=flow, alpha=alpha, device="cpu",
                               **{k: v for k, v in s.items() if k != "mode"})
               for label, s in settings.items() if s["mode"] not in ("moco", "oracle")}
-    picks = [i * (len(ds) // videos) for i in range(videos)]
-    clips = torch.cat([ds.eval_clips(index, 1)["clips"][:1] for index in picks])   # (videos, C, T, H, W)
+    picks, views = [], []
+    for start in (i * (len(ds) // videos) for i in range(videos)):
+        for index in [*range(start, len(ds)), *range(start)]:
+            if index in picks:
+                continue
+            try:
+                views.append(ds.eval_clips(index, 1, transform=square)["clips"][:1])
+            except SkipSample:
+                continue
+            picks.append(index)
+            break
+    if not picks:
+        raise ValueError(f"{dataset}: no training video could be decoded for the key sheet")
+    clips = torch.cat(views)                                                        # (videos, C, T, H, W)
     # every maker sees the whole batch: FAME takes its backgrounds from the other clips
     keys = {arm: maker(clips, {}, 0)[0] for arm, maker in makers.items()}
     rows, labels = [], []

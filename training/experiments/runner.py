@@ -37,7 +37,8 @@ from .scoring import LazyEvaluator, evaluate_runs
 from .paired import paired_rows, paired_table, pairs_for, step0_line
 from .report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
 from .scoring import METRICS
-from ..flow.fitted import BUNDLED_FLOW, flow_choice
+from ..flow.fitted import BUNDLED_FLOW
+from .sets import DEFAULT_DECODE_SIZE, check_set, experiment_flow, set_text
 from .key_sheet import draw_key_sheet
 from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from ..pretrain.loop import CHECKPOINT, PretrainConfig, pretrain
@@ -63,8 +64,12 @@ class ExperimentConfig:
     """The budget every run of an experiment shares, and how it is evaluated (the flags of
     ``s2vc reproduce`` / ``s2vc ablate``). ``ckpt_every`` None = ``snapshot_every``; ``flow`` /
     ``alpha``: the s2vc arm's (flow None: the set's own fitted flow, "bundled": the bundled one —
-    see ``experiment_flow``; alpha None: the flow's calibrated one); ``synthetic``: the set the
-    runs train on and are evaluated on."""
+    see ``experiment_flow``; alpha None: the flow's calibrated one); ``dataset`` / ``root`` /
+    ``fold``: the set the runs train on and are evaluated on: the built-in ``synthetic`` set
+    (``synthetic`` says which) or a set of one's own in a public layout (``ucf101``, ``hmdb51``,
+    ``kinetics``: its train split trains, its test — or val — split is scored; ``--flow`` names
+    a flow fitted to it); ``decode_size``: the short side frames are decoded at (None: as stored
+    for the synthetic set, ``DEFAULT_DECODE_SIZE`` for the others)."""
 
     out: str                                   # experiment folder: runs, cached evaluations, results
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -87,6 +92,10 @@ class ExperimentConfig:
     device: str | None = None
     no_progress: bool = False
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
+    dataset: str = "synthetic"
+    root: str | None = None
+    fold: int = 1
+    decode_size: int | None = None
     num_clips: int = 4                         # evaluation windows per video
     eval_batch_size: int = 32
     seed_eval: int = 0                         # seed of the linear classifiers
@@ -94,6 +103,8 @@ class ExperimentConfig:
 
     def __post_init__(self):
         self.seeds = tuple(self.seeds)
+        if self.decode_size is None and self.dataset != "synthetic":
+            self.decode_size = DEFAULT_DECODE_SIZE
 
 
 @dataclass(kw_only=True)
@@ -136,36 +147,17 @@ class AblateConfig(ExperimentConfig):
 PINNED = ("backbone", "frames", "stride", "size", "batch_size", "queue", "moco_m", "lr", "synthetic_seed",
           "synthetic_train_per_class", "synthetic_test_per_class", "synthetic_bias", "synthetic_camera",
           "synthetic_val_per_class", "num_clips", "seed_eval",
-          "flow", "alpha")
+          "flow", "alpha", "dataset", "root", "fold", "decode_size")
 # experiment.json of the old command-line code named the synthetic set's settings so
 OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_class": "synthetic_test_per_class",
                     "bias": "synthetic_bias"}
 
 
-def experiment_flow(cfg: ExperimentConfig) -> str | None:
-    """The flow checkpoint the runs use, as ``PretrainConfig.flow`` takes it: ``cfg.flow`` when a
-    path; None (the bundled flow) for ``--flow bundled``; by default the synthetic set's own fitted
-    flow (``training/flow/fitted.py``), trained and cached beside the set the first time. A flow
-    that does not fit the data makes S²VC no better than MoCo, so the fitted one is the default.
-    With ``eval_only`` nothing is trained, the flow included: a fitted flow not cached yet is a
-    ValueError saying what to run first."""
-    if not cfg.flow and cfg.eval_only:
-        from ..flow import fitted
-        path = fitted.fitted_flow_path(cfg.synthetic)
-        if not path.is_file():
-            raise ValueError(f"--eval-only trains nothing, and the synthetic set's own fitted flow is not there yet "
-                             f"({path}): run the same command without --eval-only first (it fits the flow once, "
-                             f"then pretrains), or name a flow with --flow FILE / --flow bundled")
-        return str(path)
-    if not cfg.flow:
-        print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
-              file=sys.stderr)
-    return flow_choice(cfg.flow, cfg.synthetic, progress=not cfg.no_progress)
-
-
 def pinned_settings(cfg: ExperimentConfig) -> dict:
-    """The ``PINNED`` settings of ``cfg`` (the synthetic set's as ``synthetic_*``)."""
+    """The ``PINNED`` settings of ``cfg`` (the synthetic set's as ``synthetic_*``; the root as an
+    absolute path, so that another working folder does not read as another set)."""
     flat = {key: getattr(cfg.synthetic, name) for key, name in SYNTHETIC_KEYS.items()}
+    flat["root"] = str(Path(cfg.root).resolve()) if cfg.root else None
     return {k: flat[k] if k in flat else getattr(cfg, k) for k in PINNED}
 
 
@@ -193,7 +185,8 @@ def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **ch
     """The pretraining settings of one run of the experiment (resumed if it exists); ``changes``
     (e.g. alpha=0.3) override the budget's."""
     settings = PretrainConfig(
-        out=str(run), resume=True, mode=mode, seed=seed, dataset="synthetic", backbone=cfg.backbone,
+        out=str(run), resume=True, mode=mode, seed=seed, dataset=cfg.dataset, root=cfg.root, fold=cfg.fold,
+        decode_size=cfg.decode_size, backbone=cfg.backbone,
         frames=cfg.frames, stride=cfg.stride, size=cfg.size, batch_size=cfg.batch_size, queue=cfg.queue,
         moco_m=cfg.moco_m, lr=cfg.lr, epochs=100000, max_steps=cfg.steps, snapshot_every=cfg.snapshot_every,
         ckpt_every=cfg.ckpt_every or cfg.snapshot_every, synthetic=cfg.synthetic, workers=cfg.workers,
@@ -242,19 +235,18 @@ def _mirror_preserved(mirror: Path) -> list[float]:
 
 
 def _evaluator(cfg: ExperimentConfig) -> LazyEvaluator:
-    return LazyEvaluator(synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride, size=cfg.size,
+    return LazyEvaluator(synthetic=cfg.synthetic, dataset=cfg.dataset, root=cfg.root, fold=cfg.fold,
+                         decode_size=cfg.decode_size, frames=cfg.frames, stride=cfg.stride, size=cfg.size,
                          num_clips=cfg.num_clips, seed_eval=cfg.seed_eval, batch_size=cfg.eval_batch_size,
                          workers=cfg.workers, device=cfg.device, progress=not cfg.no_progress, split=cfg.split)
 
 
 def budget_text(cfg: ExperimentConfig) -> str:
     """The budget in one sentence, for the reports."""
-    syn = cfg.synthetic
     return (f"backbone {cfg.backbone}, {cfg.frames} frames (stride {cfg.stride}) at {cfg.size}², batch "
             f"{cfg.batch_size}, queue {cfg.queue}, m {cfg.moco_m}, lr {cfg.lr}, {cfg.steps} steps, snapshots "
             f"every {cfg.snapshot_every}; flow {cfg.flow or 'bundled'}, alpha "
-            f"{cfg.alpha if cfg.alpha is not None else 'from the flow checkpoint'}; synthetic set seed {syn.seed}, "
-            f"{syn.train_per_class} train / {syn.test_per_class} test videos per class, bias {syn.bias}")
+            f"{cfg.alpha if cfg.alpha is not None else 'from the flow checkpoint'}; {set_text(cfg)}")
 
 
 def _train_and_evaluate(cfg: ExperimentConfig, out: Path, plan: dict[str, tuple[str, dict, dict]]):
@@ -283,8 +275,9 @@ def _arm_settings(cfg: ExperimentConfig, out: Path, arm: str) -> dict:
     mirror = out / "mirrors" / mode
     if not (mirror / "manifest.json").exists() and not cfg.eval_only:    # eval_only trains nothing
         print(f"reproduce: generating the {mode} keys of the training split once -> {mirror}", file=sys.stderr)
-        report = generate_mirror(MirrorConfig(dataset="synthetic", out=str(mirror), synthetic=cfg.synthetic,
-                                              frames=cfg.frames, stride=cfg.stride, decode_size=None, method=mode,
+        report = generate_mirror(MirrorConfig(dataset=cfg.dataset, root=cfg.root, fold=cfg.fold, out=str(mirror),
+                                              synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
+                                              decode_size=cfg.decode_size, method=mode,
                                               flow=cfg.flow, alpha=cfg.alpha, device=cfg.device or "cpu",
                                               progress=not cfg.no_progress))
         print(describe(report), file=sys.stderr)
@@ -301,8 +294,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
         raise ValueError(f"unknown arms {bad}; use some of {ARMS}")
     if cfg.best is not None and cfg.best not in cfg.arms:
         raise ValueError(f"--best {cfg.best} names the project's variant among the arms; it is not one of {cfg.arms}")
-    if cfg.split == "val" and cfg.synthetic.val_per_class < 1:
-        raise ValueError("--split val scores on the set's validation split: add --synthetic-val-per-class N")
+    check_set(cfg, cfg.arms)
     cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
     pin_experiment(cfg, out)
     plan = {f"{arm}_seed{seed}": (f"reproduce: {arm}, seed {seed}", {"arm": arm, "seed": seed}, _arm_settings(cfg, out, arm))
@@ -310,7 +302,8 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     rows, runs, ref = _train_and_evaluate(cfg, out, plan)
     _draw_keys(cfg, out)
     summary = summarise(rows, "arm")
-    title = (f"{' vs '.join(cfg.arms)} on the synthetic static-bias set, {cfg.split} split "
+    where = "the synthetic static-bias set" if cfg.dataset == "synthetic" else f"{cfg.dataset} ({cfg.root})"
+    title = (f"{' vs '.join(cfg.arms)} on {where}, {cfg.split} split "
              f"({len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''})")
     preserved = {arm: float(np.nanmean([runs[f"{arm}_seed{s}"]["preserved"] for s in cfg.seeds]))
                  if any(not math.isnan(runs[f"{arm}_seed{s}"]["preserved"]) for s in cfg.seeds) else math.nan
@@ -349,7 +342,9 @@ def _draw_keys(cfg: ReproduceConfig, out: Path) -> None:
     """DIR/keys.png, (re)drawn when it is missing or shows another set of arms (DIR/keys.json);
     a variant arm is drawn with its own settings."""
     draw_key_sheet(out / "keys.png", list(cfg.arms), synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
-                   flow=cfg.flow, alpha=cfg.alpha, variants=VARIANTS)
+                   flow=cfg.flow, alpha=cfg.alpha, variants=VARIANTS,
+                   **({} if cfg.dataset == "synthetic" else
+                      {"dataset": cfg.dataset, "root": cfg.root, "fold": cfg.fold, "decode_size": cfg.decode_size}))
 
 
 def _ablation_values(cfg: AblateConfig) -> list:
@@ -391,9 +386,10 @@ def preserve_alphas(cfg: ExperimentConfig, fractions: list[float]) -> dict[float
 
     path = cfg.flow or str(default_checkpoint_path())
     flow = flow_from_checkpoint(read_checkpoint(path), path)
-    root = dataset_root("synthetic", None, synthetic=cfg.synthetic)
-    videos, windows = calibration_plan([r.path for r in split_records("synthetic", root, "train")])
-    stds = latent_stds(flow, videos, clip_len=cfg.frames, size=cfg.size, max_windows=windows, stride=cfg.stride)
+    root = dataset_root(cfg.dataset, cfg.root, synthetic=cfg.synthetic)
+    videos, windows = calibration_plan([r.path for r in split_records(cfg.dataset, root, "train", cfg.fold)])
+    stds = latent_stds(flow, videos, clip_len=cfg.frames, size=cfg.decode_size or cfg.size, max_windows=windows,
+                       stride=cfg.stride)
     alphas = {v: float(alpha_for_preserved_fraction(stds, v)) for v in fractions}
     print(f"ablate preserve: alphas on {len(stds)} training windows: "
           + ", ".join(f"{v:.1%} -> {a:.4f}" for v, a in alphas.items()), file=sys.stderr)
@@ -407,6 +403,7 @@ def ablate(cfg: AblateConfig) -> dict:
     start = time.perf_counter()
     kind, out = cfg.ablation, Path(cfg.out)
     values = _ablation_values(cfg)
+    check_set(cfg)
     cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
     pin_experiment(cfg, out)
     setting = {v: v for v in values} if kind != "preserve" else preserve_alphas(cfg, values)

@@ -1,5 +1,6 @@
 """How the experiments (``s2vc reproduce`` / ``s2vc ablate``) score a pretrained backbone on the
-synthetic static-bias set, and the per-snapshot cache that makes them resumable.
+synthetic static-bias set (or a set of one's own in a public layout), and the per-snapshot cache
+that makes them resumable.
 
 Every snapshot gets (train split: looks tied to the class; test split: looks random):
     R@1, R@5, R@50  test videos query the train set (``metrics.retrieval_recall``); R@50 is the
@@ -9,6 +10,9 @@ Every snapshot gets (train split: looks tied to the class; test split: looks ran
     motion     motion probe on disjoint groups of the test split (``probes.motion_probe``)
     look_*     look probes (scene, shape, colour) on the test split (``probes.look_probe``)
 The frame-difference feature (no learning) is scored the same way, as a reference line.
+On a set of one's own there are no look labels (the look probes are nan), and the motion probe
+needs UCF101-style ids (``v_<Class>_gXX_cYY``) of at least two groups on each side (nan otherwise,
+said once).
 
 ``split="val"`` scores on the set's validation split instead of its test split (the same roles:
 queries, probe test set, motion and look probes), cached apart (``eval/val/``,
@@ -30,7 +34,8 @@ from ..evaluation.frozen import linear_probe, load_backbone
 from ..evaluation.metrics import retrieval_recall
 from ..pretrain.curves import write_run_curves
 from ..pretrain.loop import snapshots
-from ..evaluation.probes import LOOKS, PROBE_WEIGHT_DECAY, ClipBank, look_probe, motion_probe
+from ..evaluation.probes import (LOOKS, PROBE_WEIGHT_DECAY, ClipBank, group_of, look_probe, motion_probe,
+                                 probe_halves)
 from ..data.synthetic import SyntheticSet
 
 __all__ = ["METRICS", "SCORER", "Evaluator", "LazyEvaluator", "evaluate_runs", "reference_scores"]
@@ -48,25 +53,29 @@ class Evaluator:
     frames / stride: the clip of a window; size: its centre crop (pixels); num_clips: windows
     per video (half-overlapping); seed_eval: the linear classifiers' seed; batch_size: windows
     per backbone call; device None = cuda when available, else cpu; split: the held-out split
-    scored ("test", or "val": the set's validation split).
+    scored ("test", or "val": the set's validation split); dataset / root / fold / decode_size:
+    the set (default: the synthetic one, as rendered).
     """
 
     def __init__(self, *, synthetic: SyntheticSet, frames: int, stride: int, size: int, num_clips: int,
                  seed_eval: int = 0, batch_size: int = 32, workers: int = 0, device: str | None = None,
-                 progress: bool = True, split: str = "test"):
+                 progress: bool = True, split: str = "test", dataset: str = "synthetic", root: str | None = None,
+                 fold: int = 1, decode_size: int | None = None):
         if split not in SPLITS:
             raise ValueError(f"the scored split must be one of {SPLITS}, got {split!r}")
-        if split == "val" and synthetic.val_per_class < 1:
+        if split == "val" and dataset == "synthetic" and synthetic.val_per_class < 1:
             raise ValueError("scoring on the validation split needs a set that has one (--synthetic-val-per-class N)")
         from ..data.datasets import build_dataset
-        common = dict(frames=frames, stride=stride, size=None, two_clips=False, synthetic=synthetic)
+        common = dict(root=root, fold=fold, frames=frames, stride=stride, size=decode_size, two_clips=False,
+                      synthetic=synthetic)
         bank = dict(num_clips=num_clips, overlap=0.5, size=size, workers=workers)
         banks = {}
         for name in tqdm(("train", split), desc="decoding the evaluation windows", unit="split",
                          disable=not progress, file=sys.stderr, leave=False):
-            banks[name] = ClipBank.from_dataset(build_dataset("synthetic", split=name, **common), **bank)
+            banks[name] = ClipBank.from_dataset(build_dataset(dataset, split=name, **common), **bank)
         self.train, self.test, self.split = banks["train"], banks[split], split
-        self.looks, self.groups = self.test.looks(), self.test.groups
+        self.looks = self.test.looks() if dataset == "synthetic" else {}
+        self.groups = _probe_groups(self.test.video_ids, dataset)
         self.classes = int(max(self.train.labels.max(), self.test.labels.max())) + 1
         self.seed, self.batch_size = seed_eval, batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -74,7 +83,8 @@ class Evaluator:
     def chance(self) -> dict[str, float]:
         """Each metric's chance level (nan for retrieval: it depends on the class counts)."""
         c = {"R@1": float("nan"), "R@5": float("nan"), "R@50": float("nan"), "linear": 1 / self.classes,
-             "motion": 1 / self.classes}
+             "motion": 1 / self.classes if self.groups is not None else float("nan"),
+             **{f"look_{k}": float("nan") for k in LOOKS}}
         c.update({f"look_{k}": 1 / (int(v.max()) + 1) for k, v in self.looks.items()})
         return c
 
@@ -83,7 +93,9 @@ class Evaluator:
         r = retrieval_recall(test_f, self.test.labels, train_f, self.train.labels, (1, 5, 50))
         lin = linear_probe(train_f, self.train.labels, test_f, self.test.labels, seed=self.seed,
                            num_classes=self.classes, weight_decay=PROBE_WEIGHT_DECAY)["top1"]
-        out = {**r, "linear": lin, "motion": motion_probe(test_f, self.test.labels, self.groups, seed=self.seed)}
+        motion = (motion_probe(test_f, self.test.labels, self.groups, seed=self.seed) if self.groups is not None
+                  else float("nan"))
+        out = {**r, "linear": lin, "motion": motion, **{f"look_{k}": float("nan") for k in LOOKS}}
         out.update({f"look_{k}": v for k, v in look_probe(test_f, self.looks, self.groups, seed=self.seed).items()})
         return out
 
@@ -94,6 +106,21 @@ class Evaluator:
 
     def score_frame_difference(self) -> dict[str, float]:
         return self.score(self.train.frame_difference(), self.test.frame_difference())
+
+
+def _probe_groups(video_ids: list[str], dataset: str) -> torch.Tensor | None:
+    """The group of each scored video, for the probes' disjoint halves (``probes.probe_halves``),
+    or None (said once on stderr) where a set of one's own cannot give them: ids that are not
+    UCF101-style, or groups of only one parity."""
+    try:
+        groups = torch.tensor([group_of(v) for v in video_ids])
+        probe_halves(groups)
+    except ValueError as exc:
+        if dataset == "synthetic":
+            raise
+        print(f"scoring: no motion probe on {dataset} ({exc}); its column is nan", file=sys.stderr)
+        return None
+    return groups
 
 
 class LazyEvaluator:

@@ -1,0 +1,83 @@
+"""Which set an experiment (``s2vc reproduce`` / ``s2vc ablate``) runs on, and what it needs
+there: the built-in synthetic set (its own fitted flow by default) or a set of one's own in a
+public layout (a flow fitted to it, no oracle arm, a validation split held out of training).
+``cfg`` is a ``runner.ExperimentConfig``."""
+from __future__ import annotations
+
+import sys
+
+from ..flow.fitted import flow_choice
+
+__all__ = ["DEFAULT_DECODE_SIZE", "EXPERIMENT_DATASETS", "check_set", "experiment_flow", "set_text"]
+
+# the short side a set of one's own is decoded at (the mirror's default: ``MirrorConfig``)
+DEFAULT_DECODE_SIZE = 128
+# the layouts a comparison on one's own set reads: they have a train and a test split (``folder`` has none)
+EXPERIMENT_DATASETS = ("synthetic", "ucf101", "hmdb51", "kinetics")
+
+
+def experiment_flow(cfg) -> str | None:
+    """The flow checkpoint the runs use, as ``PretrainConfig.flow`` takes it: ``cfg.flow`` when a
+    path; None (the bundled flow) for ``--flow bundled``; by default the synthetic set's own fitted
+    flow (``training/flow/fitted.py``), trained and cached beside the set the first time. A flow
+    that does not fit the data makes S²VC no better than MoCo, so the fitted one is the default.
+    With ``eval_only`` nothing is trained, the flow included: a fitted flow not cached yet is a
+    ValueError saying what to run first. On a set of one's own there is no fitted flow to build
+    here: no ``--flow`` is a ValueError naming the ``train-flow`` command that fits one."""
+    if not cfg.flow and cfg.dataset != "synthetic":
+        fit = (f"s2vc train-flow --dataset {cfg.dataset} --root {cfg.root or 'ROOT'}"
+               + (f" --fold {cfg.fold}" if cfg.fold != 1 else "")
+               + f" --resolution 64 --frames {cfg.frames} --stride {cfg.stride} --decode-size {cfg.decode_size}"
+               + f" --out flow_{cfg.dataset}.pt")
+        raise ValueError(f"a comparison on {cfg.dataset} needs a flow fitted to it (the s2vc and tfd keys come from "
+                         f"it): fit one with `{fit}`, then add --flow flow_{cfg.dataset}.pt (--flow bundled forces "
+                         f"the bundled one, fitted to a few sample clips)")
+    if not cfg.flow and cfg.eval_only:
+        from ..flow import fitted
+        path = fitted.fitted_flow_path(cfg.synthetic)
+        if not path.is_file():
+            raise ValueError(f"--eval-only trains nothing, and the synthetic set's own fitted flow is not there yet "
+                             f"({path}): run the same command without --eval-only first (it fits the flow once, "
+                             f"then pretrains), or name a flow with --flow FILE / --flow bundled")
+        return str(path)
+    if not cfg.flow:
+        print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
+              file=sys.stderr)
+    return flow_choice(cfg.flow, cfg.synthetic, progress=not cfg.no_progress)
+
+
+def set_text(cfg) -> str:
+    """The set the runs train and are scored on, in a few words."""
+    if cfg.dataset != "synthetic":
+        fold = f" fold {cfg.fold}" if cfg.dataset in ("ucf101", "hmdb51") else ""
+        return f"{cfg.dataset} at {cfg.root}{fold}, decoded at {cfg.decode_size} px"
+    syn = cfg.synthetic
+    return (f"synthetic set seed {syn.seed}, {syn.train_per_class} train / {syn.test_per_class} test videos per "
+            f"class, bias {syn.bias}" + (f", camera {syn.camera}" if syn.camera != "still" else ""))
+
+
+def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
+    """ValueError, before anything is trained, when the set cannot hold this experiment: a layout
+    without a train and a test split, the oracle (it needs the synthetic set's actor masks) on
+    another set, or ``--split val`` on a set without a validation split — or with one that shares
+    videos with the training split it would be chosen against."""
+    if cfg.dataset not in EXPERIMENT_DATASETS:
+        raise ValueError(f"--dataset {cfg.dataset}: a comparison trains on a train split and scores a test split; "
+                         f"use one of {EXPERIMENT_DATASETS} (a folder of one's own videos has no splits: write it "
+                         f"in UCF101's layout, ucfTrainTestlist/classInd.txt, trainlist01.txt, testlist01.txt)")
+    if cfg.dataset != "synthetic" and "oracle" in arms:
+        raise ValueError(f"arm 'oracle' removes the background through the synthetic set's actor masks; "
+                         f"{cfg.dataset} has none: leave it out of --arms")
+    if cfg.split != "val":
+        return
+    if cfg.dataset == "synthetic":
+        if cfg.synthetic.val_per_class < 1:
+            raise ValueError("--split val scores on the set's validation split: add --synthetic-val-per-class N")
+        return
+    from ..data.datasets import dataset_root, split_records
+    root = dataset_root(cfg.dataset, cfg.root)
+    val = {r.video_id for r in split_records(cfg.dataset, root, "val", cfg.fold)}
+    shared = sorted(val & {r.video_id for r in split_records(cfg.dataset, root, "train", cfg.fold)})
+    if shared:
+        raise ValueError(f"{cfg.dataset}: {len(shared)} videos of the validation split are also in the training split "
+                         f"(first: {shared[0]}); a validation split holds videos out of training")
