@@ -16,16 +16,27 @@ if [ ! -x "$py" ]; then
   python3 -m venv "$venv"
 fi
 log=$venv/setup.log
+free_gb() {   # GB free on the file system of folder $1
+  df -Pk "$1" | awk 'NR == 2 {printf "%.1f", $4 / 1048576}'
+}
 pip_install() {   # quiet unless it fails: pip's index warnings would drown the test output
   if ! "$py" -m pip install ${PIP_VERBOSITY:--q} "$@" >"$log" 2>&1; then
     cat "$log" >&2
     echo "[setup] pip install $* failed (log: $log)" >&2
+    if grep -q "No space left on device" "$log"; then
+      echo "[setup] the disk is full: $(free_gb "$venv") GB free where $venv is, $(free_gb "${TMPDIR:-/tmp}") GB in" \
+           "${TMPDIR:-/tmp} (pip unpacks there); torch and torchvision take about 6 GB: free some space" \
+           "(or set TMPDIR / S2VC_VENV to a larger disk) and run this again" >&2
+    fi
     exit 1
   fi
 }
 # torch first: the build compiles the extension against the venv's torch
 if ! "$py" -c "import torch, torchvision" 2>/dev/null; then
   echo "[setup] installing torch and torchvision" >&2
+  if [ "$(free_gb "$venv" | cut -d. -f1)" -lt 7 ]; then
+    echo "[setup] warning: $(free_gb "$venv") GB free where $venv is; torch and torchvision take about 6 GB" >&2
+  fi
   pip_install torch==2.14.1 torchvision==0.29.1
 fi
 stamp=$venv/.s2vc-build-stamp
