@@ -480,6 +480,12 @@ def test_paired_statistics_known_answers(monkeypatch):
     assert noisy.lo < 0 < noisy.hi and noisy.verdict("a", "b") == "not separated" and noisy.wins == 2
     one = paired.paired_difference({0: 0.5}, {0: 0.4})
     assert one.n == 1 and math.isnan(one.lo) and one.verdict("a", "b") == "not separated"
+    # every seed the same difference (a probe's top-1 moves in steps of 1/12 here): an interval of
+    # zero width is the metric's steps, not certainty: not separated, and the table says so
+    flat = paired.paired_difference({0: 3 / 12, 1: 4 / 12}, {0: 4 / 12, 1: 5 / 12})
+    assert flat.sd < paired.NO_SPREAD and not flat.spread and flat.verdict("a", "b") == "not separated"
+    assert flat.losses == 2 and "no spread" in paired.paired_table(
+        [{"a": "a", "b": "b", "metric": "motion", "step": 1, **vars(flat), "verdict": flat.verdict("a", "b")}])
     with pytest.raises(ValueError, match="no seed in common"):
         paired.paired_difference({0: 1.0}, {1: 1.0})
     # the quantile: scipy's where installed, the table otherwise (the same to 4 decimals)

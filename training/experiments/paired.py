@@ -5,7 +5,9 @@ Every arm of a seed starts from the same weights, queue, clips and augmentations
 metric per seed, its mean, sample SD (ddof 1), a 95% Student t interval on the mean difference
 (t quantile from scipy when installed, else ``T_975`` for up to 30 degrees of freedom) and the
 sign count. A sentence may say "A beats B" only where the interval excludes zero; otherwise the
-two are "not separated".
+two are "not separated". Differences with no spread (every seed the same difference, SD 0) give
+an interval of zero width however few the seeds: that is the metrics' steps (a top-1 over V videos
+moves by 1/V), not certainty, so such a pair is "not separated" and its interval reads "no spread".
 
     diff = paired_difference({0: .31, 1: .28, 2: .35}, {0: .22, 1: .25, 2: .20})
     diff.verdict("s2vc", "moco")            # "s2vc beats moco" or "not separated"
@@ -19,8 +21,12 @@ import numpy as np
 
 from .report import markdown_table, mean_sd
 
-__all__ = ["T_975", "t_quantile", "mean_sd", "PairedDifference", "paired_difference", "PAIRS", "pairs_for",
+__all__ = ["NO_SPREAD", "T_975", "t_quantile", "mean_sd", "PairedDifference", "paired_difference", "PAIRS", "pairs_for",
            "paired_rows", "paired_table", "step0_spread", "step0_line"]
+
+# an SD below this (in fractions: a millionth of a percentage point) is no spread: float noise on
+# differences that are equal over the seeds
+NO_SPREAD = 1e-8
 
 # the 0.975 quantile of Student's t with df = 1..30 degrees of freedom (two-sided 95%)
 T_975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
@@ -54,9 +60,14 @@ class PairedDifference:
     ties: int
 
     @property
+    def spread(self) -> bool:
+        """The differences vary over the seeds (a t interval means something)."""
+        return self.n > 1 and self.sd > NO_SPREAD
+
+    @property
     def separated(self) -> bool:
-        """The 95% interval excludes zero."""
-        return self.n > 1 and (self.lo > 0 or self.hi < 0)
+        """The 95% interval excludes zero (and has a width: ``spread``)."""
+        return self.spread and (self.lo > 0 or self.hi < 0)
 
     def verdict(self, a: str, b: str) -> str:
         """"a beats b", "b beats a" (only where the interval excludes zero) or "not separated"."""
@@ -124,7 +135,7 @@ def paired_table(records: list[dict]) -> str:
         return "-" if math.isnan(x) else f"{100 * x:+.1f}"
     body = [[f"{r['a']} − {r['b']}", r["metric"], str(r["n"]), pp(r["mean"]),
              "-" if math.isnan(r["sd"]) else f"{100 * r['sd']:.1f}",
-             f"[{pp(r['lo'])}, {pp(r['hi'])}]" if r["n"] > 1 else "-",
+             "-" if r["n"] < 2 else f"[{pp(r['lo'])}, {pp(r['hi'])}]" if r["sd"] > NO_SPREAD else "no spread",
              f"{r['wins']}/{r['losses']}/{r['ties']}", r["verdict"]] for r in records]
     return markdown_table(["pair", "metric", "seeds", "mean diff (pp)", "SD (pp)", "95% t interval",
                            "sign +/−/=", "verdict"], body)
