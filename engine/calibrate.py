@@ -38,13 +38,14 @@ DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
 
 @torch.no_grad()
 def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 128, max_windows: int = 8,
-                stride: int = 1, progress: bool = False) -> torch.Tensor:
+                stride: int = 1, progress: bool = False, skip_unreadable: bool = False) -> torch.Tensor:
     """Temporal STDs float (N, D) of the latents of up to ``max_windows`` windows of ``clip_len``
     frames taken every ``stride`` frames per video (frames decoded at shorter side ``size``); N
     windows in all, D latents. ``stride`` is the clip's: a clip that spans more time varies more,
     so an alpha read off stride-1 windows keeps more latents of a stride-2 clip than asked.
-    ``progress``: a bar on stderr over the videos. The windows are encoded on the flow's device;
-    the STDs come back on the CPU."""
+    ``progress``: a bar on stderr over the videos. ``skip_unreadable``: a video that cannot be
+    decoded is passed over (said once on stderr with the count) instead of raising. The windows
+    are encoded on the flow's device; the STDs come back on the CPU."""
     if clip_len < 2 or stride < 1:
         raise ValueError(f"need clip_len >= 2 frames (the temporal STD needs two) and stride >= 1, got "
                          f"{clip_len}, {stride}")
@@ -56,9 +57,15 @@ def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 128, max_window
     params = flow.parameters() if hasattr(flow, "parameters") else iter(())
     device = next((t.device for t in params), torch.device("cpu"))
     span = clip_len * stride
-    stds = []
+    stds, unreadable = [], []
     for v in tqdm(videos, desc="calibrating", unit="video", file=sys.stderr, disable=not progress, leave=False):
-        frames = video_io.read_video(v, size=size, max_frames=max_windows * span)
+        try:
+            frames = video_io.read_video(v, size=size, max_frames=max_windows * span)
+        except (video_io.VideoDecodeError, OSError) as e:
+            if not skip_unreadable:
+                raise
+            unreadable.append(f"{v}: {e}")
+            continue
         n = frames.shape[0] // span * span
         if n == 0:
             continue
@@ -66,6 +73,9 @@ def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 128, max_window
         x = picked.reshape(-1, *frames.shape[1:]).permute(0, 3, 1, 2).to(device).float().div(255)
         z = prepared.encode(F.adaptive_avg_pool2d(x, flow.config.resolution))
         stds.append(z.reshape(-1, clip_len, z.shape[1]).std(dim=1).cpu())
+    if unreadable:
+        print(f"calibrating: {len(unreadable)} of {len(videos)} videos could not be decoded and were passed over "
+              f"(first: {unreadable[0]})", file=sys.stderr)
     if not stds:
         raise ValueError(f"no video had {clip_len} frames {stride} apart ({span} frames) to calibrate on")
     return torch.cat(stds)

@@ -34,7 +34,8 @@ pip_install() {   # quiet unless it fails: pip's index warnings would drown the 
 # torch first: the build compiles the extension against the venv's torch
 if ! "$py" -c "import torch, torchvision" 2>/dev/null; then
   echo "[setup] installing torch and torchvision" >&2
-  if [ "$(free_gb "$venv" | cut -d. -f1)" -lt 7 ]; then
+  free=$(free_gb "$venv" | cut -d. -f1)
+  if [ -n "$free" ] && [ "$free" -lt 7 ]; then
     echo "[setup] warning: $(free_gb "$venv") GB free where $venv is; torch and torchvision take about 6 GB" >&2
   fi
   pip_install torch==2.14.1 torchvision==0.29.1

@@ -484,8 +484,16 @@ def test_paired_statistics_known_answers(monkeypatch):
     # zero width is the metric's steps, not certainty: not separated, and the table says so
     flat = paired.paired_difference({0: 3 / 12, 1: 4 / 12}, {0: 4 / 12, 1: 5 / 12})
     assert flat.sd < paired.NO_SPREAD and not flat.spread and flat.verdict("a", "b") == "not separated"
-    assert flat.losses == 2 and "no spread" in paired.paired_table(
+    assert flat.losses == 2 and flat.sign_p == 0.5 and "no spread (sign test p = 0.500)" in paired.paired_table(
         [{"a": "a", "b": "b", "metric": "motion", "step": 1, **vars(flat), "verdict": flat.verdict("a", "b")}])
+    # there the exact sign test decides: 6 seeds all one way (p = 2/64) separate, 5 (p = 2/32) do not
+    six = paired.paired_difference({s: (s + 1) / 12 for s in range(6)}, {s: s / 12 for s in range(6)})
+    assert not six.spread and six.sign_p == pytest.approx(2 / 64) and six.verdict("a", "b") == "a beats b"
+    five = paired.paired_difference({s: s / 12 for s in range(5)}, {s: (s + 1) / 12 for s in range(5)})
+    assert five.sign_p == pytest.approx(2 / 32) and five.verdict("a", "b") == "not separated"
+    # a metric a set does not have (nan for every seed) makes no row
+    nan_rows = [{"arm": arm, "seed": s, "step": 1, "R@1": 0.5, "motion": math.nan} for arm in ("a", "b") for s in (0, 1)]
+    assert [r["metric"] for r in paired.paired_rows(nan_rows, "arm", [("a", "b")], ["R@1", "motion"], 1)] == ["R@1"]
     with pytest.raises(ValueError, match="no seed in common"):
         paired.paired_difference({0: 1.0}, {1: 1.0})
     # the quantile: scipy's where installed, the table otherwise (the same to 4 decimals)

@@ -9,6 +9,7 @@ import math
 import shutil
 
 import pytest
+import torch
 
 from s2vc.cli import build_parser
 
@@ -90,3 +91,61 @@ def test_what_cannot_work_on_a_set_of_ones_own_is_refused_first(own, tmp_path):
     with pytest.raises(SystemExit):                   # a folder has no splits: not a choice
         build_parser().parse_args(["reproduce", "--out", str(out), "--dataset", "folder", "--root", str(own)])
     assert not out.exists()                           # nothing was written by a refused call
+
+
+def test_a_bad_set_is_refused_before_anything_is_written(own, tmp_path):
+    """No --root, a root that is not there, a fold UCF101 does not have, HMDB51's missing val split:
+    refused before experiment.json or a run folder exists (a rerun with the right flags is not
+    blocked by a half-written folder)."""
+    out = tmp_path / "rep"
+    flags = ["--seeds", "0", "--steps", "1", "--no-progress", "--flow", "bundled", "--arms", "moco"]
+    for more, message in ((["--dataset", "ucf101"], "root folder is required"),
+                          (["--dataset", "ucf101", "--root", str(tmp_path / "nowhere")], "no such folder"),
+                          (["--dataset", "ucf101", "--root", str(own), "--fold", "4"], "--fold must be 1, 2 or 3"),
+                          (["--dataset", "ucf101", "--root", str(own), "--fold", "2"], "trainlist02.txt"),
+                          (["--dataset", "hmdb51", "--root", str(own), "--split", "val"], "hmdb51 has no validation")):
+        with pytest.raises(ValueError, match=message):
+            _run(["reproduce", "--out", str(out), *flags, *more])
+        assert not out.exists(), more
+    # no arm needs a flow: none is asked for; the default arms leave the oracle out on one's own set
+    from s2vc.training.experiments.runner import ReproduceConfig
+    from s2vc.training.experiments.sets import experiment_flow
+    assert experiment_flow(ReproduceConfig(out=str(out), dataset="ucf101", root=str(own), arms=("moco", "fame"))) is None
+    with pytest.raises(ValueError, match="needs a flow fitted to it"):
+        _run(["reproduce", "--out", str(out), "--dataset", "ucf101", "--root", str(own), *EXPERIMENT])
+
+
+def test_a_folder_of_the_code_before_sets_is_the_synthetic_set(own, tmp_path):
+    """experiment.json written before --dataset existed names no set: it is the synthetic set's, so
+    reading it as another set is refused (not mixed in)."""
+    from s2vc.training.experiments.runner import PINNED, ReproduceConfig, pin_experiment, pinned_settings
+    out = tmp_path / "old"
+    out.mkdir()
+    old = {k: v for k, v in pinned_settings(ReproduceConfig(out=str(out))).items()
+           if k not in ("dataset", "root", "fold", "decode_size")}
+    (out / "experiment.json").write_text(json.dumps(old))
+    pin_experiment(ReproduceConfig(out=str(out)), out)                   # the same synthetic experiment: fine
+    with pytest.raises(ValueError, match="dataset 'synthetic' \\(there\\) vs 'ucf101' \\(asked\\)"):
+        pin_experiment(ReproduceConfig(out=str(out), dataset="ucf101", root=str(own)), out)
+    assert set(PINNED) >= {"dataset", "root", "fold", "decode_size"}
+    # the root is one spelling whatever folder the command runs in
+    assert ReproduceConfig(out="x", dataset="ucf101", root=str(own / ".." / own.name)).root == str(own.resolve())
+
+
+def test_calibration_passes_over_an_unreadable_video_when_asked(own, tmp_path, capsys):
+    """``ablate preserve`` calibrates on the listed training videos: a corrupt one is passed over
+    (said once), as training and scoring skip it, instead of ending the experiment."""
+    from s2vc.engine import load_flow
+    from s2vc.engine.calibrate import latent_stds
+    from s2vc.engine.checkpoint import default_checkpoint_path
+    from s2vc.engine.video_io import VideoDecodeError
+    flow = load_flow(default_checkpoint_path())
+    good = sorted((own / "UCF-101").rglob("*.*"))[0]
+    bad = tmp_path / "v_Bad_g01_c01.mp4"
+    bad.write_bytes(b"not a video at all")
+    with pytest.raises(VideoDecodeError):
+        latent_stds(flow, [good, bad], clip_len=4, size=32, max_windows=1, stride=2)
+    capsys.readouterr()
+    stds = latent_stds(flow, [good, bad], clip_len=4, size=32, max_windows=1, stride=2, skip_unreadable=True)
+    assert torch.equal(stds, latent_stds(flow, [good], clip_len=4, size=32, max_windows=1, stride=2))
+    assert "1 of 2 videos could not be decoded" in capsys.readouterr().err

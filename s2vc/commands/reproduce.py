@@ -11,10 +11,10 @@ HELP = "pretrain MoCo / S²VC / TFD / oracle over seeds on the synthetic set (or
 
 
 def add_budget_arguments(p: argparse.ArgumentParser) -> None:
-    from s2vc.training.experiments.sets import EXPERIMENT_DATASETS
-
     """The flags ``reproduce`` and ``ablate`` share: the experiment folder, the budget every run
     has, the synthetic set and the evaluation (``training.experiments.ExperimentConfig``)."""
+    from s2vc.training.experiments.sets import EXPERIMENT_DATASETS
+
     p.add_argument("--out", required=True, help="experiment folder (runs, cached evaluations, results)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one pretraining run per arm and seed")
     p.add_argument("--steps", type=int, default=300, help="pretraining steps per run")
@@ -56,18 +56,20 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval-batch-size", type=int, default=32, help="clips per backbone forward when evaluating")
     g.add_argument("--seed-eval", type=int, default=0, help="seed of the linear classifiers")
     g.add_argument("--split", choices=("val", "test"), default="test",
-                   help="the split scored: val (the set's validation split, --synthetic-val-per-class, or one's own "
-                        "vallist01.txt of videos held out of trainlist01.txt: for choosing budgets, alphas and "
-                        "variants) or test (read once per reported run); cached apart")
+                   help="the split scored: val (the set's validation split: --synthetic-val-per-class; in UCF101's "
+                        "layout one's own ucfTrainTestlist/vallistNN.txt of videos held out of trainlistNN.txt; "
+                        "Kinetics' val; HMDB51 has none) for choosing budgets, alphas and variants, or test (read "
+                        "once per reported run); cached apart")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from s2vc.training.experiments.runner import ARMS
     from s2vc.training.pretrain.keys import MODES
 
-    p.add_argument("--arms", nargs="+", default=list(MODES),
+    p.add_argument("--arms", nargs="+", default=None,
                    help=f"pretraining modes to compare, of {ARMS} (<mode>-keys: that mode on keys generated "
-                        "once into a mirror of the training split; s2vc-dynamic / s2vc-topk: the project's variants)")
+                        "once into a mirror of the training split; s2vc-dynamic / s2vc-topk: the project's variants) "
+                        f"(default: {' '.join(MODES)}; without oracle on a --dataset other than synthetic)")
     p.add_argument("--best", default=None, metavar="ARM",
                    help="the arm that is the project's own variant: its paired differences against tfd and s2vc "
                         "are reported too")
@@ -76,5 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from s2vc.training.experiments.runner import ReproduceConfig, reproduce
+    from s2vc.training.pretrain.keys import MODES
 
-    return reproduce(common.settings_from_args(ReproduceConfig, args, synthetic=common.synthetic_set(args)))
+    arms = args.arms or [m for m in MODES if args.dataset == "synthetic" or m != "oracle"]
+    return reproduce(common.settings_from_args(ReproduceConfig, args, arms=arms, synthetic=common.synthetic_set(args)))

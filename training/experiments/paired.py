@@ -7,7 +7,9 @@ metric per seed, its mean, sample SD (ddof 1), a 95% Student t interval on the m
 sign count. A sentence may say "A beats B" only where the interval excludes zero; otherwise the
 two are "not separated". Differences with no spread (every seed the same difference, SD 0) give
 an interval of zero width however few the seeds: that is the metrics' steps (a top-1 over V videos
-moves by 1/V), not certainty, so such a pair is "not separated" and its interval reads "no spread".
+moves by 1/V), not certainty. There the interval reads "no spread" and the exact two-sided sign
+test decides instead (every seed on one side: p = 2 / 2^n, below 0.05 from 6 seeds on), so a pair
+that is the same on every seed is never read as stronger, nor weaker, than one with a little noise.
 
     diff = paired_difference({0: .31, 1: .28, 2: .35}, {0: .22, 1: .25, 2: .20})
     diff.verdict("s2vc", "moco")            # "s2vc beats moco" or "not separated"
@@ -65,15 +67,29 @@ class PairedDifference:
         return self.n > 1 and self.sd > NO_SPREAD
 
     @property
+    def sign_p(self) -> float:
+        """The exact two-sided sign test's p (ties left out): the chance of a split at least this
+        uneven if either arm were as likely to win each seed."""
+        n, k = self.wins + self.losses, min(self.wins, self.losses)
+        if n == 0:
+            return 1.0
+        return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+    @property
     def separated(self) -> bool:
-        """The 95% interval excludes zero (and has a width: ``spread``)."""
-        return self.spread and (self.lo > 0 or self.hi < 0)
+        """The 95% interval excludes zero; with no spread (``spread`` False, n > 1), the sign test's
+        p is below 0.05 instead."""
+        if self.n < 2 or math.isnan(self.mean):
+            return False
+        if not self.spread:
+            return self.mean != 0 and self.sign_p < 0.05
+        return self.lo > 0 or self.hi < 0
 
     def verdict(self, a: str, b: str) -> str:
         """"a beats b", "b beats a" (only where the interval excludes zero) or "not separated"."""
         if not self.separated:
             return "not separated"
-        return f"{a} beats {b}" if self.lo > 0 else f"{b} beats {a}"
+        return f"{a} beats {b}" if self.mean > 0 else f"{b} beats {a}"
 
 
 def paired_difference(a: dict, b: dict) -> PairedDifference:
@@ -117,13 +133,14 @@ def _per_seed(rows: list[dict], key: str, value, step: int, metric: str) -> dict
 
 def paired_rows(rows: list[dict], key: str, pairs, metrics, step: int) -> list[dict]:
     """One record per (pair, metric) at ``step``: {"a", "b", "metric", "step", PairedDifference's
-    fields (fractions), "verdict"}; pairs without two seeds in common are left out."""
+    fields (fractions), "verdict"}; pairs without a seed in common, and metrics that are nan for
+    every seed of both arms (a set without look labels or probe groups), are left out."""
     out = []
     for a, b in pairs:
         for m in metrics:
             va, vb = _per_seed(rows, key, a, step, m), _per_seed(rows, key, b, step, m)
-            if len(set(va) & set(vb)) < 1:
-                continue
+            if len(set(va) & set(vb)) < 1 or all(math.isnan(v) for v in (*va.values(), *vb.values())):
+                continue                    # no seed in common, or a metric this set does not have
             d = paired_difference(va, vb)
             out.append({"a": a, "b": b, "metric": m, "step": step, **asdict(d), "verdict": d.verdict(a, b)})
     return out
@@ -135,10 +152,20 @@ def paired_table(records: list[dict]) -> str:
         return "-" if math.isnan(x) else f"{100 * x:+.1f}"
     body = [[f"{r['a']} − {r['b']}", r["metric"], str(r["n"]), pp(r["mean"]),
              "-" if math.isnan(r["sd"]) else f"{100 * r['sd']:.1f}",
-             "-" if r["n"] < 2 else f"[{pp(r['lo'])}, {pp(r['hi'])}]" if r["sd"] > NO_SPREAD else "no spread",
+             _interval(r),
              f"{r['wins']}/{r['losses']}/{r['ties']}", r["verdict"]] for r in records]
     return markdown_table(["pair", "metric", "seeds", "mean diff (pp)", "SD (pp)", "95% t interval",
                            "sign +/−/=", "verdict"], body)
+
+
+def _interval(r: dict) -> str:
+    """A record's 95% interval as the table shows it ("no spread": the sign test's p instead)."""
+    if r["n"] < 2 or math.isnan(r["sd"]):
+        return "-"
+    if r["sd"] > NO_SPREAD:
+        return f"[{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
+    d = PairedDifference(**{k: r[k] for k in ("n", "mean", "sd", "lo", "hi", "wins", "losses", "ties")})
+    return f"no spread (sign test p = {d.sign_p:.3f})"
 
 
 def step0_spread(rows: list[dict], key: str, metrics) -> dict:

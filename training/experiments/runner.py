@@ -103,8 +103,11 @@ class ExperimentConfig:
 
     def __post_init__(self):
         self.seeds = tuple(self.seeds)
-        if self.decode_size is None and self.dataset != "synthetic":
-            self.decode_size = DEFAULT_DECODE_SIZE
+        if self.dataset != "synthetic":
+            if self.decode_size is None:
+                self.decode_size = DEFAULT_DECODE_SIZE
+            if self.root:                 # one spelling of the set, whatever folder a command runs in
+                self.root = str(Path(self.root).resolve())
 
 
 @dataclass(kw_only=True)
@@ -148,6 +151,8 @@ PINNED = ("backbone", "frames", "stride", "size", "batch_size", "queue", "moco_m
           "synthetic_train_per_class", "synthetic_test_per_class", "synthetic_bias", "synthetic_camera",
           "synthetic_val_per_class", "num_clips", "seed_eval",
           "flow", "alpha", "dataset", "root", "fold", "decode_size")
+# what an experiment.json written before --dataset existed means by the settings it lacks
+PINNED_BEFORE_SETS = {"dataset": "synthetic", "root": None, "fold": 1, "decode_size": None}
 # experiment.json of the old command-line code named the synthetic set's settings so
 OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_class": "synthetic_test_per_class",
                     "bias": "synthetic_bias"}
@@ -171,6 +176,7 @@ def pin_experiment(cfg: ExperimentConfig, out: Path) -> None:
     path = out / "experiment.json"
     if path.exists():
         have = {OLD_PINNED_NAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
+        have = {**PINNED_BEFORE_SETS, **have}       # a folder of the code before --dataset: the synthetic set
         changed = {k: (have[k], v) for k, v in want.items() if k in have and have[k] != v}
         if changed:
             raise ValueError(f"{out} holds an experiment with other settings: "
@@ -387,9 +393,10 @@ def preserve_alphas(cfg: ExperimentConfig, fractions: list[float]) -> dict[float
     path = cfg.flow or str(default_checkpoint_path())
     flow = flow_from_checkpoint(read_checkpoint(path), path)
     root = dataset_root(cfg.dataset, cfg.root, synthetic=cfg.synthetic)
-    videos, windows = calibration_plan([r.path for r in split_records(cfg.dataset, root, "train", cfg.fold)])
+    listed = [r.path for r in split_records(cfg.dataset, root, "train", cfg.fold) if r.path.is_file()]
+    videos, windows = calibration_plan(listed)
     stds = latent_stds(flow, videos, clip_len=cfg.frames, size=cfg.decode_size or cfg.size, max_windows=windows,
-                       stride=cfg.stride)
+                       stride=cfg.stride, skip_unreadable=True)
     alphas = {v: float(alpha_for_preserved_fraction(stds, v)) for v in fractions}
     print(f"ablate preserve: alphas on {len(stds)} training windows: "
           + ", ".join(f"{v:.1%} -> {a:.4f}" for v, a in alphas.items()), file=sys.stderr)

@@ -4,6 +4,7 @@ public layout (a flow fitted to it, no oracle arm, a validation split held out o
 ``cfg`` is a ``runner.ExperimentConfig``."""
 from __future__ import annotations
 
+import shlex
 import sys
 
 from ..flow.fitted import flow_choice
@@ -14,6 +15,8 @@ __all__ = ["DEFAULT_DECODE_SIZE", "EXPERIMENT_DATASETS", "check_set", "experimen
 DEFAULT_DECODE_SIZE = 128
 # the layouts a comparison on one's own set reads: they have a train and a test split (``folder`` has none)
 EXPERIMENT_DATASETS = ("synthetic", "ucf101", "hmdb51", "kinetics")
+# the arms whose key comes from the flow (tfd: at the flow's resolution); the others need none
+FLOW_ARMS = ("s2vc", "tfd", "s2vc-keys", "tfd-keys", "s2vc-dynamic", "s2vc-topk")
 
 
 def experiment_flow(cfg) -> str | None:
@@ -23,9 +26,13 @@ def experiment_flow(cfg) -> str | None:
     that does not fit the data makes S²VC no better than MoCo, so the fitted one is the default.
     With ``eval_only`` nothing is trained, the flow included: a fitted flow not cached yet is a
     ValueError saying what to run first. On a set of one's own there is no fitted flow to build
-    here: no ``--flow`` is a ValueError naming the ``train-flow`` command that fits one."""
+    here: no ``--flow`` is a ValueError naming the ``train-flow`` command that fits one, unless no
+    arm needs a flow (``cfg.arms`` without a ``FLOW_ARMS`` one: None, which no such arm reads)."""
+    arms = getattr(cfg, "arms", None)            # None: an ablation, every run of it s2vc
+    if not cfg.flow and cfg.dataset != "synthetic" and arms is not None and not set(arms) & set(FLOW_ARMS):
+        return None
     if not cfg.flow and cfg.dataset != "synthetic":
-        fit = (f"s2vc train-flow --dataset {cfg.dataset} --root {cfg.root or 'ROOT'}"
+        fit = (f"s2vc train-flow --dataset {cfg.dataset} --root {shlex.quote(str(cfg.root or 'ROOT'))}"
                + (f" --fold {cfg.fold}" if cfg.fold != 1 else "")
                + f" --resolution 64 --frames {cfg.frames} --stride {cfg.stride} --decode-size {cfg.decode_size}"
                + f" --out flow_{cfg.dataset}.pt")
@@ -57,10 +64,12 @@ def set_text(cfg) -> str:
 
 
 def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
-    """ValueError, before anything is trained, when the set cannot hold this experiment: a layout
-    without a train and a test split, the oracle (it needs the synthetic set's actor masks) on
-    another set, or ``--split val`` on a set without a validation split — or with one that shares
-    videos with the training split it would be chosen against."""
+    """ValueError, before anything is written or trained, when the set cannot hold this
+    experiment: a layout without a train and a test split, no root, a split list that is missing,
+    a scored video without a class (Kinetics' unlabelled test rows), the oracle (it needs the
+    synthetic set's actor masks) on another set, or ``--split val`` on a set without a validation
+    split — or with one that shares videos with the training split it would be chosen against.
+    Only the split lists are read."""
     if cfg.dataset not in EXPERIMENT_DATASETS:
         raise ValueError(f"--dataset {cfg.dataset}: a comparison trains on a train split and scores a test split; "
                          f"use one of {EXPERIMENT_DATASETS} (a folder of one's own videos has no splits: write it "
@@ -68,16 +77,29 @@ def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
     if cfg.dataset != "synthetic" and "oracle" in arms:
         raise ValueError(f"arm 'oracle' removes the background through the synthetic set's actor masks; "
                          f"{cfg.dataset} has none: leave it out of --arms")
-    if cfg.split != "val":
-        return
     if cfg.dataset == "synthetic":
-        if cfg.synthetic.val_per_class < 1:
+        if cfg.split == "val" and cfg.synthetic.val_per_class < 1:
             raise ValueError("--split val scores on the set's validation split: add --synthetic-val-per-class N")
         return
     from ..data.datasets import dataset_root, split_records
+    if cfg.dataset in ("ucf101", "hmdb51") and cfg.fold not in (1, 2, 3):
+        raise ValueError(f"{cfg.dataset}: --fold must be 1, 2 or 3, got {cfg.fold}")
+    if cfg.split == "val" and cfg.dataset == "hmdb51":
+        raise ValueError("hmdb51 has no validation split (its lists name train and test only): choose on a set "
+                         "in UCF101's layout with a vallistNN.txt of videos held out of trainlistNN.txt, or on Kinetics' val")
     root = dataset_root(cfg.dataset, cfg.root)
-    val = {r.video_id for r in split_records(cfg.dataset, root, "val", cfg.fold)}
-    shared = sorted(val & {r.video_id for r in split_records(cfg.dataset, root, "train", cfg.fold)})
+    if not root.is_dir():
+        raise ValueError(f"--root {root}: no such folder")
+    train = split_records(cfg.dataset, root, "train", cfg.fold)
+    scored = split_records(cfg.dataset, root, cfg.split, cfg.fold)
+    unlabelled = [r.video_id for r in scored if r.label < 0]
+    if unlabelled:
+        raise ValueError(f"{cfg.dataset} {cfg.split}: {len(unlabelled)} videos have no class of the training split "
+                         f"(first: {unlabelled[0]}); retrieval and the probes score classes: score a labelled split"
+                         + (" (--split val)" if cfg.split == "test" else ""))
+    if cfg.split != "val":
+        return
+    shared = sorted({r.video_id for r in scored} & {r.video_id for r in train})
     if shared:
         raise ValueError(f"{cfg.dataset}: {len(shared)} videos of the validation split are also in the training split "
                          f"(first: {shared[0]}); a validation split holds videos out of training")
