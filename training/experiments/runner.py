@@ -348,9 +348,8 @@ def _draw_keys(cfg: ReproduceConfig, out: Path) -> None:
     """DIR/keys.png, (re)drawn when it is missing or shows another set of arms (DIR/keys.json);
     a variant arm is drawn with its own settings."""
     draw_key_sheet(out / "keys.png", list(cfg.arms), synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
-                   flow=cfg.flow, alpha=cfg.alpha, variants=VARIANTS,
-                   **({} if cfg.dataset == "synthetic" else
-                      {"dataset": cfg.dataset, "root": cfg.root, "fold": cfg.fold, "decode_size": cfg.decode_size}))
+                   flow=cfg.flow, alpha=cfg.alpha, variants=VARIANTS, dataset=cfg.dataset, root=cfg.root,
+                   fold=cfg.fold, decode_size=cfg.decode_size)
 
 
 def _ablation_values(cfg: AblateConfig) -> list:
