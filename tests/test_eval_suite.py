@@ -492,7 +492,8 @@ def test_paired_statistics_known_answers(monkeypatch):
     five = paired.paired_difference({s: s / 12 for s in range(5)}, {s: (s + 1) / 12 for s in range(5)})
     assert five.sign_p == pytest.approx(2 / 32) and five.verdict("a", "b") == "not separated"
     # a metric a set does not have (nan for every seed) makes no row
-    nan_rows = [{"arm": arm, "seed": s, "step": 1, "R@1": 0.5, "motion": math.nan} for arm in ("a", "b") for s in (0, 1)]
+    nan_rows = [{"arm": arm, "seed": s, "step": 1, "R@1": 0.5, "motion": math.nan}
+                for arm in ("a", "b") for s in (0, 1)]
     assert [r["metric"] for r in paired.paired_rows(nan_rows, "arm", [("a", "b")], ["R@1", "motion"], 1)] == ["R@1"]
     with pytest.raises(ValueError, match="no seed in common"):
         paired.paired_difference({0: 1.0}, {1: 1.0})

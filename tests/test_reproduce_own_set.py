@@ -110,7 +110,8 @@ def test_a_bad_set_is_refused_before_anything_is_written(own, tmp_path):
     # no arm needs a flow: none is asked for; the default arms leave the oracle out on one's own set
     from s2vc.training.experiments.runner import ReproduceConfig
     from s2vc.training.experiments.sets import experiment_flow
-    assert experiment_flow(ReproduceConfig(out=str(out), dataset="ucf101", root=str(own), arms=("moco", "fame"))) is None
+    no_flow = ReproduceConfig(out=str(out), dataset="ucf101", root=str(own), arms=("moco", "fame"))
+    assert experiment_flow(no_flow) is None
     with pytest.raises(ValueError, match="needs a flow fitted to it"):
         _run(["reproduce", "--out", str(out), "--dataset", "ucf101", "--root", str(own), *EXPERIMENT])
 

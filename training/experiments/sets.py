@@ -86,7 +86,8 @@ def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
         raise ValueError(f"{cfg.dataset}: --fold must be 1, 2 or 3, got {cfg.fold}")
     if cfg.split == "val" and cfg.dataset == "hmdb51":
         raise ValueError("hmdb51 has no validation split (its lists name train and test only): choose on a set "
-                         "in UCF101's layout with a vallistNN.txt of videos held out of trainlistNN.txt, or on Kinetics' val")
+                         "in UCF101's layout with a vallistNN.txt of videos held out of trainlistNN.txt, "
+                         "or on Kinetics' val")
     root = dataset_root(cfg.dataset, cfg.root)
     if not root.is_dir():
         raise ValueError(f"--root {root}: no such folder")
