@@ -150,3 +150,37 @@ def test_calibration_passes_over_an_unreadable_video_when_asked(own, tmp_path, c
     stds = latent_stds(flow, [good, bad], clip_len=4, size=32, max_windows=1, stride=2, skip_unreadable=True)
     assert torch.equal(stds, latent_stds(flow, [good], clip_len=4, size=32, max_windows=1, stride=2))
     assert "1 of 2 videos could not be decoded" in capsys.readouterr().err
+
+
+def test_kinetics_layout_unlabelled_test_rows_and_its_val_split(own, tmp_path):
+    """Kinetics' own test.csv has no labels: scoring it is refused before training (retrieval and
+    the probes score classes), its val split is accepted, and a val clip that is also a training
+    clip is refused."""
+    from s2vc.training.experiments.runner import ReproduceConfig
+    from s2vc.training.experiments.sets import check_set
+    root = tmp_path / "k400"
+    videos = sorted((own / "UCF-101").rglob("*.avi")) or sorted((own / "UCF-101").rglob("*.*"))
+    rows = {"train": [], "val": [], "test": []}
+    for n, video in enumerate(videos[:12]):
+        split = ("train", "train", "val", "test")[n % 4]
+        label, vid = video.parent.name, f"clip{n:03d}"
+        target = root / split / label / f"{vid}_000000_000010{video.suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(video, target)
+        rows[split].append(f"{label if split != 'test' else ''},{vid},0,10,{split}")
+    (root / "annotations").mkdir()
+    for split, lines in rows.items():
+        (root / "annotations" / f"{split}.csv").write_text("label,youtube_id,time_start,time_end,split\n"
+                                                           + "\n".join(lines) + "\n")
+    cfg = dict(out=str(tmp_path / "rep"), dataset="kinetics", root=str(root), arms=("moco",))
+    with pytest.raises(ValueError, match="kinetics test: 3 videos have no class .*--split val"):
+        check_set(ReproduceConfig(**cfg), ("moco",))
+    check_set(ReproduceConfig(**cfg, split="val"), ("moco",))
+    train_row = rows["train"][0]
+    (root / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n" + train_row + "\n")
+    with pytest.raises(ValueError, match="1 videos of the validation split are also in the training split"):
+        check_set(ReproduceConfig(**cfg, split="val"), ("moco",))
+    with pytest.raises(ValueError, match="have no class"):
+        _run(["reproduce", "--out", cfg["out"], "--dataset", "kinetics", "--root", str(root), "--arms", "moco",
+              "--no-progress"])
+    assert not (tmp_path / "rep").exists()
