@@ -127,12 +127,14 @@ def fitted_flow_for(synthetic: SyntheticSet | None = None, *, root: str | os.Pat
     return path
 
 
-def flow_choice(flow: str | None, synthetic: SyntheticSet | None = None, *, progress: bool = True) -> str | None:
+def flow_choice(flow: str | None, synthetic: SyntheticSet | None = None, *, progress: bool = True,
+                root: str | os.PathLike | None = None) -> str | None:
     """The flow checkpoint a ``--flow`` value names, as ``load_flow`` / ``PretrainConfig.flow``
     take it: a path as is; None (the bundled flow) for "bundled"; none given: the synthetic set's
-    own fitted flow (``fitted_flow_for``), trained and cached beside the set the first time."""
+    own fitted flow (``fitted_flow_for``), trained and cached beside the set (at ``root``, else in
+    the cache) the first time."""
     if flow == BUNDLED_FLOW:
         return None
     if flow:
         return flow
-    return str(fitted_flow_for(synthetic, progress=progress))
+    return str(fitted_flow_for(synthetic, root=root, progress=progress))
