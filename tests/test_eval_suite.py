@@ -437,6 +437,7 @@ def test_reproduce_arm_on_pregenerated_keys(tiny, tmp_path, monkeypatch):
     assert len(manifest["videos"]) == 6 * 3 and manifest["settings"]["frames"] == 4
     config = torch.load(out / "runs" / "s2vc-keys_seed0" / "checkpoint.pt", weights_only=True)["config"]
     assert config["mode"] == "s2vc" and config["keys"] == str(out / "mirrors" / "s2vc")
+    assert res["paired"] == [] and "(none: no pre-registered pair" in (out / "results.md").read_text()
     with pytest.raises(ValueError, match="unknown arms \\['moco-keys'\\]"):
         _run(["reproduce", "--out", str(out), "--arms", "moco-keys", *EXPERIMENT])
 
