@@ -78,7 +78,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     from s2vc.training.experiments.runner import ReproduceConfig, reproduce
-    from s2vc.training.pretrain.keys import MODES
 
-    arms = args.arms or [m for m in MODES if args.dataset == "synthetic" or m != "oracle"]
-    return reproduce(common.settings_from_args(ReproduceConfig, args, arms=arms, synthetic=common.synthetic_set(args)))
+    return reproduce(common.settings_from_args(ReproduceConfig, args, synthetic=common.synthetic_set(args)))

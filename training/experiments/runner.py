@@ -103,23 +103,25 @@ class ExperimentConfig:
 
     def __post_init__(self):
         self.seeds = tuple(self.seeds)
-        if self.dataset != "synthetic":
-            if self.decode_size is None:
-                self.decode_size = DEFAULT_DECODE_SIZE
-            if self.root:                 # one spelling of the set, whatever folder a command runs in
-                self.root = str(Path(self.root).resolve())
+        if self.dataset != "synthetic" and self.decode_size is None:
+            self.decode_size = DEFAULT_DECODE_SIZE
+        if self.root:                     # one spelling of the set, whatever folder a command runs in
+            self.root = str(Path(self.root).resolve())
 
 
 @dataclass(kw_only=True)
 class ReproduceConfig(ExperimentConfig):
     """``reproduce``: every arm (a pretraining mode of ``MODES``, or ``<mode>-keys``: see ``ARMS``)
-    with every seed."""
+    with every seed; ``arms`` None: every mode (the oracle only on the synthetic set: it needs
+    its actor masks)."""
 
-    arms: tuple[str, ...] = MODES
+    arms: tuple[str, ...] | None = None
     best: str | None = None                    # the arm that is the project's variant (its pairs are reported)
 
     def __post_init__(self):
         super().__post_init__()
+        if self.arms is None:
+            self.arms = tuple(m for m in MODES if self.dataset == "synthetic" or m != "oracle")
         self.arms = tuple(self.arms)
 
 
@@ -159,10 +161,8 @@ OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_cl
 
 
 def pinned_settings(cfg: ExperimentConfig) -> dict:
-    """The ``PINNED`` settings of ``cfg`` (the synthetic set's as ``synthetic_*``; the root as an
-    absolute path, so that another working folder does not read as another set)."""
+    """The ``PINNED`` settings of ``cfg`` (the synthetic set's as ``synthetic_*``)."""
     flat = {key: getattr(cfg.synthetic, name) for key, name in SYNTHETIC_KEYS.items()}
-    flat["root"] = str(Path(cfg.root).resolve()) if cfg.root else None
     return {k: flat[k] if k in flat else getattr(cfg, k) for k in PINNED}
 
 
