@@ -39,7 +39,7 @@ moves is flattened. Here {kept:.1f}% of the latents were kept on average.
 RECORD_TEXT = """\
 Does a motion-preserved key make MoCo learn motion? The last reproduction ({source}):
 {title}.
-Metrics in % (mean ± std over seeds) on the set's test split, where looks are random:
+Metrics in % (mean ± sample SD over seeds) on the set's test split, where looks are random:
   R@1 / R@5 / linear  class retrieval and linear probe: only motion helps there.
   motion              motion probe inside the test split.
   look_*              how much of the scene / actor shape / colour the features carry.

@@ -24,7 +24,7 @@ import numpy as np
 from .report import markdown_table, mean_sd
 
 __all__ = ["NO_SPREAD", "T_975", "t_quantile", "mean_sd", "PairedDifference", "paired_difference", "PAIRS", "pairs_for",
-           "paired_rows", "paired_table", "step0_spread", "step0_line"]
+           "paired_rows", "paired_table", "interval_text", "step0_spread", "step0_line"]
 
 # an SD below this (in fractions: a millionth of a percentage point) is no spread: float noise on
 # differences that are equal over the seeds
@@ -152,13 +152,13 @@ def paired_table(records: list[dict]) -> str:
         return "-" if math.isnan(x) else f"{100 * x:+.1f}"
     body = [[f"{r['a']} − {r['b']}", r["metric"], str(r["n"]), pp(r["mean"]),
              "-" if math.isnan(r["sd"]) else f"{100 * r['sd']:.1f}",
-             _interval(r),
+             interval_text(r),
              f"{r['wins']}/{r['losses']}/{r['ties']}", r["verdict"]] for r in records]
     return markdown_table(["pair", "metric", "seeds", "mean diff (pp)", "SD (pp)", "95% t interval",
                            "sign +/−/=", "verdict"], body)
 
 
-def _interval(r: dict) -> str:
+def interval_text(r: dict) -> str:
     """A record's 95% interval as the table shows it ("no spread": the sign test's p instead)."""
     if r["n"] < 2 or math.isnan(r["sd"]):
         return "-"
