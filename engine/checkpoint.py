@@ -65,6 +65,27 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to a temp file beside ``path``, fsync, then rename: a reader never
+    sees half a file, and a killed write leaves the old one (folders made as needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
 def flow_checkpoint(flow: AdvFlow, meta: Mapping[str, Any] | None = None) -> dict:
     """The project's checkpoint dict for ``flow`` (weights on the CPU, float32 as trained)."""
     sd = {k: v.detach().cpu().clone() for k, v in flow.state_dict().items()}

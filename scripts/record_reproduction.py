@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from s2vc.engine.checkpoint import atomic_write_text
 from s2vc.training.experiments.record import record_from_results, reproduction_table
 
 DEFAULT_COMMAND = ("OUT=... bash scripts/reproduce_cpu.sh (parts starts budget variant still pan: "
@@ -62,12 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(record["finding"])
     if args.out:
-        out = Path(args.out)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
-        os.replace(tmp, out)
-        print(f"wrote {out}", file=sys.stderr)
+        atomic_write_text(args.out, json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 

@@ -105,3 +105,20 @@ def _saved(flow, tmp_path):
     path = tmp_path / "saved.pt"
     save_flow(flow, path)
     return path
+
+
+def test_atomic_write_text_never_leaves_half_a_file(tmp_path, monkeypatch):
+    """results.json / experiment.json go through atomic_write_text: a write killed part-way
+    leaves the old file whole and no temp file beside it."""
+    import os
+    from s2vc.engine.checkpoint import atomic_write_text
+    path = tmp_path / "deep" / "results.json"
+    atomic_write_text(path, '{"a": 1}')
+    assert path.read_text() == '{"a": 1}'
+
+    def killed(fd):
+        raise KeyboardInterrupt             # a kill after the new text is written, before the rename
+    monkeypatch.setattr(os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(path, '{"a": 2, "b": "a longer file"}')
+    assert path.read_text() == '{"a": 1}' and [p.name for p in path.parent.iterdir()] == ["results.json"]

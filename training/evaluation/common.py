@@ -152,11 +152,10 @@ def format_table(title: str, rows: list[tuple[str, str]]) -> str:
 
 
 def write_json(result: dict, out: str | os.PathLike | None) -> None:
-    """Write ``result`` to ``out`` (folders made as needed); nothing when ``out`` is None."""
+    """Write ``result`` to ``out`` atomically (folders made as needed); nothing when ``out`` is None."""
     if out:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
+        from s2vc.engine.checkpoint import atomic_write_text
+        atomic_write_text(out, json.dumps(result, indent=2))
 
 
 def finish(result: dict, table: str, skipped: SkippedCounter, out: str | os.PathLike | None) -> Evaluation:

@@ -44,6 +44,7 @@ from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from ..pretrain.loop import CHECKPOINT, PretrainConfig, pretrain
 from ..pretrain.config import SYNTHETIC_KEYS, describe_changes
 from ..data.synthetic import SyntheticSet
+from s2vc.engine.checkpoint import atomic_write_text
 
 # the pre-registered primary metrics (docs/RESULTS.md), and the linear probe beside them
 PAIRED_METRICS = ("R@1", "motion", "linear")
@@ -184,7 +185,7 @@ def pin_experiment(cfg: ExperimentConfig, out: Path) -> None:
                              + "; use another --out, or the same settings to continue it")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(want, indent=1))
+        atomic_write_text(path, json.dumps(want, indent=1))
 
 
 def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **changes) -> PretrainConfig:
@@ -326,7 +327,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     result = {"rows": rows, "runs": runs, "reference": ref, "budget": budget_text(cfg), "split": cfg.split,
               "preserved": preserved, "paired": paired, "command_wall_s": wall, "tables": tables}
     name = "results" if cfg.split == "test" else f"results_{cfg.split}"
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))
     md = [f"# {title}", "", f"Budget: {budget_text(cfg)}.", "",
           "Metrics in % at the last snapshot: mean ± sample SD (ddof 1) over seeds; chance of R@k is not a "
           "constant; preserved = the mean fraction of latents the keys kept (nan: no flow threshold).", "",
@@ -338,7 +339,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     md += ["Pretraining time per run (summed step time, s): " +
            ", ".join(f"{k} {v['train_s']:.0f}" for k, v in runs.items()), "",
            f"Curves: {out / 'curves.png'}; what each arm's key looks like: {out / 'keys.png'}"]
-    (out / f"{name}.md").write_text("\n".join(md) + "\n")
+    atomic_write_text(out / f"{name}.md", "\n".join(md) + "\n")
     print(tables["final"])
     print(f"\n{tables['step0']}\n\npaired differences at step {last}:\n{tables['paired']}")
     print(f"\nlearning curves: {out / 'curves.png'}; tables: {out / (name + '.md')}; "
@@ -431,11 +432,11 @@ def ablate(cfg: AblateConfig) -> dict:
     if kind == "preserve":
         result["alphas"] = setting
     name = "results" if cfg.split == "test" else f"results_{cfg.split}"
-    (out / f"{name}.json").write_text(json.dumps({**result, "split": cfg.split}, indent=1))
-    (out / f"{name}.md").write_text(f"# S²VC {kind} ablation ({cfg.split} split)\n\n"
-                                    f"Budget: {budget_text(cfg)}.\n\n{table}\n\n"
-                                    f"preserved = mean fraction of latents kept per step of pretraining.\n"
-                                    f"Plot: {out / 'ablation.png'}\n")
+    atomic_write_text(out / f"{name}.json", json.dumps({**result, "split": cfg.split}, indent=1))
+    atomic_write_text(out / f"{name}.md", f"# S²VC {kind} ablation ({cfg.split} split)\n\n"
+                      f"Budget: {budget_text(cfg)}.\n\n{table}\n\n"
+                      f"preserved = mean fraction of latents kept per step of pretraining.\n"
+                      f"Plot: {out / 'ablation.png'}\n")
     print(table)
     print(f"\nplot: {out / 'ablation.png'}; tables: {out / (name + '.md')}; {wall:.0f} s in this command",
           file=sys.stderr)
