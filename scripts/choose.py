@@ -16,6 +16,7 @@ import math
 import sys
 from pathlib import Path
 
+from s2vc.engine.checkpoint import atomic_write_text
 from s2vc.training.experiments.choices import VARIANT_CANDIDATES, choose_budget, choose_variant
 from s2vc.training.experiments.report import markdown_table
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"rule: {choice['rule']}", file=sys.stderr)
     if args.out:
-        Path(args.out).write_text(json.dumps(choice, indent=1))
+        atomic_write_text(args.out, json.dumps(choice, indent=1))
     print("none" if value is None else value)
     return 0
 

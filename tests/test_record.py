@@ -65,6 +65,15 @@ def test_the_record_carries_the_results_own_numbers_and_pairs():
     assert json.loads(text)["rows"][0]["preserved"] is None          # moco: no flow threshold
     table = reproduction_table(record)
     assert "Paired differences on the still set" in table and "| s2vc-topk − tfd-keys | R@1 | 6 |" in table
+    # what the demo test checks: the first table alone is the start of the whole
+    assert table.startswith(reproduction_table(record, follow_up=False))
+    assert "Paired" not in reproduction_table(record, follow_up=False)
+    # the same lead on one set only earns no preset: the rule names both sets
+    one = record_from_results({"still": still}, best="s2vc-topk", command="c", machine="m", date="d")
+    assert not one["preset"] and "(no pan set here)" in one["finding"] and "follow_up" not in one
+    # the paper's key made each step is no variant either: flag and sentence agree
+    paper = record_from_results({"still": still, "pan": pan}, best="s2vc", command="c", machine="m", date="d")
+    assert not paper["preset"] and "no preset" in paper["finding"]
 
 
 def test_no_lead_is_not_separated_and_earns_nothing():
@@ -93,6 +102,19 @@ def test_the_record_refuses_validation_results_and_missing_pairs():
     bare["paired"] = []
     with pytest.raises(ValueError, match="no paired rows"):
         record_from_results({"still": bare}, best=None, command="c", machine="m", date="d")
+    with pytest.raises(ValueError, match="not the results.json"):
+        record_from_results({"still": [1, 2]}, best=None, command="c", machine="m", date="d")
+    three = {n: results({}) for n in ("still", "pan", "shake")}
+    with pytest.raises(ValueError, match="one or two sets"):
+        record_from_results(three, best=None, command="c", machine="m", date="d")
+
+
+def test_rows_are_at_the_step_every_arm_reached():
+    """An arm resumed further than the others is shown at the paired rows' step, not its own last."""
+    res = results({"s2vc-topk": 0.1})
+    res["rows"] += [{**r, "step": 400} for r in res["rows"] if r["arm"] == "moco" and r["step"] == 300]
+    record = record_from_results({"still": res}, best="s2vc-topk", command="c", machine="m", date="d")
+    assert {r["step"] for r in record["rows"]} == {300} and {r["step"] for r in record["paired"]} == {300}
 
 
 def test_the_script_writes_a_record_the_demo_reads(tmp_path, capsys):

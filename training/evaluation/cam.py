@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from s2vc.engine import video_io
+from s2vc.engine.checkpoint import atomic_write_text
 
 from .common import Evaluation
 from ..data.transforms import eval_transform, normalize_clip
@@ -137,7 +138,7 @@ def class_activation_maps(settings: CamSettings) -> Evaluation:
         results.append({"video": str(path), "kind": kind, "class": label, "png": str(png), "mp4": str(mp4),
                         "map_mean": float(maps.mean())})
         lines.append(f"{path}: {desc} -> {png}, {mp4}")
-    (out / "cam.json").write_text(json.dumps(results, indent=2))
+    atomic_write_text(out / "cam.json", json.dumps(results, indent=2))
     notes = ([] if kind == "CAM" else
              ["cam: a pretrain checkpoint has no classifier; finetune it (`s2vc eval finetune`) for CAMs"])
     return Evaluation({"maps": results}, "\n".join(lines), notes)

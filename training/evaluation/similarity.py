@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .common import Evaluation
 from ..data.synthetic import SyntheticSet
+from s2vc.engine.checkpoint import atomic_write_text
 from s2vc.engine.figures import save_figure
 
 __all__ = ["pairwise_frame_cosine", "intra_class_similarity", "plot", "SimilaritySettings", "evaluate_similarity"]
@@ -130,7 +131,7 @@ def evaluate_similarity(settings: SimilaritySettings) -> Evaluation:
     out = Path(s.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"alpha": alpha, "classes": classes}
-    (out / "similarity.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out / "similarity.json", json.dumps(result, indent=2))
     plot(classes, out / "similarity.png")
     lines = [f"intra-class cosine similarity, {s.dataset} {s.split}, alpha = {alpha:.3g}",
              f"{'class':<20} {'Z':>7} {'Z_p':>7}"]

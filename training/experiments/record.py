@@ -14,11 +14,17 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["RECORD_PATH", "PRIMARY_METRICS", "load_reproduction_record", "reproduction_table",
+__all__ = ["RECORD_PATH", "PRIMARY_METRICS", "PRESET_SETS", "PRESET_OPPONENTS", "PAPER_KEYS", "load_reproduction_record", "reproduction_table",
            "record_from_results", "preset_earned", "finding_text"]
 
 # the pre-registered primary metrics (docs/RESULTS.md): what a finding is worded from
 PRIMARY_METRICS = ("R@1", "motion")
+# the preset rule (docs/RESULTS.md): the variant must beat TFD and the paper's key (both read from
+# mirrors) on every primary metric on both pre-registered sets; the paper's key itself (mirrored
+# or made each step) is no variant
+PRESET_SETS = ("still", "pan")
+PRESET_OPPONENTS = ("tfd-keys", "s2vc-keys")
+PAPER_KEYS = ("s2vc-keys", "s2vc")
 
 RECORD_PATH = Path(__file__).resolve().parents[1] / "assets" / "last_reproduction.json"
 
@@ -54,7 +60,8 @@ def _rows(rows: list[dict], columns: int, with_run: bool) -> list[list[str]]:
 
 def reproduction_table(record: dict, *, follow_up: bool = True) -> str:
     """The record's final table as Markdown (the arms, then the frame-difference and chance
-    rows), and its follow-up table when there is one and ``follow_up``."""
+    rows); with ``follow_up``, then its follow-up table (the second set) and the paired tables
+    of every set, when it has them."""
     from .report import markdown_table
 
     metrics = record["metrics"]
@@ -65,7 +72,7 @@ def reproduction_table(record: dict, *, follow_up: bool = True) -> str:
     if follow_up and extra:
         text += f"\n\n{extra['title']}:\n\n" + markdown_table(
             header, _rows(extra["rows"], len(metrics), True) + _rows(extra.get("reference", []), len(metrics), False))
-    for name in dict.fromkeys(r["set"] for r in record.get("paired", [])):
+    for name in dict.fromkeys(r["set"] for r in (record.get("paired", []) if follow_up else [])):
         text += f"\n\n{paired_title(name)}:\n\n" + _paired_markdown([r for r in record["paired"] if r["set"] == name])
     return text
 
@@ -92,12 +99,14 @@ def _jsonable(x):
 
 def _set_rows(results: dict) -> tuple[list[dict], list[dict]]:
     """(the arms' rows at their last snapshot, the frame-difference and chance rows) of one set's
-    ``results.json``, in the record's units (percent, 1 decimal)."""
+    ``results.json``, in the record's units (percent, 1 decimal; "preserved" a fraction). Every
+    arm's row is at the step the paired rows are at: the last one all arms reached."""
     from .report import summarise
     from .scoring import METRICS
     rows = []
-    for arm, steps in summarise(results["rows"], "arm").items():
-        last = max(steps)
+    summary = summarise(results["rows"], "arm")
+    last = min(max(steps) for steps in summary.values())
+    for arm, steps in summary.items():
         cells = steps[last]
         n = cells[METRICS[0]][2]
         rows.append({"arm": arm, "step": last, "seeds": n, "mean": [_pct(cells[m][0]) for m in METRICS],
@@ -109,12 +118,13 @@ def _set_rows(results: dict) -> tuple[list[dict], list[dict]]:
     return rows, reference
 
 
-def preset_earned(paired: list[dict], best: str | None, sets, opponents=("tfd-keys", "s2vc-keys"),
+def preset_earned(paired: list[dict], best: str | None, sets=PRESET_SETS, opponents=PRESET_OPPONENTS,
                   metrics=PRIMARY_METRICS) -> bool:
     """The pre-registered rule for a preset: ``best`` beats every opponent (its paired 95% interval
-    excluding zero, in its favour) on every primary metric on every set; False when ``best`` is
-    missing or is one of the opponents (the paper's key chosen: no variant)."""
-    if not best or best in opponents:
+    excluding zero, in its favour) on every primary metric on every one of ``sets`` (the two
+    pre-registered ones: a record of fewer earns nothing); False when ``best`` is missing or is
+    the paper's key (``PAPER_KEYS``: no variant)."""
+    if not best or best in PAPER_KEYS or best in opponents:
         return False
     verdicts = {(r["set"], r["a"], r["b"], r["metric"]): r["verdict"] for r in paired}
     return all(verdicts.get((s, best, o, m)) == f"{best} beats {o}" for s in sets for o in opponents for m in metrics)
@@ -143,11 +153,14 @@ def finding_text(paired: list[dict], best: str | None, sets, metrics=PRIMARY_MET
             parts.append(f"{name} set: {said}" + (f"; the other {rest} of {len(rows)} not separated." if rest else "."))
         else:
             parts.append(f"{name} set: no pair separated on {' or '.join(metrics)} ({len(rows)} intervals).")
-    if best and best not in ("s2vc-keys", "s2vc"):
-        earned = preset_earned(paired, best, sets)
-        parts.append(f"The project's variant ({best}) {'beats' if earned else 'does not beat'} both TFD and the "
-                     f"paper's key on {' and '.join(metrics)} on every set, so it "
-                     f"{'becomes a preset' if earned else 'is not made a preset'}.")
+    if best and best not in PAPER_KEYS:
+        earned = preset_earned(paired, best)
+        missing = [s for s in PRESET_SETS if s not in sets]
+        parts.append(f"The project's variant ({best}) "
+                     + ("beats" if earned else "does not beat") + " both TFD and the paper's key on "
+                     + f"{' and '.join(metrics)} on the {' and '.join(PRESET_SETS)} sets"
+                     + (f" (no {' or '.join(missing)} set here)" if missing else "")
+                     + f", so it {'becomes a preset' if earned else 'is not made a preset'}.")
     elif best:
         parts.append("The validation split chose the paper's key itself as the project's variant: no preset.")
     return (f"Paired over seeds with identical starts, 95% Student t intervals on the test split "
@@ -158,23 +171,29 @@ def record_from_results(sets: dict, *, best: str | None, command: str, machine: 
                         source: str = "docs/RESULTS.md, the pre-registered paired comparison") -> dict:
     """The record of the paired comparison from {set name: results.json (dict or path)} as
     ``s2vc reproduce --split test`` wrote them (ValueError for a validation result, or a result
-    without paired rows): the first set's rows, the others' as ``follow_up``, the paired rows of
-    every set, and the finding worded by ``finding_text``."""
+    without paired rows): the first set's rows, the second's as ``follow_up``, the paired rows of
+    every set (``paired``: reproduce's records with their "set"; "mean", "sd", "lo", "hi" are
+    fractions, as in results.json, not percentages), and the finding worded by ``finding_text``.
+    One or two sets (the pre-registered still and pan)."""
     from .scoring import METRICS
     loaded = {}
     for name, results in sets.items():
-        if not isinstance(results, dict):
+        if isinstance(results, (str, Path)):
             path = Path(results)
             try:
                 results = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
                 raise ValueError(f"{path}: expected the results.json of s2vc reproduce: {exc}") from None
+        if not isinstance(results, dict) or not {"rows", "reference"} <= set(results):
+            raise ValueError(f"set {name}: not the results.json of s2vc reproduce (no rows and reference)")
         if results.get("split", "test") != "test":
             raise ValueError(f"set {name}: these are {results['split']}-split results; the record is of the test split")
         if not results.get("paired"):
             raise ValueError(f"set {name}: no paired rows (no pre-registered pair has both arms)")
         loaded[name] = results
     names = list(loaded)
+    if len(names) > 2:
+        raise ValueError(f"a record holds one or two sets (the pre-registered still and pan), got {names}")
     per_set = {name: _set_rows(r) for name, r in loaded.items()}
     paired = [{"set": name, **{k: _jsonable(v) for k, v in r.items()}} for name in names for r in loaded[name]["paired"]]
     first = names[0]
@@ -184,7 +203,7 @@ def record_from_results(sets: dict, *, best: str | None, command: str, machine: 
               "command": command, "budget": loaded[first]["budget"], "machine": machine, "metrics": list(METRICS),
               "rows": per_set[first][0], "reference": per_set[first][1], "paired": paired,
               "finding": finding_text(paired, best, names), "best": best,
-              "preset": preset_earned(paired, best, names),
+              "preset": preset_earned(paired, best), "budgets": {n: r["budget"] for n, r in loaded.items()},
               "provenance": "made by scripts/record_reproduction.py from each set's results.json (s2vc reproduce "
                             "--split test); nothing typed by hand; docs/RESULTS.md carries the same tables",
               "status": "paired"}
