@@ -63,6 +63,12 @@ def test_reproduce_on_a_set_of_ones_own(own, tmp_path, monkeypatch):
     assert len(manifest["videos"]) == 6 * 3 and manifest["settings"]["decode_size"] == 32
     assert json.loads((out / "keys.json").read_text()) == ["moco", "s2vc-keys", "tfd-keys"]
     assert not (tmp_path / "cache").exists()
+    # the paper's key chosen as the project's variant (--arms ... s2vc-keys --best s2vc-keys): it runs
+    # once, and the pairs are the same (nothing trained again: the finished runs are reused)
+    again = _run(["reproduce", "--out", str(out), "--arms", "moco", "s2vc-keys", "tfd-keys", "s2vc-keys",
+                  "--best", "s2vc-keys", "--flow", "bundled", *_own(own)])
+    assert json.dumps([again["rows"], again["paired"]]) == json.dumps([res["rows"], res["paired"]])  # nan != nan
+    assert json.loads((out / "keys.json").read_text()) == ["moco", "s2vc-keys", "tfd-keys"]
     # the validation split of one's own (vallist01.txt: videos held out of trainlist01.txt)
     val = _run(["reproduce", "--out", str(out), "--arms", "moco", "--flow", "bundled", *_own(own, "--split", "val"),
                 "--eval-only"])

@@ -296,6 +296,8 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     returns {"rows", "runs", "reference", "budget", "command_wall_s", "tables"}."""
     start = time.perf_counter()
     out = Path(cfg.out)
+    # an arm named twice (--arms ... s2vc-keys --best s2vc-keys: the paper's key chosen as the variant) runs once
+    cfg = dataclasses.replace(cfg, arms=tuple(dict.fromkeys(cfg.arms)))
     bad = [arm for arm in cfg.arms if arm not in ARMS]
     if bad:
         raise ValueError(f"unknown arms {bad}; use some of {ARMS}")
