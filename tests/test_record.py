@@ -80,9 +80,15 @@ def test_no_lead_is_not_separated_and_earns_nothing():
     flat = results({}, noise=0.05)
     record = record_from_results({"still": flat, "pan": results({}, noise=0.05, seed=2)}, best="s2vc-topk",
                                  command="c", machine="m", date="d")
-    separated = [r for r in record["paired"] if r["verdict"] != "not separated" and r["metric"] in ("R@1", "motion")]
-    # differences of pure noise around zero: whatever separates by chance is named, the rest counted
-    assert all("beats" in r["verdict"] for r in separated)
+    primary = [r for r in record["paired"] if r["set"] == "still" and r["metric"] in ("R@1", "motion")]
+    # differences of pure noise around zero: the finding names exactly the pairs whose interval
+    # excludes zero, and counts the rest as not separated
+    excluding = [r for r in primary if r["lo"] > 0 or r["hi"] < 0]
+    for r in primary:
+        assert (f"{r['verdict']} on {r['metric']}" in record["finding"]) == (r in excluding)
+    still = record["finding"].split("still set: ")[1].split(" pan set: ")[0]
+    assert (f"the other {len(primary) - len(excluding)} of {len(primary)} not separated" in still if excluding
+            else f"no pair separated on R@1 or motion ({len(primary)} intervals)" in still)
     assert not record["preset"] and "is not made a preset" in record["finding"]
     # a variant that wins on one set only earns no preset
     one_set = {"still": results({"s2vc-topk": 0.10}), "pan": results({})}

@@ -82,10 +82,14 @@ def paired_title(name: str) -> str:
             f"interval; \"beats\" only where it excludes zero)")
 
 
+def _with_nan(r: dict) -> dict:
+    """A paired record as stored (None where results.json had nan) as paired.py reads it."""
+    return {k: (math.nan if v is None else v) for k, v in r.items()}
+
+
 def _paired_markdown(records: list[dict]) -> str:
     from .paired import paired_table
-    nan = float("nan")
-    return paired_table([{k: (nan if v is None else v) for k, v in r.items()} for r in records])
+    return paired_table([_with_nan(r) for r in records])
 
 
 def _pct(x) -> float | None:
@@ -132,8 +136,7 @@ def preset_earned(paired: list[dict], best: str | None, sets=PRESET_SETS, oppone
 
 def _difference(r: dict) -> str:
     from .paired import interval_text
-    nan = float("nan")
-    interval = interval_text({k: (nan if v is None else v) for k, v in r.items()})
+    interval = interval_text(_with_nan(r))
     return f"{100 * r['mean']:+.1f} pp, {interval}, {r['wins']}/{r['losses']}/{r['ties']} seeds"
 
 
@@ -207,8 +210,8 @@ def record_from_results(sets: dict, *, best: str | None, command: str, machine: 
               "provenance": "made by scripts/record_reproduction.py from each set's results.json (s2vc reproduce "
                             "--split test); nothing typed by hand; docs/RESULTS.md carries the same tables",
               "status": "paired"}
-    if len(names) > 1:
-        record["follow_up"] = {"title": "the same arms on the " + " and ".join(names[1:]) + " set",
-                               "rows": [r for n in names[1:] for r in per_set[n][0]],
-                               "reference": [r for n in names[1:] for r in per_set[n][1]]}
+    if len(names) == 2:
+        second = names[1]
+        record["follow_up"] = {"title": f"the same arms on the {second} set", "rows": per_set[second][0],
+                               "reference": per_set[second][1]}
     return record
