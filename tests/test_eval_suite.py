@@ -540,3 +540,21 @@ def test_scoring_on_the_validation_split(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--synthetic-val-per-class"):
         scoring.Evaluator(synthetic=SyntheticSet(classes=2, train_per_class=2, test_per_class=1, frames=8, size=32),
                           frames=4, stride=2, size=32, num_clips=1, split="val", progress=False)
+
+
+def test_a_run_reused_from_a_longer_budget_reports_the_steps_compared(tmp_path):
+    """Part budget's 800-step runs are scored again at 300 steps: their record must count the
+    time and the kept fraction of the first 300 steps only, not of all 800."""
+    from s2vc.training.experiments.runner import ExperimentConfig, train_run
+    from s2vc.training.pretrain.loop import CHECKPOINT, PretrainConfig
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"step": s, "epoch": 0, "t_data": 0.5, "t_gen": 0.25, "t_model": 1.0,
+                "preserved": 0.2 if s <= 3 else 0.6} for s in range(1, 9)]
+    torch.save({"step": 8, "history": history, "config": {}}, run / CHECKPOINT)
+    got = train_run(ExperimentConfig(out=str(tmp_path)), PretrainConfig(out=str(run), max_steps=3))
+    assert got["steps"] == 3
+    assert got["train_s"] == pytest.approx(3 * 1.75)
+    assert got["preserved"] == pytest.approx(0.2)
+    full = train_run(ExperimentConfig(out=str(tmp_path)), PretrainConfig(out=str(run), max_steps=8))
+    assert full["steps"] == 8 and full["train_s"] == pytest.approx(8 * 1.75)

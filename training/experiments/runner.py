@@ -223,6 +223,9 @@ def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
         history = state["history"]
     else:
         return {"train_s": math.nan, "preserved": math.nan, "steps": 0}
+    # a run reused from a longer budget (part budget's 800 steps, scored here at 300) reports the
+    # time and the keys of the steps this comparison counts, not of every step it ran
+    history = [h for h in history if h.get("step", 0) <= settings.max_steps]
     kept = [h["preserved"] for h in history if not math.isnan(h.get("preserved", math.nan))]
     if not kept and settings.keys:          # keys read from a mirror: the fraction they were made with
         kept = _mirror_preserved(Path(settings.keys))

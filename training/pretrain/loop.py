@@ -365,7 +365,8 @@ def _train_step(run: _Run, batch: dict, epoch: int, i: int, t_data: float) -> di
         group["lr"] = lr
     q, k = batch["q"].to(device, non_blocking=True), batch["k"].to(device, non_blocking=True)
     t_gen = time.perf_counter()
-    with torch.no_grad(), isolated_rng():      # the key never moves the augmentations' streams
+    with torch.no_grad(), isolated_rng(device):  # the key never moves the augmentations' (or, on
+        # CUDA, the shuffle-BN permutation's) streams
         k, preserved = run.keys(k, batch, run.step)
     _sync(device)
     t_model = time.perf_counter()
