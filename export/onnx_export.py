@@ -26,6 +26,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -120,12 +122,30 @@ def _finish(model: onnx.ModelProto, meta: Mapping[str, Any], path: Path) -> Path
     model.doc_string = f"s2vc {meta['kind']} ({meta['precision']})"
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if model.ByteSize() > _EXTERNAL_DATA_BYTES:
-        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
-        onnx.checker.check_model(str(path), full_check=True)
-    else:
-        onnx.save(model, str(path))
-    path.with_suffix(".json").write_text(json.dumps(dict(meta), indent=2) + "\n")
+    # written whole in a temporary folder beside ``path`` (the external data's location is the
+    # final file name, so the model and its data move together), then renamed into place; the old
+    # metadata goes first, so that a crash between renames leaves a missing file, never a new
+    # model paired with old metadata. A reader never sees half a file.
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        files = [path.name]
+        if model.ByteSize() > _EXTERNAL_DATA_BYTES:
+            files.insert(0, path.name + ".data")
+            onnx.save(model, str(staging / path.name), save_as_external_data=True, location=files[0])
+            onnx.checker.check_model(str(staging / path.name), full_check=True)
+        else:
+            onnx.save(model, str(staging / path.name))
+        meta_path = path.with_suffix(".json")
+        (staging / meta_path.name).write_text(json.dumps(dict(meta), indent=2) + "\n")
+        files.append(meta_path.name)
+        for name in files:
+            with open(staging / name, "rb") as f:
+                os.fsync(f.fileno())
+        meta_path.unlink(missing_ok=True)
+        for name in files:
+            os.replace(staging / name, path.parent / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from s2vc.engine.checkpoint import atomic_open
 from s2vc.engine.graph import GeneratorGraph
 
 from .export_meta import generator_metadata
@@ -32,6 +33,6 @@ def export_torchscript(flow, path: str | os.PathLike, *, alpha: float, strategy:
                               upsample=upsample, clamp=clamp, fp16=fp16, exporter="torch.jit.script")
     meta["inputs"] = ["video", "noise", "order"]          # the scripted forward takes all three
     scripted = torch.jit.script(graph)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(scripted, str(path), _extra_files={"s2vc.json": json.dumps(meta, indent=2)})
+    with atomic_open(path, "wb") as f:                 # a killed export never leaves half a file
+        torch.jit.save(scripted, f, _extra_files={"s2vc.json": json.dumps(meta, indent=2)})
     return path

@@ -338,3 +338,31 @@ def test_op_table_reads_restrictions():
     assert not table["Det"].supported
     assert "axes must be an initializer" in table["ReduceMean"].notes
     assert TensorProto.BOOL in table["Where"].types and TensorProto.INT64 in table["GatherElements"].types
+
+
+def test_export_is_atomic_and_moves_external_data_with_the_model(monkeypatch, tmp_path):
+    """A model stored with external data moves into place with its data; an export killed before
+    its renames leaves the earlier export whole and no temporary file behind."""
+    import s2vc.export.onnx_export as onnx_export
+    tiny = randomize_(AdvFlow(FlowConfig(resolution=8, high_blocks=2, low_blocks=2, fc_blocks=2, hidden=8,
+                                         fc_hidden=8)), std=0.05, seed=2).eval()
+    monkeypatch.setattr(onnx_export, "_EXTERNAL_DATA_BYTES", 0)         # every model takes external data
+    paths = export_flow_onnx(tiny, tmp_path, exporter="torchscript")
+    enc = paths["encoder"]
+    assert (tmp_path / "encoder.onnx.data").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{k}{s}" for k in ("encoder", "decoder") for s in (".onnx", ".onnx.data", ".json"))
+    import onnxruntime as ort
+    x = torch.rand(2, 3, 8, 8)
+    (got,) = ort.InferenceSession(str(enc), providers=["CPUExecutionProvider"]).run(
+        None, {read_onnx_metadata(enc)["inputs"][0]: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), tiny.prepare().encode(x), rtol=1e-4, atol=1e-4)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_export.os, "fsync", killed)                 # killed after writing, before renaming
+    with pytest.raises(KeyboardInterrupt):
+        export_flow_onnx(randomize_(copy.deepcopy(tiny), std=0.05, seed=5), tmp_path, exporter="torchscript")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

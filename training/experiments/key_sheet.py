@@ -3,11 +3,12 @@ OUT/keys.png, and redraws it when the arms change: ``draw_key_sheet``)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+
+from s2vc.engine.checkpoint import atomic_write_text
 
 from ..pretrain.keys import KEYS_SUFFIX, KeyMaker
 from ..data.synthetic import SyntheticSet, load_mask
@@ -105,7 +106,5 @@ def draw_key_sheet(path: str | Path, arms: Sequence[str], **kwargs) -> bool:
     if Path(path).exists() and drawn == list(arms):
         return False
     key_sheet(path, arms, **kwargs)
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(list(arms)))
-    os.replace(tmp, record)
+    atomic_write_text(record, json.dumps(list(arms)))
     return True

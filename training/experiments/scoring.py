@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from s2vc.engine.checkpoint import atomic_torch_save
+from s2vc.engine.checkpoint import atomic_torch_save, atomic_write_text
 
 from ..evaluation.frozen import linear_probe, load_backbone
 from ..evaluation.metrics import retrieval_recall
@@ -156,9 +156,7 @@ def _cached_scores(path: Path, step: int, run: Path, evaluator: LazyEvaluator) -
         feats.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(f, feats)
     scores = evaluator().score(f["train"], f["test"])
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**scores, "scorer": SCORER}, indent=1))
-    tmp.replace(cache)
+    atomic_write_text(cache, json.dumps({**scores, "scorer": SCORER}, indent=1))
     return scores
 
 
@@ -217,7 +215,5 @@ def reference_scores(out: Path, evaluator: LazyEvaluator) -> dict:
         return json.loads(path.read_text())
     ev = evaluator()
     ref = {"frame_difference": ev.score_frame_difference(), "chance": ev.chance(), "scorer": SCORER}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ref, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(ref, indent=1))
     return ref

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from s2vc.engine.checkpoint import atomic_torch_save, load_flow
+from s2vc.engine.checkpoint import atomic_torch_save, atomic_write_text, load_flow
 
 from ..distributed import ResumableSampler, barrier, gather_objects, rng_state, set_rng_state, setup_distributed
 from .keys import MODES, PREGENERATED_MODES, KeyMaker, OracleKeys
@@ -277,7 +277,7 @@ def _build_run(cfg: PretrainConfig, out: Path, device: torch.device, rank: int, 
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
         run.writer = SummaryWriter(str(out / "logs"))
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
     return run
 
 
