@@ -223,3 +223,33 @@ def test_generate_topk_without_keep_fraction_takes_the_flows(tmp_path, flow_path
     assert gen.keep_fraction == DEFAULT_PRESERVE
     text = " ".join(p.format_help().split())
     assert "(0, 1]" in text and "shuffle_frame:" in text
+
+
+def test_a_dataset_mirror_with_preserve_calibrates_on_the_training_split(tmp_path, flow_path, capsys, monkeypatch):
+    """`generate --dataset ... --preserve P` reads alpha off the training split's windows at the
+    mirror's own clip (frames, stride), says so in one line, and the mirror is made with it: its
+    keys keep about P of the latents."""
+    import json
+    from s2vc.engine import load_flow
+    from s2vc.training.data.synthetic import SyntheticSet
+    from s2vc.training.flow.alpha_clip import alphas_on_training_split
+    monkeypatch.setenv("S2VC_CACHE", str(tmp_path / "cache"))
+    small = ["--synthetic-train-per-class", "2", "--synthetic-test-per-class", "1"]
+    out = tmp_path / "mirror"
+    assert cli_main(["generate", "--dataset", "synthetic", "--root", str(tmp_path / "set"), *small,
+                     "--flow", str(flow_path), "--preserve", "0.3", "--frames", "4", "--stride", "2",
+                     "--out", str(out), "--no-progress", "--workers", "0"]) == 0
+    err = capsys.readouterr().err
+    want, windows = alphas_on_training_split(
+        load_flow(flow_path), "synthetic", str(tmp_path / "set"), fractions=[0.3], frames=4, stride=2, size=None,
+        synthetic=SyntheticSet(train_per_class=2, test_per_class=1))
+    assert f"alpha = {want[0.3]:.4f} keeps 30.0% of the latents on {windows} windows of 4 frames 2 apart" in err
+    assert "so it keeps another share" not in err                       # alpha was read at this clip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["alpha"] == pytest.approx(want[0.3])
+    kept = [v["preserved"] for v in manifest["videos"].values()]
+    assert np.mean(kept) == pytest.approx(0.3, abs=0.1)
+    # TFD has no alpha to choose
+    assert cli_main(["generate", "--dataset", "synthetic", "--root", str(tmp_path / "set"), *small, "--mode", "tfd",
+                     "--preserve", "0.3", "--out", str(tmp_path / "t"), "--no-progress"]) == 2
+    assert "--mode tfd has none" in capsys.readouterr().err

@@ -339,18 +339,33 @@ def test_every_mode_starts_from_the_same_state(cache, tmp_path):
     assert not torch.equal(other_seed.moco.state_dict()["queue"], state0["queue"])
 
 
-def test_max_steps_zero_writes_the_shared_initial_checkpoint(cache, tmp_path):
+def test_max_steps_zero_writes_the_shared_initial_checkpoint(cache, tmp_path, capsys):
     """`s2vc pretrain --max-steps 0` writes the initial state: identical encoder_q / encoder_k /
-    queue for moco, s2vc and tfd with one seed, and no step taken."""
-    models = {}
-    for mode in ("moco", "s2vc", "tfd"):
+    queue for moco, s2vc and tfd with one seed, and no step taken; s2vc also with a flow of its
+    own of another architecture (as a fitted flow is: building it draws other random numbers),
+    calibrated at this clip (no note), where the bundled flow (calibrated on consecutive frames)
+    gets the one-line note that its alpha keeps another share of these stride-2 clips."""
+    from conftest import randomize_
+    from s2vc.engine import AdvFlow, FlowConfig
+    from s2vc.engine.checkpoint import save_flow
+    own = tmp_path / "own_flow.pt"
+    save_flow(randomize_(AdvFlow(FlowConfig(resolution=8, high_blocks=2, low_blocks=2, fc_blocks=2, hidden=8,
+                                            fc_hidden=8)), std=0.05, seed=4),
+              own, meta={"alpha": 0.3, "alpha_calibration": {"preserve": 0.227}, "alpha_frames": 4,
+                         "alpha_stride": 2})
+    models, notes = {}, {}
+    for mode, extra in (("moco", []), ("s2vc", []), ("tfd", []), ("s2vc-own", ["--flow", str(own)])):
         run = tmp_path / mode
-        assert cli_main(["pretrain", "--mode", mode, "--out", str(run), "--max-steps", "0", *TINY]) == 0
+        capsys.readouterr()
+        assert cli_main(["pretrain", "--mode", mode.removesuffix("-own"), "--out", str(run), "--max-steps", "0",
+                         *TINY, *extra]) == 0
+        notes[mode] = "so it keeps another share" in capsys.readouterr().err
         ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
         assert ckpt["step"] == 0 and ckpt["history"] == []
         models[mode] = ckpt["model"]
-    for mode in ("s2vc", "tfd"):
+    for mode in ("s2vc", "tfd", "s2vc-own"):
         assert all(torch.equal(v, models["moco"][k]) for k, v in models[mode].items()), mode
+    assert notes == {"moco": False, "s2vc": True, "tfd": False, "s2vc-own": False}
 
 
 def test_an_arm_on_a_mirrors_keys_starts_like_moco(tmp_path, monkeypatch):

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser, videos: bool = True) -> argparse.A
     p.add_argument("--alpha", type=float, default=None,
                    help="STD threshold of eq. (4) (default: the flow checkpoint's recommended value, else 0.5)")
     p.add_argument("--preserve", type=float, default=None,
-                   help="choose alpha so that this fraction of latents is kept on the given videos (overrides --alpha)")
+                   help="choose alpha so that this fraction of latents is kept on the given videos (with --dataset: on "
+                        "its training split's windows of --frames frames --stride apart; overrides --alpha)")
     p.add_argument("--strategy", choices=STRATEGIES, default="zero", help=f"suppression strategy: {help_text()}")
     p.add_argument("--keep-fraction", type=float, default=None,
                    help="for --strategy topk: fraction of latents kept, in (0, 1] (default: the fraction the "
@@ -165,9 +166,8 @@ def run_dataset(args: argparse.Namespace) -> int:
 
     if args.videos:
         raise UsageError(f"--dataset generates a whole dataset: give no VIDEO files (got {args.videos[:2]})")
-    if args.preserve is not None:
-        raise UsageError("--preserve chooses alpha on given videos; with --dataset calibrate first "
-                         "(s2vc calibrate --write) or give --alpha")
+    if args.preserve is not None and args.method != "s2vc":
+        raise UsageError(f"--preserve chooses the s2vc key's alpha; --mode {args.method} has none")
     if args.precision != "fp32":
         raise UsageError(f"--precision {args.precision} applies to VIDEO files; a --dataset mirror runs fp32")
     flow = require_fitted_flow("generate --dataset", dataset=args.dataset, mode=args.method, flow=args.flow,
@@ -176,9 +176,12 @@ def run_dataset(args: argparse.Namespace) -> int:
     device = args.device
     if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"   # one GPU per torchrun process
+    alpha = args.alpha
+    if args.preserve is not None:
+        alpha = _alpha_on_training_split(args, flow, device)
     cfg = MirrorConfig(dataset=args.dataset, root=args.root, out=args.out, fold=args.fold, split=args.split,
                        synthetic=synthetic_set(args), frames=args.clip_len or DATASET_FRAMES, stride=args.stride,
-                       decode_size=args.size, method=args.method, flow=flow, alpha=args.alpha,
+                       decode_size=args.size, method=args.method, flow=flow, alpha=alpha,
                        strategy=args.strategy, keep_fraction=args.keep_fraction, backend=args.backend,
                        model=args.model, seed=args.seed, device=device, batch=args.batch,
                        shard=_shard(args.shard), progress=not args.no_progress,
@@ -189,6 +192,32 @@ def run_dataset(args: argparse.Namespace) -> int:
     report = generate_mirror(cfg)
     print(describe(report))
     return 0
+
+
+def _alpha_on_training_split(args: argparse.Namespace, flow: str | None, device: str) -> float:
+    """``--dataset ... --preserve P``: the alpha at which the flow keeps P of the latents of the
+    dataset's training-split windows at this mirror's clip (``--frames`` frames ``--stride``
+    apart, decoded at ``--decode-size``), as ``train-flow`` calibrates; said in one line."""
+    from s2vc.engine.checkpoint import load_flow
+    from s2vc.engine.suppression import check_preserved_fraction
+    from s2vc.training.flow.alpha_clip import alphas_on_training_split
+
+    from .common import UsageError, synthetic_set
+
+    try:
+        check_preserved_fraction(args.preserve)
+    except ValueError as e:
+        raise UsageError(f"--preserve: {e}") from None
+    frames = args.clip_len or DATASET_FRAMES
+    alphas, windows = alphas_on_training_split(
+        load_flow(flow, device=device), args.dataset, args.root, fractions=[args.preserve], frames=frames,
+        stride=args.stride, size=args.size, fold=args.fold, synthetic=synthetic_set(args),
+        progress=not args.no_progress)
+    alpha = alphas[args.preserve]
+    print(f"generate: alpha = {alpha:.4f} keeps {args.preserve:.1%} of the latents on {windows} windows of "
+          f"{frames} frames {args.stride} apart of the {args.dataset} training split"
+          + (f" (overrides --alpha {args.alpha})" if args.alpha is not None else ""), file=sys.stderr)
+    return alpha
 
 
 def run(args: argparse.Namespace) -> int:

@@ -390,21 +390,15 @@ def preserve_alphas(cfg: ExperimentConfig, fractions: list[float]) -> dict[float
     fitted flow's own calibration used the videos it was trained on (the split less its held-out
     ones), so the two alphas for one fraction differ a little (22.7% on the built-in set: 0.360
     here, 0.351 in the flow)."""
-    from s2vc.engine.calibrate import latent_stds
     from s2vc.engine.checkpoint import default_checkpoint_path, flow_from_checkpoint, read_checkpoint
-    from s2vc.engine.suppression import alpha_for_preserved_fraction
-    from ..data.datasets import dataset_root, split_records
-    from ..flow.data import calibration_plan
+    from ..flow.alpha_clip import alphas_on_training_split
 
     path = cfg.flow or str(default_checkpoint_path())
     flow = flow_from_checkpoint(read_checkpoint(path), path)
-    root = dataset_root(cfg.dataset, cfg.root, synthetic=cfg.synthetic)
-    listed = [r.path for r in split_records(cfg.dataset, root, "train", cfg.fold) if r.path.is_file()]
-    videos, windows = calibration_plan(listed)
-    stds = latent_stds(flow, videos, clip_len=cfg.frames, size=cfg.decode_size or cfg.size, max_windows=windows,
-                       stride=cfg.stride, skip_unreadable=True)
-    alphas = {v: float(alpha_for_preserved_fraction(stds, v)) for v in fractions}
-    print(f"ablate preserve: alphas on {len(stds)} training windows: "
+    alphas, windows = alphas_on_training_split(flow, cfg.dataset, cfg.root, fractions=fractions, frames=cfg.frames,
+                                               stride=cfg.stride, size=cfg.decode_size or cfg.size, fold=cfg.fold,
+                                               synthetic=cfg.synthetic)
+    print(f"ablate preserve: alphas on {windows} training windows: "
           + ", ".join(f"{v:.1%} -> {a:.4f}" for v, a in alphas.items()), file=sys.stderr)
     return alphas
 

@@ -9,7 +9,7 @@ meta["alpha_frames"] / meta["alpha_stride"]; ``pretrain`` and ``generate --datas
 """
 from __future__ import annotations
 
-__all__ = ["alpha_clip", "alpha_clip_note"]
+__all__ = ["alpha_clip", "alpha_clip_note", "alphas_on_training_split"]
 
 
 def alpha_clip(meta: dict | None) -> tuple[int | None, int | None]:
@@ -42,3 +42,28 @@ def alpha_clip_note(flow, frames: int, stride: int, *, flow_name: str = "the flo
             f"{got_frames} frames {got_stride} apart, these clips are {frames} frames {stride} apart, so it keeps "
             f"another share (recalibrate: s2vc calibrate --flow FLOW --frames {frames} --stride {stride} --write "
             f"VIDEOS, or give --alpha)")
+
+
+def alphas_on_training_split(flow, dataset: str, root, *, fractions, frames: int, stride: int,
+                             size: int | None, fold: int = 1, synthetic=None,
+                             progress: bool = False) -> tuple[dict[float, float], int]:
+    """({fraction: the alpha at which ``flow`` keeps that fraction of the latents}, windows used),
+    read as ``train-flow`` calibrates: on windows of ``frames`` frames ``stride`` apart (the
+    training clip) of ``dataset``'s training split (never a test or validation video; ``root``,
+    ``fold``, ``synthetic`` as ``dataset_root`` / ``split_records`` take them), decoded at
+    ``size`` (None: as stored), spread over the split (``calibration_plan``). Raises ValueError
+    when the split lists no video or none holds a window of that length."""
+    from s2vc.engine.calibrate import latent_stds
+    from s2vc.engine.suppression import alpha_for_preserved_fraction
+
+    from ..data.datasets import dataset_root, split_records
+    from .data import calibration_plan
+
+    root = dataset_root(dataset, root, synthetic=synthetic)
+    listed = [r.path for r in split_records(dataset, root, "train", fold) if r.path.is_file()]
+    if not listed:
+        raise ValueError(f"{dataset} at {root}: its training split lists no video file to calibrate alpha on")
+    videos, windows = calibration_plan(listed)
+    stds = latent_stds(flow, videos, clip_len=frames, size=size, max_windows=windows, stride=stride,
+                       skip_unreadable=True, progress=progress)    # none long enough: ValueError
+    return {v: float(alpha_for_preserved_fraction(stds, v)) for v in fractions}, int(stds.shape[0])
