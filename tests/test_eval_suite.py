@@ -442,6 +442,26 @@ def test_reproduce_arm_on_pregenerated_keys(tiny, tmp_path, monkeypatch):
         _run(["reproduce", "--out", str(out), "--arms", "moco-keys", *EXPERIMENT])
 
 
+def test_the_variant_read_from_a_mirror_is_made_as_the_papers_key(tiny, tmp_path, monkeypatch):
+    """``s2vc-topk-keys``: s2vc-topk's key generated once into its own mirror (strategy topk, the
+    flow's calibrated fraction), beside the paper's key's mirror, and trained on like s2vc-keys;
+    ``--best`` pairs it with the paper's key, both read from mirrors."""
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    out = tmp_path / "rep_topk_keys"
+    res = _run(["reproduce", "--out", str(out), "--arms", "s2vc-keys", "s2vc-topk-keys", "--best", "s2vc-topk-keys",
+                *EXPERIMENT])
+    topk = json.loads((out / "mirrors" / "s2vc-topk" / "manifest.json").read_text())
+    paper = json.loads((out / "mirrors" / "s2vc" / "manifest.json").read_text())
+    assert topk["settings"]["strategy"] == "topk" and paper["settings"]["strategy"] == "zero"
+    assert topk["settings"]["keep_fraction"] == pytest.approx(0.227)
+    assert all(v["preserved"] == pytest.approx(0.227, abs=0.01) for v in topk["videos"].values())
+    config = torch.load(out / "runs" / "s2vc-topk-keys_seed0" / "checkpoint.pt", weights_only=True)["config"]
+    assert (config["mode"], config["strategy"], config["keys"]) == ("s2vc", "topk", str(out / "mirrors" / "s2vc-topk"))
+    assert {(p["a"], p["b"]) for p in res["paired"]} == {("s2vc-topk-keys", "s2vc-keys")}
+    assert json.loads((out / "keys.json").read_text()) == ["s2vc-keys", "s2vc-topk-keys"]
+
+
 def test_experiments_default_to_the_sets_fitted_flow(tmp_path, monkeypatch):
     """No --flow: the runs use the synthetic set's own fitted flow (built once, cached); 'bundled'
     is the packaged one; a path is used as given."""

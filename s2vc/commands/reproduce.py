@@ -68,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--arms", nargs="+", default=None,
                    help=f"pretraining modes to compare, of {ARMS} (<mode>-keys: that mode on keys generated "
-                        "once into a mirror of the training split; s2vc-dynamic / s2vc-topk: the project's variants) "
+                        "once into a mirror of the training split; s2vc-dynamic / s2vc-topk: the project's variants, made each "
+                        "step; s2vc-topk-keys: s2vc-topk read from a mirror, made as s2vc-keys is) "
                         f"(default: {' '.join(MODES)}; without oracle on a --dataset other than synthetic)")
     p.add_argument("--best", default=None, metavar="ARM",
                    help="the arm that is the project's own variant: its paired differences against tfd and s2vc "

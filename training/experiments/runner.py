@@ -57,7 +57,12 @@ __all__ = ["ExperimentConfig", "ReproduceConfig", "AblateConfig", "ABLATIONS", "
 # per experiment, training/pretrain/mirror.py) instead of made each step
 # the project's own variants of the s2vc key, arms of their own (a candidate for --best)
 VARIANTS = {"s2vc-dynamic": {"mode": "s2vc", "detail": "dynamic"}, "s2vc-topk": {"mode": "s2vc", "strategy": "topk"}}
-ARMS = MODES + tuple(mode + KEYS_SUFFIX for mode in PREGENERATED_MODES) + tuple(VARIANTS)
+# a variant read from a mirror made once, as s2vc-keys and tfd-keys are ("<variant>-keys"): the
+# variant made the same way as the paper's key, so that a difference between them is the
+# strategy's, not the way the key is made (the mirror takes a strategy; --detail is the
+# generator's each step only, so s2vc-dynamic has no mirror)
+KEYED_VARIANTS = {"s2vc-topk" + KEYS_SUFFIX: VARIANTS["s2vc-topk"]}
+ARMS = MODES + tuple(mode + KEYS_SUFFIX for mode in PREGENERATED_MODES) + tuple(VARIANTS) + tuple(KEYED_VARIANTS)
 
 
 @dataclass(kw_only=True)
@@ -282,17 +287,19 @@ def _arm_settings(cfg: ExperimentConfig, out: Path, arm: str) -> dict:
     if not arm.endswith(KEYS_SUFFIX):
         return {"mode": arm}
     from ..pretrain.mirror import MirrorConfig, describe, generate_mirror
-    mode = arm.removesuffix(KEYS_SUFFIX)
-    mirror = out / "mirrors" / mode
+    name = arm.removesuffix(KEYS_SUFFIX)                     # the mirror's folder: the mode's or the variant's
+    settings = dict(KEYED_VARIANTS.get(arm, {"mode": name}))
+    mirror = out / "mirrors" / name
     if not (mirror / "manifest.json").exists() and not cfg.eval_only:    # eval_only trains nothing
-        print(f"reproduce: generating the {mode} keys of the training split once -> {mirror}", file=sys.stderr)
+        print(f"reproduce: generating the {name} keys of the training split once -> {mirror}", file=sys.stderr)
         report = generate_mirror(MirrorConfig(dataset=cfg.dataset, root=cfg.root, fold=cfg.fold, out=str(mirror),
                                               synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
-                                              decode_size=cfg.decode_size, method=mode,
+                                              decode_size=cfg.decode_size, method=settings["mode"],
+                                              strategy=settings.get("strategy", "zero"),
                                               flow=cfg.flow, alpha=cfg.alpha, device=cfg.device or "cpu",
                                               progress=not cfg.no_progress))
         print(describe(report), file=sys.stderr)
-    return {"mode": mode, "keys": str(mirror)}
+    return {**settings, "keys": str(mirror)}
 
 
 def reproduce(cfg: ReproduceConfig) -> dict:
@@ -355,7 +362,7 @@ def _draw_keys(cfg: ReproduceConfig, out: Path) -> None:
     """DIR/keys.png, (re)drawn when it is missing or shows another set of arms (DIR/keys.json);
     a variant arm is drawn with its own settings."""
     draw_key_sheet(out / "keys.png", list(cfg.arms), synthetic=cfg.synthetic, frames=cfg.frames, stride=cfg.stride,
-                   flow=cfg.flow, alpha=cfg.alpha, variants=VARIANTS, dataset=cfg.dataset, root=cfg.root,
+                   flow=cfg.flow, alpha=cfg.alpha, variants={**VARIANTS, **KEYED_VARIANTS}, dataset=cfg.dataset, root=cfg.root,
                    fold=cfg.fold, decode_size=cfg.decode_size)
 
 

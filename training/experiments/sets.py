@@ -16,7 +16,7 @@ DEFAULT_DECODE_SIZE = 128
 # the layouts a comparison on one's own set reads: they have a train and a test split (``folder`` has none)
 EXPERIMENT_DATASETS = ("synthetic", "ucf101", "hmdb51", "kinetics")
 # the arms whose key comes from the flow (tfd: at the flow's resolution); the others need none
-FLOW_ARMS = ("s2vc", "tfd", "s2vc-keys", "tfd-keys", "s2vc-dynamic", "s2vc-topk")
+FLOW_ARMS = ("s2vc", "tfd", "s2vc-keys", "tfd-keys", "s2vc-dynamic", "s2vc-topk", "s2vc-topk-keys")
 
 
 def experiment_flow(cfg) -> str | None:
