@@ -20,6 +20,12 @@
 #   still     the paired comparison on the still set: moco s2vc-keys tfd-keys fame be oracle and
 #             BEST, PAIRED_SEEDS (0-5), at PAIRED_STEPS, scored on the test split once
 #   pan       the same on the pan set (--synthetic-camera pan)
+# A follow-up registered after those parts had started (docs/RESULTS.md, "Follow-up: the variant made
+# as the paper's key is"), not in the default PARTS; run it after still and pan:
+#   keyed     s2vc-topk read from a mirror made once (s2vc-topk-keys), paired with the paper's key and
+#             TFD (both read from mirrors) and with s2vc-topk (made each step), PAIRED_SEEDS, at
+#             PAIRED_STEPS, test split, on both sets; the finished runs of still and pan are
+#             hard-linked in (cp -al: no copy, never trained or scored again), so only the new arm trains
 # Both sets have 10 validation videos per class (--synthetic-val-per-class 10; train and test are
 # the built-in set's, byte for byte for still). Cost on the 2-core dev VM, measured in part budget
 # (2026-12-07, idle): 800 steps of moco or oracle 975-1042 s, a snapshot's scoring about 5 s; so
@@ -91,6 +97,11 @@ reuse() {  # reuse FROM TO: a finished run with the same settings, copied instea
     if [ -f "$1/checkpoint.pt" ] && [ ! -e "$2" ]; then mkdir -p "$(dirname "$2")" && cp -a "$1" "$2"; fi
 }
 
+link() {  # link FROM TO: a finished run (or a mirror) hard-linked in: its files are replaced by rename, never
+    # rewritten in place, so the two folders share nothing a later write could change in both
+    if [ -e "$1" ] && [ ! -e "$2" ]; then mkdir -p "$(dirname "$2")" && cp -al "$1" "$2"; fi
+}
+
 run() {  # run NAME ARGS...: one s2vc command, its log in $OUT/NAME.log
     local name=$1; shift
     echo "$(date +%H:%M:%S) $name: s2vc $*"
@@ -129,6 +140,18 @@ for part in $PARTS; do
         if [ "$part" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
         run "$part" reproduce --arms moco s2vc-keys tfd-keys fame be oracle "$BEST" --best "$BEST" \
             --seeds "${PAIRED_SEEDS[@]}" "${PAIRED[@]}" --split test "${set_flags[@]}" --out "$OUT/paired_$part" ;;
+    keyed)
+        set_choices steps
+        for set_name in still pan; do
+            if [ "$set_name" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
+            from="$OUT/paired_$set_name"; to="$OUT/keyed_$set_name"
+            for arm in s2vc-keys tfd-keys s2vc-topk; do
+                for seed in "${PAIRED_SEEDS[@]}"; do link "$from/runs/${arm}_seed$seed" "$to/runs/${arm}_seed$seed"; done
+            done
+            for mode in s2vc tfd; do link "$from/mirrors/$mode" "$to/mirrors/$mode"; done
+            run keyed reproduce --arms s2vc-keys tfd-keys s2vc-topk s2vc-topk-keys --best s2vc-topk-keys \
+                --seeds "${PAIRED_SEEDS[@]}" "${PAIRED[@]}" --split test "${set_flags[@]}" --out "$to"
+        done ;;
     main)
         run main reproduce --arms moco oracle tfd be fame s2vc-keys --seeds 0 1 2 "${BUDGET[@]}" --out "$OUT/main"
         run main_s2vc reproduce --arms s2vc --seeds 0 "${BUDGET[@]}" --out "$OUT/main_s2vc" ;;
@@ -178,7 +201,7 @@ for part in $PARTS; do
                 --out "$OUT/keybands/main_$1.json"
         done ;;
     *)
-        echo "unknown part $part (starts budget variant still pan; history: main set2 keybands preserve strategy" \
+        echo "unknown part $part (starts budget variant still pan; follow-up: keyed; history: main set2 keybands preserve strategy" \
              "detail longer flow64)"; exit 2 ;;
     esac
 done

@@ -161,3 +161,34 @@ def test_reproduce_cpu_reuses_a_finished_run(tmp_path):
     (src / "checkpoint.pt").write_bytes(b"x")
     _recorded_commands(tmp_path, "strategy")
     assert (tmp_path / "out" / "strategy" / "runs" / "strategy_zero_seed0" / "checkpoint.pt").read_bytes() == b"x"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_keyed_follow_up_links_the_finished_runs_and_trains_only_its_new_arm(tmp_path):
+    """Part keyed (the registered follow-up): per set, the finished runs of the paper's key, TFD and
+    the variant and both mirrors are hard-linked into keyed_<set> (the same files, not copies), and
+    one reproduce pairs s2vc-topk-keys with them on the test split at the chosen budget."""
+    out = tmp_path / "out"
+    for set_name in ("still", "pan"):
+        for arm in ("s2vc-keys", "tfd-keys", "s2vc-topk"):
+            run = out / f"paired_{set_name}" / "runs" / f"{arm}_seed0"
+            run.mkdir(parents=True)
+            (run / "checkpoint.pt").write_bytes(arm.encode())
+        for mode in ("s2vc", "tfd"):
+            (out / f"paired_{set_name}" / "mirrors" / mode).mkdir(parents=True)
+            (out / f"paired_{set_name}" / "mirrors" / mode / "manifest.json").write_text("{}")
+    (out / "paired_still").mkdir(parents=True, exist_ok=True)
+    (out / "paired_still" / "budget_choice.json").write_text('{"step": 300}')
+    commands = _recorded_commands(tmp_path, "keyed", PAIRED_SEEDS="0 1")
+    reps = [build_parser().parse_args(c[2:]) for c in commands]
+    assert [(a.arms, a.best, a.seeds, a.steps, a.split, a.synthetic_camera) for a in reps] == [
+        (["s2vc-keys", "tfd-keys", "s2vc-topk", "s2vc-topk-keys"], "s2vc-topk-keys", [0, 1], 300, "test", camera)
+        for camera in ("still", "pan")]
+    assert [a.out for a in reps] == [str(out / "keyed_still"), str(out / "keyed_pan")]
+    for set_name in ("still", "pan"):
+        for arm in ("s2vc-keys", "tfd-keys", "s2vc-topk"):
+            src = out / f"paired_{set_name}" / "runs" / f"{arm}_seed0" / "checkpoint.pt"
+            dst = out / f"keyed_{set_name}" / "runs" / f"{arm}_seed0" / "checkpoint.pt"
+            assert dst.read_bytes() == arm.encode() and os.path.samefile(src, dst)
+        assert (out / f"keyed_{set_name}" / "mirrors" / "tfd" / "manifest.json").is_file()
+        assert not (out / f"keyed_{set_name}" / "runs" / "s2vc-keys_seed1").exists()   # seed 1 never ran
