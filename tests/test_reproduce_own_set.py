@@ -121,11 +121,12 @@ def test_a_bad_set_is_refused_before_anything_is_written(own, tmp_path):
     assert "oracle" not in ReproduceConfig(out="x", dataset="ucf101", root=str(own)).arms
     assert "oracle" in ReproduceConfig(out="x").arms
     # the arms that need a flow are exactly those whose key the flow makes (s2vc and tfd, however keyed)
-    from s2vc.training.experiments.runner import ARMS, VARIANTS
+    from s2vc.training.experiments.runner import ARMS, KEYED_VARIANTS, VARIANTS
     from s2vc.training.experiments.sets import FLOW_ARMS
     from s2vc.training.pretrain.keys import KEYS_SUFFIX
+    variants = {**VARIANTS, **KEYED_VARIANTS}
     for arm in ARMS:
-        mode = VARIANTS[arm]["mode"] if arm in VARIANTS else arm.removesuffix(KEYS_SUFFIX)
+        mode = variants[arm]["mode"] if arm in variants else arm.removesuffix(KEYS_SUFFIX)
         assert (arm in FLOW_ARMS) == (mode in ("s2vc", "tfd")), arm
     with pytest.raises(ValueError, match="needs a flow fitted to it"):
         _run(["reproduce", "--out", str(out), "--dataset", "ucf101", "--root", str(own), *EXPERIMENT])
