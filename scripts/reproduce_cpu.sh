@@ -145,6 +145,9 @@ for part in $PARTS; do
         for set_name in still pan; do
             if [ "$set_name" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
             from="$OUT/paired_$set_name"; to="$OUT/keyed_$set_name"
+            if [ ! -f "$from/results.json" ]; then   # only finished runs are linked, never one still training
+                echo "no $from/results.json yet: run part $set_name first" >&2; exit 2
+            fi
             for arm in s2vc-keys tfd-keys s2vc-topk; do
                 for seed in "${PAIRED_SEEDS[@]}"; do link "$from/runs/${arm}_seed$seed" "$to/runs/${arm}_seed$seed"; done
             done

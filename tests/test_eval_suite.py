@@ -578,3 +578,32 @@ def test_a_run_reused_from_a_longer_budget_reports_the_steps_compared(tmp_path):
     assert got["preserved"] == pytest.approx(0.2)
     full = train_run(ExperimentConfig(out=str(tmp_path)), PretrainConfig(out=str(run), max_steps=8))
     assert full["steps"] == 8 and full["train_s"] == pytest.approx(8 * 1.75)
+
+
+def test_a_finished_run_linked_into_another_experiment_is_reused_with_its_mirror(tmp_path):
+    """Part keyed hard-links finished runs and their mirrors into another experiment folder: the
+    run recorded the mirror under the old folder, the new experiment names its own copy of the same
+    mirror — the same keys, so the run is reused; a mirror of other keys is refused."""
+    import os
+    import shutil
+    from s2vc.training.experiments.runner import ExperimentConfig, train_run
+    from s2vc.training.pretrain.loop import CHECKPOINT, PretrainConfig
+    old, new = tmp_path / "paired" / "mirrors" / "s2vc", tmp_path / "keyed" / "mirrors" / "s2vc"
+    old.mkdir(parents=True)
+    (old / "manifest.json").write_text('{"settings": {"alpha": 0.35}, "videos": {}}')
+    run = tmp_path / "paired" / "runs" / "s2vc-keys_seed0"
+    run.mkdir(parents=True)
+    torch.save({"step": 2, "history": [{"step": s, "t_data": 1.0, "t_gen": 0.0, "t_model": 1.0, "preserved": 0.2}
+                                       for s in (1, 2)], "config": {"mode": "s2vc", "keys": str(old)}},
+               run / CHECKPOINT)
+    shutil.copytree(old.parent, new.parent, copy_function=os.link)
+    shutil.copytree(run.parent, tmp_path / "keyed" / "runs", copy_function=os.link)
+    linked = tmp_path / "keyed" / "runs" / "s2vc-keys_seed0"
+    got = train_run(ExperimentConfig(out=str(tmp_path / "keyed")),
+                    PretrainConfig(out=str(linked), mode="s2vc", keys=str(new), max_steps=2))
+    assert got["steps"] == 2
+    (new / "manifest.json").unlink()                          # another mirror there: other keys
+    (new / "manifest.json").write_text('{"settings": {"alpha": 0.5}, "videos": {}}')
+    with pytest.raises(ValueError, match="keys"):
+        train_run(ExperimentConfig(out=str(tmp_path / "keyed")),
+                  PretrainConfig(out=str(linked), mode="s2vc", keys=str(new), max_steps=2))

@@ -177,8 +177,11 @@ def test_the_keyed_follow_up_links_the_finished_runs_and_trains_only_its_new_arm
         for mode in ("s2vc", "tfd"):
             (out / f"paired_{set_name}" / "mirrors" / mode).mkdir(parents=True)
             (out / f"paired_{set_name}" / "mirrors" / mode / "manifest.json").write_text("{}")
-    (out / "paired_still").mkdir(parents=True, exist_ok=True)
     (out / "paired_still" / "budget_choice.json").write_text('{"step": 300}')
+    (out / "paired_still" / "results.json").write_text("{}")
+    done, _ = _run_script(tmp_path / "early", "keyed", OUT=str(out))   # part pan has not finished: nothing linked
+    assert done.returncode == 2 and "run part pan first" in done.stderr
+    (out / "paired_pan" / "results.json").write_text("{}")
     commands = _recorded_commands(tmp_path, "keyed", PAIRED_SEEDS="0 1")
     reps = [build_parser().parse_args(c[2:]) for c in commands]
     assert [(a.arms, a.best, a.seeds, a.steps, a.split, a.synthetic_camera) for a in reps] == [

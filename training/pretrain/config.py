@@ -5,7 +5,9 @@ recorded in a run's checkpoint (a flat dict, the same keys the flags have).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..data.datasets import DATASETS
 from .keys import MODES, PREGENERATED_MODES
@@ -150,11 +152,26 @@ class PretrainConfig:
     def changed_from(self, record: dict) -> dict[str, tuple]:
         """{setting: (recorded, asked)} for the ``RESUME_MUST_MATCH`` settings that differ from a
         checkpoint's ``config`` record (settings the record lacks are not compared, nor alpha /
-        keep_fraction asked as None: left to the flow, the record holds them resolved)."""
+        keep_fraction asked as None: left to the flow, the record holds them resolved; ``keys``
+        in two folders holding the same mirror — the same manifest file, hard-linked, or one of the
+        same bytes — are the same keys)."""
         mine = self.to_dict()
         return {k: (record[k], mine[k]) for k in RESUME_MUST_MATCH
                 if k in record and not (k in LEFT_TO_FLOW and mine[k] is None)
-                and _plain(record[k]) != _plain(mine[k])}
+                and _plain(record[k]) != _plain(mine[k])
+                and not (k == "keys" and _same_mirror(record[k], mine[k]))}
+
+
+def _same_mirror(a, b) -> bool:
+    """Whether folders ``a`` and ``b`` hold the same mirror: their manifests (which name every
+    video, its windows and the settings the keys were made with) are one file or equal bytes."""
+    if a is None or b is None:
+        return False
+    ma, mb = Path(a) / "manifest.json", Path(b) / "manifest.json"
+    try:
+        return os.path.samefile(ma, mb) or ma.read_bytes() == mb.read_bytes()
+    except OSError:
+        return False
 
 
 def describe_changes(changed: dict[str, tuple]) -> str:
