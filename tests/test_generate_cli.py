@@ -243,13 +243,27 @@ def test_a_dataset_mirror_with_preserve_calibrates_on_the_training_split(tmp_pat
     want, windows = alphas_on_training_split(
         load_flow(flow_path), "synthetic", str(tmp_path / "set"), fractions=[0.3], frames=4, stride=2, size=None,
         synthetic=SyntheticSet(train_per_class=2, test_per_class=1))
-    assert f"alpha = {want[0.3]:.4f} keeps 30.0% of the latents on {windows} windows of 4 frames 2 apart" in err
+    assert f"alpha = {want[0.3]!r} keeps 30.0% of the latents on {windows} windows of 4 frames 2 apart" in err
+    assert f"pretrain on this mirror with --alpha {want[0.3]!r}" in err   # in full: pretrain --keys checks it
     assert "so it keeps another share" not in err                       # alpha was read at this clip
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["alpha"] == pytest.approx(want[0.3])
     kept = [v["preserved"] for v in manifest["videos"].values()]
     assert np.mean(kept) == pytest.approx(0.3, abs=0.1)
-    # TFD has no alpha to choose
-    assert cli_main(["generate", "--dataset", "synthetic", "--root", str(tmp_path / "set"), *small, "--mode", "tfd",
-                     "--preserve", "0.3", "--out", str(tmp_path / "t"), "--no-progress"]) == 2
-    assert "--mode tfd has none" in capsys.readouterr().err
+    # the printed alpha given back, pretraining takes the mirror's keys (its setup checks them)
+    assert cli_main(["pretrain", "--mode", "s2vc", "--keys", str(out), "--flow", str(flow_path), "--alpha",
+                     repr(want[0.3]), "--root", str(tmp_path / "set"), *small, "--frames", "4", "--stride", "2",
+                     "--crop-size", "32", "--batch-size", "4", "--queue", "8", "--max-steps", "0", "--no-progress",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert cli_main(["pretrain", "--mode", "s2vc", "--keys", str(out), "--flow", str(flow_path), "--alpha",
+                     f"{want[0.3]:.4f}", "--root", str(tmp_path / "set"), *small, "--frames", "4", "--stride", "2",
+                     "--crop-size", "32", "--batch-size", "4", "--queue", "8", "--max-steps", "0", "--no-progress",
+                     "--out", str(tmp_path / "run4")]) != 0                   # rounded: not the mirror's alpha
+    # refused: TFD has no alpha to choose, topk reads none, and shards must share one alpha
+    for more, message in ((["--mode", "tfd"], "--mode tfd has none"),
+                          (["--strategy", "topk"], "give that fraction as --keep-fraction"),
+                          (["--shard", "0/2"], "calibrate once first")):
+        assert cli_main(["generate", "--dataset", "synthetic", "--root", str(tmp_path / "set"), *small, *more,
+                         "--preserve", "0.3", "--out", str(tmp_path / "t"), "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()

@@ -168,6 +168,14 @@ def run_dataset(args: argparse.Namespace) -> int:
         raise UsageError(f"--dataset generates a whole dataset: give no VIDEO files (got {args.videos[:2]})")
     if args.preserve is not None and args.method != "s2vc":
         raise UsageError(f"--preserve chooses the s2vc key's alpha; --mode {args.method} has none")
+    if args.preserve is not None and args.strategy == "topk":
+        raise UsageError("--strategy topk keeps a fixed fraction of each clip and reads no alpha: give that "
+                         "fraction as --keep-fraction instead of --preserve")
+    if args.preserve is not None and (args.shard is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        raise UsageError("--preserve would calibrate alpha in every process of a sharded run, and each shard "
+                         "must use the same alpha: calibrate once first (s2vc calibrate --dataset ... --frames F "
+                         "--stride S --preserve P --write, or a single-process generate --dataset ... --preserve "
+                         "prints it) and give --alpha")
     if args.precision != "fp32":
         raise UsageError(f"--precision {args.precision} applies to VIDEO files; a --dataset mirror runs fp32")
     flow = require_fitted_flow("generate --dataset", dataset=args.dataset, mode=args.method, flow=args.flow,
@@ -214,9 +222,11 @@ def _alpha_on_training_split(args: argparse.Namespace, flow: str | None, device:
         stride=args.stride, size=args.size, fold=args.fold, synthetic=synthetic_set(args),
         progress=not args.no_progress)
     alpha = alphas[args.preserve]
-    print(f"generate: alpha = {alpha:.4f} keeps {args.preserve:.1%} of the latents on {windows} windows of "
+    # in full: pretrain --keys checks that its alpha is the mirror's, so it must be given back exactly
+    print(f"generate: alpha = {alpha!r} keeps {args.preserve:.1%} of the latents on {windows} windows of "
           f"{frames} frames {args.stride} apart of the {args.dataset} training split"
-          + (f" (overrides --alpha {args.alpha})" if args.alpha is not None else ""), file=sys.stderr)
+          + (f" (overrides --alpha {args.alpha})" if args.alpha is not None else "")
+          + f"; pretrain on this mirror with --alpha {alpha!r}", file=sys.stderr)
     return alpha
 
 
