@@ -123,9 +123,13 @@ def _finish(model: onnx.ModelProto, meta: Mapping[str, Any], path: Path) -> Path
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     # written whole in a temporary folder beside ``path`` (the external data's location is the
-    # final file name, so the model and its data move together), then renamed into place; the old
-    # metadata goes first, so that a crash between renames leaves a missing file, never a new
-    # model paired with old metadata. A reader never sees half a file.
+    # final file name), then renamed into place; the old metadata and model go first, so that a
+    # crash between renames leaves a missing file (refused), never a model paired with another
+    # export's data or metadata. A reader never sees half a file.
+    meta_path = path.with_suffix(".json")
+    if meta_path == path:
+        raise ValueError(f"{path}: an ONNX model needs another suffix than .json (its metadata is written to "
+                         f"{meta_path.name})")
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         files = [path.name]
@@ -135,13 +139,13 @@ def _finish(model: onnx.ModelProto, meta: Mapping[str, Any], path: Path) -> Path
             onnx.checker.check_model(str(staging / path.name), full_check=True)
         else:
             onnx.save(model, str(staging / path.name))
-        meta_path = path.with_suffix(".json")
         (staging / meta_path.name).write_text(json.dumps(dict(meta), indent=2) + "\n")
         files.append(meta_path.name)
         for name in files:
             with open(staging / name, "rb") as f:
                 os.fsync(f.fileno())
-        meta_path.unlink(missing_ok=True)
+        for old in (meta_path, path, path.with_name(path.name + ".data")):
+            old.unlink(missing_ok=True)
         for name in files:
             os.replace(staging / name, path.parent / name)
     finally:
@@ -162,6 +166,8 @@ def export_generator_onnx(flow, path: str | os.PathLike, *, alpha: float, strate
     opset: the ONNX opset (None: the exporter's default). exporter: "dynamo" or "torchscript".
     """
     path = Path(path)
+    if path.suffix == ".json":                   # refused before the export's work, as _finish would
+        raise ValueError(f"{path}: an ONNX model needs another suffix than .json (its metadata is written to it)")
     graph = GeneratorGraph(flow.prepare(), alpha, strategy, height, width, upsample=upsample, clamp=clamp)
     meta = generator_metadata(flow, alpha=alpha, strategy=strategy, height=height, width=width,
                               upsample=upsample, clamp=clamp, fp16=fp16, exporter=exporter)

@@ -366,3 +366,9 @@ def test_export_is_atomic_and_moves_external_data_with_the_model(monkeypatch, tm
     with pytest.raises(KeyboardInterrupt):
         export_flow_onnx(randomize_(copy.deepcopy(tiny), std=0.05, seed=5), tmp_path, exporter="torchscript")
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    # a re-export small enough for one file leaves no stale data file beside it
+    export_flow_onnx(tiny, tmp_path, exporter="torchscript")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.json", "decoder.onnx", "encoder.json", "encoder.onnx"]
+    with pytest.raises(ValueError, match="another suffix than .json"):
+        export_generator_onnx(tiny, tmp_path / "gen.json", alpha=0.3, strategy="zero", height=8, width=8)
