@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -68,6 +68,17 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def replace_together(staged: Mapping[Path, Path], *, stale: Sequence[Path] = ()) -> None:
+    """Move files written whole (and fsynced) under temporary names onto their targets,
+    ``{target: temp}``, as one set: every existing target (the last given first, e.g. the
+    metadata) and every ``stale`` file is removed before the first rename, so that a crash between
+    renames leaves a missing file, which a reader refuses, never a new file paired with an old one."""
+    for path in [*reversed(list(staged)), *stale]:
+        Path(path).unlink(missing_ok=True)
+    for path, tmp in staged.items():
+        os.replace(tmp, path)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 import s2vc
+from s2vc.engine.checkpoint import replace_together
 from s2vc.engine.exported_meta import draw_strategy_inputs, metadata_to_props
 from s2vc.engine.extras import require
 from s2vc.engine.graph import GeneratorGraph
@@ -111,6 +112,15 @@ def _export_module(module: nn.Module, args: tuple, names: list[str], outputs: li
         return onnx.load_from_string(buf.getvalue())
 
 
+def _metadata_path(path: Path) -> Path:
+    """Where the metadata of the model at ``path`` goes (``path`` with suffix .json); ValueError
+    for a model path that is itself a .json file (the metadata would overwrite it)."""
+    meta_path = path.with_suffix(".json")
+    if meta_path == path:
+        raise ValueError(f"{path}: an ONNX model needs another suffix than .json (its metadata is written to it)")
+    return meta_path
+
+
 def _finish(model: onnx.ModelProto, meta: Mapping[str, Any], path: Path) -> Path:
     """Clean up, attach the metadata, check, and save ``path`` plus ``path.with_suffix('.json')``."""
     constants_to_initializers(model.graph)
@@ -123,19 +133,14 @@ def _finish(model: onnx.ModelProto, meta: Mapping[str, Any], path: Path) -> Path
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     # written whole in a temporary folder beside ``path`` (the external data's location is the
-    # final file name), then renamed into place; the old metadata and model go first, so that a
-    # crash between renames leaves a missing file (refused), never a model paired with another
-    # export's data or metadata. A reader never sees half a file.
-    meta_path = path.with_suffix(".json")
-    if meta_path == path:
-        raise ValueError(f"{path}: an ONNX model needs another suffix than .json (its metadata is written to "
-                         f"{meta_path.name})")
+    # final file name), then moved into place as one set (``replace_together``)
+    meta_path, data_path = _metadata_path(path), path.with_name(path.name + ".data")
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         files = [path.name]
         if model.ByteSize() > _EXTERNAL_DATA_BYTES:
-            files.insert(0, path.name + ".data")
-            onnx.save(model, str(staging / path.name), save_as_external_data=True, location=files[0])
+            files.insert(0, data_path.name)
+            onnx.save(model, str(staging / path.name), save_as_external_data=True, location=data_path.name)
             onnx.checker.check_model(str(staging / path.name), full_check=True)
         else:
             onnx.save(model, str(staging / path.name))
@@ -144,10 +149,7 @@ def _finish(model: onnx.ModelProto, meta: Mapping[str, Any], path: Path) -> Path
         for name in files:
             with open(staging / name, "rb") as f:
                 os.fsync(f.fileno())
-        for old in (meta_path, path, path.with_name(path.name + ".data")):
-            old.unlink(missing_ok=True)
-        for name in files:
-            os.replace(staging / name, path.parent / name)
+        replace_together({path.parent / name: staging / name for name in files}, stale=[data_path])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
@@ -166,8 +168,7 @@ def export_generator_onnx(flow, path: str | os.PathLike, *, alpha: float, strate
     opset: the ONNX opset (None: the exporter's default). exporter: "dynamo" or "torchscript".
     """
     path = Path(path)
-    if path.suffix == ".json":                   # refused before the export's work, as _finish would
-        raise ValueError(f"{path}: an ONNX model needs another suffix than .json (its metadata is written to it)")
+    _metadata_path(path)                         # a bad path is refused before the export's work
     graph = GeneratorGraph(flow.prepare(), alpha, strategy, height, width, upsample=upsample, clamp=clamp)
     meta = generator_metadata(flow, alpha=alpha, strategy=strategy, height=height, width=width,
                               upsample=upsample, clamp=clamp, fp16=fp16, exporter=exporter)

@@ -257,6 +257,8 @@ def write_atomically(files: Mapping[Path, bytes]) -> None:
     so that a reader never sees half a file. Targets that exist are removed first (the last one
     given, e.g. the metadata, first), so that a crash between renames leaves a missing file (which
     the runtime refuses), never a new engine paired with old metadata."""
+    from s2vc.engine.checkpoint import replace_together
+
     temps = {}
     try:
         for path, data in files.items():
@@ -267,10 +269,7 @@ def write_atomically(files: Mapping[Path, bytes]) -> None:
                 fh.flush()
                 os.fsync(fh.fileno())
             temps[path] = tmp
-        for path in reversed(list(files)):
-            path.unlink(missing_ok=True)
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
+        replace_together(temps)
     finally:
         for tmp in temps.values():
             tmp.unlink(missing_ok=True)

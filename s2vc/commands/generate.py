@@ -166,16 +166,8 @@ def run_dataset(args: argparse.Namespace) -> int:
 
     if args.videos:
         raise UsageError(f"--dataset generates a whole dataset: give no VIDEO files (got {args.videos[:2]})")
-    if args.preserve is not None and args.method != "s2vc":
-        raise UsageError(f"--preserve chooses the s2vc key's alpha; --mode {args.method} has none")
-    if args.preserve is not None and args.strategy == "topk":
-        raise UsageError("--strategy topk keeps a fixed fraction of each clip and reads no alpha: give that "
-                         "fraction as --keep-fraction instead of --preserve")
-    if args.preserve is not None and (args.shard is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1):
-        raise UsageError("--preserve would calibrate alpha in every process of a sharded run, and each shard "
-                         "must use the same alpha: calibrate once first (s2vc calibrate --dataset ... --frames F "
-                         "--stride S --preserve P --write, or a single-process generate --dataset ... --preserve "
-                         "prints it) and give --alpha")
+    if args.preserve is not None:
+        _check_preserve_applies(args)
     if args.precision != "fp32":
         raise UsageError(f"--precision {args.precision} applies to VIDEO files; a --dataset mirror runs fp32")
     flow = require_fitted_flow("generate --dataset", dataset=args.dataset, mode=args.method, flow=args.flow,
@@ -200,6 +192,25 @@ def run_dataset(args: argparse.Namespace) -> int:
     report = generate_mirror(cfg)
     print(describe(report))
     return 0
+
+
+def _check_preserve_applies(args: argparse.Namespace) -> None:
+    """``--dataset ... --preserve``: UsageError where there is no alpha to choose (TFD; topk reads
+    none) or where each process would choose its own (a sharded run)."""
+    import os
+
+    from .common import UsageError
+
+    if args.method != "s2vc":
+        raise UsageError(f"--preserve chooses the s2vc key's alpha; --mode {args.method} has none")
+    if args.strategy == "topk":
+        raise UsageError("--strategy topk keeps a fixed fraction of each clip and reads no alpha: give that "
+                         "fraction as --keep-fraction instead of --preserve")
+    if args.shard is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--preserve would calibrate alpha in every process of a sharded run, and each shard "
+                         "must use the same alpha: calibrate once first (s2vc calibrate --dataset ... --frames F "
+                         "--stride S --preserve P --write, or a single-process generate --dataset ... --preserve "
+                         "prints it) and give --alpha")
 
 
 def _alpha_on_training_split(args: argparse.Namespace, flow: str | None, device: str) -> float:
