@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The CPU study of docs/RESULTS.md, every part resumable:
 #
-#   OUT=/some/dir bash scripts/reproduce_cpu.sh            # from the repo root, after setup
+#   bash scripts/reproduce_cpu.sh                          # from the repo root, after setup
 #   PARTS="budget variant" bash scripts/reproduce_cpu.sh   # only some parts
+#   OUT=/some/dir bash scripts/reproduce_cpu.sh            # a study of one's own, from nothing
 #
+# OUT defaults to docs/results/cpu_study, the study this repository reports: each finished run keeps
+# its settings, its per-step record and its scores there (RUN/record.json, RUN/eval/*.json; the
+# weights, features and mirrors are git-ignored), and those are committed, so a fresh clone
+# continues the study where it stopped: a run with a record is reused, not trained again.
 # The pre-registered paired comparison (docs/RESULTS.md, "Pre-registered comparison"), the
 # default PARTS, in the order they are meant to run (each an ordinary s2vc command; a killed part
 # continues where it stopped when the script is started again with the same OUT; finished runs
@@ -56,7 +61,7 @@
 # step: about 8), the evaluation about 1.5 min per run; main is about 2 h, set2 about 40 min.
 set -u
 set -o pipefail
-OUT="${OUT:-./cpu_out}"
+OUT="${OUT:-docs/results/cpu_study}"
 PY="${PYTHON:-python3}"
 PARTS="${PARTS:-starts budget variant still pan}"
 THREADS="${THREADS:-2}"
@@ -93,8 +98,10 @@ set_choices() {  # STEPS and BEST: the environment's PAIRED_STEPS / BEST, else t
     fi
 }
 
-reuse() {  # reuse FROM TO: a finished run with the same settings, copied instead of trained again
-    if [ -f "$1/checkpoint.pt" ] && [ ! -e "$2" ]; then mkdir -p "$(dirname "$2")" && cp -a "$1" "$2"; fi
+reuse() {  # reuse FROM TO: a finished run with the same settings (or its record), copied instead of trained again
+    if { [ -f "$1/checkpoint.pt" ] || [ -f "$1/record.json" ]; } && [ ! -e "$2" ]; then
+        mkdir -p "$(dirname "$2")" && cp -a "$1" "$2"
+    fi
 }
 
 link() {  # link FROM TO: a finished run (or a mirror) hard-linked in: its files are replaced by rename, never

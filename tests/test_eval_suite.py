@@ -329,6 +329,42 @@ def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys)
         _run(["reproduce", "--out", str(tmp_path / "zero"), "--arms", "moco", *EXPERIMENT, "--steps", "0"])
 
 
+def test_a_study_goes_on_in_a_fresh_clone_from_its_records(tiny, tmp_path, monkeypatch, capsys):
+    """A study folder keeps, per finished run, its record and scores (what git tracks of
+    docs/results/cpu_study); with every weight, snapshot, feature and mirror gone, as in a fresh
+    clone, reproduce reuses those runs as they were (no training, the same rows), trains only what
+    has no record, and refuses to continue a record to a longer budget or to read a damaged one."""
+    import shutil
+    _, _, cache = tiny
+    monkeypatch.setenv("S2VC_CACHE", str(cache))
+    out = tmp_path / "rep"
+    res = _run(["reproduce", "--out", str(out), "--arms", "moco", "s2vc-keys", *EXPERIMENT])
+    run = out / "runs" / "s2vc-keys_seed0"
+    record = json.loads((run / "record.json").read_text())
+    assert record["step"] == 2 and record["config"]["mode"] == "s2vc" and len(record["history"]) == 2
+    # scored as soon as each run trained: the first run's scores are there before the second started
+    assert (out / "runs" / "moco_seed0" / "eval" / "step_000002.json").stat().st_mtime_ns \
+        < (run / "checkpoint.pt").stat().st_mtime_ns
+    for heavy in [*out.rglob("*.pt"), out / "mirrors"]:          # what the study folder's .gitignore leaves out
+        shutil.rmtree(heavy) if heavy.is_dir() else heavy.unlink()
+    capsys.readouterr()
+    again = _run(["reproduce", "--out", str(out), "--arms", "moco", "s2vc-keys", *EXPERIMENT])
+    err = capsys.readouterr().err
+    assert "already run 2 steps (its record: the weights were not kept)" in err
+    assert not (run / "checkpoint.pt").exists()                 # nothing trained again
+    assert again["rows"] == res["rows"] and again["runs"] == res["runs"]
+    # one more seed: only that run trains, beside the reused ones
+    more = _run(["reproduce", "--out", str(out), "--arms", "moco", "s2vc-keys", *EXPERIMENT[:1], "0", "1",
+                 *EXPERIMENT[2:]])
+    assert [r for r in more["rows"] if r["seed"] == 0] == res["rows"]
+    assert (out / "runs" / "moco_seed1" / "checkpoint.pt").exists()
+    with pytest.raises(ValueError, match="weights were not kept: it cannot continue to 3"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT[:3], "3", *EXPERIMENT[4:]])
+    (out / "runs" / "moco_seed0" / "record.json").write_text('{"step": 2}')
+    with pytest.raises(ValueError, match="is not a run record"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT])
+
+
 def test_ablate_alpha_and_strategy(tiny, tmp_path, monkeypatch):
     _, _, cache = tiny
     monkeypatch.setenv("S2VC_CACHE", str(cache))

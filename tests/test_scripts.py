@@ -161,6 +161,12 @@ def test_reproduce_cpu_reuses_a_finished_run(tmp_path):
     (src / "checkpoint.pt").write_bytes(b"x")
     _recorded_commands(tmp_path, "strategy")
     assert (tmp_path / "out" / "strategy" / "runs" / "strategy_zero_seed0" / "checkpoint.pt").read_bytes() == b"x"
+    # in a fresh clone a finished run is its record (the weights are not tracked): copied the same way
+    src = tmp_path / "out" / "set2" / "runs" / "s2vc_seed0"
+    src.mkdir(parents=True)
+    (src / "record.json").write_text("{}")
+    _recorded_commands(tmp_path, "detail")
+    assert (tmp_path / "out" / "detail_set2" / "runs" / "detail_keep_seed0" / "record.json").read_text() == "{}"
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")

@@ -42,6 +42,7 @@ from .sets import DEFAULT_DECODE_SIZE, check_set, experiment_flow, set_text
 from .key_sheet import draw_key_sheet
 from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from ..pretrain.loop import CHECKPOINT, PretrainConfig, pretrain
+from ..run_files import RECORD
 from ..pretrain.config import SYNTHETIC_KEYS, describe_changes
 from ..data.synthetic import SyntheticSet
 from s2vc.engine.checkpoint import atomic_write_text
@@ -179,7 +180,7 @@ def pin_experiment(cfg: ExperimentConfig, out: Path) -> None:
     if cfg.steps < 1 or cfg.snapshot_every < 1 or (cfg.ckpt_every is not None and cfg.ckpt_every < 1):
         raise ValueError(f"--steps, --snapshot-every and --ckpt-every must be >= 1, got {cfg.steps}, "
                          f"{cfg.snapshot_every}, {cfg.ckpt_every}")
-    want = pinned_settings(cfg)
+    want = {**pinned_settings(cfg), "flow_sha256": _flow_sha256(cfg.flow)}
     path = out / "experiment.json"
     if path.exists():
         have = {OLD_PINNED_NAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
@@ -192,6 +193,17 @@ def pin_experiment(cfg: ExperimentConfig, out: Path) -> None:
     else:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(want, indent=1))
+
+
+def _flow_sha256(flow: str | None) -> str | None:
+    """The hash of the flow's weights (its checkpoint's ``sha256``), pinned beside its path: a
+    study continued elsewhere (a fresh clone fits the set's flow again) must use the same flow,
+    not only one at the same path; None for the bundled flow or a flow not yet on disk."""
+    if not flow or not Path(flow).is_file():
+        return None
+    from s2vc.engine.checkpoint import read_checkpoint
+    ckpt = read_checkpoint(flow)
+    return ckpt.get("sha256") if isinstance(ckpt, dict) else None
 
 
 def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **changes) -> PretrainConfig:
@@ -212,22 +224,33 @@ def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
     """Pretrain (or resume) one run unless ``eval_only`` or already finished (its checkpoint has
     ``max_steps`` steps: nothing is set up again); returns {"train_s": summed step time,
     "preserved": mean fraction of latents kept (nan without a flow), "steps"}."""
-    ckpt = Path(settings.out) / CHECKPOINT
-    state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
+    run = Path(settings.out)
+    ckpt, record = run / CHECKPOINT, run / RECORD
+    state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else _read_record(record)
+    source = ckpt if ckpt.exists() else record
     if state is not None and state["step"] >= settings.max_steps:
         # a finished folder is reused as it is, so it must be this run: the settings a resume checks
         changed = settings.changed_from(state.get("config", {}))
         if changed:
-            raise ValueError(f"{ckpt} has finished with other settings than this run's: "
+            raise ValueError(f"{source} has finished with other settings than this run's: "
                              + describe_changes(changed) + "; remove the folder or use another --out")
-        print(f"{ckpt} has already run {state['step']} steps", file=sys.stderr)
+        print(f"{source} has already run {state['step']} steps"
+              + ("" if source == ckpt else " (its record: the weights were not kept)"), file=sys.stderr)
         history = state["history"]
+    elif source == record and state is not None:
+        raise ValueError(f"{record} is the record of a run of {state['step']} steps whose weights were not kept: "
+                         f"it cannot continue to {settings.max_steps}; remove {run} to train it again")
     elif not cfg.eval_only:
         history = pretrain(settings)["history"]
+        state, source = torch.load(ckpt, map_location="cpu", weights_only=True), ckpt
     elif state is not None:
         history = state["history"]
     else:
         return {"train_s": math.nan, "preserved": math.nan, "steps": 0}
+    if source == ckpt and state["step"] >= settings.max_steps and not _read_record(record):
+        # what a fresh clone needs to reuse this run (with the scores of RUN/eval): no weights
+        atomic_write_text(record, json.dumps({"step": state["step"], "config": state.get("config", {}),
+                                              "history": state["history"]}))
     # a run reused from a longer budget (part budget's 800 steps, scored here at 300) reports the
     # time and the keys of the steps this comparison counts, not of every step it ran
     history = [h for h in history if h.get("step", 0) <= settings.max_steps]
@@ -236,6 +259,21 @@ def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
         kept = _mirror_preserved(Path(settings.keys))
     return {"train_s": float(sum(h["t_data"] + h["t_gen"] + h["t_model"] for h in history)),
             "preserved": float(np.mean(kept)) if kept else math.nan, "steps": len(history)}
+
+
+def _read_record(path: Path) -> dict | None:
+    """RUN/record.json ({"step", "config", "history"}), None when there is none; a damaged one is
+    an error that names it (a run is never trained again over a record silently)."""
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        if not isinstance(state, dict) or not {"step", "config", "history"} <= state.keys():
+            raise ValueError("it lacks step, config or history")
+    except ValueError as e:
+        raise ValueError(f"{path} is not a run record ({e}); remove it (and the run's folder) to train the run again") \
+            from None
+    return state
 
 
 def _mirror_preserved(mirror: Path) -> list[float]:
@@ -269,11 +307,16 @@ def _train_and_evaluate(cfg: ExperimentConfig, out: Path, plan: dict[str, tuple[
     """Train every run of ``plan`` {name: (what it is, row labels, settings)} in order, then
     evaluate them all; returns (rows, {name: train summary}, reference scores)."""
     runs = {}
+    evaluator = _evaluator(cfg)
     for name, (what, labels, settings) in plan.items():
         run = out / "runs" / name
         print(f"{what} -> {run}", file=sys.stderr)
         runs[name] = train_run(cfg, run_settings(cfg, run, seed=labels["seed"], **settings))
-    scores, ref = evaluate_runs({name: out / "runs" / name for name in plan}, _evaluator(cfg), cfg.steps, out,
+        if not cfg.eval_only:
+            # scored as soon as it has trained: with its record, the run's scores are all a study
+            # killed later (or continued in a fresh clone, without the weights) needs of it
+            evaluate_runs({name: run}, evaluator, cfg.steps, out, progress=not cfg.no_progress)
+    scores, ref = evaluate_runs({name: out / "runs" / name for name in plan}, evaluator, cfg.steps, out,
                                 progress=not cfg.no_progress)
     rows = [{**labels, **r} for name, (_, labels, _) in plan.items() for r in scores[name]]
     return rows, runs, ref

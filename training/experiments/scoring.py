@@ -140,10 +140,11 @@ def _split(evaluator: LazyEvaluator) -> str:
     return evaluator.kwargs.get("split", "test")
 
 
-def _cached_scores(path: Path, step: int, run: Path, evaluator: LazyEvaluator) -> dict:
+def _cached_scores(path: Path | None, step: int, run: Path, evaluator: LazyEvaluator) -> dict:
     """The scores of one snapshot, cached: the scores (``eval/step_N.json``, redone when
     ``SCORER`` changed) and the features they came from (``eval/step_N.features.pt``, so a new
-    scorer does not run the backbone again)."""
+    scorer does not run the backbone again). ``path`` None: the snapshot was not kept (a run
+    continued from its record), so only its cache can answer."""
     cache = _score_path(run, step, _split(evaluator))
     feats = cache.with_suffix(".features.pt")
     scores = json.loads(cache.read_text()) if cache.exists() else {}
@@ -151,6 +152,9 @@ def _cached_scores(path: Path, step: int, run: Path, evaluator: LazyEvaluator) -
         return scores
     if feats.exists():
         f = torch.load(feats, weights_only=True)
+    elif path is None:
+        raise FileNotFoundError(f"{run}: step {step} has neither its snapshot nor its features (the weights were not "
+                                f"kept) and its cached scores are of another scorer; remove {run} to train it again")
     else:
         f = evaluator().features(load_backbone(path))
         feats.parent.mkdir(parents=True, exist_ok=True)
@@ -166,9 +170,9 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
     ``max_step``]}, the reference scores of OUT/reference.json). The windows are decoded first
     when anything is not cached, then one progress bar (with ETA) covers every snapshot and the
     reference."""
-    todo = [(name, run, step, path) for name, run in runs.items()
-            for step, path in snapshots(run).items() if step <= max_step]   # a run may have trained further
     split = _split(evaluator)
+    todo = [(name, run, step, path) for name, run in runs.items()
+            for step, path in _scored_steps(run, split).items() if step <= max_step]   # it may have trained further
     fresh = {run for _, run, step, _ in todo if not _is_cached(_score_path(run, step, split))}
     if fresh or not _reference_cached(out, split):
         evaluator()                                  # decoding: its own bar, so the ETA below is the scoring's
@@ -185,6 +189,18 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
         for run in sorted(fresh):                    # RUN/curves.png gains the scores just computed
             write_run_curves(run)
     return out_rows, ref
+
+
+def _scored_steps(run: Path, split: str) -> dict[int, Path | None]:
+    """{step: snapshot path} of a run folder, in step order, with the steps whose snapshot was not
+    kept but whose scores (or features) are cached (path None: a run continued from its record)."""
+    steps: dict[int, Path | None] = dict(snapshots(run))
+    folder = _score_path(run, 0, split).parent
+    for cache in folder.glob("step_*.json"):
+        step = int(cache.stem.removeprefix("step_"))
+        if step not in steps and (_is_cached(cache) or cache.with_suffix(".features.pt").exists()):
+            steps[step] = None
+    return dict(sorted(steps.items()))
 
 
 def _score_path(run: Path, step: int, split: str = "test") -> Path:
