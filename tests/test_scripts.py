@@ -5,6 +5,7 @@ into a study)."""
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,22 @@ def test_the_keyed_follow_up_links_the_finished_runs_and_trains_only_its_new_arm
             assert dst.read_bytes() == arm.encode() and os.path.samefile(src, dst)
         assert (out / f"keyed_{set_name}" / "mirrors" / "tfd" / "manifest.json").is_file()
         assert not (out / f"keyed_{set_name}" / "runs" / "s2vc-keys_seed1").exists()   # seed 1 never ran
+
+
+def test_the_study_folder_tracks_what_a_fresh_clone_needs():
+    """docs/results/cpu_study is committed so that a fresh clone continues the study: each run's
+    record, settings and scores are tracked (the repository's runs/ rule must not hide them), its
+    weights, features, mirrors and logs are not."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    study = "docs/results/cpu_study/paired_still"
+    tracked = [f"{study}/runs/moco_seed0/record.json", f"{study}/runs/moco_seed0/config.json",
+               f"{study}/runs/moco_seed0/eval/step_000300.json", f"{study}/runs/moco_seed0/eval/val/step_000300.json",
+               f"{study}/results.json", f"{study}/results.md", f"{study}/experiment.json", f"{study}/keys.png"]
+    ignored = [f"{study}/runs/moco_seed0/checkpoint.pt", f"{study}/runs/moco_seed0/snapshots/step_000300.pt",
+               f"{study}/runs/moco_seed0/eval/step_000300.features.pt", f"{study}/mirrors/s2vc/manifest.json",
+               f"{study}/runs/moco_seed0/logs/events.out.tfevents.1", f"{study}/runs/moco_seed0/curves.png",
+               "docs/results/cpu_study/still.log"]
+    done = subprocess.run(["git", "check-ignore", "--no-index", *tracked, *ignored], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert set(done.stdout.split()) == set(ignored)
