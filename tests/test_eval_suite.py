@@ -342,8 +342,10 @@ def test_a_study_goes_on_in_a_fresh_clone_from_its_records(tiny, tmp_path, monke
     run = out / "runs" / "s2vc-keys_seed0"
     record = json.loads((run / "record.json").read_text())
     assert record["step"] == 2 and record["config"]["mode"] == "s2vc" and len(record["history"]) == 2
-    # scored as soon as each run trained: the first run's scores are there before the second started
-    assert (out / "runs" / "moco_seed0" / "eval" / "step_000002.json").stat().st_mtime_ns \
+    # scored as soon as each run trained, then recorded: the first run's scores and record are there
+    # before the second started
+    first = out / "runs" / "moco_seed0"
+    assert (first / "eval" / "step_000002.json").stat().st_mtime_ns <= (first / "record.json").stat().st_mtime_ns \
         < (run / "checkpoint.pt").stat().st_mtime_ns
     for heavy in [*out.rglob("*.pt"), out / "mirrors"]:          # what the study folder's .gitignore leaves out
         shutil.rmtree(heavy) if heavy.is_dir() else heavy.unlink()
@@ -360,6 +362,9 @@ def test_a_study_goes_on_in_a_fresh_clone_from_its_records(tiny, tmp_path, monke
     assert (out / "runs" / "moco_seed1" / "checkpoint.pt").exists()
     with pytest.raises(ValueError, match="weights were not kept: it cannot continue to 3"):
         _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT[:3], "3", *EXPERIMENT[4:]])
+    (out / "runs" / "moco_seed0" / "eval" / "step_000001.json").unlink()    # a score lost with the weights
+    with pytest.raises(FileNotFoundError, match=r"steps \[1\] have no scores on the test split"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT])
     (out / "runs" / "moco_seed0" / "record.json").write_text('{"step": 2}')
     with pytest.raises(ValueError, match="is not a run record"):
         _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT])

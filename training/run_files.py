@@ -6,8 +6,8 @@ from pathlib import Path
 
 CHECKPOINT = "checkpoint.pt"          # RUN/checkpoint.pt: the latest state (model, optimizer, RNGs)
 # RUN/record.json: a finished run without its weights ({"step", "config", "history"}), written by
-# the experiments when a run has finished; with the scores cached in RUN/eval it is what a study
-# needs to go on in a fresh clone (training/experiments/runner.py: train_run)
+# the experiments once a run has finished and its snapshots are scored; with those scores (RUN/eval)
+# it is what a study needs to go on in a fresh clone (training/experiments/runs.py)
 RECORD = "record.json"
 
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .scoring import LazyEvaluator, evaluate_runs
 from .paired import paired_rows, paired_table, pairs_for, step0_line
@@ -41,9 +40,9 @@ from ..flow.fitted import BUNDLED_FLOW
 from .sets import DEFAULT_DECODE_SIZE, check_set, experiment_flow, set_text
 from .key_sheet import draw_key_sheet
 from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
-from ..pretrain.loop import CHECKPOINT, PretrainConfig, pretrain
-from ..run_files import RECORD
-from ..pretrain.config import SYNTHETIC_KEYS, describe_changes
+from ..pretrain.loop import PretrainConfig
+from .runs import keep_record, train_run
+from ..pretrain.config import SYNTHETIC_KEYS
 from ..data.synthetic import SyntheticSet
 from s2vc.engine.checkpoint import atomic_write_text
 
@@ -220,74 +219,6 @@ def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **ch
     return dataclasses.replace(settings, **changes)
 
 
-def train_run(cfg: ExperimentConfig, settings: PretrainConfig) -> dict:
-    """Pretrain (or resume) one run unless ``eval_only`` or already finished (its checkpoint has
-    ``max_steps`` steps: nothing is set up again); returns {"train_s": summed step time,
-    "preserved": mean fraction of latents kept (nan without a flow), "steps"}."""
-    run = Path(settings.out)
-    ckpt, record = run / CHECKPOINT, run / RECORD
-    state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else _read_record(record)
-    source = ckpt if ckpt.exists() else record
-    if state is not None and state["step"] >= settings.max_steps:
-        # a finished folder is reused as it is, so it must be this run: the settings a resume checks
-        changed = settings.changed_from(state.get("config", {}))
-        if changed:
-            raise ValueError(f"{source} has finished with other settings than this run's: "
-                             + describe_changes(changed) + "; remove the folder or use another --out")
-        print(f"{source} has already run {state['step']} steps"
-              + ("" if source == ckpt else " (its record: the weights were not kept)"), file=sys.stderr)
-        history = state["history"]
-    elif source == record and state is not None:
-        raise ValueError(f"{record} is the record of a run of {state['step']} steps whose weights were not kept: "
-                         f"it cannot continue to {settings.max_steps}; remove {run} to train it again")
-    elif not cfg.eval_only:
-        history = pretrain(settings)["history"]
-        state, source = torch.load(ckpt, map_location="cpu", weights_only=True), ckpt
-    elif state is not None:
-        history = state["history"]
-    else:
-        return {"train_s": math.nan, "preserved": math.nan, "steps": 0}
-    if source == ckpt and state["step"] >= settings.max_steps and not _read_record(record):
-        # what a fresh clone needs to reuse this run (with the scores of RUN/eval): no weights
-        atomic_write_text(record, json.dumps({"step": state["step"], "config": state.get("config", {}),
-                                              "history": state["history"]}))
-    # a run reused from a longer budget (part budget's 800 steps, scored here at 300) reports the
-    # time and the keys of the steps this comparison counts, not of every step it ran
-    history = [h for h in history if h.get("step", 0) <= settings.max_steps]
-    kept = [h["preserved"] for h in history if not math.isnan(h.get("preserved", math.nan))]
-    if not kept and settings.keys:          # keys read from a mirror: the fraction they were made with
-        kept = _mirror_preserved(Path(settings.keys))
-    return {"train_s": float(sum(h["t_data"] + h["t_gen"] + h["t_model"] for h in history)),
-            "preserved": float(np.mean(kept)) if kept else math.nan, "steps": len(history)}
-
-
-def _read_record(path: Path) -> dict | None:
-    """RUN/record.json ({"step", "config", "history"}), None when there is none; a damaged one is
-    an error that names it (a run is never trained again over a record silently)."""
-    if not path.exists():
-        return None
-    try:
-        state = json.loads(path.read_text())
-        if not isinstance(state, dict) or not {"step", "config", "history"} <= state.keys():
-            raise ValueError("it lacks step, config or history")
-    except ValueError as e:
-        raise ValueError(f"{path} is not a run record ({e}); remove it (and the run's folder) to train the run again") \
-            from None
-    return state
-
-
-def _mirror_preserved(mirror: Path) -> list[float]:
-    """The preserved fraction of a mirror's keys, one value per window (from its manifest; none
-    for TFD's keys or a mirror without a manifest)."""
-    try:
-        videos = json.loads((mirror / "manifest.json").read_text())["videos"]
-    except (OSError, ValueError, KeyError):
-        return []
-    entries = videos.values() if isinstance(videos, dict) else videos
-    return [float(e["preserved"]) for e in entries if isinstance(e, dict) and e.get("preserved") is not None
-            and not math.isnan(float(e["preserved"])) for _ in range(int(e.get("windows") or 1))]
-
-
 def _evaluator(cfg: ExperimentConfig) -> LazyEvaluator:
     return LazyEvaluator(synthetic=cfg.synthetic, dataset=cfg.dataset, root=cfg.root, fold=cfg.fold,
                          decode_size=cfg.decode_size, frames=cfg.frames, stride=cfg.stride, size=cfg.size,
@@ -313,9 +244,10 @@ def _train_and_evaluate(cfg: ExperimentConfig, out: Path, plan: dict[str, tuple[
         print(f"{what} -> {run}", file=sys.stderr)
         runs[name] = train_run(cfg, run_settings(cfg, run, seed=labels["seed"], **settings))
         if not cfg.eval_only:
-            # scored as soon as it has trained: with its record, the run's scores are all a study
-            # killed later (or continued in a fresh clone, without the weights) needs of it
+            # scored as soon as it has trained, then recorded: the record and the scores are all a
+            # study killed later (or continued in a fresh clone, without the weights) needs of it
             evaluate_runs({name: run}, evaluator, cfg.steps, out, progress=not cfg.no_progress)
+            keep_record(run, cfg.steps)
     scores, ref = evaluate_runs({name: out / "runs" / name for name in plan}, evaluator, cfg.steps, out,
                                 progress=not cfg.no_progress)
     rows = [{**labels, **r} for name, (_, labels, _) in plan.items() for r in scores[name]]

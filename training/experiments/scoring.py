@@ -34,6 +34,7 @@ from ..evaluation.frozen import linear_probe, load_backbone
 from ..evaluation.metrics import retrieval_recall
 from ..pretrain.curves import write_run_curves
 from ..pretrain.loop import snapshots
+from ..run_files import CHECKPOINT, RECORD
 from ..evaluation.probes import (LOOKS, PROBE_WEIGHT_DECAY, ClipBank, group_of, look_probe, motion_probe,
                                  probe_halves)
 from ..data.synthetic import SyntheticSet
@@ -171,6 +172,12 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
     when anything is not cached, then one progress bar (with ETA) covers every snapshot and the
     reference."""
     split = _split(evaluator)
+    for run in runs.values():
+        missing = _unscorable_steps(run, split, max_step)
+        if missing:
+            raise FileNotFoundError(f"{run} is a run continued from its record (its weights were not kept), but steps "
+                                    f"{missing} have no scores on the {split} split to read; remove {run} to train it "
+                                    "again")
     todo = [(name, run, step, path) for name, run in runs.items()
             for step, path in _scored_steps(run, split).items() if step <= max_step]   # it may have trained further
     fresh = {run for _, run, step, _ in todo if not _is_cached(_score_path(run, step, split))}
@@ -201,6 +208,20 @@ def _scored_steps(run: Path, split: str) -> dict[int, Path | None]:
         if step not in steps and (_is_cached(cache) or cache.with_suffix(".features.pt").exists()):
             steps[step] = None
     return dict(sorted(steps.items()))
+
+
+def _unscorable_steps(run: Path, split: str, max_step: int) -> list[int]:
+    """The snapshot steps up to ``max_step`` of a run known only by its record (no checkpoint)
+    that have no cached scores (or features) on ``split``: nothing can score them any more."""
+    record = run / RECORD
+    if (run / CHECKPOINT).exists() or not record.exists():
+        return []
+    state = json.loads(record.read_text())
+    every, last = int(state["config"].get("snapshot_every") or 0), int(state["step"])
+    if not every:
+        return []
+    want = {0, *range(every, min(last, max_step) + 1, every)} | ({last} if last <= max_step else set())
+    return sorted(want - set(_scored_steps(run, split)))
 
 
 def _score_path(run: Path, step: int, split: str = "test") -> Path:
