@@ -9,6 +9,8 @@
 # its settings, its per-step record and its scores there (RUN/record.json, RUN/eval/*.json; the
 # weights, features and mirrors are git-ignored), and those are committed, so a fresh clone
 # continues the study where it stopped: a run with a record is reused, not trained again.
+# That study's parts still and pan run side by side at one thread each (THREADS=1: 1.2x the steps
+# per second of one part at two threads on 2 cores, BENCHMARKS.md), as docs/RESULTS.md says how.
 # The pre-registered paired comparison (docs/RESULTS.md, "Pre-registered comparison"), the
 # default PARTS, in the order they are meant to run (each an ordinary s2vc command; a killed part
 # continues where it stopped when the script is started again with the same OUT; finished runs
