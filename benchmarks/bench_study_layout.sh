@@ -2,7 +2,7 @@
 # How to spend 2 cores on the CPU study (scripts/reproduce_cpu.sh): one pretraining run at 2 threads,
 # against two runs at once at 1 thread each (parts still and pan side by side). Same settings as
 # the study's runs (moco, 16 frames every 2, batch 16, queue 64, videos cached in memory); seconds per
-# step over steps 11-40 from each run's own record (data + key + backbone). Run on an idle machine:
+# step over steps 11-40 from each run's checkpoint history (data + key + backbone). Run on an idle machine:
 #   bash benchmarks/bench_study_layout.sh [OUT]          # from the repo root, after setup
 set -eu
 OUT="${1:-/tmp/bench_study_layout}"

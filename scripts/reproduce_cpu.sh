@@ -77,6 +77,11 @@ STILL=(--synthetic-val-per-class 10)
 PAN=(--synthetic-camera pan --synthetic-val-per-class 10)
 read -r -a PAIRED_SEEDS <<< "${PAIRED_SEEDS:-0 1 2 3 4 5}"
 mkdir -p "$OUT"
+# each set's fitted flow as the study keeps it (OUT/flows/SET.pt, tracked in docs/results/cpu_study):
+# given as --flow where it is there, so a clone trains with the very flow its recorded runs used
+# (compared by its weights' hash, not its path); elsewhere the set's own fitted flow, fitted once
+if [ -f "$OUT/flows/still.pt" ]; then STILL+=(--flow "$OUT/flows/still.pt"); fi
+if [ -f "$OUT/flows/pan.pt" ]; then PAN+=(--flow "$OUT/flows/pan.pt"); fi
 CHOOSE=("$PY" "$(dirname "$0")/choose.py")
 
 choice() {  # choice NAME FIELD ENV: FIELD of OUT/paired_still/NAME_choice.json (a part's pre-registered choice)
@@ -157,6 +162,12 @@ for part in $PARTS; do
             if [ ! -f "$from/results.json" ]; then   # only finished runs are linked, never one still training
                 echo "no $from/results.json yet: run part $set_name first" >&2; exit 2
             fi
+            for mode in s2vc tfd; do   # the linked runs name these mirrors: they must be the same keys here
+                if [ ! -f "$from/mirrors/$mode/manifest.json" ]; then
+                    echo "no $from/mirrors/$mode here (mirrors are not committed): run part $set_name first in this" \
+                         "clone (it makes them again and reuses every recorded run)" >&2; exit 2
+                fi
+            done
             for arm in s2vc-keys tfd-keys s2vc-topk; do
                 for seed in "${PAIRED_SEEDS[@]}"; do link "$from/runs/${arm}_seed$seed" "$to/runs/${arm}_seed$seed"; done
             done

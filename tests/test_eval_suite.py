@@ -362,6 +362,14 @@ def test_a_study_goes_on_in_a_fresh_clone_from_its_records(tiny, tmp_path, monke
     assert (out / "runs" / "moco_seed1" / "checkpoint.pt").exists()
     with pytest.raises(ValueError, match="weights were not kept: it cannot continue to 3"):
         _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT[:3], "3", *EXPERIMENT[4:]])
+    # a folder with scores but neither weights nor record trains again from step 0: its old scores go
+    (out / "runs" / "moco_seed1" / "record.json").unlink()
+    for heavy in (out / "runs" / "moco_seed1").rglob("*.pt"):
+        heavy.unlink()
+    capsys.readouterr()
+    _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT[:1], "1", *EXPERIMENT[2:]])
+    assert "starts from step 0, so the scores cached there (of other weights) were removed" in capsys.readouterr().err
+    assert (out / "runs" / "moco_seed1" / "record.json").exists()
     (out / "runs" / "moco_seed0" / "eval" / "step_000001.json").unlink()    # a score lost with the weights
     with pytest.raises(FileNotFoundError, match=r"steps \[1\] have no scores on the test split"):
         _run(["reproduce", "--out", str(out), "--arms", "moco", *EXPERIMENT])
@@ -619,6 +627,53 @@ def test_a_run_reused_from_a_longer_budget_reports_the_steps_compared(tmp_path):
     assert got["preserved"] == pytest.approx(0.2)
     full = train_run(ExperimentConfig(out=str(tmp_path)), PretrainConfig(out=str(run), max_steps=8))
     assert full["steps"] == 8 and full["train_s"] == pytest.approx(8 * 1.75)
+
+
+def test_a_flow_at_another_path_with_the_same_weights_is_the_same_flow(tmp_path):
+    """A clone fits the set's flow again at its own cache path (or reads the study's copy): the
+    experiment's pin and each run's settings compare the flow by its weights' hash, not its path."""
+    from s2vc.training.experiments.runner import ExperimentConfig, pin_experiment
+    from s2vc.training.pretrain.loop import PretrainConfig
+    here, there, other = tmp_path / "here.pt", tmp_path / "there.pt", tmp_path / "other.pt"
+    torch.save({"sha256": "abc", "state_dict": {}}, here)
+    torch.save({"sha256": "abc", "state_dict": {}}, there)
+    torch.save({"sha256": "def", "state_dict": {}}, other)
+    assert PretrainConfig(out="r", flow=str(there)).changed_from({"flow": str(here)}) == {}
+    assert set(PretrainConfig(out="r", flow=str(other)).changed_from({"flow": str(here)})) == {"flow"}
+    assert set(PretrainConfig(out="r", flow=str(there)).changed_from({"flow": str(tmp_path / "gone.pt")})) == {"flow"}
+    out = tmp_path / "exp"
+    pin_experiment(ExperimentConfig(out=str(out), flow=str(here)), out)
+    pin_experiment(ExperimentConfig(out=str(out), flow=str(there)), out)       # the same weights: accepted
+    with pytest.raises(ValueError, match="flow_sha256 'abc' \\(there\\) vs 'def' \\(asked\\)"):
+        pin_experiment(ExperimentConfig(out=str(out), flow=str(other)), out)
+
+
+def test_a_record_is_renewed_when_its_run_trains_further_and_keeps_its_mirrors_fractions(tmp_path):
+    """keep_record: written once the run has its budget, renewed when the run is resumed further
+    (part longer resumes 200-step runs to 400), and it keeps the kept fractions of the mirror the
+    keys were read from, for a clone that has not made the mirror again (--eval-only)."""
+    from s2vc.training.experiments.runner import ExperimentConfig, train_run
+    from s2vc.training.experiments.runs import keep_record
+    from s2vc.training.pretrain.loop import CHECKPOINT, PretrainConfig
+    mirror, run = tmp_path / "mirrors" / "s2vc", tmp_path / "runs" / "s2vc-keys_seed0"
+    mirror.mkdir(parents=True)
+    run.mkdir(parents=True)
+    (mirror / "manifest.json").write_text('{"videos": {"a": {"preserved": 0.2, "windows": 1}}}')
+    config = {"mode": "s2vc", "keys": str(mirror)}
+    history = [{"step": s, "t_data": 1.0, "t_gen": 0.0, "t_model": 1.0} for s in (1, 2, 3, 4)]
+    torch.save({"step": 2, "history": history[:2], "config": config}, run / CHECKPOINT)
+    keep_record(run, 4)
+    assert not (run / "record.json").exists()                      # not its budget yet
+    keep_record(run, 2)
+    assert json.loads((run / "record.json").read_text())["keys_preserved"] == [0.2]
+    torch.save({"step": 4, "history": history, "config": config}, run / CHECKPOINT)
+    keep_record(run, 4)
+    assert json.loads((run / "record.json").read_text())["step"] == 4
+    (run / CHECKPOINT).unlink()
+    (mirror / "manifest.json").unlink()
+    got = train_run(ExperimentConfig(out=str(tmp_path), eval_only=True),
+                    PretrainConfig(out=str(run), mode="s2vc", keys=str(mirror), max_steps=4))
+    assert got["preserved"] == pytest.approx(0.2) and got["steps"] == 4
 
 
 def test_a_finished_run_linked_into_another_experiment_is_reused_with_its_mirror(tmp_path):

@@ -148,6 +148,22 @@ def test_flow64_part_is_the_fitted_recipe_at_64(tmp_path):
             assert (tuple(got) if field == "crop_scale" else got) == differs.get(field, value), field
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_paired_parts_train_with_the_flows_the_study_keeps(tmp_path):
+    """Where OUT/flows/SET.pt is there (the study's tracked copy of a set's fitted flow), parts still
+    and pan pass it as --flow, so a clone trains with the flow its recorded runs used; elsewhere
+    nothing is passed (the set's own fitted flow)."""
+    out = tmp_path / "out"
+    env = {"PAIRED_STEPS": "300", "BEST": "s2vc-topk", "OUT": str(out)}
+    flows = [build_parser().parse_args(c[2:]).flow for c in _recorded_commands(tmp_path / "a", "still pan", **env)]
+    assert flows == [None, None]
+    (out / "flows").mkdir(parents=True)
+    for name in ("still", "pan"):
+        (out / "flows" / f"{name}.pt").write_bytes(b"x")
+    flows = [build_parser().parse_args(c[2:]).flow for c in _recorded_commands(tmp_path / "b", "still pan", **env)]
+    assert flows == [str(out / "flows" / "still.pt"), str(out / "flows" / "pan.pt")]
+
+
 def test_reproduce_cpu_rejects_unknown_part(tmp_path):
     env = {**os.environ, "PYTHON": "false", "OUT": str(tmp_path / "out"), "PARTS": "nonsense"}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "reproduce_cpu.sh")], env=env, cwd=ROOT,
@@ -189,6 +205,11 @@ def test_the_keyed_follow_up_links_the_finished_runs_and_trains_only_its_new_arm
     done, _ = _run_script(tmp_path / "early", "keyed", OUT=str(out))   # part pan has not finished: nothing linked
     assert done.returncode == 2 and "run part pan first" in done.stderr
     (out / "paired_pan" / "results.json").write_text("{}")
+    manifest = out / "paired_pan" / "mirrors" / "tfd" / "manifest.json"
+    manifest.unlink()                       # a fresh clone: the mirrors are not committed
+    done, _ = _run_script(tmp_path / "clone", "keyed", OUT=str(out))
+    assert done.returncode == 2 and "run part pan first in this clone" in done.stderr
+    manifest.write_text("{}")
     commands = _recorded_commands(tmp_path, "keyed", PAIRED_SEEDS="0 1")
     reps = [build_parser().parse_args(c[2:]) for c in commands]
     assert [(a.arms, a.best, a.seeds, a.steps, a.split, a.synthetic_camera) for a in reps] == [
@@ -206,14 +227,15 @@ def test_the_keyed_follow_up_links_the_finished_runs_and_trains_only_its_new_arm
 
 def test_the_study_folder_tracks_what_a_fresh_clone_needs():
     """docs/results/cpu_study is committed so that a fresh clone continues the study: each run's
-    record, settings and scores are tracked (the repository's runs/ rule must not hide them), its
-    weights, features, mirrors and logs are not."""
+    record, settings and scores are tracked (the repository's runs/ rule must not hide them), and
+    each set's flow; its weights, features, mirrors and logs are not."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     study = "docs/results/cpu_study/paired_still"
     tracked = [f"{study}/runs/moco_seed0/record.json", f"{study}/runs/moco_seed0/config.json",
                f"{study}/runs/moco_seed0/eval/step_000300.json", f"{study}/runs/moco_seed0/eval/val/step_000300.json",
                f"{study}/results.json", f"{study}/results.md", f"{study}/experiment.json", f"{study}/keys.png"]
+    tracked += ["docs/results/cpu_study/flows/still.pt", "docs/results/cpu_study/flows/pan.pt"]
     ignored = [f"{study}/runs/moco_seed0/checkpoint.pt", f"{study}/runs/moco_seed0/snapshots/step_000300.pt",
                f"{study}/runs/moco_seed0/eval/step_000300.features.pt", f"{study}/mirrors/s2vc/manifest.json",
                f"{study}/runs/moco_seed0/logs/events.out.tfevents.1", f"{study}/runs/moco_seed0/curves.png",

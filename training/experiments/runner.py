@@ -185,6 +185,8 @@ def pin_experiment(cfg: ExperimentConfig, out: Path) -> None:
         have = {OLD_PINNED_NAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
         have = {**PINNED_BEFORE_SETS, **have}       # a folder of the code before --dataset: the synthetic set
         changed = {k: (have[k], v) for k, v in want.items() if k in have and have[k] != v}
+        if "flow" in changed and want["flow_sha256"] and have.get("flow_sha256") == want["flow_sha256"]:
+            del changed["flow"]          # the same weights at another path (a clone fits the set's flow again)
         if changed:
             raise ValueError(f"{out} holds an experiment with other settings: "
                              + ", ".join(f"{k} {a!r} (there) vs {b!r} (asked)" for k, (a, b) in changed.items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def train_run(cfg, settings: PretrainConfig) -> dict:
         raise ValueError(f"{record} is the record of a run of {state['step']} steps whose weights were not kept: "
                          f"it cannot continue to {settings.max_steps}; remove {run} to train it again")
     elif not cfg.eval_only:
+        if state is None and (run / "eval").is_dir():
+            # scores left by other weights (a run trained again from step 0) must not be read as its own
+            shutil.rmtree(run / "eval")
+            print(f"{run}: starts from step 0, so the scores cached there (of other weights) were removed",
+                  file=sys.stderr)
         history = pretrain(settings)["history"]
     elif state is not None:
         history = state["history"]
@@ -57,7 +63,7 @@ def train_run(cfg, settings: PretrainConfig) -> dict:
     history = [h for h in history if h.get("step", 0) <= settings.max_steps]
     kept = [h["preserved"] for h in history if not math.isnan(h.get("preserved", math.nan))]
     if not kept and settings.keys:          # keys read from a mirror: the fraction they were made with
-        kept = _mirror_preserved(Path(settings.keys))
+        kept = _mirror_preserved(Path(settings.keys)) or state.get("keys_preserved") or []
     return {"train_s": float(sum(h["t_data"] + h["t_gen"] + h["t_model"] for h in history)),
             "preserved": float(np.mean(kept)) if kept else math.nan, "steps": len(history)}
 
@@ -66,12 +72,15 @@ def keep_record(run: Path, max_steps: int) -> None:
     """Write RUN/record.json once the run has finished ``max_steps`` and its snapshots are scored:
     what a fresh clone needs to reuse it without its weights (the scores are in RUN/eval)."""
     ckpt, record = run / CHECKPOINT, run / RECORD
-    if record.exists() or not ckpt.exists():
+    if not ckpt.exists():
         return
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if state["step"] >= max_steps:
-        atomic_write_text(record, json.dumps({"step": state["step"], "config": state.get("config", {}),
-                                              "history": state["history"]}))
+    old = _read_record(record)
+    if state["step"] >= max_steps and (old is None or old["step"] < state["step"]):   # trained further: renewed
+        config = state.get("config", {})
+        keys = config.get("keys")            # the mirror's kept fractions, for a clone that has not made it again
+        atomic_write_text(record, json.dumps({"step": state["step"], "config": config, "history": state["history"],
+                                              "keys_preserved": _mirror_preserved(Path(keys)) if keys else []}))
 
 
 def _read_record(path: Path) -> dict | None:
@@ -83,6 +92,9 @@ def _read_record(path: Path) -> dict | None:
         state = json.loads(path.read_text())
         if not isinstance(state, dict) or not {"step", "config", "history"} <= state.keys():
             raise ValueError("it lacks step, config or history")
+        if not (isinstance(state["step"], int) and isinstance(state["config"], dict)
+                and isinstance(state["history"], list)):
+            raise ValueError("its step, config or history is of the wrong type")
     except ValueError as e:
         raise ValueError(f"{path} is not a run record ({e}); remove it (and the run's folder) to train the run again") \
             from None

@@ -176,8 +176,9 @@ def evaluate_runs(runs: dict[str, Path], evaluator: LazyEvaluator, max_step: int
         missing = _unscorable_steps(run, split, max_step)
         if missing:
             raise FileNotFoundError(f"{run} is a run continued from its record (its weights were not kept), but steps "
-                                    f"{missing} have no scores on the {split} split to read; remove {run} to train it "
-                                    "again")
+                                    f"{missing} have no scores on the {split} split to read (none cached, or cached by "
+                                    f"another scorer than version {SCORER}, without the features to score them "
+                                    f"again); remove {run} to train it again")
     todo = [(name, run, step, path) for name, run in runs.items()
             for step, path in _scored_steps(run, split).items() if step <= max_step]   # it may have trained further
     fresh = {run for _, run, step, _ in todo if not _is_cached(_score_path(run, step, split))}

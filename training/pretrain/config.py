@@ -154,12 +154,14 @@ class PretrainConfig:
         checkpoint's ``config`` record (settings the record lacks are not compared, nor alpha /
         keep_fraction asked as None: left to the flow, the record holds them resolved; ``keys``
         in two folders holding the same mirror — the same manifest file, hard-linked, or one of the
-        same bytes — are the same keys)."""
+        same bytes — are the same keys; a ``flow`` at another path with the same weights, by its
+        checkpoint's hash, is the same flow: a clone fits the set's flow again elsewhere)."""
         mine = self.to_dict()
         return {k: (record[k], mine[k]) for k in RESUME_MUST_MATCH
                 if k in record and not (k in LEFT_TO_FLOW and mine[k] is None)
                 and _plain(record[k]) != _plain(mine[k])
-                and not (k == "keys" and _same_mirror(record[k], mine[k]))}
+                and not (k == "keys" and _same_mirror(record[k], mine[k]))
+                and not (k == "flow" and _same_flow(record[k], mine[k]))}
 
 
 def _same_mirror(a, b) -> bool:
@@ -172,6 +174,22 @@ def _same_mirror(a, b) -> bool:
         return os.path.samefile(ma, mb) or ma.read_bytes() == mb.read_bytes()
     except OSError:
         return False
+
+
+def _same_flow(a, b) -> bool:
+    """Whether flow checkpoints ``a`` and ``b`` hold the same weights (one file, or the same
+    ``sha256`` of every tensor, which s2vc flow checkpoints carry)."""
+    if not a or not b:
+        return False
+    try:
+        if os.path.samefile(a, b):
+            return True
+        from s2vc.engine.checkpoint import read_checkpoint
+        ha, hb = (read_checkpoint(x) for x in (a, b))
+    except Exception:                     # a flow that is not there or not readable: not known to be the same
+        return False
+    return isinstance(ha, dict) and isinstance(hb, dict) and ha.get("sha256") is not None \
+        and ha.get("sha256") == hb.get("sha256")
 
 
 def describe_changes(changed: dict[str, tuple]) -> str:
