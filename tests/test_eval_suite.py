@@ -676,6 +676,23 @@ def test_a_record_is_renewed_when_its_run_trains_further_and_keeps_its_mirrors_f
     assert got["preserved"] == pytest.approx(0.2) and got["steps"] == 4
 
 
+def test_a_fresh_run_on_keys_whose_mirror_keeps_no_fraction_trains(tmp_path, monkeypatch):
+    """tfd-keys trained from nothing: its mirror records no kept fraction and there is no earlier
+    state to read one from; the run's summary says nan instead of failing."""
+    from s2vc.training.experiments import runs
+    from s2vc.training.experiments.runner import ExperimentConfig
+    from s2vc.training.pretrain.loop import PretrainConfig
+    mirror = tmp_path / "mirrors" / "tfd"
+    mirror.mkdir(parents=True)
+    (mirror / "manifest.json").write_text('{"videos": {"a": {"windows": 1}}}')
+    history = [{"step": s, "t_data": 1.0, "t_gen": 0.0, "t_model": 1.0} for s in (1, 2)]
+    monkeypatch.setattr(runs, "pretrain", lambda settings: {"history": history})
+    got = runs.train_run(ExperimentConfig(out=str(tmp_path)),
+                         PretrainConfig(out=str(tmp_path / "runs" / "tfd-keys_seed0"), mode="tfd", keys=str(mirror),
+                                        max_steps=2))
+    assert got["steps"] == 2 and math.isnan(got["preserved"])
+
+
 def test_a_finished_run_linked_into_another_experiment_is_reused_with_its_mirror(tmp_path):
     """Part keyed hard-links finished runs and their mirrors into another experiment folder: the
     run recorded the mirror under the old folder, the new experiment names its own copy of the same

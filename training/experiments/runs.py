@@ -63,7 +63,7 @@ def train_run(cfg, settings: PretrainConfig) -> dict:
     history = [h for h in history if h.get("step", 0) <= settings.max_steps]
     kept = [h["preserved"] for h in history if not math.isnan(h.get("preserved", math.nan))]
     if not kept and settings.keys:          # keys read from a mirror: the fraction they were made with
-        kept = _mirror_preserved(Path(settings.keys)) or state.get("keys_preserved") or []
+        kept = _mirror_preserved(Path(settings.keys)) or (state or {}).get("keys_preserved") or []
     return {"train_s": float(sum(h["t_data"] + h["t_gen"] + h["t_model"] for h in history)),
             "preserved": float(np.mean(kept)) if kept else math.nan, "steps": len(history)}
 
