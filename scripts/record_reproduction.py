@@ -24,7 +24,8 @@ from s2vc.training.experiments.record import record_from_results, reproduction_t
 
 DEFAULT_COMMAND = ("OUT=... bash scripts/reproduce_cpu.sh (parts starts budget variant still pan: "
                    "s2vc reproduce --arms moco s2vc-keys tfd-keys fame be oracle BEST --best BEST "
-                   "--seeds 0 1 2 3 4 5 --steps STEPS --split test, on the still and the pan set)")
+                   "--seeds 0 1 2 3 4 5 --seeds-of oracle=0,1,2 be=0,1,2 fame=0,1,2 --steps STEPS --split test, "
+                   "on the still and the pan set)")
 
 
 def set_name(path: Path) -> str:

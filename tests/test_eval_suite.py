@@ -311,6 +311,21 @@ def test_reproduce_end_to_end_and_resumable(tiny, tmp_path, monkeypatch, capsys)
     again = _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT])
     assert "already run 2" in capsys.readouterr().err and cached.stat().st_mtime_ns == before
     assert again["rows"] == res["rows"]
+    # one more seed for moco only (--seeds-of: oracle stays at seed 0): only moco_seed1 trains, the
+    # pairs are taken over the seeds both arms have, the title says which arm has fewer
+    fewer = _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT[:1], "0", "1",
+                  *EXPERIMENT[2:], "--seeds-of", "oracle=0"])
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["moco_seed0", "moco_seed1", "oracle_seed0"]
+    assert sorted({(r["arm"], r["seed"]) for r in fewer["rows"]}) == [("moco", 0), ("moco", 1), ("oracle", 0)]
+    assert all(p["n"] == 1 for p in fewer["paired"])
+    assert "(2 seeds; oracle: 1 seed)" in (out / "results.md").read_text()
+    for bad, why in (("oracle", "write ARM=SEED"), ("oracle=x", "write ARM=SEED"), ("tfd=0", "not one of the arms"),
+                     ("oracle=2", r"seeds \[2\] are not among --seeds")):
+        with pytest.raises(ValueError, match=why):
+            _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT, "--seeds-of", bad])
+    with pytest.raises(ValueError, match="names 'oracle' twice"):
+        _run(["reproduce", "--out", str(out), "--arms", "moco", "oracle", *EXPERIMENT, "--seeds-of", "oracle=0",
+              "oracle=0"])
     # a folder of the old code (the synthetic set pinned under its old names) is still accepted
     pinned = json.loads((out / "experiment.json").read_text())
     old_names = {"synthetic_train_per_class": "train_per_class", "synthetic_test_per_class": "test_per_class",

@@ -43,7 +43,7 @@ exit 0
 """)
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out"), **env_extra}
-    for name in ("PARTS", "PAIRED_STEPS", "BEST"):
+    for name in ("PARTS", "PAIRED_STEPS", "BEST", "PAIRED_SEEDS", "ALL_SEEDS"):
         if name not in env_extra:
             env.pop(name, None)
     if parts is not None:
@@ -105,6 +105,8 @@ def test_the_default_parts_are_the_pre_registered_comparison(tmp_path):
     for a in test:   # the variant part's choice (s2vc-topk here) is the project's variant
         assert a.arms == ["moco", "s2vc-keys", "tfd-keys", "fame", "be", "oracle", "s2vc-topk"]
         assert a.seeds == [0, 1, 2, 3, 4, 5] and a.best == "s2vc-topk" and a.steps == 300
+        # the pre-registration's allowance: oracle, be and fame at seeds 0-2, the deciding arms at all 6
+        assert a.seeds_of == ["oracle=0,1,2", "be=0,1,2", "fame=0,1,2"]
     # the runs scored on val and on test share a folder: trained once, scored twice
     assert {a.out for a in val} == {a.out for a in test}
 
@@ -123,6 +125,12 @@ def test_the_choices_are_made_by_code_and_can_be_overridden(tmp_path):
     overridden = _recorded_commands(tmp_path / "b", "still", PAIRED_STEPS="500", BEST="s2vc-dynamic")
     a = build_parser().parse_args(overridden[0][2:])
     assert (a.steps, a.best) == (500, "s2vc-dynamic")
+    every = _recorded_commands(tmp_path / "e", "still", PAIRED_STEPS="300", BEST="s2vc-topk", ALL_SEEDS="1",
+                               PAIRED_SEEDS="2 3")
+    a = build_parser().parse_args(every[0][2:])
+    assert a.seeds == [2, 3] and a.seeds_of == []           # ALL_SEEDS: every arm every seed
+    few = _recorded_commands(tmp_path / "f", "pan", PAIRED_STEPS="300", BEST="s2vc-topk", PAIRED_SEEDS="4 5 6 7")
+    assert build_parser().parse_args(few[0][2:]).seeds_of == ["oracle=4,5,6", "be=4,5,6", "fame=4,5,6"]
     done, _ = _run_script(tmp_path / "c", "budget variant", choices={"budget": '{"step": null}', "variant": "{}"})
     assert done.returncode == 3 and "never beat MoCo by 10 R@1" in done.stderr
     done, _ = _run_script(tmp_path / "d", "still")

@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--best", default=None, metavar="ARM",
                    help="the arm that is the project's own variant: its paired differences against tfd and s2vc "
                         "are reported too")
+    p.add_argument("--seeds-of", nargs="+", default=[], metavar="ARM=SEEDS",
+                   help="arms that run only some of --seeds, e.g. oracle=0,1,2 be=0,1,2 fame=0,1,2 (their "
+                        "pairs are taken over the seeds both arms have)")
     add_budget_arguments(p)
 
 

@@ -123,6 +123,9 @@ class ReproduceConfig(ExperimentConfig):
 
     arms: tuple[str, ...] | None = None
     best: str | None = None                    # the arm that is the project's variant (its pairs are reported)
+    # "ARM=S,S,..": that arm runs only these of ``seeds`` (the pre-registration lets oracle, be and
+    # fame stay at seeds 0-2 when CPU time runs short; the deciding pairs take every seed)
+    seeds_of: tuple[str, ...] = ()
 
     def __post_init__(self):
         super().__post_init__()
@@ -130,6 +133,35 @@ class ReproduceConfig(ExperimentConfig):
             self.arms = tuple(m for m in MODES if self.dataset == "synthetic" or m != "oracle")
         # an arm named twice (--arms ... s2vc-keys --best s2vc-keys: the paper's key chosen as the variant) runs once
         self.arms = tuple(dict.fromkeys(self.arms))
+        self.seeds_of = tuple(self.seeds_of)
+        self._arm_seeds = parse_seeds_of(self.seeds_of, self.arms, self.seeds)
+
+    def seeds_for(self, arm: str) -> tuple[int, ...]:
+        """The seeds ``arm`` runs: ``seeds``, or those ``seeds_of`` gives it."""
+        return self._arm_seeds.get(arm, self.seeds)
+
+
+def parse_seeds_of(specs, arms, seeds) -> dict[str, tuple[int, ...]]:
+    """{arm: its seeds} of "ARM=S,S,.." specs (``--seeds-of``): each arm one of ``arms``, named
+    once, with a non-empty subset of ``seeds`` (ValueError naming the spec otherwise)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        arm, eq, values = str(spec).partition("=")
+        try:
+            chosen = tuple(int(v) for v in values.split(",")) if eq and values.strip() else ()
+        except ValueError:
+            chosen = ()
+        if not chosen:
+            raise ValueError(f"--seeds-of {spec!r}: write ARM=SEED,SEED,... (e.g. oracle=0,1,2)")
+        if arm not in arms:
+            raise ValueError(f"--seeds-of {spec!r}: {arm!r} is not one of the arms {list(arms)}")
+        if arm in out:
+            raise ValueError(f"--seeds-of names {arm!r} twice")
+        extra = sorted(set(chosen) - set(seeds))
+        if extra:
+            raise ValueError(f"--seeds-of {spec!r}: seeds {extra} are not among --seeds {list(seeds)}")
+        out[arm] = tuple(dict.fromkeys(chosen))
+    return out
 
 
 # what an ablation varies -> the pretraining setting it sets
@@ -205,6 +237,17 @@ def _flow_sha256(flow: str | None) -> str | None:
     from s2vc.engine.checkpoint import read_checkpoint
     ckpt = read_checkpoint(flow)
     return ckpt.get("sha256") if isinstance(ckpt, dict) else None
+
+
+def seeds_text(cfg: ReproduceConfig) -> str:
+    """"3 seeds", or "6 seeds; oracle, be: 3 seeds" when ``seeds_of`` gives some arms fewer."""
+    def n(k):
+        return f"{k} seed{'s' if k > 1 else ''}"
+    fewer = {}
+    for arm in cfg.arms:
+        if cfg.seeds_for(arm) != cfg.seeds:
+            fewer.setdefault(len(cfg.seeds_for(arm)), []).append(arm)
+    return "; ".join([n(len(cfg.seeds))] + [f"{', '.join(arms)}: {n(k)}" for k, arms in fewer.items()])
 
 
 def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **changes) -> PretrainConfig:
@@ -293,15 +336,15 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
     pin_experiment(cfg, out)
     plan = {f"{arm}_seed{seed}": (f"reproduce: {arm}, seed {seed}", {"arm": arm, "seed": seed}, _arm_settings(cfg, out, arm))
-            for seed in cfg.seeds for arm in cfg.arms}
+            for seed in cfg.seeds for arm in cfg.arms if seed in cfg.seeds_for(arm)}
     rows, runs, ref = _train_and_evaluate(cfg, out, plan)
     _draw_keys(cfg, out)
     summary = summarise(rows, "arm")
     where = "the synthetic static-bias set" if cfg.dataset == "synthetic" else f"{cfg.dataset} ({cfg.root})"
     title = (f"{' vs '.join(cfg.arms)} on {where}, {cfg.split} split "
-             f"({len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''})")
-    preserved = {arm: float(np.nanmean([runs[f"{arm}_seed{s}"]["preserved"] for s in cfg.seeds]))
-                 if any(not math.isnan(runs[f"{arm}_seed{s}"]["preserved"]) for s in cfg.seeds) else math.nan
+             f"({seeds_text(cfg)})")
+    preserved = {arm: float(np.nanmean([runs[f"{arm}_seed{s}"]["preserved"] for s in cfg.seeds_for(arm)]))
+                 if any(not math.isnan(runs[f"{arm}_seed{s}"]["preserved"]) for s in cfg.seeds_for(arm)) else math.nan
                  for arm in cfg.arms}
     last = min(max(steps) for steps in summary.values())
     paired = paired_rows(rows, "arm", pairs_for(cfg.arms, cfg.best), PAIRED_METRICS, last)
