@@ -35,7 +35,8 @@
 #   keyed     s2vc-topk read from a mirror made once (s2vc-topk-keys), paired with the paper's key and
 #             TFD (both read from mirrors) and with s2vc-topk (made each step), PAIRED_SEEDS, at
 #             PAIRED_STEPS, test split, on both sets; the finished runs of still and pan are
-#             hard-linked in (cp -al: no copy, never trained or scored again), so only the new arm trains
+#             hard-linked in (cp -al: no copy, never trained or scored again), so only the new arm trains;
+#             KEYED_SETS=still / =pan: one set (the two can run at once, one thread each)
 # Both sets have 10 validation videos per class (--synthetic-val-per-class 10; train and test are
 # the built-in set's, byte for byte for still). Cost on the 2-core dev VM, measured in part budget
 # (2026-12-07, idle): 800 steps of moco or oracle 975-1042 s, a snapshot's scoring about 5 s; so
@@ -164,7 +165,8 @@ for part in $PARTS; do
             --seeds "${PAIRED_SEEDS[@]}" "${FEW_SEEDS[@]}" "${PAIRED[@]}" --split test "${set_flags[@]}" --out "$OUT/paired_$part" ;;
     keyed)
         set_choices steps
-        for set_name in still pan; do
+        for set_name in ${KEYED_SETS:-still pan}; do
+            case $set_name in still|pan) ;; *) echo "KEYED_SETS: $set_name is not a set (still pan)" >&2; exit 2;; esac
             if [ "$set_name" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
             from="$OUT/paired_$set_name"; to="$OUT/keyed_$set_name"
             if [ ! -f "$from/results.json" ]; then   # only finished runs are linked, never one still training

@@ -43,7 +43,7 @@ exit 0
 """)
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake), "OUT": str(tmp_path / "out"), **env_extra}
-    for name in ("PARTS", "PAIRED_STEPS", "BEST", "PAIRED_SEEDS", "ALL_SEEDS"):
+    for name in ("PARTS", "PAIRED_STEPS", "BEST", "PAIRED_SEEDS", "ALL_SEEDS", "KEYED_SETS"):
         if name not in env_extra:
             env.pop(name, None)
     if parts is not None:
@@ -224,6 +224,10 @@ def test_the_keyed_follow_up_links_the_finished_runs_and_trains_only_its_new_arm
         (["s2vc-keys", "tfd-keys", "s2vc-topk", "s2vc-topk-keys"], "s2vc-topk-keys", [0, 1], 300, "test", camera)
         for camera in ("still", "pan")]
     assert [a.out for a in reps] == [str(out / "keyed_still"), str(out / "keyed_pan")]
+    one = _recorded_commands(tmp_path / "one", "keyed", PAIRED_SEEDS="0 1", OUT=str(out), KEYED_SETS="pan")
+    assert [build_parser().parse_args(c[2:]).out for c in one] == [str(out / "keyed_pan")]   # one set alone
+    done, _ = _run_script(tmp_path / "bad", "keyed", OUT=str(out), KEYED_SETS="tilt")
+    assert done.returncode == 2 and "KEYED_SETS: tilt is not a set" in done.stderr
     for set_name in ("still", "pan"):
         for arm in ("s2vc-keys", "tfd-keys", "s2vc-topk"):
             src = out / f"paired_{set_name}" / "runs" / f"{arm}_seed0" / "checkpoint.pt"
