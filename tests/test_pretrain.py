@@ -258,6 +258,12 @@ def test_detail_is_an_option_of_the_s2vc_generator_only(tmp_path):
     # a run recorded before the option existed (no "detail" in its config) still resumes as "keep"
     assert PretrainConfig(out=str(tmp_path)).changed_from({"mode": "s2vc"}) == {}
     assert "detail" in PretrainConfig(out=str(tmp_path), detail="dynamic").changed_from({"detail": "keep"})
+    # an alpha measured again elsewhere (ablate preserve) that differs in its last digits is the same setting
+    assert PretrainConfig(out=str(tmp_path), alpha=0.36000000000000004).changed_from({"alpha": 0.36}) == {}
+    assert PretrainConfig(out=str(tmp_path), alpha=0.3600001).changed_from({"alpha": 0.36}) == {}
+    assert set(PretrainConfig(out=str(tmp_path), alpha=0.361).changed_from({"alpha": 0.36})) == {"alpha"}
+    assert set(PretrainConfig(out=str(tmp_path), keep_fraction=0.3).changed_from({"keep_fraction": 0.2})) \
+        == {"keep_fraction"}
 
 
 @pytest.mark.parametrize("strategy", ["shuffle_clip", "shuffle_frame", "topk"])

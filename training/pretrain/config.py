@@ -5,6 +5,7 @@ recorded in a run's checkpoint (a flat dict, the same keys the flags have).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,13 +156,26 @@ class PretrainConfig:
         keep_fraction asked as None: left to the flow, the record holds them resolved; ``keys``
         in two folders holding the same mirror — the same manifest file, hard-linked, or one of the
         same bytes — are the same keys; a ``flow`` at another path with the same weights, by its
-        checkpoint's hash, is the same flow: a clone fits the set's flow again elsewhere)."""
+        checkpoint's hash, is the same flow: a clone fits the set's flow again elsewhere; an alpha
+        or keep_fraction within ``SAME_THRESHOLD`` of the recorded one is the same: ``ablate
+        preserve`` measures its alphas again on every call, and another machine's arithmetic may
+        differ in the last digits)."""
         mine = self.to_dict()
         return {k: (record[k], mine[k]) for k in RESUME_MUST_MATCH
                 if k in record and not (k in LEFT_TO_FLOW and mine[k] is None)
                 and _plain(record[k]) != _plain(mine[k])
+                and not (k in LEFT_TO_FLOW and _same_threshold(record[k], mine[k]))
                 and not (k == "keys" and _same_mirror(record[k], mine[k]))
                 and not (k == "flow" and _same_flow(record[k], mine[k]))}
+
+
+SAME_THRESHOLD = 1e-6      # relative: thresholds closer than this are one setting
+
+
+def _same_threshold(a, b) -> bool:
+    """Two alphas / keep fractions that differ only in rounding (``SAME_THRESHOLD``, relative)."""
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    return numbers and math.isclose(a, b, rel_tol=SAME_THRESHOLD, abs_tol=1e-12)
 
 
 def _same_mirror(a, b) -> bool:
