@@ -597,6 +597,10 @@ def test_paired_statistics_known_answers(monkeypatch):
         ("s2vc-keys", "moco"), ("s2vc-keys", "tfd-keys"), ("s2vc-keys", "fame"), ("oracle", "moco"),
         ("s2vc-dynamic", "tfd-keys"), ("s2vc-dynamic", "s2vc-keys")]
     assert paired.pairs_for(["moco", "s2vc", "tfd"]) == [("s2vc", "moco"), ("s2vc", "tfd")]
+    # part keyed: the variant read from a mirror against the paper's key, TFD, and itself made each step
+    assert paired.pairs_for(["s2vc-keys", "tfd-keys", "s2vc-topk", "s2vc-topk-keys"], "s2vc-topk-keys") == [
+        ("s2vc-keys", "tfd-keys"), ("s2vc-topk-keys", "tfd-keys"), ("s2vc-topk-keys", "s2vc-keys"),
+        ("s2vc-topk", "s2vc-topk-keys")]
     # step 0: identical starts are said so; a spread is named
     same = [{"arm": arm, "seed": 0, "step": 0, "R@1": 0.2} for arm in ("moco", "s2vc")]
     assert "identically" in paired.step0_line(same, "arm", ["R@1"])

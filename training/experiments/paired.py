@@ -106,8 +106,11 @@ def paired_difference(a: dict, b: dict) -> PairedDifference:
 
 
 # the pairs that matter, by role: "s2vc" / "tfd" are the mirror-keyed arms when present (both keys
-# made the same way), else the on-the-fly ones; "best" is the project's own variant (--best)
-PAIRS = (("s2vc", "moco"), ("s2vc", "tfd"), ("s2vc", "fame"), ("oracle", "moco"), ("best", "tfd"), ("best", "s2vc"))
+# made the same way), else the on-the-fly ones; "best" is the project's own variant (--best);
+# "made" is, when "best" is read from a mirror (<arm>-keys), <arm> made each step: their pair
+# measures the way the key is made alone (part keyed of scripts/reproduce_cpu.sh)
+PAIRS = (("s2vc", "moco"), ("s2vc", "tfd"), ("s2vc", "fame"), ("oracle", "moco"), ("best", "tfd"), ("best", "s2vc"),
+         ("made", "best"))
 
 
 def pairs_for(arms, best: str | None = None) -> list[tuple[str, str]]:
@@ -119,6 +122,9 @@ def pairs_for(arms, best: str | None = None) -> list[tuple[str, str]]:
         role[name] = keyed if keyed in arms else name if name in arms else None
     for name in ("moco", "fame", "oracle"):
         role[name] = name if name in arms else None
+    from ..pretrain.keys import KEYS_SUFFIX
+    if best in arms and best.endswith(KEYS_SUFFIX) and best[:-len(KEYS_SUFFIX)] in arms:
+        role["made"] = best[:-len(KEYS_SUFFIX)]
     out = []
     for a, b in PAIRS:
         pa, pb = role.get(a), role.get(b)

@@ -350,8 +350,8 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     paired = paired_rows(rows, "arm", pairs_for(cfg.arms, cfg.best), PAIRED_METRICS, last)
     tables = {"final": final_table(summary, ref, "arm", {a: {"preserved": preserved[a]} for a in summary}),
               "paired": paired_table(paired) if paired else
-              "(none: no pre-registered pair — s2vc/moco, s2vc/tfd, s2vc/fame, oracle/moco, --best/tfd, --best/s2vc "
-              "— has both arms here)", "step0": step0_line(rows, "arm", METRICS),
+              "(none: no pre-registered pair — s2vc/moco, s2vc/tfd, s2vc/fame, oracle/moco, --best/tfd, --best/s2vc, "
+              "<arm>/--best <arm>-keys — has both arms here)", "step0": step0_line(rows, "arm", METRICS),
               **{f"curve {m}": curve_table(summary, m) for m in CURVES}}
     plot_curves(summary, ref, out / "curves.png", title)
     wall = time.perf_counter() - start
