@@ -36,7 +36,8 @@ class FlowData:
     [0, 1], the held-out views (rank 0 only; None without held-out data) and val_sources long
     (N,) the held-out source of each (for the noise of their mean); calibration_videos:
     training videos whose windows calibrate alpha (rank 0); skipped: "path: reason" of files
-    that could not be decoded; record: what was read, for the checkpoint's meta.
+    that could not be decoded; record: what was read, for the checkpoint's meta; check_videos:
+    the videos the fit check reads of this data (the whole training split, or the decoded files).
     """
 
     train: FrameSampler
@@ -45,6 +46,7 @@ class FlowData:
     skipped: list[str]
     record: dict = field(default_factory=dict)
     val_sources: torch.Tensor | None = None
+    check_videos: list[Path] = field(default_factory=list)   # what the fit check reads of this data
 
 
 def training_videos(dataset: str, root: str | os.PathLike | None, fold: int = 1,
@@ -117,7 +119,7 @@ def _from_files(cfg, rank: int, log) -> FlowData:
     decoded = {s.name for s in sources}
     videos = [f for f in files if f.suffix.lower() in VIDEO_EXTENSIONS and str(f) in decoded]
     return FlowData(FrameSampler(train_sources, cfg.resolution, cfg.crop_scale), val_views, videos, skipped,
-                    {"data": [str(d) for d in cfg.data], "val_data": cfg.val_data}, val_of)
+                    {"data": [str(d) for d in cfg.data], "val_data": cfg.val_data}, val_of, videos)
 
 
 def _from_dataset(cfg, rank: int, world: int, log) -> FlowData:
@@ -149,7 +151,7 @@ def _from_dataset(cfg, rank: int, world: int, log) -> FlowData:
     if cfg.dataset == "synthetic":
         read["synthetic_set"] = (cfg.synthetic_set or SyntheticSet()).kwargs()
     return FlowData(FrameSampler(sources, cfg.resolution, cfg.crop_scale), val_views, chosen, skipped,
-                    {"data": None, "val_data": None, "dataset": read}, val_of)
+                    {"data": None, "val_data": None, "dataset": read}, val_of, videos)
 
 
 def build_flow_data(cfg, rank: int = 0, world: int = 1, log=print) -> FlowData:

@@ -1,30 +1,36 @@
 """Does a flow fit a dataset? Its bits/dim on a hundred or so of the dataset's training frames
-against its own held-out figure, with the noise of both.
+against its own figure on data it models, with the noise of both.
 
 S²VC works only with a flow that models the data: measured on the built-in synthetic set, the
 bundled 32x32 flow (trained on a few natural clips) makes S²VC no better than plain MoCo, while a
 flow fitted to the set's own training frames moves it towards the oracle. ``check_flow_fits``
 scores frames exactly as training's held-out views are scored (centre square crop of each frame,
-area-pooled to the flow's r x r, fixed dequantisation noise: ``flow_training.evaluate_bpd``) and
-compares with the flow's held-out bits/dim: ``meta["heldout_bpd"]`` (written by ``train-flow``),
-else the last held-out value of ``meta["history"]`` (the bundled flow: 4.64 on its held-out clip,
-docs/default_flow.md). The two figures are measured on the same kind of views: frames decoded at
-the size the flow was trained at (``meta["fit_views"]["decode_size"]``, written by ``train-flow``;
-the caller's ``decode_size`` only for flows that do not record it), centre squares of whole
-frames (never training's random crops), pooled to r x r.
+area-pooled to the flow's r x r, fixed dequantisation noise: ``flow_training.evaluate_bpd``),
+decoded at the size the flow was trained at (``meta["fit_views"]["decode_size"]``, written by
+``train-flow``; the caller's ``decode_size`` only for flows that do not record it), never
+training's random crops.
+
+What it compares with (``reference_bpd``): the larger of two figures of data the flow models,
+whichever its checkpoint records. (a) The check's own figure on the data the flow was fitted to
+(``meta["fit_views"]["own_bpd"]``, ``own_data_figure``, written by ``train-flow`` at the end of
+the fit): the same videos, frames, views and noise the check reads, so on that data the check
+reproduces it and a flow fitted by ``train-flow`` never trips the check on its own data, however
+few videos it held out. (b) Its held-out bits/dim (``meta["heldout_bpd"]``, else the last
+held-out value of ``meta["history"]``: the bundled flow, 4.64 on its held-out clip,
+docs/default_flow.md). Before (a) existed, a set of 8 training videos held out one video, whose
+figure alone (no noise) was the reference: an easy one made the flow "not fit" its own data.
 
 The noise. Views of one video are alike and videos differ a lot (on UCF101 a video's mean
 bits/dim spreads over about a bit), so both figures are means over *videos*: the check scores
 ``CHECK_FRAMES`` frames spread over ``CHECK_VIDEOS`` training videos, and its standard error is the
-sample SD of the videos' means over sqrt(videos); ``train-flow`` records the held-out figure's the
-same way (``meta["fit_views"]["heldout_bpd_se"]``, over its at most 8 held-out videos). A flow
-fails the check only when the data's figure is above the held-out one by more than
-``FIT_MARGIN_BPD`` plus 1.645 standard errors of the difference: a flow fitted by
-``train-flow`` then trips it on its own data by chance at most 1 time in 20 (less, as its own
-training frames score at or below its held-out ones), and the
-message states both figures with their ± so a reader can judge. Before this (48 frames of 8
-videos, decoded at the caller's size, no noise term), a UCF101-format set's freshly fitted flow
-was reported as not fitting its own training frames (5.90 against a held-out 5.45).
+sample SD of the videos' means over sqrt(videos); the reference's is recorded the same way
+(``own_bpd_se``, ``heldout_bpd_se`` over at most 8 held-out videos). A flow fails the check only
+when the data's figure is above the reference by more than ``FIT_MARGIN_BPD`` plus 1.645
+standard errors of the difference (a normal quantile: with few videos per figure a t quantile
+would be wider, so there the chance of a false alarm is above 5%), and the message states both figures with their ± so a reader
+can judge. Before the noise term (48 frames of 8 videos, decoded at the caller's size), a
+UCF101-format set's freshly fitted flow was reported as not fitting its own training frames
+(5.90 against a held-out 5.45).
 
 The margin, ``FIT_MARGIN_BPD`` = 0.1 bits/dim, is a systematic allowance only (the sampling
 spread is the noise term's): a flow fitted to a dataset scores its training frames at or below
@@ -56,7 +62,7 @@ from .frames import FrameSampler, FrameSource, evenly_spaced, load_sources, pool
 from ..data.synthetic import SyntheticSet
 
 __all__ = ["FIT_MARGIN_BPD", "NOISE_Z", "FitReport", "flow_decode_size", "FlowDoesNotFitError", "check_flow_fits",
-           "check_flow_for_dataset", "reference_bpd", "fit_command"]
+           "check_flow_for_dataset", "reference_bpd", "heldout_reference", "own_data_figure", "fit_command"]
 
 FIT_MARGIN_BPD = 0.1       # bits/dim above the flow's own held-out figure that still count as fitting
 NOISE_Z = 1.645            # standard errors of the difference allowed on top of the margin (one-sided 95%)
@@ -74,7 +80,8 @@ class FitReport:
     """What ``check_flow_fits`` measured.
 
     data_bpd: the flow's mean bits/dim on ``frames`` frames of ``videos`` videos of the data;
-    reference_bpd: its own held-out figure (None when its checkpoint records none) and
+    reference_bpd: its own figure (``reference_bpd``: the larger of its held-out figure and the
+    check's figure on the data it was fitted to; None when its checkpoint records neither) and
     ``reference`` where that came from; margin: bits/dim allowed above it; noise: the standard
     error of data_bpd - reference_bpd (the two figures' SEs over videos combined; the reference's
     counts as 0 when the flow does not record it); fits: data_bpd <= reference_bpd + margin +
@@ -99,7 +106,7 @@ class FitReport:
         return self.message
 
 
-def reference_bpd(flow: AdvFlow) -> tuple[float | None, str]:
+def heldout_reference(flow: AdvFlow) -> tuple[float | None, str]:
     """(the flow's own held-out bits/dim, where it was read) from its checkpoint's meta."""
     meta = getattr(flow, "meta", None) or {}
     if meta.get("heldout_bpd") is not None:
@@ -110,6 +117,30 @@ def reference_bpd(flow: AdvFlow) -> tuple[float | None, str]:
         if value is not None:
             return float(value), "the last held-out value of meta['history']"
     return None, "none recorded"
+
+
+def reference_bpd(flow: AdvFlow) -> tuple[float | None, str, float]:
+    """(the figure the check compares with, where it was read, its standard error): the larger of
+    the flow's held-out bits/dim and the check's own figure on the data it was fitted to
+    (``own_data_figure``, written by ``train-flow``), whichever its checkpoint records; both are
+    data the flow models, so data scoring no worse than either fits."""
+    views = (getattr(flow, "meta", None) or {}).get("fit_views") or {}
+    held, where = heldout_reference(flow)
+    held_se = float(views.get("heldout_bpd_se") or 0.0)
+    own = views.get("own_bpd")
+    if own is not None and (held is None or float(own) > held):
+        return (float(own), f"the check's own figure on the {views.get('own_videos')} videos it was fitted to "
+                            "(meta['fit_views']['own_bpd'])", float(views.get("own_bpd_se") or 0.0))
+    return held, where, held_se
+
+
+def own_data_figure(flow: AdvFlow, videos: Sequence, decode_size: int | None, frames: int = CHECK_FRAMES) -> dict:
+    """The check's own statistic on ``videos`` (the data ``flow`` was fitted to): the same videos
+    chosen, frames, views and dequantisation noise as ``check_flow_fits`` scores, so the check on
+    that data reproduces it. {"own_bpd", "own_bpd_se" (over videos), "own_videos", "own_frames"}."""
+    views, of_video = _views(flow, list(videos), frames, decode_size)
+    bpd, se, count = mean_and_se(view_bpds(flow, views), of_video)
+    return {"own_bpd": bpd, "own_bpd_se": se, "own_videos": count, "own_frames": len(views)}
 
 
 def fit_command(dataset: str | None = None, root: str | os.PathLike | None = None, fold: int = 1,
@@ -193,8 +224,7 @@ def check_flow_fits(flow: AdvFlow | str | os.PathLike | None, frames_or_videos: 
     size = flow_decode_size(flow, decode_size)
     views, of_video = _views(flow, frames_or_videos, frames, size)
     data_bpd, data_se, videos = mean_and_se(view_bpds(flow, views), of_video)
-    ref, where = reference_bpd(flow)
-    ref_se = float(((flow.meta or {}).get("fit_views") or {}).get("heldout_bpd_se") or 0.0)
+    ref, where, ref_se = reference_bpd(flow)
     noise = math.hypot(data_se, ref_se)
     command = fit_command(dataset, root, fold, synthetic)
     name = f"{dataset} at {root}" if dataset and root is not None else (dataset or "this data")
@@ -205,16 +235,21 @@ def check_flow_fits(flow: AdvFlow | str | os.PathLike | None, frames_or_videos: 
         message = (f"flow check on {name}: {measured}; the flow records no held-out bits/dim to compare with, so "
                    f"whether it fits is unknown (fit one: {command})")
     elif fits:
-        message = (f"the flow fits {name}: {measured}, its own held-out figure {ref:.3f} ± {ref_se:.3f} (allowed: "
-                   f"margin {margin:g} + {NOISE_Z:g} x {noise:.3f} noise)")
+        message = (f"the flow fits {name}: {measured}, its own figure {ref:.3f} ± {ref_se:.3f} ({_own(where)}; "
+                   f"allowed: margin {margin:g} + {NOISE_Z:g} x {noise:.3f} noise)")
     else:
-        message = (f"the flow does not fit {name}: {measured} against the flow's own held-out {ref:.3f} ± "
-                   f"{ref_se:.3f} (more than the margin {margin:g} + {NOISE_Z:g} x {noise:.3f} noise above), so "
+        message = (f"the flow does not fit {name}: {measured} against the flow's own {ref:.3f} ± {ref_se:.3f} "
+                   f"({_own(where)}; more than the margin {margin:g} + {NOISE_Z:g} x {noise:.3f} noise above), so "
                    f"S2VC will be no better than plain MoCo; fit a flow to this data with: {command}")
     report = FitReport(data_bpd, ref, where, margin, len(views), fits, message, command, noise, videos, size)
     if strict and fits is False:
         raise FlowDoesNotFitError(message)
     return report
+
+
+def _own(where: str) -> str:
+    """What the reference figure is, in the check's message."""
+    return "on the data it was fitted to" if "own_bpd" in where else "held out"
 
 
 def check_flow_for_dataset(flow: AdvFlow | str | os.PathLike | None, dataset: str,

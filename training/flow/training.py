@@ -356,10 +356,18 @@ def _finish(run: _Run, data: FlowData) -> None:
     """Calibrate alpha on windows of training videos (rank 0), record how the held-out figure was
     measured and its noise (what the fit check compares with), write the final checkpoint."""
     cfg = run.cfg
-    if run.rank == 0 and data.val_views is not None:
-        _, se, sources = mean_and_se(view_bpds(run.flow, data.val_views), data.val_sources)
-        run.fit_views = {"fit_views": {"decode_size": cfg.decode_size, "heldout_bpd_se": se,
-                                       "heldout_sources": sources, "views": "centre square of whole frames"}}
+    if run.rank == 0:
+        views = {"decode_size": cfg.decode_size, "views": "centre square of whole frames"}
+        if data.val_views is not None:
+            _, se, sources = mean_and_se(view_bpds(run.flow, data.val_views), data.val_sources)
+            views.update(heldout_bpd_se=se, heldout_sources=sources)
+        if data.check_videos:      # the fit check's own figure on this data: what it compares with
+            from .fit_check import own_data_figure
+            try:
+                views.update(own_data_figure(run.flow, data.check_videos, cfg.decode_size))
+            except ValueError as e:  # nothing decodable for it: keep the weights, the held-out figure stands
+                run.log(f"train-flow: the fit check's own figure was not measured ({e})")
+        run.fit_views = {"fit_views": views}
     if run.rank == 0:
         videos, windows = calibration_plan(data.calibration_videos)
         try:
