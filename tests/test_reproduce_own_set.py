@@ -200,3 +200,47 @@ def test_kinetics_layout_unlabelled_test_rows_and_its_val_split(own, tmp_path):
         _run(["reproduce", "--out", cfg["out"], "--dataset", "kinetics", "--root", str(root), "--arms", "moco",
               "--no-progress"])
     assert not (tmp_path / "rep").exists()
+
+
+def test_odd_names_of_a_set_of_ones_own(own, tmp_path):
+    """What a set of one's own may look like: a validation video with the name of a training video
+    in another class folder is another video; names with spaces are read whole; a classInd.txt of
+    another form and a container the mirror cannot write are clear errors before any work."""
+    from s2vc.training.data.layouts import ucf101_records
+    from s2vc.training.experiments.runner import ReproduceConfig
+    from s2vc.training.experiments.sets import check_set
+    from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror
+    root = tmp_path / "odd"
+    shutil.copytree(own, root)
+    lists, videos = root / "ucfTrainTestlist", root / "UCF-101"
+    train_rel = (lists / "trainlist01.txt").read_text().split()[0]             # "<Class>/<name>.mp4"
+    classes = sorted(p.name for p in videos.iterdir())
+    other = next(c for c in classes if c != train_rel.split("/")[0])
+    same_name = f"{other}/{train_rel.split('/')[1]}"
+    shutil.copy(videos / train_rel, videos / same_name)
+    (lists / "vallist01.txt").write_text(f"{same_name} {classes.index(other) + 1}\n")
+    check_set(ReproduceConfig(out=str(tmp_path / "r"), dataset="ucf101", root=str(root), split="val"), ("moco",))
+    spaced = f"{other}/my clip 01.mp4"
+    shutil.copy(videos / train_rel, videos / spaced)
+    (lists / "vallist01.txt").write_text(f"{spaced} {classes.index(other) + 1}\n")
+    (lists / "testlist01.txt").write_text((lists / "testlist01.txt").read_text() + spaced + "\n")
+    assert [r.path for r in ucf101_records(root, "val", val=True)[0]] == [videos / spaced]
+    assert ucf101_records(root, "test")[0][-1].path == videos / spaced
+    (lists / "classInd.txt").write_text("\n".join(classes) + "\n")              # names without indices
+    with pytest.raises(ValueError, match=r"classInd.txt: line .* is not '<index> <ClassName>'"):
+        ucf101_records(root, "train")
+    mpg = tmp_path / "mpg"
+    shutil.copytree(own, mpg)
+    for name in ("trainlist01.txt", "testlist01.txt", "vallist01.txt"):
+        f = mpg / "ucfTrainTestlist" / name
+        f.write_text(f.read_text().replace(".mp4", ".mpg"))
+    for video in list((mpg / "UCF-101").rglob("*.mp4")):
+        video.rename(video.with_suffix(".mpg"))
+    with pytest.raises(ValueError, match=r"storage 'lossless' cannot write \.mpg videos .*--storage residual"):
+        generate_mirror(MirrorConfig(out=str(tmp_path / "mirror"), dataset="ucf101", root=str(mpg), split="train",
+                                     flow=None, progress=False))
+    assert not (tmp_path / "mirror").exists()
+    report = generate_mirror(MirrorConfig(out=str(tmp_path / "mirror"), dataset="ucf101", root=str(mpg), split="train",
+                                          flow=None, progress=False, storage="residual", decode_size=32))
+    manifest = json.loads((tmp_path / "mirror" / "manifest.json").read_text())
+    assert manifest["videos"] and not [v for v in manifest["videos"].values() if v.get("skipped")], report

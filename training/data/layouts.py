@@ -68,18 +68,31 @@ def ucf101_records(root: str | os.PathLike, split: str = "train", fold: int = 1,
     _check_split("ucf101", split, ("train", "test", "val") if val else ("train", "test"))
     lists = root / "ucfTrainTestlist"
     class_ind = _need(lists / "classInd.txt", "ucf101 class index")
-    classes = [line.split()[1] for line in _lines(class_ind)]
+    classes = []
+    for line in _lines(class_ind):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise ValueError(f"{class_ind}: line {line!r} is not '<index> <ClassName>' (UCF101's classInd.txt: "
+                             "'1 ApplyEyeMakeup', one class per line, names without spaces)")
+        classes.append(parts[1])
     index = {c.lower(): j for j, c in enumerate(classes)}
     split_file = _need(lists / f"{split}list{fold:02d}.txt", f"ucf101 {split} split {fold}")
     videos = root / "UCF-101"
     records = []
     for line in _lines(split_file):
-        rel = line.split()[0]
+        rel = _list_path(line)
         folder = rel.split("/")[0]
         if folder.lower() not in index:
             raise ValueError(f"{split_file}: class folder {folder!r} of {rel!r} is not in {class_ind}")
         records.append(VideoRecord(videos / rel, index[folder.lower()], Path(rel).stem))
     return records, classes
+
+
+def _list_path(line: str) -> str:
+    """The video of a split-list line: "Class/v.avi 3" (train lists) or "Class/v.avi" (test
+    lists); a name with spaces is kept whole (only a trailing class number is cut off)."""
+    parts = line.rsplit(None, 1)
+    return parts[0] if len(parts) == 2 and parts[1].isdigit() else line
 
 
 HMDB_SPLIT_CODES = {"train": "1", "test": "2"}

@@ -100,7 +100,12 @@ def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
                          + (" (--split val)" if cfg.split == "test" else ""))
     if cfg.split != "val":
         return
-    shared = sorted({r.video_id for r in scored} & {r.video_id for r in train})
+    # a video is its path in UCF101's layout (one name in two class folders is two videos), its
+    # YouTube id in Kinetics' (train/ and val/ hold their own copies)
+    def ident(r):
+        return r.video_id if cfg.dataset == "kinetics" else str(r.path)
+
+    shared = sorted({ident(r) for r in scored} & {ident(r) for r in train})
     if shared:
         raise ValueError(f"{cfg.dataset}: {len(shared)} videos of the validation split are also in the training split "
                          f"(first: {shared[0]}); a validation split holds videos out of training")

@@ -245,6 +245,7 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
     root, records = dataset_records(cfg)
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise ValueError(f"the mirror folder {out} must lie outside the dataset {root}")
+    _check_containers(records, cfg.storage)
     gen, settings, flow = mirror_generator(cfg)
     pin_settings(out, settings)
     if cfg.method == "s2vc" and shard == 0:
@@ -300,6 +301,21 @@ def generate_mirror(cfg: MirrorConfig) -> MirrorReport:
                                    "workers": cfg.workers})
     report.manifest = merge_if_complete(out, shards, rels)
     return report
+
+
+def _check_containers(records, storage: str) -> None:
+    """A frame storage writes each video at its own path (the mirror reads as the dataset does):
+    refuse, before any work, videos whose container the writer cannot hold frames in (.mpg:
+    MPEG-PS has no lossless codec), naming the storage that works for them."""
+    if storage == "residual":
+        return                                   # <rel>.residual: any source container
+    from s2vc.engine.video_write import CONTAINER_FORMATS
+    bad = sorted({r.path.suffix.lower() or "(none)" for r in records} - set(CONTAINER_FORMATS))
+    if bad:
+        first = next(r.path for r in records if (r.path.suffix.lower() or "(none)") in bad)
+        raise ValueError(f"the mirror writes each video at its own path, and storage {storage!r} cannot write "
+                         f"{', '.join(bad)} videos (first: {first}); use --storage residual (any container), or "
+                         f"convert the set to one of {sorted(CONTAINER_FORMATS)}")
 
 
 def _still_valid(entry: dict, record: VideoRecord, out: Path, storage: str = "lossless") -> bool:

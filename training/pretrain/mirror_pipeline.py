@@ -122,7 +122,10 @@ def write_one(out: Path, rel: str, frames: torch.Tensor | None, fps: float, stor
         mse = float(((back.double() - frames.double()) ** 2).mean())
         fields["psnr_db"] = round(psnr_db(mse), 3)
         video = out / rel
-        probe = video.with_name(f".{video.name}.lossless-probe{video.suffix}")
+        # the size the same frames take losslessly, in the video's own container where the writer has
+        # it (a residual mirror of .mpg sources: in .mkv)
+        suffix = video.suffix if video.suffix.lower() in video_io.CONTAINER_FORMATS else ".mkv"
+        probe = video.with_name(f".{video.name}.lossless-probe{suffix}")
         try:
             with video_io.VideoWriter(probe, fps=fps, storage="lossless", deterministic=True) as writer:
                 writer.write(frames)
