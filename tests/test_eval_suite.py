@@ -597,6 +597,11 @@ def test_paired_statistics_known_answers(monkeypatch):
         ("s2vc-keys", "moco"), ("s2vc-keys", "tfd-keys"), ("s2vc-keys", "fame"), ("oracle", "moco"),
         ("s2vc-dynamic", "tfd-keys"), ("s2vc-dynamic", "s2vc-keys")]
     assert paired.pairs_for(["moco", "s2vc", "tfd"]) == [("s2vc", "moco"), ("s2vc", "tfd")]
+    # a primary metric a set of one's own cannot give (ids without groups: motion nan) is named in results.md
+    from s2vc.training.experiments.runner import missing_metrics_line
+    nan_motion = [{"R@1": 0.3, "motion": math.nan, "linear": 0.4}] * 2
+    assert "motion (the motion probe needs UCF101-style ids" in missing_metrics_line(nan_motion)
+    assert missing_metrics_line([{"R@1": 0.3, "motion": 0.5, "linear": 0.4}]) == "" == missing_metrics_line([])
     # part keyed: the variant read from a mirror against the paper's key, TFD, and itself made each step
     assert paired.pairs_for(["s2vc-keys", "tfd-keys", "s2vc-topk", "s2vc-topk-keys"], "s2vc-topk-keys") == [
         ("s2vc-keys", "tfd-keys"), ("s2vc-topk-keys", "tfd-keys"), ("s2vc-topk-keys", "s2vc-keys"),

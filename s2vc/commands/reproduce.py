@@ -1,4 +1,4 @@
-"""``s2vc reproduce``: pretrain MoCo / S²VC / TFD / oracle over seeds on the synthetic set,
+"""``s2vc reproduce``: pretrain MoCo / S²VC / TFD / FAME / BE / oracle over seeds on the synthetic set,
 evaluate every snapshot, tabulate (``training.experiments.reproduce``). Resumable: the same
 command again continues where it stopped."""
 from __future__ import annotations
@@ -7,7 +7,8 @@ import argparse
 
 from s2vc.commands import common
 
-HELP = "pretrain MoCo / S²VC / TFD / oracle over seeds on the synthetic set (or your own), evaluate, tabulate"
+HELP = ("pretrain MoCo / S²VC / TFD / FAME / BE / oracle over seeds, paired by seed, on the synthetic set (or your "
+        "own), evaluate, tabulate")
 
 
 def add_budget_arguments(p: argparse.ArgumentParser) -> None:

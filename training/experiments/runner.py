@@ -239,6 +239,21 @@ def _flow_sha256(flow: str | None) -> str | None:
     return ckpt.get("sha256") if isinstance(ckpt, dict) else None
 
 
+# why a paired metric can be nan on every run of a set of one's own
+MISSING_WHY = {"motion": "the motion probe needs UCF101-style ids (v_<Class>_gXX_cYY) with groups of both parities "
+                         "in the scored split"}
+
+
+def missing_metrics_line(rows: list[dict]) -> str:
+    """A line naming the pre-registered paired metrics that are nan on every row (so the paired
+    table leaves them out) and why; "" when none is."""
+    gone = [m for m in PAIRED_METRICS if rows and all(math.isnan(r.get(m, math.nan)) for r in rows)]
+    if not gone:
+        return ""
+    return ("Not measured on this set, so not in the paired table: "
+            + "; ".join(f"{m} ({MISSING_WHY.get(m, 'nan on every run')})" for m in gone) + ".\n")
+
+
 def seeds_text(cfg: ReproduceConfig) -> str:
     """"3 seeds", or "6 seeds; oracle, be: 3 seeds" when ``seeds_of`` gives some arms fewer."""
     def n(k):
@@ -365,6 +380,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
           tables["final"], "", tables["step0"], "",
           f"Paired differences at step {last} (arm − arm, seed by seed; 95% Student t interval; \"beats\" only "
           "where it excludes zero):", "", tables["paired"], ""]
+    md += [line for line in [missing_metrics_line(rows)] if line]
     for m in CURVES:
         md += [f"Learning curve, {m}:", "", tables[f"curve {m}"], ""]
     md += ["Pretraining time per run (summed step time, s): " +
