@@ -244,3 +244,26 @@ def test_odd_names_of_a_set_of_ones_own(own, tmp_path):
                                           flow=None, progress=False, storage="residual", decode_size=32))
     manifest = json.loads((tmp_path / "mirror" / "manifest.json").read_text())
     assert manifest["videos"] and not [v for v in manifest["videos"].values() if v.get("skipped")], report
+
+
+def test_decoded_videos_are_kept_in_memory_only_where_they_fit(own, monkeypatch, capsys):
+    """A set of one's own may be UCF101 itself (about 100 GB decoded at 128 px): reproduce keeps the
+    decoded training videos in memory only when a sample's estimate fits a quarter of the memory,
+    and says so; the flag decides when given; the synthetic set is always kept."""
+    import os
+    from s2vc.training.experiments import runner
+    cfg = runner.ReproduceConfig(out="x", dataset="ucf101", root=str(own), decode_size=32)
+    assert runner.cache_decision(cfg, ("moco",)) is True
+    said = capsys.readouterr().err
+    assert "the 18 training videos decoded at 32 px take about" in said and "kept in memory" in said
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_PHYS_PAGES" else real(name))  # a tiny machine
+    assert runner.cache_decision(cfg, ("moco", "s2vc-keys")) is False
+    said = capsys.readouterr().err
+    assert "(with the keys)" in said and "decoded per clip" in said
+    assert runner.cache_decision(runner.ReproduceConfig(out="x", dataset="ucf101", root=str(own),
+                                                        cache_videos=True), ("moco",)) is True
+    assert runner.cache_decision(runner.ReproduceConfig(out="x"), ("moco",)) is True        # the synthetic set
+    no = runner.ReproduceConfig(out="x", dataset="ucf101", root=str(own), cache_videos=False)
+    assert runner.run_settings(no, own / "run", mode="moco", seed=0).cache_videos is False
+    assert build_parser().parse_args(["reproduce", "--out", "x", "--no-cache-videos"]).cache_videos is False

@@ -41,6 +41,9 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha", type=float, default=None, help="s2vc arm's alpha; default: the flow checkpoint's")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader decoding workers (0: in this process)")
+    g.add_argument("--cache-videos", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep every decoded training video in memory (default: when they take at most a quarter "
+                        "of this machine's memory, as estimated from a sample of them; the synthetic set always)")
     common.add_device_argument(g, "every run trains and is evaluated on")
     g.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     g = p.add_argument_group("data and evaluation")

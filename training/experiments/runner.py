@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class ExperimentConfig:
     alpha: float | None = None
     threads: int | None = None
     workers: int = 0
+    cache_videos: bool | None = None           # decoded training videos kept in memory; None: if they fit
     device: str | None = None
     no_progress: bool = False
     synthetic: SyntheticSet = field(default_factory=SyntheticSet)
@@ -265,6 +267,45 @@ def seeds_text(cfg: ReproduceConfig) -> str:
     return "; ".join([n(len(cfg.seeds))] + [f"{', '.join(arms)}: {n(k)}" for k, arms in fewer.items()])
 
 
+CACHE_SHARE = 0.25        # of this machine's memory the decoded training videos may take (auto)
+CACHE_SAMPLE = 16         # videos probed to estimate it
+
+
+def cache_decision(cfg: ExperimentConfig, arms) -> bool:
+    """Whether the runs keep every decoded training video in memory (faster: decoded once per
+    run): ``cfg.cache_videos`` when given; the synthetic set always (a few MB); else when the
+    training split, decoded at ``decode_size`` (twice for arms on a mirror's keys), is estimated
+    from ``CACHE_SAMPLE`` probed videos to take at most ``CACHE_SHARE`` of this machine's memory
+    (UCF101's split 1 at 128 px takes about 100 GB). Says which on stderr."""
+    if cfg.cache_videos is not None or cfg.dataset == "synthetic":
+        return cfg.cache_videos is not False
+    from s2vc.engine import video_io
+    from ..data.datasets import dataset_root, split_records
+    from ..flow.data import spread
+    records = split_records(cfg.dataset, dataset_root(cfg.dataset, cfg.root), "train", cfg.fold)
+    per_video = []
+    for r in spread(records, CACHE_SAMPLE):
+        try:
+            info = video_io.probe_video(r.path, exact=False)
+        except (video_io.VideoDecodeError, OSError):
+            continue
+        short = min(info.width, info.height)
+        scale = (cfg.decode_size or short) / short
+        per_video.append(info.num_frames * round(info.width * scale) * round(info.height * scale) * 3)
+    copies = 2 if any(str(a).endswith(KEYS_SUFFIX) for a in arms) else 1
+    need = float(np.mean(per_video)) * len(records) * copies if per_video else 0.0
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        memory = 0
+    keep = bool(memory) and need <= CACHE_SHARE * memory
+    print(f"reproduce: the {len(records)} training videos decoded at {cfg.decode_size} px take about "
+          f"{need / 2 ** 30:.1f} GiB{' (with the keys)' if copies == 2 else ''} of this machine's "
+          f"{memory / 2 ** 30:.0f} GiB: {'kept in memory' if keep else 'decoded per clip'} "
+          f"(--cache-videos / --no-cache-videos to choose)", file=sys.stderr)
+    return keep
+
+
 def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **changes) -> PretrainConfig:
     """The pretraining settings of one run of the experiment (resumed if it exists); ``changes``
     (e.g. alpha=0.3) override the budget's."""
@@ -274,7 +315,7 @@ def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **ch
         frames=cfg.frames, stride=cfg.stride, size=cfg.size, batch_size=cfg.batch_size, queue=cfg.queue,
         moco_m=cfg.moco_m, lr=cfg.lr, epochs=100000, max_steps=cfg.steps, snapshot_every=cfg.snapshot_every,
         ckpt_every=cfg.ckpt_every or cfg.snapshot_every, synthetic=cfg.synthetic, workers=cfg.workers,
-        cache_videos=True, threads=cfg.threads or None, flow=cfg.flow or None, alpha=cfg.alpha,
+        cache_videos=cfg.cache_videos is not False, threads=cfg.threads or None, flow=cfg.flow or None, alpha=cfg.alpha,
         device=cfg.device or None, no_progress=cfg.no_progress)
     return dataclasses.replace(settings, **changes)
 
@@ -348,7 +389,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
     if cfg.best is not None and cfg.best not in cfg.arms:
         raise ValueError(f"--best {cfg.best} names the project's variant among the arms; it is not one of {cfg.arms}")
     check_set(cfg, cfg.arms)
-    cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
+    cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg), cache_videos=cache_decision(cfg, cfg.arms))
     pin_experiment(cfg, out)
     plan = {f"{arm}_seed{seed}": (f"reproduce: {arm}, seed {seed}", {"arm": arm, "seed": seed}, _arm_settings(cfg, out, arm))
             for seed in cfg.seeds for arm in cfg.arms if seed in cfg.seeds_for(arm)}
@@ -454,7 +495,7 @@ def ablate(cfg: AblateConfig) -> dict:
     kind, out = cfg.ablation, Path(cfg.out)
     values = _ablation_values(cfg)
     check_set(cfg)
-    cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg))
+    cfg = dataclasses.replace(cfg, flow=experiment_flow(cfg), cache_videos=cache_decision(cfg, ("s2vc",)))
     pin_experiment(cfg, out)
     setting = {v: v for v in values} if kind != "preserve" else preserve_alphas(cfg, values)
     plan = {f"{kind}_{value}_seed{seed}": (f"ablate: {kind} = {value}, seed {seed}", {kind: value, "seed": seed},
