@@ -107,7 +107,8 @@ def test_a_bad_set_is_refused_before_anything_is_written(own, tmp_path):
     flags = ["--seeds", "0", "--steps", "1", "--no-progress", "--flow", "bundled", "--arms", "moco"]
     for more, message in ((["--dataset", "ucf101"], "root folder is required"),
                           (["--dataset", "ucf101", "--root", str(tmp_path / "nowhere")], "no such folder"),
-                          (["--dataset", "ucf101", "--root", str(own), "--fold", "4"], "--fold must be 1, 2 or 3"),
+                          (["--dataset", "ucf101", "--root", str(own), "--fold", "0"], "fold must be 1, 2, 3 or a fold"),
+                          (["--dataset", "ucf101", "--root", str(own), "--fold", "4"], "trainlist04.txt"),
                           (["--dataset", "ucf101", "--root", str(own), "--fold", "2"], "trainlist02.txt"),
                           (["--dataset", "hmdb51", "--root", str(own), "--split", "val"], "hmdb51 has no validation")):
         with pytest.raises(ValueError, match=message):
@@ -267,3 +268,38 @@ def test_decoded_videos_are_kept_in_memory_only_where_they_fit(own, monkeypatch,
     no = runner.ReproduceConfig(out="x", dataset="ucf101", root=str(own), cache_videos=False)
     assert runner.run_settings(no, own / "run", mode="moco", seed=0).cache_videos is False
     assert build_parser().parse_args(["reproduce", "--out", "x", "--no-cache-videos"]).cache_videos is False
+
+
+def test_split_val_holds_a_validation_split_out_by_group_into_a_new_fold(own, tmp_path, capsys):
+    """`s2vc split-val`: a set of one's own without a vallist gains one in a new fold, by group (no
+    recording on both sides), the source lists untouched; every command reads it with --fold."""
+    from s2vc.training.data.layouts import ucf101_records
+    from s2vc.training.data.val_fold import _group, write_val_fold
+    from s2vc.training.experiments.runner import ReproduceConfig
+    from s2vc.training.experiments.sets import check_set
+    from s2vc.training.data.synthetic import make_static_bias_set
+    with pytest.raises(ValueError, match="nothing can be held out by group"):      # 3 clips per class: one group
+        write_val_fold(own, share=0.5)
+    root = make_static_bias_set(tmp_path / "mine", **{**OWN, "train_per_class": 8, "val_per_class": 0})
+    lists = root / "ucfTrainTestlist"
+    for extra in ("looks.csv", "vallist01.txt"):            # a set of one's own: train and test lists only
+        (lists / extra).unlink(missing_ok=True)
+    before = {p.name: p.read_bytes() for p in lists.iterdir()}
+    assert _run(["split-val", "--root", str(root), "--share", "0.5"]) == 0
+    assert "use it with --fold 4" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in lists.iterdir() if p.name in before} == before     # untouched
+    train, val = ucf101_records(root, "train", 4)[0], ucf101_records(root, "val", 4, val=True)[0]
+    source = ucf101_records(root, "train", 1)[0]
+    assert sorted(r.path for r in train + val) == sorted(r.path for r in source) and val and train
+    assert not {_group(r.video_id, r.label) for r in val} & {_group(r.video_id, r.label) for r in train}
+    assert {r.label for r in val} == {r.label for r in source}          # every class gave a group
+    assert (lists / "testlist04.txt").read_bytes() == (lists / "testlist01.txt").read_bytes()
+    check_set(ReproduceConfig(out=str(tmp_path / "r"), dataset="ucf101", root=str(root), fold=4, split="val"), ("moco",))
+    again = write_val_fold(root, share=0.5, seed=1)
+    assert again["fold"] == 5
+    with pytest.raises(ValueError, match="fold 4 exists already"):
+        write_val_fold(root, share=0.5, into=4)
+    with pytest.raises(ValueError, match=r"--share must lie in \(0, 1\)"):
+        write_val_fold(root, share=1.0)
+    with pytest.raises(ValueError, match="not the source fold"):
+        write_val_fold(root, share=0.5, into=1)

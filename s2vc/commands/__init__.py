@@ -14,6 +14,7 @@ COMMANDS = {
     "eval": "eval",
     "reproduce": "reproduce",
     "ablate": "ablate",
+    "split-val": "split_val",
     "export": "export",
     "bench": "bench",
     "info": "info",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from s2vc.commands import common
 from s2vc.commands.common import (UsageError, add_device_argument, add_synthetic_arguments, deprecated_alias,
                                   synthetic_set)
 
@@ -47,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "videos spread over it, as train-flow calibrates; test videos are never read)")
     g.add_argument("--dataset", choices=DATASETS, default=None, help="calibrate on this dataset's training split")
     g.add_argument("--root", default=None, help="dataset root (synthetic: its cache folder by default)")
-    g.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
+    g.add_argument("--fold", type=int, default=1, help=common.FOLD_HELP)
     add_synthetic_arguments(g)
     return p
 

@@ -17,6 +17,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# the --fold flag of every command that reads a dataset
+FOLD_HELP = "split number (UCF101: 1-3, or a fold of your own from s2vc split-val; HMDB51: 1-3)"
+
 
 class UsageError(ValueError):
     """A user's mistake found by a command (a flag, a file): printed as one line, exit 2."""

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Callable
 
+from s2vc.commands import common
 from s2vc.commands.common import (UsageError, add_device_argument, add_synthetic_arguments, deprecated_alias,
                                   require_fitted_flow, settings_from_args, synthetic_set)
 from s2vc.training.evaluation.common import EVAL_DATASETS
@@ -38,7 +39,7 @@ def add_backbone_eval_arguments(p: argparse.ArgumentParser, *, batch_help: str =
                    help="expected backbone (default: the checkpoint's); alone, a randomly initialised baseline")
     p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS, help="videos evaluated on")
     p.add_argument("--root", default=None, help="dataset root (synthetic: built there, default a cache)")
-    p.add_argument("--fold", type=int, default=1, help="official split 1-3 (ucf101, hmdb51)")
+    p.add_argument("--fold", type=int, default=1, help=common.FOLD_HELP)
     add_synthetic_arguments(p)
     p.add_argument("--frames", type=int, default=16, help="frames per window")
     p.add_argument("--stride", type=int, default=2, help="temporal stride of a window's frames")
@@ -103,7 +104,7 @@ def _add_similarity(p):
     p.add_argument("--dataset", default="synthetic", choices=EVAL_DATASETS, help="videos measured")
     p.add_argument("--root", default=None, help="dataset root (synthetic: built there, default a cache)")
     p.add_argument("--split", default="train", help="which videos of the dataset (train, test, ...)")
-    p.add_argument("--fold", type=int, default=1, help="official split 1-3 (ucf101, hmdb51)")
+    p.add_argument("--fold", type=int, default=1, help=common.FOLD_HELP)
     add_synthetic_arguments(p)
     p.add_argument("--flow", default=None,
                    help="flow checkpoint (default: the bundled one; with --dataset ucf101, hmdb51 or kinetics a "

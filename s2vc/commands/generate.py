@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from s2vc.commands import common
 from s2vc.commands.common import add_device_argument, deprecated_alias
 
 HELP = "write motion-preserved versions of video files"
@@ -72,7 +73,7 @@ def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
                              "(then: s2vc pretrain --keys MIRROR)")
     g.add_argument("--dataset", choices=DATASETS, default=None, help="generate the mirror of this dataset into --out")
     g.add_argument("--root", default=None, help="dataset root (synthetic: its cache folder by default)")
-    g.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
+    g.add_argument("--fold", type=int, default=1, help=common.FOLD_HELP)
     g.add_argument("--split", choices=SPLITS, default="train", help="which videos (pretraining reads train)")
     g.add_argument("--stride", type=int, default=2, help="frame step inside a window (pretrain's --stride)")
     deprecated_alias(g, "--mode", old="--method", dest="method", choices=METHODS, default="s2vc",

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--dataset", choices=DATASETS, default="synthetic", help="videos to pretrain on")
     p.add_argument("--root", default=None, help="dataset root (synthetic: cache folder)")
-    p.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
+    p.add_argument("--fold", type=int, default=1, help=common.FOLD_HELP)
     p.add_argument("--mode", choices=MODES, default="s2vc",
                    help="the MoCo key: s2vc (motion-preserved), moco (plain), tfd, oracle, ...")
     p.add_argument("--out", required=True, help="run folder (checkpoint, TensorBoard logs)")

@@ -52,7 +52,7 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
                         "built-in synthetic set, or a set of one's own in UCF101's, HMDB51's or Kinetics' layout "
                         "(no oracle arm there: it needs the synthetic set's actor masks)")
     g.add_argument("--root", default=None, help="that set's folder (synthetic: where it is built; default: the cache)")
-    g.add_argument("--fold", type=int, default=1, help="its split number (UCF101 / HMDB51: 1-3)")
+    g.add_argument("--fold", type=int, default=1, help=common.FOLD_HELP)
     g.add_argument("--decode-size", type=int, default=None,
                    help="shorter side frames are decoded at (default: the synthetic set as rendered, 128 for the others)")
     common.add_synthetic_arguments(g, old_names=True)

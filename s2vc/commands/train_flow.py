@@ -10,7 +10,7 @@ HELP = "train the flow by maximum likelihood on frames of videos/images"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from s2vc.commands.common import add_device_argument, add_synthetic_arguments, deprecated_alias
+    from s2vc.commands.common import FOLD_HELP, add_device_argument, add_synthetic_arguments, deprecated_alias
     from s2vc.engine.calibrate import DEFAULT_PRESERVE
     from s2vc.training.data.datasets import DATASETS
 
@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="training crops: squares of this fraction of the shorter side")
     g = p.add_argument_group("dataset (--dataset)")
     g.add_argument("--root", default=None, help="dataset root (synthetic: default a cache folder)")
-    g.add_argument("--fold", type=int, default=1, help="split number (UCF101 1-3, HMDB51 1-3)")
+    g.add_argument("--fold", type=int, default=1, help=FOLD_HELP)
     g.add_argument("--max-videos", type=int, default=256,
                    help="training videos decoded at most, evenly spaced over the split")
     g.add_argument("--frames-per-video", type=int, default=32,

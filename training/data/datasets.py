@@ -36,7 +36,7 @@ from s2vc.engine import video_io
 from s2vc.engine.video_io import VideoDecodeError
 
 from .layouts import (VIDEO_EXTENSIONS, VideoRecord, folder_records, hmdb51_records, kinetics_records,
-                      ucf101_records)
+                      ucf101_records, check_fold)
 from .skips import SKIP_KINDS, SkippedCounter, SkipSample, Skipped, skip_for, split_skipped
 from .synthetic import SyntheticSet, cache_name, make_static_bias_set
 from .video_cache import DecodedVideos
@@ -419,8 +419,7 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
     a missing split file or annotation (naming the expected path), or when none of the listed
     videos exists.
     """
-    if name in ("ucf101", "hmdb51") and fold not in (1, 2, 3):
-        raise ValueError(f"{name}: fold must be 1, 2 or 3, got {fold}")
+    check_fold(name, fold)
     root = dataset_root(name, root, synthetic=synthetic, cache_dir=cache_dir)
     records, classes = _records(name, root, split, fold)
     present = [r for r in records if r.path.is_file()]

@@ -32,6 +32,7 @@ __all__ = [
     "hmdb51_records",
     "kinetics_records",
     "folder_records",
+    "check_fold",
 ]
 
 
@@ -53,6 +54,15 @@ def _need(path: Path, what: str) -> Path:
 def _check_split(name: str, split: str, allowed: Sequence[str]) -> None:
     if split not in allowed:
         raise ValueError(f"{name}: unknown split {split!r}; use one of {list(allowed)}")
+
+
+def check_fold(name: str, fold: int) -> None:
+    """UCF101: fold >= 1 (1-3 official; more are one's own, e.g. ``s2vc split-val``'s, read from
+    their list files); HMDB51: 1-3 (ValueError otherwise)."""
+    if name == "ucf101" and (not isinstance(fold, int) or fold < 1):
+        raise ValueError(f"ucf101: fold must be 1, 2, 3 or a fold of one's own (>= 1), got {fold}")
+    if name == "hmdb51" and fold not in (1, 2, 3):
+        raise ValueError(f"hmdb51: fold must be 1, 2 or 3, got {fold}")
 
 
 def _lines(path: Path) -> list[str]:

@@ -82,8 +82,8 @@ def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
             raise ValueError("--split val scores on the set's validation split: add --synthetic-val-per-class N")
         return
     from ..data.datasets import dataset_root, split_records
-    if cfg.dataset in ("ucf101", "hmdb51") and cfg.fold not in (1, 2, 3):
-        raise ValueError(f"{cfg.dataset}: --fold must be 1, 2 or 3, got {cfg.fold}")
+    from ..data.layouts import check_fold
+    check_fold(cfg.dataset, cfg.fold)
     if cfg.split == "val" and cfg.dataset == "hmdb51":
         raise ValueError("hmdb51 has no validation split (its lists name train and test only): choose on a set "
                          "in UCF101's layout with a vallistNN.txt of videos held out of trainlistNN.txt, "

@@ -127,5 +127,5 @@ crop_scale: training crops are squares of this fraction of the shorter side (the
         if self.val_data:
             raise ValueError("train-flow: val_data is for data files; with a dataset the held-out videos are "
                              "the holdout fraction of its training split")
-        if self.fold not in (1, 2, 3):
-            raise ValueError(f"train-flow: fold must be 1, 2 or 3, got {self.fold}")
+        from ..data.layouts import check_fold
+        check_fold(self.dataset, self.fold)

@@ -1,0 +1,93 @@
+"""A validation split for a set of one's own in UCF101's layout, held out of its training list
+without touching the original lists: ``s2vc split-val`` writes a new fold (``trainlistNN.txt``
+less the held-out videos, ``vallistNN.txt`` with them, ``testlistNN.txt`` a copy of the source
+fold's), so every command reads it with ``--fold NN`` and the source fold stays as it was.
+
+Videos are held out by *group*: UCF101-style ids (``v_<Class>_gXX_cYY``) share a group when they
+are clips of one recording, and a group lies on one side only (as UCF101's own splits do), so a
+validation video never has a near-copy in training. Per class, ``share`` of its groups (rounded,
+at least one where the class has two or more groups; a class of one group keeps it in training)
+are drawn with ``seed``; ids that are not UCF101-style are each their own group.
+
+    written = write_val_fold(root, share=0.1)          # {"fold": 4, "train": N, "val": M, ...}
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from s2vc.engine.checkpoint import atomic_write_text
+
+from .layouts import ucf101_records
+
+__all__ = ["write_val_fold", "next_free_fold"]
+
+_GROUP = re.compile(r"_g(\d+)_c\d+$")
+
+
+def _group(video_id: str, label: int) -> tuple:
+    m = _GROUP.search(video_id)
+    return (label, int(m.group(1))) if m else (label, video_id)
+
+
+def next_free_fold(lists: Path) -> int:
+    """The first fold number above 3 with none of its list files in ``lists``."""
+    fold = 4
+    while any((lists / f"{kind}list{fold:02d}.txt").exists() for kind in ("train", "val", "test")):
+        fold += 1
+    return fold
+
+
+def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into: int | None = None,
+                   seed: int = 0) -> dict:
+    """Write fold ``into`` (None: ``next_free_fold``) of the UCF101-layout set at ``root``: fold
+    ``fold``'s training list less ``share`` of each class's groups, which become its validation
+    list, and a copy of its test list. Lines are kept as the source lists have them. Refuses a
+    fold whose files exist, a share outside (0, 1) and a split that would hold out nothing
+    (ValueError); returns {"fold", "train", "val", "groups", "classes", "files"}."""
+    if not 0 < share < 1:
+        raise ValueError(f"--share must lie in (0, 1), got {share}")
+    root = Path(root)
+    lists = root / "ucfTrainTestlist"
+    records, _ = ucf101_records(root, "train", fold)                    # clear errors for a bad layout
+    into = next_free_fold(lists) if into is None else into
+    if into == fold or into < 1:
+        raise ValueError(f"--into {into}: the new fold needs a number of its own (>= 1, not the source fold {fold})")
+    targets = {kind: lists / f"{kind}list{into:02d}.txt" for kind in ("train", "val", "test")}
+    taken = [str(p) for p in targets.values() if p.exists()]
+    if taken:
+        raise ValueError(f"fold {into} exists already ({', '.join(taken)}); choose another --into, or remove them")
+    source_lines = [line for line in (lists / f"trainlist{fold:02d}.txt").read_text(encoding="utf-8").splitlines()
+                    if line.strip()]
+    if len(source_lines) != len(records):
+        raise ValueError(f"trainlist{fold:02d}.txt: {len(source_lines)} lines but {len(records)} videos read")
+    rng = np.random.default_rng(seed)
+    groups_of_class: dict[int, list] = {}
+    for r in records:
+        g = _group(r.video_id, r.label)
+        groups_of_class.setdefault(r.label, [])
+        if g not in groups_of_class[r.label]:
+            groups_of_class[r.label].append(g)
+    held = set()
+    for label in sorted(groups_of_class):
+        groups = sorted(groups_of_class[label], key=str)
+        if len(groups) < 2:
+            continue
+        count = min(len(groups) - 1, max(1, round(share * len(groups))))
+        held.update(groups[i] for i in sorted(rng.choice(len(groups), size=count, replace=False)))
+    val = [line for line, r in zip(source_lines, records) if _group(r.video_id, r.label) in held]
+    train = [line for line, r in zip(source_lines, records) if _group(r.video_id, r.label) not in held]
+    if not val:
+        raise ValueError(f"no class of trainlist{fold:02d}.txt has videos of two groups (v_<Class>_gXX_cYY; an id "
+                         "of another form is a group of its own): nothing can be held out by group")
+    atomic_write_text(targets["train"], "\n".join(train) + "\n")
+    atomic_write_text(targets["val"], "\n".join(val) + "\n")
+    tmp = targets["test"].with_name(f".{targets['test'].name}.tmp")
+    shutil.copyfile(lists / f"testlist{fold:02d}.txt", tmp)
+    tmp.replace(targets["test"])
+    return {"fold": into, "train": len(train), "val": len(val), "groups": len(held),
+            "classes": sum(1 for label in groups_of_class if any(g[0] == label for g in held)),
+            "files": [str(p) for p in targets.values()]}
