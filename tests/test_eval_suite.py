@@ -532,12 +532,18 @@ def test_experiments_default_to_the_sets_fitted_flow(tmp_path, monkeypatch):
     from s2vc.training.experiments import runner as experiments
     from s2vc.training.flow import fitted as fitted_flow
     from s2vc.training.data.synthetic import SyntheticSet
-    built = []
+    built, recipes = [], []
     monkeypatch.setattr(fitted_flow, "fitted_flow_for",
-                        lambda synthetic, **kw: built.append(synthetic) or tmp_path / "fitted.pt")
+                        lambda synthetic, **kw: built.append(synthetic) or recipes.append(kw["recipe"])
+                        or tmp_path / "fitted.pt")
     syn = SyntheticSet(train_per_class=3)
     cfg = experiments.ReproduceConfig(out=str(tmp_path), synthetic=syn)
     assert experiments.experiment_flow(cfg) == str(tmp_path / "fitted.pt") and built == [syn]
+    assert recipes == [fitted_flow.FITTED_RECIPE]               # the default clip: the one recipe, one file
+    # another clip: the same fit, alpha calibrated on that clip (another file)
+    experiments.experiment_flow(experiments.ReproduceConfig(out=str(tmp_path), synthetic=syn, frames=8, stride=1))
+    assert (recipes[1].clip_len, recipes[1].stride) == (8, 1)
+    assert recipes[1].key(syn) != fitted_flow.FITTED_RECIPE.key(syn)
     assert experiments.experiment_flow(experiments.ReproduceConfig(out=str(tmp_path), flow="bundled")) is None
     assert experiments.experiment_flow(experiments.ReproduceConfig(out=str(tmp_path), flow="f.pt")) == "f.pt"
 

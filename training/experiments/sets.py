@@ -41,7 +41,7 @@ def experiment_flow(cfg) -> str | None:
                          f"the bundled one, fitted to a few sample clips)")
     if not cfg.flow and cfg.eval_only:
         from ..flow import fitted
-        path = fitted.fitted_flow_path(cfg.synthetic, root=cfg.root)
+        path = fitted.fitted_flow_path(cfg.synthetic, root=cfg.root, recipe=fitted.recipe_for_clip(cfg.frames, cfg.stride))
         if not path.is_file():
             raise ValueError(f"--eval-only trains nothing, and the synthetic set's own fitted flow is not there yet "
                              f"({path}): run the same command without --eval-only first (it fits the flow once, "
@@ -50,7 +50,9 @@ def experiment_flow(cfg) -> str | None:
     if not cfg.flow:
         print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
               file=sys.stderr)
-    return flow_choice(cfg.flow, cfg.synthetic, progress=not cfg.no_progress, root=cfg.root)
+    from ..flow.fitted import recipe_for_clip   # alpha calibrated on the runs' clip
+    return flow_choice(cfg.flow, cfg.synthetic, progress=not cfg.no_progress, root=cfg.root,
+                       recipe=recipe_for_clip(cfg.frames, cfg.stride))
 
 
 def set_text(cfg) -> str:

@@ -127,14 +127,21 @@ def fitted_flow_for(synthetic: SyntheticSet | None = None, *, root: str | os.Pat
     return path
 
 
+def recipe_for_clip(frames: int, stride: int) -> FittedFlowRecipe:
+    """``FITTED_RECIPE`` with alpha calibrated on the runs' clip (``frames`` frames ``stride``
+    apart): the same weights, the alpha that keeps the paper's fraction on these clips (the
+    default clip, 16 frames stride 2, is ``FITTED_RECIPE`` itself: the same file)."""
+    return dataclasses.replace(FITTED_RECIPE, clip_len=frames, stride=stride)
+
+
 def flow_choice(flow: str | None, synthetic: SyntheticSet | None = None, *, progress: bool = True,
-                root: str | os.PathLike | None = None) -> str | None:
+                root: str | os.PathLike | None = None, recipe: FittedFlowRecipe = FITTED_RECIPE) -> str | None:
     """The flow checkpoint a ``--flow`` value names, as ``load_flow`` / ``PretrainConfig.flow``
     take it: a path as is; None (the bundled flow) for "bundled"; none given: the synthetic set's
-    own fitted flow (``fitted_flow_for``), trained and cached beside the set (at ``root``, else in
-    the cache) the first time."""
+    own fitted flow (``fitted_flow_for`` with ``recipe``), trained and cached beside the set (at
+    ``root``, else in the cache) the first time."""
     if flow == BUNDLED_FLOW:
         return None
     if flow:
         return flow
-    return str(fitted_flow_for(synthetic, root=root, progress=progress))
+    return str(fitted_flow_for(synthetic, root=root, progress=progress, recipe=recipe))
