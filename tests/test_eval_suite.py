@@ -64,6 +64,16 @@ def test_group_of_and_disjoint_probe_halves():
     assert set(groups[train].tolist()) == {1, 3} and set(groups[test].tolist()) == {2, 4}
     with pytest.raises(ValueError, match="at least two groups"):
         probe_halves(torch.tensor([1, 1, 3]))
+    # a class whose videos lie in one parity only cannot be probed (a split of one group per class)
+    probe_halves(groups, torch.tensor([0, 1, 0, 1, 0, 0, 1]))
+    with pytest.raises(ValueError, match=r"classes \[1\] have videos in groups of one parity only"):
+        probe_halves(groups, torch.tensor([0, 0, 0, 0, 1, 0, 0]))
+    from s2vc.training.experiments.scoring import _probe_groups
+    ids = [f"v_C{c}_g{g:02d}_c01" for c, g in ((0, 3), (1, 4), (2, 5))]
+    assert _probe_groups(ids, "ucf101", torch.tensor([0, 1, 2]), "val") is None      # nan, said on stderr
+    assert _probe_groups(ids, "synthetic", torch.tensor([0, 1, 2])) is None
+    with pytest.raises(ValueError, match="UCF101-style"):
+        _probe_groups(["clip_1", "clip_2"], "synthetic", torch.tensor([0, 1]))
 
 
 def test_motion_and_look_probes_read_what_the_features_hold():

@@ -64,13 +64,21 @@ def group_of(video_id: str) -> int:
     return int(m.group(1))
 
 
-def probe_halves(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def probe_halves(groups: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the probe's train half (odd groups) and test half (even groups): disjoint
-    groups, as UCF101's splits keep a group on one side. Raises when a side is empty."""
+    groups, as UCF101's splits keep a group on one side. Raises when a side is empty, or, given
+    the class ``labels``, when a class has videos in one half only (a probe scores only classes
+    it trained on: a split holding one group per class would score 0 whatever the features)."""
     groups = torch.as_tensor(groups)
     train, test = torch.nonzero(groups % 2 == 1).flatten(), torch.nonzero(groups % 2 == 0).flatten()
     if len(train) == 0 or len(test) == 0:
         raise ValueError(f"a probe needs videos of at least two groups; got groups {sorted(set(groups.tolist()))}")
+    if labels is not None:
+        labels = torch.as_tensor(labels)
+        one_side = sorted(set(labels[train].tolist()) ^ set(labels[test].tolist()))
+        if one_side:
+            raise ValueError(f"classes {one_side} have videos in groups of one parity only (odd groups train the "
+                             "probe, even ones test it): each class needs both")
     return train, test
 
 

@@ -242,8 +242,8 @@ def _flow_sha256(flow: str | None) -> str | None:
 
 
 # why a paired metric can be nan on every run of a set of one's own
-MISSING_WHY = {"motion": "the motion probe needs UCF101-style ids (v_<Class>_gXX_cYY) with groups of both parities "
-                         "in the scored split"}
+MISSING_WHY = {"motion": "the motion probe needs UCF101-style ids (v_<Class>_gXX_cYY) and, in the scored split, "
+                         "each class's videos in groups of both parities"}
 
 
 def missing_metrics_line(rows: list[dict]) -> str:
