@@ -286,7 +286,8 @@ def test_split_val_holds_a_validation_split_out_by_group_into_a_new_fold(own, tm
         (lists / extra).unlink(missing_ok=True)
     before = {p.name: p.read_bytes() for p in lists.iterdir()}
     assert _run(["split-val", "--root", str(root), "--share", "0.5"]) == 0
-    assert "use it with --fold 4" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "use it with --fold 4" in said and "motion probe cannot score" in said     # one group per class
     assert {p.name: p.read_bytes() for p in lists.iterdir() if p.name in before} == before     # untouched
     train, val = ucf101_records(root, "train", 4)[0], ucf101_records(root, "val", 4, val=True)[0]
     source = ucf101_records(root, "train", 1)[0]
@@ -296,7 +297,14 @@ def test_split_val_holds_a_validation_split_out_by_group_into_a_new_fold(own, tm
     assert (lists / "testlist04.txt").read_bytes() == (lists / "testlist01.txt").read_bytes()
     check_set(ReproduceConfig(out=str(tmp_path / "r"), dataset="ucf101", root=str(root), fold=4, split="val"), ("moco",))
     again = write_val_fold(root, share=0.5, seed=1)
-    assert again["fold"] == 5
+    assert again["fold"] == 5 and again["probe"] is False
+    # more groups per class: two held out, of both parities, so the probe can score the split
+    from s2vc.training.data.val_fold import _both_parities
+    rng = __import__("numpy").random.default_rng(0)
+    groups = [(0, g) for g in range(1, 9)]
+    assert {g % 2 for _, g in _both_parities([(0, 2), (0, 4)], groups, rng)} == {0, 1}
+    assert _both_parities([(0, 2), (0, 3)], groups, rng) == [(0, 2), (0, 3)]
+    assert _both_parities([(0, 2)], groups, rng) == [(0, 2)]
     with pytest.raises(ValueError, match="fold 4 exists already"):
         write_val_fold(root, share=0.5, into=4)
     with pytest.raises(ValueError, match=r"--share must lie in \(0, 1\)"):

@@ -26,4 +26,7 @@ def run(args: argparse.Namespace) -> int:
           f"groups of {done['classes']} classes held out of fold {args.fold}'s training list); the test list is fold "
           f"{args.fold}'s.\nwrote {', '.join(done['files'])}\nuse it with --fold {done['fold']} everywhere: "
           f"train-flow, pretrain, generate --dataset, and reproduce --split val (choose there), then --split test")
+    if not done["probe"]:
+        print("note: some class held out groups of one parity only, so the motion probe cannot score this validation "
+              "split (its column will be nan); a larger --share holds out two or more groups per class")
     return 0

@@ -7,7 +7,9 @@ Videos are held out by *group*: UCF101-style ids (``v_<Class>_gXX_cYY``) share a
 are clips of one recording, and a group lies on one side only (as UCF101's own splits do), so a
 validation video never has a near-copy in training. Per class, ``share`` of its groups (rounded,
 at least one where the class has two or more groups; a class of one group keeps it in training)
-are drawn with ``seed``; ids that are not UCF101-style are each their own group.
+are drawn with ``seed``, of both parities where two or more are (the motion probe trains on a
+class's odd groups and tests on its even ones: a class needs two held-out groups for the probe to
+score the validation split); ids that are not UCF101-style are each their own group.
 
     written = write_val_fold(root, share=0.1)          # {"fold": 4, "train": N, "val": M, ...}
 """
@@ -33,6 +35,23 @@ def _group(video_id: str, label: int) -> tuple:
     return (label, int(m.group(1))) if m else (label, video_id)
 
 
+def _parity(group: tuple):
+    return group[1] % 2 if isinstance(group[1], int) else None
+
+
+def _both_parities(chosen: list, groups: list, rng) -> list:
+    """``chosen`` with, where it holds two or more UCF101-style groups all of one parity, its
+    last one swapped for a group of the other parity (drawn with ``rng``) when the class has
+    one: the motion probe trains on odd groups and tests on even ones, per class."""
+    parities = {_parity(g) for g in chosen}
+    if len(chosen) < 2 or len(parities) != 1 or None in parities:
+        return chosen
+    other = [g for g in groups if g not in chosen and _parity(g) not in (None, *parities)]
+    if not other:
+        return chosen
+    return chosen[:-1] + [other[int(rng.integers(len(other)))]]
+
+
 def next_free_fold(lists: Path) -> int:
     """The first fold number above 3 with none of its list files in ``lists``."""
     fold = 4
@@ -47,7 +66,8 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
     ``fold``'s training list less ``share`` of each class's groups, which become its validation
     list, and a copy of its test list. Lines are kept as the source lists have them. Refuses a
     fold whose files exist, a share outside (0, 1) and a split that would hold out nothing
-    (ValueError); returns {"fold", "train", "val", "groups", "classes", "files"}."""
+    (ValueError); returns {"fold", "train", "val", "groups", "classes", "probe" (whether every class
+    held out groups of both parities: the motion probe can score the validation split), "files"}."""
     if not 0 < share < 1:
         raise ValueError(f"--share must lie in (0, 1), got {share}")
     root = Path(root)
@@ -77,7 +97,8 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
         if len(groups) < 2:
             continue
         count = min(len(groups) - 1, max(1, round(share * len(groups))))
-        held.update(groups[i] for i in sorted(rng.choice(len(groups), size=count, replace=False)))
+        chosen = [groups[i] for i in sorted(rng.choice(len(groups), size=count, replace=False))]
+        held.update(_both_parities(chosen, groups, rng))
     val = [line for line, r in zip(source_lines, records) if _group(r.video_id, r.label) in held]
     train = [line for line, r in zip(source_lines, records) if _group(r.video_id, r.label) not in held]
     if not val:
@@ -88,6 +109,8 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
     tmp = targets["test"].with_name(f".{targets['test'].name}.tmp")
     shutil.copyfile(lists / f"testlist{fold:02d}.txt", tmp)
     tmp.replace(targets["test"])
-    return {"fold": into, "train": len(train), "val": len(val), "groups": len(held),
+    probe = all(len({_parity(g) for g in held if g[0] == label} - {None}) == 2
+                for label in {g[0] for g in held})
+    return {"fold": into, "train": len(train), "val": len(val), "groups": len(held), "probe": probe,
             "classes": sum(1 for label in groups_of_class if any(g[0] == label for g in held)),
             "files": [str(p) for p in targets.values()]}
