@@ -262,6 +262,10 @@ def test_decoded_videos_are_kept_in_memory_only_where_they_fit(own, monkeypatch,
     assert runner.cache_decision(cfg, ("moco", "s2vc-keys")) is False
     said = capsys.readouterr().err
     assert "(with the keys)" in said and "decoded per clip" in said
+    # the evaluation windows, kept for every snapshot's scoring, are checked before anything trains
+    from s2vc.training.experiments.sets import check_set
+    with pytest.raises(ValueError, match="evaluation windows .* would take about .*lower --num-clips"):
+        check_set(cfg, ("moco",))
     assert runner.cache_decision(runner.ReproduceConfig(out="x", dataset="ucf101", root=str(own),
                                                         cache_videos=True), ("moco",)) is True
     assert runner.cache_decision(runner.ReproduceConfig(out="x"), ("moco",)) is True        # the synthetic set

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from .paired import paired_rows, paired_table, pairs_for, step0_line
 from .report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
 from .scoring import METRICS
 from ..flow.fitted import BUNDLED_FLOW
-from .sets import DEFAULT_DECODE_SIZE, check_set, experiment_flow, set_text
+from .sets import DEFAULT_DECODE_SIZE, check_set, experiment_flow, physical_memory, set_text
 from .key_sheet import draw_key_sheet
 from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from ..pretrain.loop import PretrainConfig
@@ -294,10 +293,7 @@ def cache_decision(cfg: ExperimentConfig, arms) -> bool:
         per_video.append(info.num_frames * round(info.width * scale) * round(info.height * scale) * 3)
     copies = 2 if any(str(a).endswith(KEYS_SUFFIX) for a in arms) else 1
     need = float(np.mean(per_video)) * len(records) * copies if per_video else 0.0
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        memory = 0
+    memory = physical_memory()
     keep = bool(memory) and need <= CACHE_SHARE * memory
     print(f"reproduce: the {len(records)} training videos decoded at {cfg.decode_size} px take about "
           f"{need / 2 ** 30:.1f} GiB{' (with the keys)' if copies == 2 else ''} of this machine's "

@@ -4,6 +4,7 @@ public layout (a flow fitted to it, no oracle arm, a validation split held out o
 ``cfg`` is a ``runner.ExperimentConfig``."""
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 
@@ -65,6 +66,31 @@ def set_text(cfg) -> str:
             f"class, bias {syn.bias}" + (f", camera {syn.camera}" if syn.camera != "still" else ""))
 
 
+EVAL_MEMORY_SHARE = 0.5   # of this machine's memory the evaluation windows may take
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def check_eval_memory(cfg, videos: int) -> None:
+    """ValueError, before any run trains, when the evaluation windows of ``videos`` videos (both
+    scored splits, ``num_clips`` windows each of ``frames`` frames at ``size``², float16, kept in
+    memory for every snapshot's scoring) would take more than ``EVAL_MEMORY_SHARE`` of this
+    machine's memory: better said now than an out-of-memory kill after the first run's hours."""
+    need = videos * cfg.num_clips * cfg.frames * 3 * cfg.size ** 2 * 2
+    memory = physical_memory()
+    if memory and need > EVAL_MEMORY_SHARE * memory:
+        raise ValueError(f"the evaluation windows ({videos} videos x {cfg.num_clips} windows of {cfg.frames} frames "
+                         f"at {cfg.size}², float16) would take about {need / 2 ** 30:.0f} GiB, more than half of this "
+                         f"machine's {memory / 2 ** 30:.0f} GiB: lower --num-clips or --crop-size, or score on a "
+                         "machine with more memory")
+
+
 def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
     """ValueError, before anything is written or trained, when the set cannot hold this
     experiment: a layout without a train and a test split, no root, a split list that is missing,
@@ -100,6 +126,7 @@ def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
         raise ValueError(f"{cfg.dataset} {cfg.split}: {len(unlabelled)} videos have no class of the training split "
                          f"(first: {unlabelled[0]}); retrieval and the probes score classes: score a labelled split"
                          + (" (--split val)" if cfg.split == "test" else ""))
+    check_eval_memory(cfg, len(train) + len(scored))
     if cfg.split != "val":
         return
     # a video is its path in UCF101's layout (one name in two class folders is two videos), its
