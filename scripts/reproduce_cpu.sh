@@ -81,7 +81,7 @@ STILL=(--synthetic-val-per-class 10)
 PAN=(--synthetic-camera pan --synthetic-val-per-class 10)
 read -r -a PAIRED_SEEDS <<< "${PAIRED_SEEDS:-0 1 2 3 4 5}"
 FEW_SEEDS=()        # --seeds-of for parts still and pan: oracle, be, fame at the first 3 seeds
-if [ -z "${ALL_SEEDS:-}" ]; then
+if [ "${ALL_SEEDS:-0}" != 1 ]; then
     few="$(IFS=,; echo "${PAIRED_SEEDS[*]:0:3}")"
     FEW_SEEDS=(--seeds-of "oracle=$few" "be=$few" "fame=$few")
 fi
@@ -165,8 +165,10 @@ for part in $PARTS; do
             --seeds "${PAIRED_SEEDS[@]}" "${FEW_SEEDS[@]}" "${PAIRED[@]}" --split test "${set_flags[@]}" --out "$OUT/paired_$part" ;;
     keyed)
         set_choices steps
-        for set_name in ${KEYED_SETS:-still pan}; do
+        for set_name in ${KEYED_SETS:-still pan}; do     # every name checked before any set trains
             case $set_name in still|pan) ;; *) echo "KEYED_SETS: $set_name is not a set (still pan)" >&2; exit 2;; esac
+        done
+        for set_name in ${KEYED_SETS:-still pan}; do
             if [ "$set_name" = still ]; then set_flags=("${STILL[@]}"); else set_flags=("${PAN[@]}"); fi
             from="$OUT/paired_$set_name"; to="$OUT/keyed_$set_name"
             if [ ! -f "$from/results.json" ]; then   # only finished runs are linked, never one still training
@@ -182,7 +184,7 @@ for part in $PARTS; do
                 for seed in "${PAIRED_SEEDS[@]}"; do link "$from/runs/${arm}_seed$seed" "$to/runs/${arm}_seed$seed"; done
             done
             for mode in s2vc tfd; do link "$from/mirrors/$mode" "$to/mirrors/$mode"; done
-            run keyed reproduce --arms s2vc-keys tfd-keys s2vc-topk s2vc-topk-keys --best s2vc-topk-keys \
+            run "keyed_$set_name" reproduce --arms s2vc-keys tfd-keys s2vc-topk s2vc-topk-keys --best s2vc-topk-keys \
                 --seeds "${PAIRED_SEEDS[@]}" "${PAIRED[@]}" --split test "${set_flags[@]}" --out "$to"
         done ;;
     main)

@@ -613,6 +613,9 @@ def test_paired_statistics_known_answers(monkeypatch):
         ("s2vc-keys", "moco"), ("s2vc-keys", "tfd-keys"), ("s2vc-keys", "fame"), ("oracle", "moco"),
         ("s2vc-dynamic", "tfd-keys"), ("s2vc-dynamic", "s2vc-keys")]
     assert paired.pairs_for(["moco", "s2vc", "tfd"]) == [("s2vc", "moco"), ("s2vc", "tfd")]
+    # --seeds-of: an arm's seeds in --seeds' order, however they are written
+    from s2vc.training.experiments.runner import parse_seeds_of
+    assert parse_seeds_of(["oracle=2,0,1"], ("moco", "oracle"), (0, 1, 2, 3)) == {"oracle": (0, 1, 2)}
     # a primary metric a set of one's own cannot give (ids without groups: motion nan) is named in results.md
     from s2vc.training.experiments.runner import missing_metrics_line
     nan_motion = [{"R@1": 0.3, "motion": math.nan, "linear": 0.4}] * 2
@@ -686,6 +689,17 @@ def test_a_flow_at_another_path_with_the_same_weights_is_the_same_flow(tmp_path)
     pin_experiment(ExperimentConfig(out=str(out), flow=str(there)), out)       # the same weights: accepted
     with pytest.raises(ValueError, match="flow_sha256 'abc' \\(there\\) vs 'def' \\(asked\\)"):
         pin_experiment(ExperimentConfig(out=str(out), flow=str(other)), out)
+    # the same weights calibrated on another clip (another alpha) is another experiment's flow
+    torch.save({"sha256": "abc", "state_dict": {}, "meta": {"alpha": 0.4}}, here)
+    torch.save({"sha256": "abc", "state_dict": {}, "meta": {"alpha": 0.5}}, there)
+    pin_experiment(ExperimentConfig(out=str(tmp_path / "a"), flow=str(here)), tmp_path / "a")
+    with pytest.raises(ValueError, match="flow_alpha 0.4 \\(there\\) vs 0.5 \\(asked\\)"):
+        pin_experiment(ExperimentConfig(out=str(tmp_path / "a"), flow=str(there)), tmp_path / "a")
+    pinned = json.loads((tmp_path / "a" / "experiment.json").read_text())
+    assert pinned["flow_alpha"] == 0.4
+    del pinned["flow_alpha"]                      # a folder of the code before: no flow_alpha, not compared
+    (tmp_path / "a" / "experiment.json").write_text(json.dumps(pinned))
+    pin_experiment(ExperimentConfig(out=str(tmp_path / "a"), flow=str(there)), tmp_path / "a")
 
 
 def test_a_record_is_renewed_when_its_run_trains_further_and_keeps_its_mirrors_fractions(tmp_path):

@@ -227,6 +227,9 @@ def test_odd_names_of_a_set_of_ones_own(own, tmp_path):
     (lists / "testlist01.txt").write_text((lists / "testlist01.txt").read_text() + spaced + "\n")
     assert [r.path for r in ucf101_records(root, "val", val=True)[0]] == [videos / spaced]
     assert ucf101_records(root, "test")[0][-1].path == videos / spaced
+    ind = (lists / "classInd.txt").read_text()
+    (lists / "classInd.txt").write_text("\ufeff" + ind, encoding="utf-8")      # a BOM (written on Windows)
+    assert ucf101_records(root, "train")[1] == ucf101_records(own, "train")[1]
     (lists / "classInd.txt").write_text("\n".join(classes) + "\n")              # names without indices
     with pytest.raises(ValueError, match=r"classInd.txt: line .* is not '<index> <ClassName>'"):
         ucf101_records(root, "train")
@@ -241,6 +244,12 @@ def test_odd_names_of_a_set_of_ones_own(own, tmp_path):
         generate_mirror(MirrorConfig(out=str(tmp_path / "mirror"), dataset="ucf101", root=str(mpg), split="train",
                                      flow=None, progress=False))
     assert not (tmp_path / "mirror").exists()
+    from s2vc.training.data.layouts import VideoRecord
+    from s2vc.training.pretrain.mirror import _check_containers
+    webm = [VideoRecord(tmp_path / "a.webm", 0, "a")]
+    _check_containers(webm, "lossless")                                         # lossless VP9 in WebM
+    with pytest.raises(ValueError, match=r"storage 'compact' cannot write \.webm videos"):
+        _check_containers(webm, "compact")                                      # no near-lossless WebM
     report = generate_mirror(MirrorConfig(out=str(tmp_path / "mirror"), dataset="ucf101", root=str(mpg), split="train",
                                           flow=None, progress=False, storage="residual", decode_size=32))
     manifest = json.loads((tmp_path / "mirror" / "manifest.json").read_text())

@@ -226,8 +226,8 @@ def test_the_keyed_follow_up_links_the_finished_runs_and_trains_only_its_new_arm
     assert [a.out for a in reps] == [str(out / "keyed_still"), str(out / "keyed_pan")]
     one = _recorded_commands(tmp_path / "one", "keyed", PAIRED_SEEDS="0 1", OUT=str(out), KEYED_SETS="pan")
     assert [build_parser().parse_args(c[2:]).out for c in one] == [str(out / "keyed_pan")]   # one set alone
-    done, _ = _run_script(tmp_path / "bad", "keyed", OUT=str(out), KEYED_SETS="tilt")
-    assert done.returncode == 2 and "KEYED_SETS: tilt is not a set" in done.stderr
+    done, commands = _run_script(tmp_path / "bad", "keyed", OUT=str(out), KEYED_SETS="still tilt")
+    assert done.returncode == 2 and "KEYED_SETS: tilt is not a set" in done.stderr and not commands  # nothing ran
     for set_name in ("still", "pan"):
         for arm in ("s2vc-keys", "tfd-keys", "s2vc-topk"):
             src = out / f"paired_{set_name}" / "runs" / f"{arm}_seed0" / "checkpoint.pt"

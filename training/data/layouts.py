@@ -66,12 +66,13 @@ def check_fold(name: str, fold: int) -> None:
 
 
 def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines() if line.strip()]
 
 
 def ucf101_records(root: str | os.PathLike, split: str = "train", fold: int = 1, *,
                    val: bool = False) -> tuple[list[VideoRecord], list[str]]:
-    """UCF101's official split ``fold`` (1-3): records and class names (label = index). ``val``:
+    """UCF101's split ``fold`` (1-3 official; more are one's own, ``s2vc split-val``): records and
+    class names (label = index). ``val``:
     a ``vallistNN.txt`` split may be asked for too (the synthetic set's validation split, or one's
     own: videos held out of ``trainlistNN.txt``, listed as it lists them)."""
     root = Path(root)

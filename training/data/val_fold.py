@@ -77,11 +77,14 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
     if into == fold or into < 1:
         raise ValueError(f"--into {into}: the new fold needs a number of its own (>= 1, not the source fold {fold})")
     targets = {kind: lists / f"{kind}list{into:02d}.txt" for kind in ("train", "val", "test")}
+    test_list = lists / f"testlist{fold:02d}.txt"
+    if not test_list.is_file():
+        raise ValueError(f"{test_list} is missing: the new fold copies fold {fold}'s test list")
     taken = [str(p) for p in targets.values() if p.exists()]
     if taken:
         raise ValueError(f"fold {into} exists already ({', '.join(taken)}); choose another --into, or remove them")
-    source_lines = [line for line in (lists / f"trainlist{fold:02d}.txt").read_text(encoding="utf-8").splitlines()
-                    if line.strip()]
+    text = (lists / f"trainlist{fold:02d}.txt").read_text(encoding="utf-8-sig", errors="replace")
+    source_lines = [line for line in text.splitlines() if line.strip()]            # as ucf101_records reads it
     if len(source_lines) != len(records):
         raise ValueError(f"trainlist{fold:02d}.txt: {len(source_lines)} lines but {len(records)} videos read")
     rng = np.random.default_rng(seed)
@@ -107,7 +110,7 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
     atomic_write_text(targets["train"], "\n".join(train) + "\n")
     atomic_write_text(targets["val"], "\n".join(val) + "\n")
     tmp = targets["test"].with_name(f".{targets['test'].name}.tmp")
-    shutil.copyfile(lists / f"testlist{fold:02d}.txt", tmp)
+    shutil.copyfile(test_list, tmp)
     tmp.replace(targets["test"])
     probe = all(len({_parity(g) for g in held if g[0] == label} - {None}) == 2
                 for label in {g[0] for g in held})

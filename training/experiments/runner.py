@@ -119,8 +119,8 @@ class ExperimentConfig:
 @dataclass(kw_only=True)
 class ReproduceConfig(ExperimentConfig):
     """``reproduce``: every arm (a pretraining mode of ``MODES``, or ``<mode>-keys``: see ``ARMS``)
-    with every seed; ``arms`` None: every mode (the oracle only on the synthetic set: it needs
-    its actor masks)."""
+    with every seed (an arm ``seeds_of`` names: with its seeds only); ``arms`` None: every mode
+    (the oracle only on the synthetic set: it needs its actor masks)."""
 
     arms: tuple[str, ...] | None = None
     best: str | None = None                    # the arm that is the project's variant (its pairs are reported)
@@ -161,7 +161,7 @@ def parse_seeds_of(specs, arms, seeds) -> dict[str, tuple[int, ...]]:
         extra = sorted(set(chosen) - set(seeds))
         if extra:
             raise ValueError(f"--seeds-of {spec!r}: seeds {extra} are not among --seeds {list(seeds)}")
-        out[arm] = tuple(dict.fromkeys(chosen))
+        out[arm] = tuple(s for s in seeds if s in set(chosen))          # in --seeds' order
     return out
 
 
@@ -213,6 +213,8 @@ def pin_experiment(cfg: ExperimentConfig, out: Path) -> None:
         raise ValueError(f"--steps, --snapshot-every and --ckpt-every must be >= 1, got {cfg.steps}, "
                          f"{cfg.snapshot_every}, {cfg.ckpt_every}")
     want = {**pinned_settings(cfg), "flow_sha256": _flow_sha256(cfg.flow)}
+    if cfg.alpha is None:      # the flow's calibrated alpha: one flow file per clip holds the same weights
+        want["flow_alpha"] = _flow_alpha(cfg.flow)
     path = out / "experiment.json"
     if path.exists():
         have = {OLD_PINNED_NAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
@@ -238,6 +240,17 @@ def _flow_sha256(flow: str | None) -> str | None:
     from s2vc.engine.checkpoint import read_checkpoint
     ckpt = read_checkpoint(flow)
     return ckpt.get("sha256") if isinstance(ckpt, dict) else None
+
+
+def _flow_alpha(flow: str | None) -> float | None:
+    """The alpha the flow's checkpoint records (what the s2vc arms use when --alpha is not
+    given), pinned beside its hash (folders of older code have none, and are not compared on it)."""
+    if not flow or not Path(flow).is_file():
+        return None
+    from s2vc.engine.checkpoint import read_checkpoint
+    ckpt = read_checkpoint(flow)
+    alpha = ((ckpt.get("meta") or {}) if isinstance(ckpt, dict) else {}).get("alpha")
+    return float(alpha) if alpha is not None else None
 
 
 # why a paired metric can be nan on every run of a set of one's own
@@ -375,7 +388,8 @@ def _arm_settings(cfg: ExperimentConfig, out: Path, arm: str) -> dict:
 
 
 def reproduce(cfg: ReproduceConfig) -> dict:
-    """Pretrain every arm with every seed and evaluate every snapshot (see the module docstring);
+    """Pretrain every arm with each of its seeds (``seeds``, or ``seeds_of``'s) and evaluate every
+    snapshot (see the module docstring);
     returns {"rows", "runs", "reference", "budget", "command_wall_s", "tables"}."""
     start = time.perf_counter()
     out = Path(cfg.out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from ..flow.fitted import flow_choice
 
@@ -66,29 +67,42 @@ def set_text(cfg) -> str:
             f"class, bias {syn.bias}" + (f", camera {syn.camera}" if syn.camera != "still" else ""))
 
 
-EVAL_MEMORY_SHARE = 0.5   # of this machine's memory the evaluation windows may take
+EVAL_MEMORY_SHARE = 0.5   # of this machine's memory the evaluation windows may take at their peak
+
+
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")   # v2, v1
 
 
 def physical_memory() -> int:
-    """This machine's memory in bytes (0 where the system does not say)."""
+    """The memory this process may use, in bytes: the machine's, or less where a container's
+    cgroup limits it (Docker, Kubernetes, Slurm); 0 where the system does not say."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
-        return 0
+        memory = 0
+    for path in CGROUP_LIMITS:
+        try:
+            limit = int(Path(path).read_text().strip())      # "max" (no limit) is not a number
+        except (OSError, ValueError):
+            continue
+        if 0 < limit and (memory == 0 or limit < memory):
+            memory = limit
+    return memory
 
 
 def check_eval_memory(cfg, videos: int) -> None:
     """ValueError, before any run trains, when the evaluation windows of ``videos`` videos (both
     scored splits, ``num_clips`` windows each of ``frames`` frames at ``size``², float16, kept in
-    memory for every snapshot's scoring) would take more than ``EVAL_MEMORY_SHARE`` of this
-    machine's memory: better said now than an out-of-memory kill after the first run's hours."""
+    memory for every snapshot's scoring; twice that at the peak, while a split's windows are
+    joined into one tensor) would take more than ``EVAL_MEMORY_SHARE`` of the memory this process
+    may use (``physical_memory``): better said now than an out-of-memory kill after a run's hours."""
     need = videos * cfg.num_clips * cfg.frames * 3 * cfg.size ** 2 * 2
     memory = physical_memory()
-    if memory and need > EVAL_MEMORY_SHARE * memory:
+    if memory and 2 * need > EVAL_MEMORY_SHARE * memory:
         raise ValueError(f"the evaluation windows ({videos} videos x {cfg.num_clips} windows of {cfg.frames} frames "
-                         f"at {cfg.size}², float16) would take about {need / 2 ** 30:.0f} GiB, more than half of this "
-                         f"machine's {memory / 2 ** 30:.0f} GiB: lower --num-clips or --crop-size, or score on a "
-                         "machine with more memory")
+                         f"at {cfg.size}², float16) would take about {need / 2 ** 30:.1f} GiB, twice that while they "
+                         f"are assembled, more than half of the {memory / 2 ** 30:.0f} GiB this process may use: lower "
+                         "--num-clips or --crop-size, or score on a machine with more memory")
 
 
 def check_set(cfg, arms: tuple[str, ...] = ()) -> None:

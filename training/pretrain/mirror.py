@@ -309,13 +309,14 @@ def _check_containers(records, storage: str) -> None:
     MPEG-PS has no lossless codec), naming the storage that works for them."""
     if storage == "residual":
         return                                   # <rel>.residual: any source container
-    from s2vc.engine.video_write import CONTAINER_FORMATS
-    bad = sorted({r.path.suffix.lower() or "(none)" for r in records} - set(CONTAINER_FORMATS))
+    from s2vc.engine.video_write import CONTAINER_FORMATS, STORAGES
+    writable = sorted(s for s, fmt in CONTAINER_FORMATS.items() if fmt in STORAGES.get(storage, {}))
+    bad = sorted({r.path.suffix.lower() or "(none)" for r in records} - set(writable))
     if bad:
         first = next(r.path for r in records if (r.path.suffix.lower() or "(none)") in bad)
         raise ValueError(f"the mirror writes each video at its own path, and storage {storage!r} cannot write "
                          f"{', '.join(bad)} videos (first: {first}); use --storage residual (any container), or "
-                         f"convert the set to one of {sorted(CONTAINER_FORMATS)}")
+                         f"convert the set to one of {writable}")
 
 
 def _still_valid(entry: dict, record: VideoRecord, out: Path, storage: str = "lossless") -> bool:
