@@ -132,3 +132,18 @@ def plot_ablation(kind: str, summary: dict, preserved: dict, path: Path) -> None
     ax.set_title(f"S²VC {kind} ablation (last snapshot, mean over seeds)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
+
+
+# why a paired metric can be nan on every run of a set of one's own
+MISSING_WHY = {"motion": "the motion probe needs UCF101-style ids (v_<Class>_gXX_cYY) and, in the scored split, "
+                         "each class's videos in groups of both parities"}
+
+
+def missing_metrics_line(rows: list[dict], metrics=("R@1", "motion", "linear")) -> str:
+    """A line naming the pre-registered paired metrics that are nan on every row (so the paired
+    table leaves them out) and why; "" when none is."""
+    gone = [m for m in metrics if rows and all(math.isnan(r.get(m, math.nan)) for r in rows)]
+    if not gone:
+        return ""
+    return ("Not measured on this set, so not in the paired table: "
+            + "; ".join(f"{m} ({MISSING_WHY.get(m, 'nan on every run')})" for m in gone) + ".\n")

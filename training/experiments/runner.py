@@ -37,12 +37,13 @@ from .paired import paired_rows, paired_table, pairs_for, step0_line
 from .report import CURVES, curve_table, final_table, plot_ablation, plot_curves, summarise
 from .scoring import METRICS
 from ..flow.fitted import BUNDLED_FLOW
-from .sets import DEFAULT_DECODE_SIZE, check_set, experiment_flow, physical_memory, set_text
+from .sets import DEFAULT_DECODE_SIZE, cache_decision, check_set, experiment_flow, set_text
+from .pins import PINNED, pin_experiment, pinned_settings  # noqa: F401  (PINNED, pinned_settings: re-exported)
+from .report import missing_metrics_line
 from .key_sheet import draw_key_sheet
 from ..pretrain.keys import KEYS_SUFFIX, MODES, PREGENERATED_MODES
 from ..pretrain.loop import PretrainConfig
 from .runs import keep_record, train_run
-from ..pretrain.config import SYNTHETIC_KEYS
 from ..data.synthetic import SyntheticSet
 from s2vc.engine.checkpoint import atomic_write_text
 
@@ -186,88 +187,6 @@ class AblateConfig(ExperimentConfig):
         self.values = tuple(self.values)
 
 
-# what the runs and cached evaluations of an experiment folder depend on: a call that names
-# other values for these is refused instead of mixing two experiments (seeds, arms, values and
-# steps may grow; threads, workers, device and logging may change)
-PINNED = ("backbone", "frames", "stride", "size", "batch_size", "queue", "moco_m", "lr", "synthetic_seed",
-          "synthetic_train_per_class", "synthetic_test_per_class", "synthetic_bias", "synthetic_camera",
-          "synthetic_val_per_class", "num_clips", "seed_eval",
-          "flow", "alpha", "dataset", "root", "fold", "decode_size")
-# what an experiment.json written before --dataset existed means by the settings it lacks
-PINNED_BEFORE_SETS = {"dataset": "synthetic", "root": None, "fold": 1, "decode_size": None}
-# experiment.json of the old command-line code named the synthetic set's settings so
-OLD_PINNED_NAMES = {"train_per_class": "synthetic_train_per_class", "test_per_class": "synthetic_test_per_class",
-                    "bias": "synthetic_bias"}
-
-
-def pinned_settings(cfg: ExperimentConfig) -> dict:
-    """The ``PINNED`` settings of ``cfg`` (the synthetic set's as ``synthetic_*``)."""
-    flat = {key: getattr(cfg.synthetic, name) for key, name in SYNTHETIC_KEYS.items()}
-    return {k: flat[k] if k in flat else getattr(cfg, k) for k in PINNED}
-
-
-def pin_experiment(cfg: ExperimentConfig, out: Path) -> None:
-    """Check the budget, then write OUT/experiment.json, or refuse when the folder holds an
-    experiment with other ``PINNED`` settings (naming them: ValueError)."""
-    if cfg.steps < 1 or cfg.snapshot_every < 1 or (cfg.ckpt_every is not None and cfg.ckpt_every < 1):
-        raise ValueError(f"--steps, --snapshot-every and --ckpt-every must be >= 1, got {cfg.steps}, "
-                         f"{cfg.snapshot_every}, {cfg.ckpt_every}")
-    want = {**pinned_settings(cfg), "flow_sha256": _flow_sha256(cfg.flow)}
-    if cfg.alpha is None:      # the flow's calibrated alpha: one flow file per clip holds the same weights
-        want["flow_alpha"] = _flow_alpha(cfg.flow)
-    path = out / "experiment.json"
-    if path.exists():
-        have = {OLD_PINNED_NAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
-        have = {**PINNED_BEFORE_SETS, **have}       # a folder of the code before --dataset: the synthetic set
-        changed = {k: (have[k], v) for k, v in want.items() if k in have and have[k] != v}
-        if "flow" in changed and want["flow_sha256"] and have.get("flow_sha256") == want["flow_sha256"]:
-            del changed["flow"]          # the same weights at another path (a clone fits the set's flow again)
-        if changed:
-            raise ValueError(f"{out} holds an experiment with other settings: "
-                             + ", ".join(f"{k} {a!r} (there) vs {b!r} (asked)" for k, (a, b) in changed.items())
-                             + "; use another --out, or the same settings to continue it")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(want, indent=1))
-
-
-def _flow_sha256(flow: str | None) -> str | None:
-    """The hash of the flow's weights (its checkpoint's ``sha256``), pinned beside its path: a
-    study continued elsewhere (a fresh clone fits the set's flow again) must use the same flow,
-    not only one at the same path; None for the bundled flow or a flow not yet on disk."""
-    if not flow or not Path(flow).is_file():
-        return None
-    from s2vc.engine.checkpoint import read_checkpoint
-    ckpt = read_checkpoint(flow)
-    return ckpt.get("sha256") if isinstance(ckpt, dict) else None
-
-
-def _flow_alpha(flow: str | None) -> float | None:
-    """The alpha the flow's checkpoint records (what the s2vc arms use when --alpha is not
-    given), pinned beside its hash (folders of older code have none, and are not compared on it)."""
-    if not flow or not Path(flow).is_file():
-        return None
-    from s2vc.engine.checkpoint import read_checkpoint
-    ckpt = read_checkpoint(flow)
-    alpha = ((ckpt.get("meta") or {}) if isinstance(ckpt, dict) else {}).get("alpha")
-    return float(alpha) if alpha is not None else None
-
-
-# why a paired metric can be nan on every run of a set of one's own
-MISSING_WHY = {"motion": "the motion probe needs UCF101-style ids (v_<Class>_gXX_cYY) and, in the scored split, "
-                         "each class's videos in groups of both parities"}
-
-
-def missing_metrics_line(rows: list[dict]) -> str:
-    """A line naming the pre-registered paired metrics that are nan on every row (so the paired
-    table leaves them out) and why; "" when none is."""
-    gone = [m for m in PAIRED_METRICS if rows and all(math.isnan(r.get(m, math.nan)) for r in rows)]
-    if not gone:
-        return ""
-    return ("Not measured on this set, so not in the paired table: "
-            + "; ".join(f"{m} ({MISSING_WHY.get(m, 'nan on every run')})" for m in gone) + ".\n")
-
-
 def seeds_text(cfg: ReproduceConfig) -> str:
     """"3 seeds", or "6 seeds; oracle, be: 3 seeds" when ``seeds_of`` gives some arms fewer."""
     def n(k):
@@ -277,42 +196,6 @@ def seeds_text(cfg: ReproduceConfig) -> str:
         if cfg.seeds_for(arm) != cfg.seeds:
             fewer.setdefault(len(cfg.seeds_for(arm)), []).append(arm)
     return "; ".join([n(len(cfg.seeds))] + [f"{', '.join(arms)}: {n(k)}" for k, arms in fewer.items()])
-
-
-CACHE_SHARE = 0.25        # of this machine's memory the decoded training videos may take (auto)
-CACHE_SAMPLE = 16         # videos probed to estimate it
-
-
-def cache_decision(cfg: ExperimentConfig, arms) -> bool:
-    """Whether the runs keep every decoded training video in memory (faster: decoded once per
-    run): ``cfg.cache_videos`` when given; the synthetic set always (a few MB); else when the
-    training split, decoded at ``decode_size`` (twice for arms on a mirror's keys), is estimated
-    from ``CACHE_SAMPLE`` probed videos to take at most ``CACHE_SHARE`` of this machine's memory
-    (UCF101's split 1 at 128 px takes about 100 GB). Says which on stderr."""
-    if cfg.cache_videos is not None or cfg.dataset == "synthetic":
-        return cfg.cache_videos is not False
-    from s2vc.engine import video_io
-    from ..data.datasets import dataset_root, split_records
-    from ..flow.data import spread
-    records = split_records(cfg.dataset, dataset_root(cfg.dataset, cfg.root), "train", cfg.fold)
-    per_video = []
-    for r in spread(records, CACHE_SAMPLE):
-        try:
-            info = video_io.probe_video(r.path, exact=False)
-        except (video_io.VideoDecodeError, OSError):
-            continue
-        short = min(info.width, info.height)
-        scale = (cfg.decode_size or short) / short
-        per_video.append(info.num_frames * round(info.width * scale) * round(info.height * scale) * 3)
-    copies = 2 if any(str(a).endswith(KEYS_SUFFIX) for a in arms) else 1
-    need = float(np.mean(per_video)) * len(records) * copies if per_video else 0.0
-    memory = physical_memory()
-    keep = bool(memory) and need <= CACHE_SHARE * memory
-    print(f"reproduce: the {len(records)} training videos decoded at {cfg.decode_size} px take about "
-          f"{need / 2 ** 30:.1f} GiB{' (with the keys)' if copies == 2 else ''} of this machine's "
-          f"{memory / 2 ** 30:.0f} GiB: {'kept in memory' if keep else 'decoded per clip'} "
-          f"(--cache-videos / --no-cache-videos to choose)", file=sys.stderr)
-    return keep
 
 
 def run_settings(cfg: ExperimentConfig, run: Path, *, mode: str, seed: int, **changes) -> PretrainConfig:
@@ -431,7 +314,7 @@ def reproduce(cfg: ReproduceConfig) -> dict:
           tables["final"], "", tables["step0"], "",
           f"Paired differences at step {last} (arm − arm, seed by seed; 95% Student t interval; \"beats\" only "
           "where it excludes zero):", "", tables["paired"], ""]
-    md += [line for line in [missing_metrics_line(rows)] if line]
+    md += [line for line in [missing_metrics_line(rows, PAIRED_METRICS)] if line]
     for m in CURVES:
         md += [f"Learning curve, {m}:", "", tables[f"curve {m}"], ""]
     md += ["Pretraining time per run (summed step time, s): " +

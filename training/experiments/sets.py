@@ -152,3 +152,40 @@ def check_set(cfg, arms: tuple[str, ...] = ()) -> None:
     if shared:
         raise ValueError(f"{cfg.dataset}: {len(shared)} videos of the validation split are also in the training split "
                          f"(first: {shared[0]}); a validation split holds videos out of training")
+
+
+CACHE_SHARE = 0.25        # of this machine's memory the decoded training videos may take (auto)
+CACHE_SAMPLE = 16         # videos probed to estimate it
+
+
+def cache_decision(cfg, arms) -> bool:
+    """Whether the runs keep every decoded training video in memory (faster: decoded once per
+    run): ``cfg.cache_videos`` when given; the synthetic set always (a few MB); else when the
+    training split, decoded at ``decode_size`` (twice for arms on a mirror's keys), is estimated
+    from ``CACHE_SAMPLE`` probed videos to take at most ``CACHE_SHARE`` of this machine's memory
+    (UCF101's split 1 at 128 px takes about 100 GB). Says which on stderr."""
+    if cfg.cache_videos is not None or cfg.dataset == "synthetic":
+        return cfg.cache_videos is not False
+    from s2vc.engine import video_io
+    from ..data.datasets import dataset_root, split_records
+    from ..flow.data import spread
+    records = split_records(cfg.dataset, dataset_root(cfg.dataset, cfg.root), "train", cfg.fold)
+    per_video = []
+    for r in spread(records, CACHE_SAMPLE):
+        try:
+            info = video_io.probe_video(r.path, exact=False)
+        except (video_io.VideoDecodeError, OSError):
+            continue
+        short = min(info.width, info.height)
+        scale = (cfg.decode_size or short) / short
+        per_video.append(info.num_frames * round(info.width * scale) * round(info.height * scale) * 3)
+    from ..pretrain.keys import KEYS_SUFFIX
+    copies = 2 if any(str(a).endswith(KEYS_SUFFIX) for a in arms) else 1
+    need = sum(per_video) / len(per_video) * len(records) * copies if per_video else 0.0
+    memory = physical_memory()
+    keep = bool(memory) and need <= CACHE_SHARE * memory
+    print(f"reproduce: the {len(records)} training videos decoded at {cfg.decode_size} px take about "
+          f"{need / 2 ** 30:.1f} GiB{' (with the keys)' if copies == 2 else ''} of this machine's "
+          f"{memory / 2 ** 30:.0f} GiB: {'kept in memory' if keep else 'decoded per clip'} "
+          f"(--cache-videos / --no-cache-videos to choose)", file=sys.stderr)
+    return keep

@@ -57,7 +57,7 @@ from s2vc.engine.checkpoint import load_flow
 from s2vc.engine.flow import AdvFlow
 
 from .data import spread, training_videos
-from .training import heldout_bpd, mean_and_se, view_bpds
+from .bpd import heldout_bpd, mean_and_se, view_bpds
 from .frames import FrameSampler, FrameSource, evenly_spaced, load_sources, pool_to
 from ..data.synthetic import SyntheticSet
 

@@ -44,6 +44,7 @@ from s2vc.engine.flow import AdvFlow, FlowConfig
 from s2vc.engine.suppression import alpha_for_preserved_fraction
 
 from ..distributed import barrier, gather_objects, setup_distributed
+from .bpd import evaluate_bpd, heldout_bpd, mean_and_se, view_bpds  # noqa: F401  (re-exported)
 from .config import FlowTrainConfig
 from .data import FlowData, build_flow_data, calibration_plan
 
@@ -56,38 +57,6 @@ def resume_path(out: str | os.PathLike) -> Path:
     """The resume file of the checkpoint ``out``: ``out``.resume.pt."""
     out = Path(out)
     return out.with_name(out.name + ".resume.pt")
-
-
-def view_bpds(flow: AdvFlow, views: torch.Tensor, batch_size: int = 64, seed: int = 1234) -> torch.Tensor:
-    """Bits/dim float64 (N,) of each of the fixed views float (N, 3, r, r) in [0, 1], with fixed
-    dequantisation noise (comparable across epochs and flows)."""
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.rand(views.shape, generator=g)
-    was_training = flow.training
-    flow.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, views.shape[0], batch_size):
-            v = views[i:i + batch_size].to(next(flow.parameters()).device)
-            n = noise[i:i + batch_size].to(v.device)
-            out.append(flow.nll_bits_per_dim(v, noise=n).double().cpu())
-    flow.train(was_training)
-    return torch.cat(out)
-
-
-def evaluate_bpd(flow: AdvFlow, views: torch.Tensor, batch_size: int = 64, seed: int = 1234) -> float:
-    """Mean bits/dim of fixed views float (N, 3, r, r) in [0, 1] (``view_bpds``)."""
-    return view_bpds(flow, views, batch_size, seed).sum().item() / views.shape[0]
-
-
-def mean_and_se(values: torch.Tensor, groups: torch.Tensor | None) -> tuple[float, float, int]:
-    """(mean of ``values`` (N,), its standard error counted over groups, number of groups): views
-    of one video are alike, so the spread that matters is between the videos' means (SE = their
-    sample SD / sqrt(groups); 0 with one group)."""
-    groups = torch.zeros(len(values), dtype=torch.long) if groups is None else groups
-    means = torch.stack([values[groups == g].mean() for g in groups.unique()])
-    se = float(means.std(unbiased=True) / math.sqrt(len(means))) if len(means) > 1 else 0.0
-    return float(values.mean()), se, len(means)
 
 
 def calibrate_alpha(flow: AdvFlow, videos: list[Path], *, preserve: float, clip_len: int, size: int,
@@ -282,12 +251,6 @@ def _record(run: _Run, val_views: torch.Tensor | None, writer, seconds: float, *
             + (f", held-out {val_bpd:.3f}" if val_bpd is not None else "") + f" ({seconds:.0f} s)"
             + (f"; stopped: {extra['stopped']}" if "stopped" in extra else ""))
     return entry
-
-
-def heldout_bpd(history: list[dict]) -> float | None:
-    """The latest held-out bits/dim of a training history (None when none was measured)."""
-    scored = [h["val_bpd"] for h in history if h.get("val_bpd") is not None]
-    return scored[-1] if scored else None
 
 
 def _save(run: _Run, data: FlowData) -> None:
