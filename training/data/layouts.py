@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "kinetics_records",
     "folder_records",
     "check_fold",
+    "group_of",
 ]
 
 
@@ -97,6 +99,17 @@ def ucf101_records(root: str | os.PathLike, split: str = "train", fold: int = 1,
             raise ValueError(f"{split_file}: class folder {folder!r} of {rel!r} is not in {class_ind}")
         records.append(VideoRecord(videos / rel, index[folder.lower()], Path(rel).stem))
     return records, classes
+
+
+_GROUP = re.compile(r"_g(\d+)_c\d+$")
+
+
+def group_of(video_id: str) -> int:
+    """The group number of a UCF101-style id ``v_<Class>_gXX_cYY`` (the synthetic set's too)."""
+    m = _GROUP.search(video_id)
+    if m is None:
+        raise ValueError(f"{video_id!r} is not a UCF101-style video id v_<Class>_gXX_cYY")
+    return int(m.group(1))
 
 
 def _list_path(line: str) -> str:

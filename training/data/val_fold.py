@@ -15,7 +15,6 @@ score the validation split); ids that are not UCF101-style are each their own gr
 """
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -23,16 +22,16 @@ import numpy as np
 
 from s2vc.engine.checkpoint import atomic_write_text
 
-from .layouts import ucf101_records
+from .layouts import group_of, ucf101_records
 
 __all__ = ["write_val_fold", "next_free_fold"]
 
-_GROUP = re.compile(r"_g(\d+)_c\d+$")
-
-
 def _group(video_id: str, label: int) -> tuple:
-    m = _GROUP.search(video_id)
-    return (label, int(m.group(1))) if m else (label, video_id)
+    """(class, group number) of a UCF101-style id; (class, the id) for any other."""
+    try:
+        return label, group_of(video_id)
+    except ValueError:
+        return label, video_id
 
 
 def _parity(group: tuple):
@@ -88,12 +87,10 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
     if len(source_lines) != len(records):
         raise ValueError(f"trainlist{fold:02d}.txt: {len(source_lines)} lines but {len(records)} videos read")
     rng = np.random.default_rng(seed)
+    group = [_group(r.video_id, r.label) for r in records]
     groups_of_class: dict[int, list] = {}
-    for r in records:
-        g = _group(r.video_id, r.label)
-        groups_of_class.setdefault(r.label, [])
-        if g not in groups_of_class[r.label]:
-            groups_of_class[r.label].append(g)
+    for g in dict.fromkeys(group):
+        groups_of_class.setdefault(g[0], []).append(g)
     held = set()
     for label in sorted(groups_of_class):
         groups = sorted(groups_of_class[label], key=str)
@@ -102,8 +99,8 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
         count = min(len(groups) - 1, max(1, round(share * len(groups))))
         chosen = [groups[i] for i in sorted(rng.choice(len(groups), size=count, replace=False))]
         held.update(_both_parities(chosen, groups, rng))
-    val = [line for line, r in zip(source_lines, records) if _group(r.video_id, r.label) in held]
-    train = [line for line, r in zip(source_lines, records) if _group(r.video_id, r.label) not in held]
+    val = [line for line, g in zip(source_lines, group) if g in held]
+    train = [line for line, g in zip(source_lines, group) if g not in held]
     if not val:
         raise ValueError(f"no class of trainlist{fold:02d}.txt has videos of two groups (v_<Class>_gXX_cYY; an id "
                          "of another form is a group of its own): nothing can be held out by group")
@@ -115,5 +112,5 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
     probe = all(len({_parity(g) for g in held if g[0] == label} - {None}) == 2
                 for label in {g[0] for g in held})
     return {"fold": into, "train": len(train), "val": len(val), "groups": len(held), "probe": probe,
-            "classes": sum(1 for label in groups_of_class if any(g[0] == label for g in held)),
+            "classes": len({g[0] for g in held}),
             "files": [str(p) for p in targets.values()]}

@@ -23,7 +23,6 @@ the frame difference) on the synthetic test split.
 """
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..data.datasets import EvalWindows, SkippedCounter, collate_windows
+from ..data.layouts import group_of
 from .common import Evaluation, LinearEvalSettings, eval_backbone, eval_dataset, eval_device, finish, format_table
 from .frozen import linear_probe
 from .features import eval_window_transform
@@ -53,15 +53,6 @@ __all__ = [
 ]
 
 LOOKS = ("scene", "shape", "colour")
-_GROUP = re.compile(r"_g(\d+)_c\d+$")
-
-
-def group_of(video_id: str) -> int:
-    """The group number of a UCF101-style id ``v_<Class>_gXX_cYY`` (the synthetic set's too)."""
-    m = _GROUP.search(video_id)
-    if m is None:
-        raise ValueError(f"{video_id!r} is not a UCF101-style video id v_<Class>_gXX_cYY")
-    return int(m.group(1))
 
 
 def probe_halves(groups: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

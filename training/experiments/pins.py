@@ -40,9 +40,10 @@ def pin_experiment(cfg, out: Path) -> None:
     if cfg.steps < 1 or cfg.snapshot_every < 1 or (cfg.ckpt_every is not None and cfg.ckpt_every < 1):
         raise ValueError(f"--steps, --snapshot-every and --ckpt-every must be >= 1, got {cfg.steps}, "
                          f"{cfg.snapshot_every}, {cfg.ckpt_every}")
-    want = {**pinned_settings(cfg), "flow_sha256": _flow_sha256(cfg.flow)}
+    sha256, alpha = _flow_pins(cfg.flow)
+    want = {**pinned_settings(cfg), "flow_sha256": sha256}
     if cfg.alpha is None:      # the flow's calibrated alpha: one flow file per clip holds the same weights
-        want["flow_alpha"] = _flow_alpha(cfg.flow)
+        want["flow_alpha"] = alpha
     path = out / "experiment.json"
     if path.exists():
         have = {OLD_PINNED_NAMES.get(k, k): v for k, v in json.loads(path.read_text()).items()}
@@ -59,23 +60,17 @@ def pin_experiment(cfg, out: Path) -> None:
         atomic_write_text(path, json.dumps(want, indent=1))
 
 
-def _flow_sha256(flow: str | None) -> str | None:
-    """The hash of the flow's weights (its checkpoint's ``sha256``), pinned beside its path: a
-    study continued elsewhere (a fresh clone fits the set's flow again) must use the same flow,
-    not only one at the same path; None for the bundled flow or a flow not yet on disk."""
+def _flow_pins(flow: str | None) -> tuple[str | None, float | None]:
+    """(the hash of the flow's weights, the alpha it records), read once from its checkpoint and
+    pinned beside its path: a study continued elsewhere (a fresh clone fits the set's flow again)
+    must use the same weights, not only a file at the same path, and the same calibration (the
+    alpha the s2vc arms use when --alpha is not given; folders of older code record none and are
+    not compared on it); (None, None) for the bundled flow or a flow not yet on disk."""
     if not flow or not Path(flow).is_file():
-        return None
+        return None, None
     from s2vc.engine.checkpoint import read_checkpoint
     ckpt = read_checkpoint(flow)
-    return ckpt.get("sha256") if isinstance(ckpt, dict) else None
-
-
-def _flow_alpha(flow: str | None) -> float | None:
-    """The alpha the flow's checkpoint records (what the s2vc arms use when --alpha is not
-    given), pinned beside its hash (folders of older code have none, and are not compared on it)."""
-    if not flow or not Path(flow).is_file():
-        return None
-    from s2vc.engine.checkpoint import read_checkpoint
-    ckpt = read_checkpoint(flow)
-    alpha = ((ckpt.get("meta") or {}) if isinstance(ckpt, dict) else {}).get("alpha")
-    return float(alpha) if alpha is not None else None
+    if not isinstance(ckpt, dict):
+        return None, None
+    alpha = (ckpt.get("meta") or {}).get("alpha")
+    return ckpt.get("sha256"), float(alpha) if alpha is not None else None

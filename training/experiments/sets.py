@@ -41,9 +41,10 @@ def experiment_flow(cfg) -> str | None:
         raise ValueError(f"a comparison on {cfg.dataset} needs a flow fitted to it (the s2vc and tfd keys come from "
                          f"it): fit one with `{fit}`, then add --flow flow_{cfg.dataset}.pt (--flow bundled forces "
                          f"the bundled one, fitted to a few sample clips)")
+    from ..flow.fitted import fitted_flow_path, recipe_for_clip
+    recipe = recipe_for_clip(cfg.frames, cfg.stride)        # alpha calibrated on the runs' clip
     if not cfg.flow and cfg.eval_only:
-        from ..flow import fitted
-        path = fitted.fitted_flow_path(cfg.synthetic, root=cfg.root, recipe=fitted.recipe_for_clip(cfg.frames, cfg.stride))
+        path = fitted_flow_path(cfg.synthetic, root=cfg.root, recipe=recipe)
         if not path.is_file():
             raise ValueError(f"--eval-only trains nothing, and the synthetic set's own fitted flow is not there yet "
                              f"({path}): run the same command without --eval-only first (it fits the flow once, "
@@ -52,9 +53,7 @@ def experiment_flow(cfg) -> str | None:
     if not cfg.flow:
         print("experiment: the synthetic set's own fitted flow (trained once, then cached beside the set)",
               file=sys.stderr)
-    from ..flow.fitted import recipe_for_clip   # alpha calibrated on the runs' clip
-    return flow_choice(cfg.flow, cfg.synthetic, progress=not cfg.no_progress, root=cfg.root,
-                       recipe=recipe_for_clip(cfg.frames, cfg.stride))
+    return flow_choice(cfg.flow, cfg.synthetic, progress=not cfg.no_progress, root=cfg.root, recipe=recipe)
 
 
 def set_text(cfg) -> str:
