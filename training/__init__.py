@@ -7,5 +7,7 @@
 - ``experiments/``: the reproduction and the ablations over arms and seeds
 
 ``models.py`` (backbones, shared by pretraining and evaluation) and ``distributed.py`` (process
-groups and RNG state, shared by flow fitting and pretraining) stay at the top.
+groups and RNG state, shared by flow fitting and pretraining), ``run_files.py`` (a run folder's
+files) and ``stats.py`` (Student t quantiles, shared by the flow fit check and the experiments)
+stay at the top.
 """

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..stats import T_975, t_quantile
 from .report import markdown_table, mean_sd
 
 __all__ = ["NO_SPREAD", "T_975", "t_quantile", "mean_sd", "PairedDifference", "paired_difference", "PAIRS", "pairs_for",
@@ -29,22 +30,6 @@ __all__ = ["NO_SPREAD", "T_975", "t_quantile", "mean_sd", "PairedDifference", "p
 # an SD below this (in fractions: a millionth of a percentage point) is no spread: float noise on
 # differences that are equal over the seeds
 NO_SPREAD = 1e-8
-
-# the 0.975 quantile of Student's t with df = 1..30 degrees of freedom (two-sided 95%)
-T_975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
-
-
-def t_quantile(df: int) -> float:
-    """The 0.975 quantile of Student's t with ``df`` >= 1 degrees of freedom."""
-    if df < 1:
-        raise ValueError(f"a t interval needs at least 1 degree of freedom (2 seeds), got {df}")
-    try:
-        from scipy import stats
-    except ImportError:
-        return T_975[df - 1] if df <= len(T_975) else 1.959964    # the normal's beyond 30
-    return float(stats.t.ppf(0.975, df))
 
 
 @dataclass

@@ -25,11 +25,14 @@ bits/dim spreads over about a bit), so both figures are means over *videos*: the
 ``CHECK_FRAMES`` frames spread over ``CHECK_VIDEOS`` training videos, and its standard error is the
 sample SD of the videos' means over sqrt(videos); the reference's is recorded the same way
 (``own_bpd_se``, ``heldout_bpd_se`` over at most 8 held-out videos). A flow fails the check only
-when the data's figure is above the reference by more than ``FIT_MARGIN_BPD`` plus 1.645
-standard errors of the difference (a normal quantile: with few videos per figure a t quantile
-would be wider, so there the chance of a false alarm is above 5%), and the message states both figures with their ± so a reader
-can judge. Before the noise term (48 frames of 8 videos, decoded at the caller's size), a
-UCF101-format set's freshly fitted flow was reported as not fitting its own training frames
+when the data's figure is above the reference by more than ``FIT_MARGIN_BPD`` plus the one-sided
+95% quantile of Student's t at Welch's degrees of freedom (``noise_quantile``: 1.645 with many
+videos; 1.75 with 16 videos against a reference recording no spread, 2.92 with 3) times the
+standard error of the difference, so a flow that fits is called unfit about one time in 20 at
+most, however few the videos (a normal quantile, used until 2026-12-07, did so 8.8% of the time
+with 3 videos a side: ``tests/test_flow_fit.py``); the message states both figures with their ±
+and the quantile so a reader can judge. Before the noise term (48 frames of 8 videos, decoded at
+the caller's size), a UCF101-format set's freshly fitted flow was reported as not fitting its own training frames
 (5.90 against a held-out 5.45).
 
 The margin, ``FIT_MARGIN_BPD`` = 0.1 bits/dim, is a systematic allowance only (the sampling
@@ -60,12 +63,14 @@ from .data import spread, training_videos
 from .bpd import heldout_bpd, mean_and_se, view_bpds
 from .frames import FrameSampler, FrameSource, evenly_spaced, load_sources, pool_to
 from ..data.synthetic import SyntheticSet
+from ..stats import t_quantile, welch_df
 
-__all__ = ["FIT_MARGIN_BPD", "NOISE_Z", "FitReport", "flow_decode_size", "FlowDoesNotFitError", "check_flow_fits",
-           "check_flow_for_dataset", "reference_bpd", "heldout_reference", "own_data_figure", "fit_command"]
+__all__ = ["FIT_MARGIN_BPD", "NOISE_P", "noise_quantile", "FitReport", "Reference", "reference", "flow_decode_size",
+           "FlowDoesNotFitError", "check_flow_fits", "check_flow_for_dataset", "reference_bpd", "heldout_reference",
+           "own_data_figure", "fit_command"]
 
 FIT_MARGIN_BPD = 0.1       # bits/dim above the flow's own held-out figure that still count as fitting
-NOISE_Z = 1.645            # standard errors of the difference allowed on top of the margin (one-sided 95%)
+NOISE_P = 0.95             # one-sided: the t quantile of the standard errors allowed on top of the margin
 CHECK_FRAMES = 128         # frames scored (a few seconds for the 32x32 flow on 2 CPU cores)
 CHECK_VIDEOS = 32          # videos they are drawn from, evenly spaced over the training split
 CHECK_DECODE_FRAMES = 64   # frames decoded per video at most (the start of each video)
@@ -84,9 +89,9 @@ class FitReport:
     check's figure on the data it was fitted to; None when its checkpoint records neither) and
     ``reference`` where that came from; margin: bits/dim allowed above it; noise: the standard
     error of data_bpd - reference_bpd (the two figures' SEs over videos combined; the reference's
-    counts as 0 when the flow does not record it); fits: data_bpd <= reference_bpd + margin +
-    ``NOISE_Z`` x noise (None without a reference); decode_size: the size the frames were decoded
-    at; message: one line saying so, with ``fit_command`` (the command that fits a flow to this
+    counts as 0 when the flow does not record it); quantile: the t quantile allowed of it
+    (``noise_quantile``); fits: data_bpd <= reference_bpd + margin + quantile x noise (None
+    without a reference); decode_size: the size the frames were decoded at; message: one line saying so, with ``fit_command`` (the command that fits a flow to this
     data) when it does not fit.
     """
 
@@ -101,6 +106,7 @@ class FitReport:
     noise: float = 0.0
     videos: int = 1
     decode_size: int | None = None
+    quantile: float = 0.0
 
     def __str__(self) -> str:
         return self.message
@@ -119,19 +125,50 @@ def heldout_reference(flow: AdvFlow) -> tuple[float | None, str]:
     return None, "none recorded"
 
 
-def reference_bpd(flow: AdvFlow) -> tuple[float | None, str, float]:
-    """(the figure the check compares with, where it was read, its standard error): the larger of
-    the flow's held-out bits/dim and the check's own figure on the data it was fitted to
-    (``own_data_figure``, written by ``train-flow``), whichever its checkpoint records; both are
-    data the flow models, so data scoring no worse than either fits."""
+@dataclass
+class Reference:
+    """The figure the check compares with: value (None when the checkpoint records none), where
+    it was read, its standard error and the number of videos it is a mean over (the SE's degrees
+    of freedom: 1 when not recorded), and whether it is the check's own figure on the fitted data."""
+
+    value: float | None
+    where: str
+    se: float = 0.0
+    videos: int = 1
+    own: bool = False
+
+    @property
+    def label(self) -> str:
+        """What the figure is, in the check's message."""
+        return "on the data it was fitted to" if self.own else "held out"
+
+
+def reference(flow: AdvFlow) -> Reference:
+    """The larger of the flow's held-out bits/dim and the check's own figure on the data it was
+    fitted to (``own_data_figure``, written by ``train-flow``), whichever its checkpoint records;
+    both are data the flow models, so data scoring no worse than either fits."""
     views = (getattr(flow, "meta", None) or {}).get("fit_views") or {}
     held, where = heldout_reference(flow)
-    held_se = float(views.get("heldout_bpd_se") or 0.0)
     own = views.get("own_bpd")
     if own is not None and (held is None or float(own) > held):
-        return (float(own), f"the check's own figure on the {views.get('own_videos')} videos it was fitted to "
-                            "(meta['fit_views']['own_bpd'])", float(views.get("own_bpd_se") or 0.0))
-    return held, where, held_se
+        return Reference(float(own), f"the check's own figure on the {views.get('own_videos')} videos it was fitted "
+                                     "to (meta['fit_views']['own_bpd'])", float(views.get("own_bpd_se") or 0.0),
+                         int(views.get("own_videos") or 1), own=True)
+    return Reference(held, where, float(views.get("heldout_bpd_se") or 0.0), int(views.get("heldout_sources") or 1))
+
+
+def reference_bpd(flow: AdvFlow) -> tuple[float | None, str, float]:
+    """(the figure the check compares with, where it was read, its standard error): ``reference``."""
+    ref = reference(flow)
+    return ref.value, ref.where, ref.se
+
+
+def noise_quantile(data_se: float, data_videos: int, ref_se: float, ref_videos: int) -> float:
+    """The one-sided 95% quantile of Student's t (``NOISE_P``) at the Welch-Satterthwaite degrees of
+    freedom of the difference of the data's mean and the reference's, each a mean over videos with
+    that standard error (the normal's 1.645 when neither records a spread)."""
+    df = welch_df((data_se, data_videos), (ref_se, ref_videos))
+    return t_quantile(df, NOISE_P)
 
 
 def own_data_figure(flow: AdvFlow, videos: Sequence, decode_size: int | None, frames: int = CHECK_FRAMES) -> dict:
@@ -224,32 +261,30 @@ def check_flow_fits(flow: AdvFlow | str | os.PathLike | None, frames_or_videos: 
     size = flow_decode_size(flow, decode_size)
     views, of_video = _views(flow, frames_or_videos, frames, size)
     data_bpd, data_se, videos = mean_and_se(view_bpds(flow, views), of_video)
-    ref, where, ref_se = reference_bpd(flow)
+    known = reference(flow)
+    ref, where, ref_se = known.value, known.where, known.se
     noise = math.hypot(data_se, ref_se)
+    quantile = noise_quantile(data_se, videos, ref_se, known.videos)
     command = fit_command(dataset, root, fold, synthetic)
     name = f"{dataset} at {root}" if dataset and root is not None else (dataset or "this data")
-    fits = None if ref is None else data_bpd <= ref + margin + NOISE_Z * noise
+    fits = None if ref is None else data_bpd <= ref + margin + quantile * noise
     measured = (f"{data_bpd:.3f} ± {data_se:.3f} bits/dim on {len(views)} training frames of {videos} "
                 f"video{'s' if videos != 1 else ''} (decoded {'as stored' if size is None else f'at {size}'})")
     if fits is None:
         message = (f"flow check on {name}: {measured}; the flow records no held-out bits/dim to compare with, so "
                    f"whether it fits is unknown (fit one: {command})")
     elif fits:
-        message = (f"the flow fits {name}: {measured}, its own figure {ref:.3f} ± {ref_se:.3f} ({_own(where)}; "
-                   f"allowed: margin {margin:g} + {NOISE_Z:g} x {noise:.3f} noise)")
+        message = (f"the flow fits {name}: {measured}, its own figure {ref:.3f} ± {ref_se:.3f} ({known.label}; "
+                   f"allowed: margin {margin:g} + {quantile:.2f} x {noise:.3f} noise)")
     else:
         message = (f"the flow does not fit {name}: {measured} against the flow's own {ref:.3f} ± {ref_se:.3f} "
-                   f"({_own(where)}; more than the margin {margin:g} + {NOISE_Z:g} x {noise:.3f} noise above), so "
+                   f"({known.label}; more than the margin {margin:g} + {quantile:.2f} x {noise:.3f} noise above), so "
                    f"S2VC will be no better than plain MoCo; fit a flow to this data with: {command}")
-    report = FitReport(data_bpd, ref, where, margin, len(views), fits, message, command, noise, videos, size)
+    report = FitReport(data_bpd, ref, where, margin, len(views), fits, message, command, noise, videos, size,
+                       quantile)
     if strict and fits is False:
         raise FlowDoesNotFitError(message)
     return report
-
-
-def _own(where: str) -> str:
-    """What the reference figure is, in the check's message."""
-    return "on the data it was fitted to" if "own_bpd" in where else "held out"
 
 
 def check_flow_for_dataset(flow: AdvFlow | str | os.PathLike | None, dataset: str,
