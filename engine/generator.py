@@ -18,6 +18,7 @@ suppressed too and the fine detail that moves stays:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 
@@ -36,6 +37,7 @@ DETAILS = ("keep", "dynamic")       # the fine detail: kept as is (the paper) / 
 MODEL_BACKENDS = ("onnxruntime", "tensorrt")     # they run an exported file: model=PATH
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}   # the flow's autocast dtype
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
+CONV_LAYOUTS = ("auto", "contiguous", "channels_last")    # the memory layout of the flow's convolutions
 # the torch.compile modes that capture CUDA graphs, whose outputs are overwritten by the next replay
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 log = logging.getLogger("s2vc")
@@ -74,6 +76,15 @@ class MotionPreservingGenerator(torch.nn.Module):
     (52 dB; BENCHMARKS.md). The latents go back to the flow's dtype before the STD and threshold.
     compile_mode: ``torch.compile``'s ``mode`` for backend "compile" (None: torch's default;
     "reduce-overhead" / "max-autotune" capture CUDA graphs on CUDA for the fixed shapes).
+    conv_layout: the memory layout of the flow's convolution weights, and so of their outputs
+    (eager/ext/compile backends): "channels_last" (NHWC: the CPU's oneDNN kernels run the
+    generation 1.6-1.7x as fast at one thread on the 32² flow, BENCHMARKS.md "Convolution layout";
+    cuDNN's NHWC kernels for bf16/fp16), "contiguous" (NCHW, the layout the flow is fitted in) or
+    "auto": channels_last on CUDA with a reduced precision, contiguous otherwise. The layout changes
+    no value, only the rounding of the sums (outputs within about 1e-5 of NCHW's, the same masks on
+    the tests' clips), so "auto" keeps NCHW on the CPU until the pre-registered study
+    (docs/RESULTS.md), whose keys made each step keep one generator's numerics, has finished.
+    The conversion runs on a copy of the flow's weights: the caller's flow is never changed.
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
     temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
     reference flow), "torchscript" (the scripted ``GeneratorGraph``, one per frame size),
@@ -91,7 +102,8 @@ class MotionPreservingGenerator(torch.nn.Module):
                  keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
                  chunk_frames: int = 256, seed: int | None = None, model: str | None = None,
                  providers: list | None = None, detail: str = "keep", validate: bool = True,
-                 precision: str = "fp32", encode_precision: str = "fp32", compile_mode: str | None = None):
+                 precision: str = "fp32", encode_precision: str = "fp32", compile_mode: str | None = None,
+                 conv_layout: str = "auto"):
         super().__init__()
         self.alpha = resolve_alpha(flow, alpha)
         # topk keeps, unless told, the fraction the flow's alpha was calibrated for (as much as alpha keeps)
@@ -101,6 +113,8 @@ class MotionPreservingGenerator(torch.nn.Module):
         _check_precision(precision, backend)
         _check_precision(encode_precision, backend)
         _check_compile_mode(compile_mode, backend)
+        if conv_layout not in CONV_LAYOUTS:
+            raise ValueError(f"conv_layout must be one of {CONV_LAYOUTS}, got {conv_layout!r}")
         if backend == "ext":
             extension.require_ext("MotionPreservingGenerator(backend='ext')")
         self.config = flow.config
@@ -123,6 +137,7 @@ class MotionPreservingGenerator(torch.nn.Module):
         self.precision = precision
         self.encode_precision = encode_precision
         self.compile_mode = compile_mode
+        self.conv_layout = conv_layout
         self._channels_last = False
 
     def _compute_dtype(self, video: torch.Tensor) -> torch.dtype:
@@ -207,19 +222,28 @@ class MotionPreservingGenerator(torch.nn.Module):
         # the couplings' elementwise steps promote to float, a final 1x1 conv may not: one dtype back
         return torch.cat([p.to(x.dtype) for p in parts])
 
-    def _prepare_precision(self, video: torch.Tensor) -> None:
-        """fp16 only on CUDA (CPU autocast in float16 is slow and partial); on CUDA the conv
-        subnets' weights go to channels_last once (cuDNN's NHWC kernels for bf16/fp16; the
-        flow's conv inputs are channel slices of NCHW tensors, which the conv then converts).
-        Only the memory layout changes, not a value; the weights are the source flow's own."""
+    def _check_device_precision(self, video: torch.Tensor) -> None:
+        """fp16 only on CUDA (CPU autocast in float16 is slow and partial)."""
         if "fp16" in (self.precision, self.encode_precision) and video.device.type != "cuda":
             raise ValueError(f"precision 'fp16' runs on CUDA only (this video is on {video.device.type}); "
                              "use precision 'bf16' or 'fp32'")
-        if video.device.type == "cuda" and not self._channels_last:
-            for module in self.flow.modules():
-                if isinstance(module, torch.nn.Conv2d):
-                    module.to(memory_format=torch.channels_last)
-            self._channels_last = True
+
+    def wants_channels_last(self, device: torch.device | str) -> bool:
+        """Whether the flow's convolutions run channels_last for videos on ``device`` (``conv_layout``)."""
+        if self.conv_layout != "auto":
+            return self.conv_layout == "channels_last"
+        return torch.device(device).type == "cuda" and (self.precision, self.encode_precision) != ("fp32", "fp32")
+
+    def _prepare_layout(self, video: torch.Tensor) -> None:
+        """The first call that wants channels_last puts a copy of the prepared flow's conv weights in
+        it (the flow's conv inputs are channel slices of NCHW tensors, which the conv converts), once."""
+        if self._channels_last or not self.wants_channels_last(video.device):
+            return
+        self.flow = _channels_last_copy(self.flow)
+        if self.flow_ext is not None:
+            self.flow_ext = _channels_last_copy(self.flow_ext)
+        self._compiled.clear()
+        self._channels_last = True
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, GenerationStats]:
@@ -228,8 +252,8 @@ class MotionPreservingGenerator(torch.nn.Module):
         self.last_backend = backend
         if backend in GRAPH_BACKENDS:
             return self._run_graph(video)
-        if (self.precision, self.encode_precision) != ("fp32", "fp32"):
-            self._prepare_precision(video)
+        self._check_device_precision(video)
+        self._prepare_layout(video)
         compute = self._compute_dtype(video)
         if video.dtype != compute:
             out, stats = self._run_flow(video.to(compute), backend)
@@ -299,6 +323,15 @@ def _check_compile_mode(compile_mode: str | None, backend: str) -> None:
         raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
     if compile_mode is not None and backend != "compile":
         raise ValueError(f"compile_mode {compile_mode!r} is for backend 'compile', not {backend!r}")
+
+
+def _channels_last_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``module`` with every Conv2d's weights in channels_last (values unchanged)."""
+    module = copy.deepcopy(module)
+    for conv in module.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            conv.to(memory_format=torch.channels_last)
+    return module
 
 
 def _cloned(fn):
