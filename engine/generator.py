@@ -77,9 +77,9 @@ class MotionPreservingGenerator(torch.nn.Module):
     compile_mode: ``torch.compile``'s ``mode`` for backend "compile" (None: torch's default;
     "reduce-overhead" / "max-autotune" capture CUDA graphs on CUDA for the fixed shapes).
     conv_layout: the memory layout of the flow's convolution weights, and so of their outputs
-    (eager/ext/compile backends): "channels_last" (NHWC: the CPU's oneDNN kernels run the
-    generation 1.6-1.7x as fast at one thread on the 32² flow, BENCHMARKS.md "Convolution layout";
-    cuDNN's NHWC kernels for bf16/fp16), "contiguous" (NCHW, the layout the flow is fitted in) or
+    (eager/ext/compile backends): "channels_last" (NHWC: on the CPU the study's key batch of
+    256 frames through the 32² flow runs faster in oneDNN's NHWC kernels, BENCHMARKS.md
+    "Convolution layout"; on CUDA cuDNN's NHWC kernels for bf16/fp16), "contiguous" (NCHW, the layout the flow is fitted in) or
     "auto": channels_last on CUDA with a reduced precision, contiguous otherwise. The layout changes
     no value, only the rounding of the sums (outputs within about 1e-5 of NCHW's, the same masks on
     the tests' clips), so "auto" keeps NCHW on the CPU until the pre-registered study
