@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from s2vc.engine import video_io
-from s2vc.training.data.datasets import build_dataset
+from s2vc.training.data.datasets import SkipSample, build_dataset
 from s2vc.training.pretrain.mirror import MirrorConfig, generate_mirror, generate_video, mirror_windows
 from s2vc.training.data.mirror_manifest import MirrorMismatchError, load_manifest
 from s2vc.training.data.synthetic import SyntheticSet
@@ -190,8 +190,20 @@ def test_corrupt_video_is_skipped_listed_and_counted(tmp_path):
     assert rel in manifest["skipped"] and rel not in manifest["videos"]
     assert not (report.out / rel).exists()
     keyed = build_dataset("synthetic", root=cfg.root, synthetic=TINY, frames=4, stride=2, size=None,
-                          keys={"path": report.out, "expect": {}})
-    assert victim not in [r.path for r in keyed.records]
+                          keys={"path": report.out, "expect": {}}, seed=3)
+    plain = build_dataset("synthetic", root=cfg.root, synthetic=TINY, frames=4, stride=2, size=None, seed=3)
+    # the skipped video stays in the list (every arm's sampler shuffles the same length, so an arm on
+    # the mirror draws the clips an arm without it draws) and gives a Skipped item in both
+    assert [r.path for r in keyed.records] == [r.path for r in plain.records]
+    k = [r.path for r in keyed.records].index(victim)
+    assert "cannot decode" in keyed[k].reason and keyed[k].reason == report.skipped[rel]
+    assert "cannot decode" in plain[k].reason
+    other = (k + 1) % len(keyed)
+    assert keyed[other]["start_q"] == plain[other]["start_q"] and keyed[other]["start_k"] == plain[other]["start_k"]
+    strict = build_dataset("synthetic", root=cfg.root, synthetic=TINY, frames=4, stride=2, size=None,
+                           keys={"path": report.out, "expect": {}}, strict=True)
+    with pytest.raises(SkipSample, match="cannot decode"):
+        strict[k]
     assert json.loads((report.out / "mirror.json").read_text())["dataset"] == "synthetic"
 
 

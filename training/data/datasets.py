@@ -106,7 +106,8 @@ class ClipDataset(Dataset):
                  size: int | tuple[int, int] | None = 128, two_clips: bool = True,
                  transform_q: Transform | None = None, transform_k: Transform | None = None,
                  strict: bool = False, seed: int | None = None, cache_videos: bool = False,
-                 key_videos: Sequence[Path] | None = None, key_residual: dict | None = None):
+                 key_videos: Sequence[Path] | None = None, key_residual: dict | None = None,
+                 key_left_out: dict[int, str] | None = None):
         if frames < 1 or stride < 1:
             raise ValueError(f"need frames >= 1 and stride >= 1, got {frames}, {stride}")
         self.records, self.classes = list(records), list(classes)
@@ -127,6 +128,11 @@ class ClipDataset(Dataset):
         self.key_residual = dict(key_residual) if key_residual is not None else None
         if self.key_residual is not None and key_videos is None:
             raise ValueError("key_residual needs key_videos (the residual files)")
+        # videos the mirror skipped as unusable: {index: its reason}, Skipped items (same indices
+        # as without the mirror, so every arm's sampler draws the same order)
+        self.key_left_out = dict(key_left_out or {})
+        if self.key_left_out and key_videos is None:
+            raise ValueError("key_left_out needs key_videos (the mirror's files)")
         self.key_cache = (DecodedVideos(size) if cache_videos and key_videos is not None and key_residual is None
                           else None)
         self._residuals: dict = {}   # with cache_videos: residuals read once (mirror_residual.residual_at)
@@ -235,6 +241,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict | Skipped:
         try:
+            if self.two_clips and i in self.key_left_out:
+                raise SkipSample(self.records[i].path, self.key_left_out[i])
             if self.two_clips and self.key_residual is not None:
                 starts, clips = self._clips_with_residual_key(i)
             elif self.two_clips and self.key_videos is not None:
@@ -414,7 +422,9 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
     kinetics/folder, ``split`` by folder. ``keys``: a motion-preserved mirror of this dataset
     (``training/pretrain/mirror.py``) whose videos give the key clips, as {"path": MIRROR, "expect":
     {setting: value}} — the mirror must match ``expect`` and hold every video (else
-    ``MirrorMismatchError``); videos it skipped as unusable are left out. Raises ValueError for
+    ``MirrorMismatchError``); videos it skipped as unusable stay in the list and give ``Skipped``
+    items with the mirror's reason, so the sampler draws the same order as an arm without the
+    mirror (which skips the same videos when it cannot read them). Raises ValueError for
     an unknown name or split and for
     a missing split file or annotation (naming the expected path), or when none of the listed
     videos exists.
@@ -430,20 +440,18 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
     if missing:
         log.warning("%s %s: %d of %d listed videos are not on disk and are left out (first: %s)",
                     name, split, len(missing), len(records), missing[0])
-    key_videos, key_residual = None, None
+    key_videos, key_residual, key_left_out = None, None, {}
     if keys is not None:
         from .mirror_manifest import mirror_keys
-        key_videos, left_out, settings = mirror_keys(keys["path"], root, present, expect=keys.get("expect", {}))
+        key_videos, key_left_out, settings = mirror_keys(keys["path"], root, present, expect=keys.get("expect", {}))
         if settings["storage"] == "residual":
             key_residual = {"flow_sha256": settings["flow_sha256"], "flow_resolution": settings["flow_resolution"]}
-        if left_out:
-            log.warning("%s %s: %d videos the mirror skipped as unusable are left out (first: %s)",
-                        name, split, len(left_out), present[left_out[0]].path)
-            drop = set(left_out)
-            present = [r for k, r in enumerate(present) if k not in drop]
-            key_videos = [p for k, p in enumerate(key_videos) if k not in drop]
+        if key_left_out:
+            first = min(key_left_out)
+            log.warning("%s %s: %d videos the mirror skipped as unusable give no clip, skipped in every batch "
+                        "(first: %s: %s)", name, split, len(key_left_out), present[first].path, key_left_out[first])
     dataset = ClipDataset(present, classes, frames, stride, size, two_clips, transform_q, transform_k,
-                          strict, seed, cache_videos, key_videos, key_residual)
+                          strict, seed, cache_videos, key_videos, key_residual, key_left_out)
     dataset.missing = missing
     dataset.root = Path(root)
     return dataset

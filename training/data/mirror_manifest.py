@@ -240,9 +240,9 @@ def source_stamp(path: Path) -> dict:
 
 def mirror_key_paths(mirror: str | os.PathLike, root: str | os.PathLike, records: list, *,
                      expect: dict) -> tuple[list[Path], list[int]]:
-    """(paths, left_out) of ``mirror_keys``."""
+    """(paths, indices of the records the mirror skipped) of ``mirror_keys``."""
     keys = mirror_keys(mirror, root, records, expect=expect)
-    return keys[0], keys[1]
+    return keys[0], sorted(keys[1])
 
 
 def mirror_keys(mirror: str | os.PathLike, root: str | os.PathLike, records: list, *,
@@ -251,8 +251,8 @@ def mirror_keys(mirror: str | os.PathLike, root: str | os.PathLike, records: lis
     checking that the mirror serves them: ``expect`` holds the settings the caller trains with
     (any of ``MirrorSettings``' fields: dataset, fold, frames, stride, decode_size, method,
     flow_sha256, alpha, strategy, ...) and each must equal the mirror's; every record must be in
-    the mirror, its source unchanged since (size and mtime). Returns (paths, indices of the
-    records the mirror skipped as unusable — the caller leaves them out, the mirror's settings:
+    the mirror, its source unchanged since (size and mtime). Returns (paths, {index: the mirror's
+    reason} of the records it skipped as unusable — the dataset skips them in every batch, the mirror's settings:
     with storage "residual" the paths are residual files, composed with the sources). Raises
     ``MirrorMismatchError`` naming the first thing that does not match."""
     mirror = Path(mirror)
@@ -268,11 +268,11 @@ def mirror_keys(mirror: str | os.PathLike, root: str | os.PathLike, records: lis
                                       "(s2vc generate --dataset ... --out NEW) or train with the mirror's")
     videos, skipped = manifest["videos"], manifest["skipped"]
     root = Path(root)
-    paths, left_out, absent = [], [], []
+    paths, left_out, absent = [], {}, []
     for k, record in enumerate(records):
         rel = Path(record.path).relative_to(root).as_posix()
         if rel in skipped:
-            left_out.append(k)
+            left_out[k] = skipped[rel]
             paths.append(mirror / rel)
             continue
         if rel not in videos:
