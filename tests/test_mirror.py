@@ -751,3 +751,22 @@ def test_pipeline_restores_the_intra_op_threads(mirrored, monkeypatch, fail):
         monkeypatch.undo()
     assert calls == [1, 7]
     assert real_set is torch.set_num_threads
+
+
+def test_the_mirrors_fit_check_reads_the_training_split_in_list_order(tmp_path, monkeypatch):
+    """generate --dataset checks the flow on the training split in its list's order, the videos
+    train-flow's own figure and pretrain's check read (the mirror's records are sorted by path:
+    evenly spaced picks over another order are other videos)."""
+    from s2vc.training.flow import fit_check
+    from s2vc.training.flow.data import training_videos
+    seen = []
+    real = fit_check.check_flow_fits
+
+    def spy(flow, videos, **kwargs):
+        seen.append(list(videos))
+        return real(flow, videos, **kwargs)
+
+    monkeypatch.setattr(fit_check, "check_flow_fits", spy)
+    generate_mirror(_cfg(tmp_path))
+    _, listed = training_videos("synthetic", tmp_path / "set", 1, TINY)
+    assert seen == [listed]
