@@ -166,6 +166,8 @@ def test_the_noise_allowance_is_a_t_quantile_at_welchs_degrees_of_freedom(monkey
     monkeypatch.setitem(sys.modules, "scipy", None)                               # the table: the floor of the df
     assert fractional <= noise_quantile(0.1, 16, 0.05, 8) <= fractional + 0.01
     assert noise_quantile(0.0, 1, 0.0, 1) == pytest.approx(1.6449, abs=1e-4)
+    from s2vc.training.stats import t_quantile     # beyond the table: Cornish-Fisher, t's not the normal's
+    assert t_quantile(45.5, 0.95) == pytest.approx(1.6791, abs=1e-4) and t_quantile(200) == pytest.approx(1.9719, abs=1e-4)
     monkeypatch.undo()
     # a flow that fits (both figures means over 3 videos of the same spread), margin 0: how often
     # is it called unfit? (seeded: t 3.8%, normal 8.8%)
