@@ -73,6 +73,10 @@ def test_reproduce_on_a_set_of_ones_own(own, tmp_path, monkeypatch):
     val = _run(["reproduce", "--out", str(out), "--arms", "moco", "--flow", "bundled", *_own(own, "--split", "val"),
                 "--eval-only"])
     assert (out / "results_val.json").exists() and [r["step"] for r in val["rows"]] == [0, 1, 2]
+    # its curves beside the test split's, neither overwriting the other; each table names its own
+    assert (out / "curves_val.png").exists() and (out / "curves.png").exists()
+    assert "curves_val.png" in (out / "results_val.md").read_text()
+    assert "curves_val.png" not in (out / "results.md").read_text()
     assert val["rows"][0]["R@1"] != res["rows"][0]["R@1"] or val["rows"][0]["linear"] != res["rows"][0]["linear"]
     # the same folder on another set is refused, not mixed in
     with pytest.raises(ValueError, match="dataset 'ucf101' \\(there\\) vs 'synthetic' \\(asked\\)"):

@@ -3,7 +3,7 @@
 Every arm of a seed starts from the same weights, queue, clips and augmentations
 (``training/pretrain/rng.py``), so two arms are compared seed by seed: the difference of a
 metric per seed, its mean, sample SD (ddof 1), a 95% Student t interval on the mean difference
-(t quantile from scipy when installed, else ``T_975`` for up to 30 degrees of freedom) and the
+(t quantile: ``training/stats.py``, scipy's when installed, else a table and its expansion) and the
 sign count. A sentence may say "A beats B" only where the interval excludes zero; otherwise the
 two are "not separated". Differences with no spread (every seed the same difference, SD 0) give
 an interval of zero width however few the seeds: that is the metrics' steps (a top-1 over V videos

@@ -18,7 +18,7 @@ SD (ddof 1) over seeds; for a reproduction the paired differences of the pairs t
 95% t intervals and sign counts, ``training/experiments/paired.py``, and the step-0 check),
 DIR/curves.png (learning curves) and DIR/keys.png (each arm's key, redrawn when the arms change),
 or DIR/ablation.png; the tables on stdout. ``split="val"`` scores on the set's validation split
-and writes DIR/results_val.*; the evaluation windows are decoded once per call.
+and writes DIR/results_val.* and DIR/curves_val.png (ablation_val.png); the evaluation windows are decoded once per call.
 """
 from __future__ import annotations
 
@@ -302,11 +302,11 @@ def reproduce(cfg: ReproduceConfig) -> dict:
               "(none: no pre-registered pair — s2vc/moco, s2vc/tfd, s2vc/fame, oracle/moco, --best/tfd, --best/s2vc, "
               "<arm>/--best <arm>-keys — has both arms here)", "step0": step0_line(rows, "arm", METRICS),
               **{f"curve {m}": curve_table(summary, m) for m in CURVES}}
-    plot_curves(summary, ref, out / "curves.png", title)
+    name, curves = _split_file("results", cfg.split), out / f"{_split_file('curves', cfg.split)}.png"
+    plot_curves(summary, ref, curves, title)
     wall = time.perf_counter() - start
     result = {"rows": rows, "runs": runs, "reference": ref, "budget": budget_text(cfg), "split": cfg.split,
               "preserved": preserved, "paired": paired, "command_wall_s": wall, "tables": tables}
-    name = "results" if cfg.split == "test" else f"results_{cfg.split}"
     atomic_write_text(out / f"{name}.json", json.dumps(result, indent=1))
     md = [f"# {title}", "", f"Budget: {budget_text(cfg)}.", "",
           "Metrics in % at the last snapshot: mean ± sample SD (ddof 1) over seeds; chance of R@k is not a "
@@ -319,13 +319,19 @@ def reproduce(cfg: ReproduceConfig) -> dict:
         md += [f"Learning curve, {m}:", "", tables[f"curve {m}"], ""]
     md += ["Pretraining time per run (summed step time, s): " +
            ", ".join(f"{k} {v['train_s']:.0f}" for k, v in runs.items()), "",
-           f"Curves: {out / 'curves.png'}; what each arm's key looks like: {out / 'keys.png'}"]
+           f"Curves: {curves}; what each arm's key looks like: {out / 'keys.png'}"]
     atomic_write_text(out / f"{name}.md", "\n".join(md) + "\n")
     print(tables["final"])
     print(f"\n{tables['step0']}\n\npaired differences at step {last}:\n{tables['paired']}")
-    print(f"\nlearning curves: {out / 'curves.png'}; tables: {out / (name + '.md')}; "
+    print(f"\nlearning curves: {curves}; tables: {out / (name + '.md')}; "
           f"{wall:.0f} s in this command", file=sys.stderr)
     return result
+
+
+def _split_file(base: str, split: str) -> str:
+    """A result file's name for a split: ``base`` for the test split, ``base_<split>`` otherwise
+    (a validation call and a test call in one folder never overwrite each other's files)."""
+    return base if split == "test" else f"{base}_{split}"
 
 
 def _draw_keys(cfg: ReproduceConfig, out: Path) -> None:
@@ -400,19 +406,19 @@ def ablate(cfg: AblateConfig) -> dict:
                  for v in values}
     extra = {v: ({"alpha": setting[v]} if kind == "preserve" else {}) | {"preserved": preserved[v]} for v in values}
     table = final_table(summary, ref, kind, extra)
-    plot_ablation(kind, summary, preserved, out / "ablation.png")
+    name, plot = _split_file("results", cfg.split), out / f"{_split_file('ablation', cfg.split)}.png"
+    plot_ablation(kind, summary, preserved, plot)
     wall = time.perf_counter() - start
     result = {"rows": rows, "runs": runs, "preserved": preserved, "reference": ref, "budget": budget_text(cfg),
               "command_wall_s": wall, "table": table}
     if kind == "preserve":
         result["alphas"] = setting
-    name = "results" if cfg.split == "test" else f"results_{cfg.split}"
     atomic_write_text(out / f"{name}.json", json.dumps({**result, "split": cfg.split}, indent=1))
     atomic_write_text(out / f"{name}.md", f"# S²VC {kind} ablation ({cfg.split} split)\n\n"
                       f"Budget: {budget_text(cfg)}.\n\n{table}\n\n"
                       f"preserved = mean fraction of latents kept per step of pretraining.\n"
-                      f"Plot: {out / 'ablation.png'}\n")
+                      f"Plot: {plot}\n")
     print(table)
-    print(f"\nplot: {out / 'ablation.png'}; tables: {out / (name + '.md')}; {wall:.0f} s in this command",
+    print(f"\nplot: {plot}; tables: {out / (name + '.md')}; {wall:.0f} s in this command",
           file=sys.stderr)
     return result
