@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from s2vc.engine.checkpoint import atomic_write_text
-from s2vc.training.experiments.choices import VARIANT_CANDIDATES, choose_budget, choose_variant
+from s2vc.training.experiments.choices import VARIANT_CANDIDATES, VARIANT_METRICS, choose_budget, choose_variant
 from s2vc.training.experiments.report import markdown_table
 
 
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("results", nargs="+", help="results_val.json of each set (still, pan)")
     v.add_argument("--step", type=int, required=True, help="the chosen budget")
     v.add_argument("--candidates", nargs="+", default=list(VARIANT_CANDIDATES), help="the arms to choose from")
+    v.add_argument("--metrics", nargs="+", default=list(VARIANT_METRICS),
+                   help=f"the metrics summed (default {' '.join(VARIANT_METRICS)}, the pre-registered rule; "
+                        "name them before reading any result)")
     for q in (b, v):
         q.add_argument("--out", default=None, help="also write the choice and its table as JSON")
     args = p.parse_args(argv)
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             value = choice["step"]
         else:
             sets = {Path(r).parent.name: r for r in args.results}
-            choice = choose_variant(sets, args.step, args.candidates)
+            choice = choose_variant(sets, args.step, args.candidates, args.metrics)
             print(markdown_table(["arm", *sets, "mean"],
                                  [[arm, *(_pp(s[n]) for n in sets), _pp(s["mean"])] for arm, s in choice["scores"].items()]))
             value = choice["arm"]

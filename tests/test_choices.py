@@ -67,3 +67,21 @@ def test_variant_is_the_best_mean_over_sets_and_seeds(tmp_path, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == "s2vc-keys" and "paired_still" in out[0]
     assert json.loads((tmp_path / "variant.json").read_text())["arm"] == "s2vc-keys"
+
+
+def test_a_variant_rule_with_a_nan_metric_is_refused_and_can_name_its_metrics(tmp_path, capsys):
+    """A set of one's own without groups of both parities scores no motion probe (nan): the rule's
+    sum would be nan for every arm and max() would pick the first; it is refused, naming the metric,
+    and the command line takes the metrics to sum instead."""
+    nan = float("nan")
+    own = {("s2vc-keys", s, 300): (0.30, nan) for s in (0, 1, 2)}
+    own.update({("s2vc-topk", s, 300): (0.34, nan) for s in (0, 1, 2)})
+    with pytest.raises(ValueError, match="s2vc-keys's motion is nan at step 300 on set mine"):
+        choose_variant({"mine": results(own)}, 300, ("s2vc-keys", "s2vc-topk"))
+    assert choose_variant({"mine": results(own)}, 300, ("s2vc-keys", "s2vc-topk"), ("R@1",))["arm"] == "s2vc-topk"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "results_val.json").write_text(json.dumps(results(own)))
+    argv = ["variant", str(tmp_path / "mine" / "results_val.json"), "--step", "300", "--candidates", "s2vc-keys",
+            "s2vc-topk"]
+    assert main(argv) == 2 and "motion is nan" in capsys.readouterr().err
+    assert main([*argv, "--metrics", "R@1"]) == 0 and capsys.readouterr().out.strip().splitlines()[-1] == "s2vc-topk"

@@ -316,7 +316,9 @@ def test_split_val_holds_a_validation_split_out_by_group_into_a_new_fold(own, tm
     again = write_val_fold(root, share=0.5, seed=1)
     assert again["fold"] == 5 and again["probe"] is False
     # more groups per class: two held out, of both parities, so the probe can score the split
-    from s2vc.training.data.val_fold import _both_parities
+    from s2vc.training.data.val_fold import PROBE_GROUPS, _both_parities, held_out_count
+    assert [held_out_count(n, 0.1) for n in (1, 2, 5, PROBE_GROUPS, 14, 25, 40)] == [0, 1, 1, 2, 2, 2, 4]
+    assert held_out_count(2, 0.9) == 1 and held_out_count(8, 0.5) == 4
     rng = __import__("numpy").random.default_rng(0)
     groups = [(0, g) for g in range(1, 9)]
     assert {g % 2 for _, g in _both_parities([(0, 2), (0, 4)], groups, rng)} == {0, 1}

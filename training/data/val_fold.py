@@ -5,11 +5,13 @@ fold's), so every command reads it with ``--fold NN`` and the source fold stays 
 
 Videos are held out by *group*: UCF101-style ids (``v_<Class>_gXX_cYY``) share a group when they
 are clips of one recording, and a group lies on one side only (as UCF101's own splits do), so a
-validation video never has a near-copy in training. Per class, ``share`` of its groups (rounded,
-at least one where the class has two or more groups; a class of one group keeps it in training)
-are drawn with ``seed``, of both parities where two or more are (the motion probe trains on a
-class's odd groups and tests on its even ones: a class needs two held-out groups for the probe to
-score the validation split); ids that are not UCF101-style are each their own group.
+validation video never has a near-copy in training. Per class, ``share`` of its groups
+(``held_out_count``: rounded; at least one where the class has two or more groups, at least two
+where it has ``PROBE_GROUPS`` or more; a class of one group keeps it in training) are drawn with
+``seed``, of both parities where two or more are (the motion probe trains on a class's odd
+groups and tests on its even ones: a class needs two held-out groups for the probe to score the
+validation split, and the default share would hold out one of a class of up to 14 groups); ids
+that are not UCF101-style are each their own group.
 
     written = write_val_fold(root, share=0.1)          # {"fold": 4, "train": N, "val": M, ...}
 """
@@ -24,7 +26,19 @@ from s2vc.engine.checkpoint import atomic_write_text
 
 from .layouts import group_of, ucf101_records
 
-__all__ = ["write_val_fold", "next_free_fold"]
+__all__ = ["PROBE_GROUPS", "held_out_count", "write_val_fold", "next_free_fold"]
+
+PROBE_GROUPS = 6     # a class with this many groups holds out two (the motion probe's two parities), keeping 4+
+
+
+def held_out_count(groups: int, share: float) -> int:
+    """How many of a class's ``groups`` are held out: ``share`` of them rounded, at least 1 (2 from
+    ``PROBE_GROUPS`` groups on, so the motion probe can score the class), never all of them."""
+    if groups < 2:
+        return 0
+    least = 2 if groups >= PROBE_GROUPS else 1
+    return min(groups - 1, max(least, round(share * groups)))
+
 
 def _group(video_id: str, label: int) -> tuple:
     """(class, group number) of a UCF101-style id; (class, the id) for any other."""
@@ -95,8 +109,8 @@ def write_val_fold(root: str | Path, *, fold: int = 1, share: float = 0.1, into:
     for label in sorted(groups_of_class):
         groups = sorted(groups_of_class[label], key=str)
         if len(groups) < 2:
-            continue
-        count = min(len(groups) - 1, max(1, round(share * len(groups))))
+            continue      # held_out_count: 0
+        count = held_out_count(len(groups), share)
         chosen = [groups[i] for i in sorted(rng.choice(len(groups), size=count, replace=False))]
         held.update(_both_parities(chosen, groups, rng))
     val = [line for line, g in zip(source_lines, group) if g in held]

@@ -66,7 +66,9 @@ def choose_variant(results_per_set: dict, step: int, candidates=VARIANT_CANDIDAT
                    metrics=VARIANT_METRICS) -> dict:
     """{"arm": the candidate with the highest mean over sets and seeds of sum(metrics) at
     ``step``; "scores": {arm: {set: mean, "mean": over sets}}; "rule"}. Every candidate must
-    have scores at ``step`` on every set (else ValueError naming what is missing)."""
+    have scores at ``step`` on every set, and no metric may be nan there (a set of one's own
+    without UCF101-style groups of both parities has no motion probe): else ValueError naming
+    what is missing, rather than a choice among nan sums."""
     scores: dict[str, dict] = {}
     for arm in candidates:
         per_set = {}
@@ -76,6 +78,11 @@ def choose_variant(results_per_set: dict, step: int, candidates=VARIANT_CANDIDAT
             seeds = sorted(set.intersection(*(set(d) for d in by_metric)))
             if not seeds:
                 raise ValueError(f"{arm} has no scores at step {step} on set {name}")
+            for metric, d in zip(metrics, by_metric):
+                if any(np.isnan(d[s]) for s in seeds):
+                    raise ValueError(f"{arm}'s {metric} is nan at step {step} on set {name} (the motion probe needs "
+                                     f"UCF101-style groups of both parities per class): the rule sums "
+                                     f"{' + '.join(metrics)}; choose with the metrics the set has (--metrics)")
             per_set[name] = float(np.mean([sum(d[s] for d in by_metric) for s in seeds]))
         scores[arm] = {**per_set, "mean": float(np.mean(list(per_set.values())))}
     best = max(candidates, key=lambda arm: scores[arm]["mean"])
