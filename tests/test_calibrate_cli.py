@@ -95,6 +95,11 @@ def test_write_to_writes_a_calibrated_copy_and_leaves_the_flow(tmp_path, flow_pa
     # --write-to the flow itself is --write: said so
     assert cli_main(["calibrate", str(video), "--flow", str(flow), *CLIP, "--write-to", str(flow)]) == 2
     assert "use --write" in capsys.readouterr().err
+    # --write without --flow would rewrite the bundled flow every command defaults to: refused
+    from s2vc.engine.checkpoint import default_checkpoint_path
+    before = default_checkpoint_path().read_bytes()
+    assert cli_main(["calibrate", str(video), *CLIP, "--write"]) == 2
+    assert "--write-to FILE" in capsys.readouterr().err and default_checkpoint_path().read_bytes() == before
 
 
 def test_device_is_honoured(tmp_path, flow_path, video, monkeypatch):

@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--dataset calibrates on its training split: give no VIDEO files (got {args.videos[:2]})")
     if args.write_to is not None and args.flow is not None and Path(args.write_to).resolve() == Path(args.flow).resolve():
         raise UsageError(f"--write-to {args.write_to} is the --flow file itself: use --write to change it in place")
+    if args.write and args.flow is None:
+        raise UsageError("--write would rewrite the bundled flow, which every command uses by default: "
+                         "write a copy with --write-to FILE (then --flow FILE)")
     windows, data = 8, None
     if args.dataset is not None:
         videos, windows, data = dataset_videos(args)

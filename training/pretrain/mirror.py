@@ -153,7 +153,8 @@ def mirror_generator(cfg: MirrorConfig):
         alpha, strategy, keep = gen.alpha, cfg.strategy, gen.keep_fraction
         if cfg.alpha is None and cfg.strategy != "topk":
             from ..flow.alpha_clip import alpha_clip_note
-            note = alpha_clip_note(flow, cfg.frames, cfg.stride)
+            note = alpha_clip_note(flow, cfg.frames, cfg.stride, flow_path=cfg.flow, dataset=cfg.dataset,
+                                   root=cfg.root, fold=cfg.fold, decode_size=cfg.decode_size)
             if note:
                 print(f"generate: {note}", file=sys.stderr)
     else:
