@@ -38,6 +38,8 @@ MODEL_BACKENDS = ("onnxruntime", "tensorrt")     # they run an exported file: mo
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}   # the flow's autocast dtype
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
 CONV_LAYOUTS = ("auto", "contiguous", "channels_last")    # the memory layout of the flow's convolutions
+CHUNK_FRAMES = 256          # frames per encode/decode call by default (CUDA; the graph backends)
+CPU_CHUNK_FRAMES = 64       # on the CPU: the caches hold a chunk's activations (BENCHMARKS.md)
 # the torch.compile modes that capture CUDA graphs, whose outputs are overwritten by the next replay
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 log = logging.getLogger("s2vc")
@@ -64,7 +66,10 @@ class MotionPreservingGenerator(torch.nn.Module):
     upsample: "nearest" (official) or "bilinear";
     clamp: clip the output to [0, 1]; detail: "keep" (the paper) or "dynamic" (the fine detail's
     static part removed, see the module docstring; eager/ext/compile backends);
-    chunk_frames: frames encoded/decoded at once (bounds memory);
+    chunk_frames: frames encoded/decoded at once (bounds memory); None: ``CPU_CHUNK_FRAMES`` (64)
+    for videos on the CPU, where the 32² flow's activations of 256 frames overflow the caches and
+    64-frame chunks run the study's key batch of 256 frames 1.96x as fast with bitwise the same
+    output (BENCHMARKS.md "The generator on the CPU"), else ``CHUNK_FRAMES`` (256);
     seed: seeds the random strategies (None = nondeterministic).
     precision: "fp32" (the reference), "bf16" or "fp16" (CUDA only): the flow's decode runs
     under ``torch.autocast`` in that dtype (convolutions and linears in it, the couplings'
@@ -77,13 +82,14 @@ class MotionPreservingGenerator(torch.nn.Module):
     compile_mode: ``torch.compile``'s ``mode`` for backend "compile" (None: torch's default;
     "reduce-overhead" / "max-autotune" capture CUDA graphs on CUDA for the fixed shapes).
     conv_layout: the memory layout of the flow's convolution weights, and so of their outputs
-    (eager/ext/compile backends): "channels_last" (NHWC: on the CPU the study's key batch of
-    256 frames through the 32² flow runs faster in oneDNN's NHWC kernels, BENCHMARKS.md
-    "Convolution layout"; on CUDA cuDNN's NHWC kernels for bf16/fp16), "contiguous" (NCHW, the layout the flow is fitted in) or
-    "auto": channels_last on CUDA with a reduced precision, contiguous otherwise. The layout changes
-    no value, only the rounding of the sums (outputs within about 1e-5 of NCHW's, the same masks on
-    the tests' clips), so "auto" keeps NCHW on the CPU until the pre-registered study
-    (docs/RESULTS.md), whose keys made each step keep one generator's numerics, has finished.
+    (eager/ext/compile backends): "channels_last" (NHWC: on the CPU oneDNN's NHWC kernels run the
+    study's key batch 1.1x as fast as NCHW at 64-frame chunks, 1.4x at 256, BENCHMARKS.md "The
+    generator on the CPU"; on CUDA cuDNN's NHWC kernels for bf16/fp16), "contiguous" (NCHW, the
+    layout the flow is fitted in) or "auto": channels_last on CUDA with a reduced precision,
+    contiguous otherwise. NHWC changes no value, only the rounding of the sums (outputs within
+    about 1e-5 of NCHW's, the same masks on the tests' clips), so "auto" keeps NCHW on the CPU
+    until the pre-registered study (docs/RESULTS.md), whose keys made each step keep one
+    generator's numerics, has finished (the CPU chunk size changes nothing: bitwise the same).
     The conversion runs on a copy of the flow's weights: the caller's flow is never changed.
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
     temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
@@ -100,7 +106,7 @@ class MotionPreservingGenerator(torch.nn.Module):
 
     def __init__(self, flow, alpha: float | None = None, strategy: str = "zero", *, backend: str = "auto",
                  keep_fraction: float | None = None, upsample: str = "nearest", clamp: bool = False,
-                 chunk_frames: int = 256, seed: int | None = None, model: str | None = None,
+                 chunk_frames: int | None = None, seed: int | None = None, model: str | None = None,
                  providers: list | None = None, detail: str = "keep", validate: bool = True,
                  precision: str = "fp32", encode_precision: str = "fp32", compile_mode: str | None = None,
                  conv_layout: str = "auto"):
@@ -211,14 +217,21 @@ class MotionPreservingGenerator(torch.nn.Module):
         return F.interpolate(x, size=(h, w), mode=self.upsample,
                              **({} if self.upsample == "nearest" else {"align_corners": False}))
 
+    def chunk_for(self, device: torch.device | str) -> int:
+        """Frames per encode/decode call for videos on ``device`` (``chunk_frames``)."""
+        if self.chunk_frames is not None:
+            return self.chunk_frames
+        return CPU_CHUNK_FRAMES if torch.device(device).type == "cpu" else CHUNK_FRAMES
+
     def _chunked(self, fn, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-        """fn over chunks of ``chunk_frames`` rows of x, under autocast when precision is reduced;
-        the result in x's dtype."""
+        """fn over chunks of ``chunk_for(x.device)`` rows of x, under autocast when precision is
+        reduced; the result in x's dtype."""
         dtype = PRECISIONS[precision]
+        n = self.chunk_for(x.device)
         if dtype is None:
-            return torch.cat([fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)])
+            return torch.cat([fn(x[i:i + n]) for i in range(0, x.shape[0], n)])
         with torch.autocast(x.device.type, dtype=dtype):
-            parts = [fn(x[i:i + self.chunk_frames]) for i in range(0, x.shape[0], self.chunk_frames)]
+            parts = [fn(x[i:i + n]) for i in range(0, x.shape[0], n)]
         # the couplings' elementwise steps promote to float, a final 1x1 conv may not: one dtype back
         return torch.cat([p.to(x.dtype) for p in parts])
 
@@ -287,7 +300,7 @@ class MotionPreservingGenerator(torch.nn.Module):
 
 
 def _check_settings(alpha: float, strategy: str, keep_fraction: float | None, backend: str, upsample: str,
-                    chunk_frames: int, detail: str) -> None:
+                    chunk_frames: int | None, detail: str) -> None:
     """ValueError naming the first bad setting of a generator."""
     if backend not in BACKENDS:
         raise ValueError(f"generator backend {backend!r} is not available; available: {BACKENDS}")
@@ -297,7 +310,7 @@ def _check_settings(alpha: float, strategy: str, keep_fraction: float | None, ba
         check_alpha(alpha)
     if upsample not in ("nearest", "bilinear"):
         raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
-    if chunk_frames < 1:
+    if chunk_frames is not None and chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     if detail not in DETAILS:
         raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")

@@ -79,6 +79,24 @@ def test_chunking_does_not_change_the_result(small_flow):
     assert torch.equal(sa.mask, sb.mask)
 
 
+@pytest.mark.parametrize("backend", ["eager", "auto"])
+def test_the_cpus_default_chunk_gives_the_whole_batchs_result(default_flow, backend):
+    """On the CPU the default chunk is 64 frames (the caches hold its activations: about twice
+    as fast on a 256-frame key batch, BENCHMARKS.md); per-frame convolutions do not depend on the
+    batch, so the keys are the ones 256-frame chunks make (on this build: bitwise), topk included."""
+    from s2vc.engine.generator import CHUNK_FRAMES, CPU_CHUNK_FRAMES
+    video = torch.rand(10, 3, 16, 40, 36, generator=torch.Generator().manual_seed(5))      # 160 frames
+    gen = MotionPreservingGenerator(default_flow, strategy="topk", seed=2, backend=backend, validate=False)
+    assert gen.chunk_for("cpu") == CPU_CHUNK_FRAMES == 64 and gen.chunk_for("cuda") == CHUNK_FRAMES == 256
+    whole = MotionPreservingGenerator(default_flow, strategy="topk", seed=2, backend=backend, validate=False,
+                                      chunk_frames=256)
+    (a, sa), (b, sb) = gen(video), whole(video)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert torch.equal(sa.mask, sb.mask)
+    with pytest.raises(ValueError, match="chunk_frames must be >= 1"):
+        MotionPreservingGenerator(default_flow, chunk_frames=0)
+
+
 def test_pipeline_matches_hand_written_reference(small_flow):
     """The generator computes DESIGN.md's data flow, written out here step by step."""
     video = torch.rand(1, 3, 4, 32, 32, dtype=torch.float64)
