@@ -128,11 +128,7 @@ class ClipDataset(Dataset):
         self.key_residual = dict(key_residual) if key_residual is not None else None
         if self.key_residual is not None and key_videos is None:
             raise ValueError("key_residual needs key_videos (the residual files)")
-        # videos the mirror skipped as unusable: {index: its reason}, Skipped items (same indices
-        # as without the mirror, so every arm's sampler draws the same order)
-        self.key_left_out = dict(key_left_out or {})
-        if self.key_left_out and key_videos is None:
-            raise ValueError("key_left_out needs key_videos (the mirror's files)")
+        self.key_left_out = dict(key_left_out or {})     # {index: why the mirror skipped it}: Skipped items
         self.key_cache = (DecodedVideos(size) if cache_videos and key_videos is not None and key_residual is None
                           else None)
         self._residuals: dict = {}   # with cache_videos: residuals read once (mirror_residual.residual_at)
@@ -422,12 +418,10 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
     kinetics/folder, ``split`` by folder. ``keys``: a motion-preserved mirror of this dataset
     (``training/pretrain/mirror.py``) whose videos give the key clips, as {"path": MIRROR, "expect":
     {setting: value}} — the mirror must match ``expect`` and hold every video (else
-    ``MirrorMismatchError``); videos it skipped as unusable stay in the list and give ``Skipped``
-    items with the mirror's reason, so the sampler draws the same order as an arm without the
-    mirror (which skips the same videos when it cannot read them). Raises ValueError for
-    an unknown name or split and for
-    a missing split file or annotation (naming the expected path), or when none of the listed
-    videos exists.
+    ``MirrorMismatchError``); videos it skipped as unusable stay listed as ``Skipped`` items (so
+    the sampler draws the order of an arm without the mirror, which skips them as unreadable).
+    Raises ValueError for an unknown name or split and for a missing split file or annotation
+    (naming the expected path), or when none of the listed videos exists.
     """
     check_fold(name, fold)
     root = dataset_root(name, root, synthetic=synthetic, cache_dir=cache_dir)
@@ -446,10 +440,9 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
         key_videos, key_left_out, settings = mirror_keys(keys["path"], root, present, expect=keys.get("expect", {}))
         if settings["storage"] == "residual":
             key_residual = {"flow_sha256": settings["flow_sha256"], "flow_resolution": settings["flow_resolution"]}
-        if key_left_out:
-            first = min(key_left_out)
+        for k, why in list(key_left_out.items())[:1]:
             log.warning("%s %s: %d videos the mirror skipped as unusable give no clip, skipped in every batch "
-                        "(first: %s: %s)", name, split, len(key_left_out), present[first].path, key_left_out[first])
+                        "(first: %s: %s)", name, split, len(key_left_out), present[k].path, why)
     dataset = ClipDataset(present, classes, frames, stride, size, two_clips, transform_q, transform_k,
                           strict, seed, cache_videos, key_videos, key_residual, key_left_out)
     dataset.missing = missing
