@@ -8,10 +8,11 @@ background with a moving square per clip, ``test_bench_precision.moving_clips``)
 Backend "auto" (the compiled ops where loaded, as training runs it). Every variant (layout x
 chunk) is timed in the same run, calls interleaved (a load change hits all alike), at each
 thread count asked. Reported: median seconds per call, the speed as a ratio to the default's
-(NCHW, 256-frame chunks: the whole key batch at once), the largest output difference and the mask
-agreement against it.
+(NCHW, 256-frame chunks: the whole key batch at once, the CPU's default until 2026-12-08), the
+largest output difference and the mask agreement against it.
 
-    python benchmarks/test_bench_conv_layout.py [--threads 1 2] [--chunks 32 64 256] [--clips 16] [--repeats 3]
+    python benchmarks/test_bench_conv_layout.py [--threads 1 2] [--chunks 32 64 256] [--strategies zero topk]
+                                                [--clips 16] [--repeats 3]
     python -m pytest benchmarks/test_bench_conv_layout.py      # pytest-benchmark, numbers in extra_info
 """
 from __future__ import annotations
@@ -30,7 +31,8 @@ from test_bench_precision import moving_clips
 
 LAYOUTS = ("contiguous", "channels_last")
 STRATEGIES = ("zero", "topk")
-DEFAULT = ("contiguous", 256)          # the generator's defaults: the reference of each row
+DEFAULT = ("contiguous", 256)          # the reference of each row: NCHW, the whole 256-frame batch at once
+                                       # (the CPU default before 2026-12-08; it is 64 frames now)
 
 
 def compare(threads: int, strategy: str, clips: int = 16, repeats: int = 3, chunks=(256,)) -> list[dict]:
@@ -83,8 +85,9 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts (default 1 2)")
     ap.add_argument("--clips", type=int, default=16, help="clips per call (default 16: the study's key batch)")
     ap.add_argument("--chunks", type=int, nargs="+", default=[32, 64, 256], help="chunk_frames values (default 32 64 256)")
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), help="strategies (default zero topk)")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls per layout (interleaved)")
     args = ap.parse_args()
     print(f"CPU; torch {torch.__version__}; {args.clips} clips of 3x16x64x64; the bundled 32x32 flow")
-    print(markdown([row for t in args.threads for s in STRATEGIES
+    print(markdown([row for t in args.threads for s in args.strategies
                     for row in compare(t, s, args.clips, args.repeats, tuple(args.chunks))]))

@@ -37,10 +37,11 @@ DEFAULT_ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2)
 
 
 @torch.no_grad()
-def latent_stds(flow, videos, *, clip_len: int = 16, size: int = 128, max_windows: int = 8,
+def latent_stds(flow, videos, *, clip_len: int = 16, size: int | None = 128, max_windows: int = 8,
                 stride: int = 1, progress: bool = False, skip_unreadable: bool = False) -> torch.Tensor:
     """Temporal STDs float (N, D) of the latents of up to ``max_windows`` windows of ``clip_len``
-    frames taken every ``stride`` frames per video (frames decoded at shorter side ``size``); N
+    frames taken every ``stride`` frames per video (frames decoded at shorter side ``size``, None:
+    as stored); N
     windows in all, D latents. ``stride`` is the clip's: a clip that spans more time varies more,
     so an alpha read off stride-1 windows keeps more latents of a stride-2 clip than asked.
     ``progress``: a bar on stderr over the videos. ``skip_unreadable``: a video that cannot be
@@ -96,7 +97,7 @@ class Calibration:
     checkpoint: Path
     videos: list[Path]
     clip_len: int
-    size: int
+    size: int | None               # the decode size (None: as stored)
     windows: int
     preserve: float
     alpha: float
@@ -121,7 +122,7 @@ class Calibration:
 
 def calibrate(checkpoint: str | os.PathLike | None, videos: Sequence[str | os.PathLike], *,
               preserve: float = DEFAULT_PRESERVE, alphas: Sequence[float] = DEFAULT_ALPHAS,
-              clip_len: int = 16, size: int = 128, stride: int = 1, progress: bool = False,
+              clip_len: int = 16, size: int | None = 128, stride: int = 1, progress: bool = False,
               max_windows: int = 8, device: str | torch.device | None = None,
               data: dict | None = None) -> Calibration:
     """Measure the flow at ``checkpoint`` (None: the bundled one) on ``videos`` (up to

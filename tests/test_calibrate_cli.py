@@ -100,6 +100,8 @@ def test_write_to_writes_a_calibrated_copy_and_leaves_the_flow(tmp_path, flow_pa
     before = default_checkpoint_path().read_bytes()
     assert cli_main(["calibrate", str(video), *CLIP, "--write"]) == 2
     assert "--write-to FILE" in capsys.readouterr().err and default_checkpoint_path().read_bytes() == before
+    assert cli_main(["calibrate", str(video), "--flow", str(default_checkpoint_path()), *CLIP, "--write"]) == 2
+    assert default_checkpoint_path().read_bytes() == before and "--write-to FILE" in capsys.readouterr().err
 
 
 def test_device_is_honoured(tmp_path, flow_path, video, monkeypatch):
@@ -152,3 +154,15 @@ def test_synthetic_dataset_flags():
     args = _parser().parse_args(["--dataset", "synthetic", "--synthetic-train-per-class", "2",
                                  "--synthetic-test-per-class", "1"])
     assert (args.synthetic_train_per_class, args.synthetic_test_per_class) == (2, 1)
+
+
+def test_decode_size_0_reads_frames_as_stored(tmp_path, flow_path, video, capsys):
+    """`--decode-size 0`: the frames as stored (pretrain's default), what the alpha-clip note's
+    command asks for when the run decodes as stored; a negative size is refused."""
+    out = tmp_path / "f.pt"
+    assert cli_main(["calibrate", str(video), "--flow", str(flow_path), "--frames", "4", "--stride", "2",
+                     "--decode-size", "0", "--no-progress", "--write-to", str(out)]) == 0
+    assert "decoded as stored" in capsys.readouterr().out
+    assert load_flow(out).meta["alpha_calibration"]["size"] is None
+    assert cli_main(["calibrate", str(video), "--flow", str(flow_path), "--decode-size", "-1", "--no-progress"]) == 2
+    assert "--decode-size must be >= 0" in capsys.readouterr().err

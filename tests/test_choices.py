@@ -85,3 +85,4 @@ def test_a_variant_rule_with_a_nan_metric_is_refused_and_can_name_its_metrics(tm
             "s2vc-topk"]
     assert main(argv) == 2 and "motion is nan" in capsys.readouterr().err
     assert main([*argv, "--metrics", "R@1"]) == 0 and capsys.readouterr().out.strip().splitlines()[-1] == "s2vc-topk"
+    assert main([*argv, "--metrics", "R@1", "R@5"]) == 2 and "has no metric 'R@5'" in capsys.readouterr().err

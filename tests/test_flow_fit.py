@@ -166,7 +166,11 @@ def test_the_noise_allowance_is_a_t_quantile_at_welchs_degrees_of_freedom(monkey
     monkeypatch.setitem(sys.modules, "scipy", None)                               # the table: the floor of the df
     assert fractional <= noise_quantile(0.1, 16, 0.05, 8) <= fractional + 0.01
     assert noise_quantile(0.0, 1, 0.0, 1) == pytest.approx(1.6449, abs=1e-4)
-    from s2vc.training.stats import t_quantile     # beyond the table: Cornish-Fisher, t's not the normal's
+    assert noise_quantile(0.9532462486092964, 2, 0.0, 1) == pytest.approx(6.3138, abs=1e-4)   # df exactly 1
+    assert noise_quantile(0.3, 3, 0.0, 1) == 2.92 and noise_quantile(0.1, 16, 0.0, 1) == 1.7531    # not a df below
+    from s2vc.training.stats import t_quantile, welch_df     # beyond the table: Cornish-Fisher, t's not the normal's
+    assert welch_df((0.9532462486092964, 2)) == 1.0 and welch_df((math.inf, 5), (0.1, 3)) == 2.0
+    assert 3 <= welch_df((0.1, 16), (0.2, 4)) <= 18 and welch_df((0.0, 9), (0.1, 1)) == math.inf
     assert t_quantile(45.5, 0.95) == pytest.approx(1.6791, abs=1e-4) and t_quantile(200) == pytest.approx(1.9719, abs=1e-4)
     monkeypatch.undo()
     # a flow that fits (both figures means over 3 videos of the same spread), margin 0: how often

@@ -81,12 +81,19 @@ def test_alpha_windows_take_the_clip_stride_and_a_run_on_another_clip_is_told(tm
     assert alpha_clip_note(flow, 16, 1) is None
     note = alpha_clip_note(flow, 16, 2)
     assert "16 frames 1 apart" in note and "16 frames 2 apart" in note and "\n" not in note
-    assert "s2vc calibrate --frames 16 --stride 2 --preserve 0.227 --write-to flow_f16s2.pt VIDEOS" in note
+    assert "s2vc calibrate --frames 16 --stride 2 --decode-size 0 --preserve 0.227 --write-to flow_f16s2.pt VIDEOS" in note
     # a run on a dataset: recalibrate on its training split, into a copy of the flow it loaded
     on_set = alpha_clip_note(flow, 16, 2, flow_path="runs/my flow.pt", dataset="ucf101", root="/data/UCF", fold=2,
                              decode_size=128)
     assert ("s2vc calibrate --flow 'runs/my flow.pt' --dataset ucf101 --root /data/UCF --fold 2 --frames 16 "
             "--stride 2 --decode-size 128 --preserve 0.227 --write-to 'runs/my flow_f16s2.pt'") in on_set
+    # the synthetic set is named with its settings: without them calibrate would build a default set at
+    # that root in its place (the pan set would become a still one)
+    from s2vc.training.data.synthetic import SyntheticSet
+    pan = alpha_clip_note(flow, 16, 2, flow_path="f.pt", dataset="synthetic", root="/sets/pan",
+                          synthetic=SyntheticSet(camera="pan", val_per_class=10))
+    assert ("--dataset synthetic --root /sets/pan --synthetic-camera pan --synthetic-val-per-class 10 --frames 16 "
+            "--stride 2 --decode-size 0") in pan
     copy = tmp_path / "flow.pt"
     shutil.copy(default_checkpoint_path(), copy)
     write_alpha(calibrate(copy, [video], clip_len=4, size=32, stride=3))

@@ -35,7 +35,7 @@ def t_quantile(df: float, p: float = 0.975) -> float:
             raise ValueError(f"without scipy only the quantiles {sorted(_TABLES)} are tabled, got {p}") from None
         table, z = _TABLES[p]
         if df < len(table) + 1:
-            return table[int(df) - 1]
+            return table[int(df + 1e-9) - 1]         # a df a rounding below an integer is that integer
         if math.isinf(df):
             return z
         # Cornish-Fisher: t = z + g1(z)/df + g2(z)/df² (Abramowitz & Stegun 26.7.5)
@@ -46,8 +46,14 @@ def t_quantile(df: float, p: float = 0.975) -> float:
 def welch_df(*parts: tuple[float, int]) -> float:
     """Welch-Satterthwaite degrees of freedom of a sum of independent means' variances:
     ``parts`` = (standard error, count) of each mean. Means of one value or with SE 0 add no
-    variance and are left out; inf when none adds any (the normal's quantile applies)."""
+    variance and are left out; inf when none adds any (the normal's quantile applies). One mean
+    gives exactly its n - 1; several, a value between the smallest n - 1 and their sum (clamped
+    there, so rounding never takes it below; an SE that is not finite gives the smallest)."""
     terms = [(se, n) for se, n in parts if n > 1 and se > 0]
     if not terms:
         return math.inf
-    return sum(se ** 2 for se, _ in terms) ** 2 / sum(se ** 4 / (n - 1) for se, n in terms)
+    low, high = min(n - 1 for _, n in terms), sum(n - 1 for _, n in terms)
+    if len(terms) == 1 or not all(math.isfinite(se) for se, _ in terms):
+        return float(low)
+    df = sum(se ** 2 for se, _ in terms) ** 2 / sum(se ** 4 / (n - 1) for se, n in terms)
+    return float(min(max(df, low), high))

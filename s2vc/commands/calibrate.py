@@ -31,11 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="frames per window: the pretraining clip's --frames")
     p.add_argument("--stride", type=int, default=2, help="frame step inside a window: the pretraining clip's --stride")
     deprecated_alias(p, "--decode-size", old="--size", dest="size", type=int, default=128,
-                     help="shorter side frames are decoded at: the pretraining clip's --decode-size")
+                     help="shorter side frames are decoded at: the pretraining clip's --decode-size (0: as "
+                          "stored, pretrain's default; default 128)")
     add_device_argument(p, "the flow runs on")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--write", action="store_true",
-                     help="store the alpha in the checkpoint's meta (the --flow file itself)")
+                     help="store the alpha in the checkpoint's meta (the --flow file itself, which must be given: "
+                          "the bundled flow is never rewritten, use --write-to)")
     out.add_argument("--write-to", default=None, metavar="FILE",
                      help="write a copy of the flow checkpoint with the alpha in its meta to FILE (atomically); "
                           "the --flow file is left as it is")
@@ -76,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--dataset calibrates on its training split: give no VIDEO files (got {args.videos[:2]})")
     if args.write_to is not None and args.flow is not None and Path(args.write_to).resolve() == Path(args.flow).resolve():
         raise UsageError(f"--write-to {args.write_to} is the --flow file itself: use --write to change it in place")
-    if args.write and args.flow is None:
+    from s2vc.engine.checkpoint import default_checkpoint_path
+    if args.write and (args.flow is None or Path(args.flow).resolve() == default_checkpoint_path().resolve()):
         raise UsageError("--write would rewrite the bundled flow, which every command uses by default: "
                          "write a copy with --write-to FILE (then --flow FILE)")
+    if args.size is not None and args.size < 0:
+        raise UsageError(f"--decode-size must be >= 0 (0: as stored), got {args.size}")
+    args.size = args.size or None                          # 0: frames as stored
     windows, data = 8, None
     if args.dataset is not None:
         videos, windows, data = dataset_videos(args)
@@ -93,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
                     clip_len=args.clip_len, size=args.size, stride=args.stride, progress=not args.no_progress,
                     max_windows=windows, device=args.device, data=data)
     curve, cal.table = cal.table, [row for row in cal.table if row[0] in asked]
-    print(f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames {cal.stride} apart, decoded at "
-          f"{cal.size}, from {source}")
+    print(f"{cal.checkpoint.name}: {cal.windows} windows of {cal.clip_len} frames {cal.stride} apart, decoded "
+          f"{'as stored' if cal.size is None else f'at {cal.size}'}, from {source}")
     print("alpha   preserved")
     for alpha, fraction in cal.table:
         print(f"{alpha:<7g} {100 * fraction:6.1f}%")

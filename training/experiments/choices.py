@@ -70,6 +70,11 @@ def choose_variant(results_per_set: dict, step: int, candidates=VARIANT_CANDIDAT
     without UCF101-style groups of both parities has no motion probe): else ValueError naming
     what is missing, rather than a choice among nan sums."""
     scores: dict[str, dict] = {}
+    for name, results in results_per_set.items():
+        known = set().union(*(r.keys() for r in _rows(results))) - {"arm", "seed", "step"}
+        unknown = [m for m in metrics if m not in known]
+        if unknown:
+            raise ValueError(f"set {name} has no metric {unknown[0]!r}; its metrics: {sorted(known)}")
     for arm in candidates:
         per_set = {}
         for name, results in results_per_set.items():
@@ -80,8 +85,9 @@ def choose_variant(results_per_set: dict, step: int, candidates=VARIANT_CANDIDAT
                 raise ValueError(f"{arm} has no scores at step {step} on set {name}")
             for metric, d in zip(metrics, by_metric):
                 if any(np.isnan(d[s]) for s in seeds):
-                    raise ValueError(f"{arm}'s {metric} is nan at step {step} on set {name} (the motion probe needs "
-                                     f"UCF101-style groups of both parities per class): the rule sums "
+                    why = (" (the motion probe needs UCF101-style groups of both parities per class)"
+                           if metric == "motion" else "")
+                    raise ValueError(f"{arm}'s {metric} is nan at step {step} on set {name}{why}: the rule sums "
                                      f"{' + '.join(metrics)}; choose with the metrics the set has (--metrics)")
             per_set[name] = float(np.mean([sum(d[s] for d in by_metric) for s in seeds]))
         scores[arm] = {**per_set, "mean": float(np.mean(list(per_set.values())))}

@@ -30,11 +30,11 @@ def alpha_clip(meta: dict | None) -> tuple[int | None, int | None]:
 
 def alpha_clip_note(flow, frames: int, stride: int, *, flow_name: str = "the flow", flow_path: str | None = None,
                     dataset: str | None = None, root: str | None = None, fold: int = 1,
-                    decode_size: int | None = None) -> str | None:
+                    decode_size: int | None = None, synthetic=None) -> str | None:
     """One line when ``flow``'s calibrated alpha (its checkpoint's, used when no alpha is given)
     was read off windows other than ``frames`` frames ``stride`` apart; None when they match or
-    the flow has no calibrated alpha. With ``dataset`` (and ``root``, ``fold``, ``decode_size``:
-    the run's) the line gives the command that recalibrates on that set's training split into a
+    the flow has no calibrated alpha. With ``dataset`` (and ``root``, ``fold``, ``decode_size``,
+    ``synthetic``: the run's) the line gives the command that recalibrates on that set's training split into a
     copy of the flow (``flow_path``: the checkpoint the run loaded; None: the bundled one, never
     rewritten)."""
     meta = getattr(flow, "meta", None) or {}
@@ -45,17 +45,22 @@ def alpha_clip_note(flow, frames: int, stride: int, *, flow_name: str = "the flo
     share = f"{preserve:.1%} of the latents" if isinstance(preserve, (int, float)) else "its fraction of latents"
     return (f"{flow_name}'s alpha {float(meta['alpha']):.4f} was calibrated to keep {share} on windows of "
             f"{got_frames} frames {got_stride} apart, these clips are {frames} frames {stride} apart, so it keeps "
-            f"another share (recalibrate: {recalibrate_command(frames, stride, meta, flow_path, dataset, root, fold, decode_size)}"
+            f"another share (recalibrate: {recalibrate_command(frames, stride, meta, flow_path, dataset, root, fold, decode_size, synthetic)}"
             f", then train with that flow; or give --alpha)")
 
 
 def recalibrate_command(frames: int, stride: int, meta: dict, flow_path: str | None = None, dataset: str | None = None,
-                        root: str | None = None, fold: int = 1, decode_size: int | None = None) -> str:
+                        root: str | None = None, fold: int = 1, decode_size: int | None = None,
+                        synthetic=None) -> str:
     """The ``s2vc calibrate`` line that calibrates the flow at ``flow_path`` (None: the bundled
-    one) on windows of ``frames`` frames ``stride`` apart of ``dataset``'s training split (VIDEOS
-    without one), at the fraction its alpha keeps, into a copy beside it (``--write-to``)."""
+    one) on windows of ``frames`` frames ``stride`` apart of ``dataset``'s training split (named
+    as ``fit_check.dataset_args`` names it: the very set, a synthetic one with its settings;
+    VIDEOS without a dataset), decoded at ``decode_size`` (None: as stored, ``--decode-size 0``),
+    at the fraction its alpha keeps, into a copy beside it (``--write-to``)."""
     import shlex
     from pathlib import Path
+
+    from .fit_check import dataset_args
 
     preserve = (meta.get("alpha_calibration") or {}).get("preserve")
     source = Path(flow_path) if flow_path else Path("flow.pt")
@@ -63,14 +68,8 @@ def recalibrate_command(frames: int, stride: int, meta: dict, flow_path: str | N
     if flow_path:
         args += ["--flow", str(flow_path)]
     if dataset:
-        args += ["--dataset", dataset]
-        if root is not None:
-            args += ["--root", str(root)]
-        if dataset in ("ucf101", "hmdb51") and fold != 1:
-            args += ["--fold", str(fold)]
-    args += ["--frames", str(frames), "--stride", str(stride)]
-    if decode_size:
-        args += ["--decode-size", str(decode_size)]
+        args += dataset_args(dataset, root, fold, synthetic)
+    args += ["--frames", str(frames), "--stride", str(stride), "--decode-size", str(decode_size or 0)]
     if isinstance(preserve, (int, float)):
         args += ["--preserve", f"{preserve:g}"]
     args += ["--write-to", str(source.with_name(f"{source.stem}_f{frames}s{stride}{source.suffix}"))]

@@ -67,7 +67,7 @@ from ..stats import t_quantile, welch_df
 
 __all__ = ["FIT_MARGIN_BPD", "NOISE_P", "noise_quantile", "FitReport", "Reference", "reference", "flow_decode_size",
            "FlowDoesNotFitError", "check_flow_fits", "check_flow_for_dataset", "reference_bpd", "heldout_reference",
-           "own_data_figure", "fit_command"]
+           "own_data_figure", "fit_command", "dataset_args"]
 
 FIT_MARGIN_BPD = 0.1       # bits/dim above the flow's own held-out figure that still count as fitting
 NOISE_P = 0.95             # one-sided: the t quantile of the standard errors allowed on top of the margin
@@ -185,13 +185,24 @@ def fit_command(dataset: str | None = None, root: str | os.PathLike | None = Non
     """The ``s2vc train-flow`` command line that fits a flow to ``dataset`` at ``root``."""
     if dataset is None:
         return f"s2vc train-flow --data YOUR_VIDEOS --out flow_fitted.pt --minutes {minutes:g}"
+    args = ["s2vc", "train-flow", *dataset_args(dataset, root, fold, synthetic)]
+    args += ["--out", f"flow_{args[3]}.pt", "--minutes", f"{minutes:g}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def dataset_args(dataset: str, root: str | os.PathLike | None = None, fold: int = 1,
+                 synthetic: SyntheticSet | None = None) -> list[str]:
+    """The flags that name ``dataset`` at ``root`` to a command (``--dataset D --root R --fold N``
+    and the synthetic set's ``--synthetic-*`` settings that differ from the defaults), so that the
+    command reads that very set: without them a synthetic root would be built again with the
+    default settings. A synthetic set with settings that have no flag is named as ``ucf101``."""
     default = SyntheticSet()
     if dataset == "synthetic" and synthetic is not None and root is not None and any(
             getattr(synthetic, k) != getattr(default, k) for k in ("classes", "frames", "size")):
         # a set with settings that have no flag (tests make such small sets): its folder is in
         # UCF101's layout, which --dataset ucf101 reads as it is
         dataset = "ucf101"
-    args = ["s2vc", "train-flow", "--dataset", dataset]
+    args = ["--dataset", dataset]
     if root is not None:
         args += ["--root", str(root)]
     if fold != 1:
@@ -203,8 +214,7 @@ def fit_command(dataset: str | None = None, root: str | os.PathLike | None = Non
                            ("val_per_class", "--synthetic-val-per-class")):
             if getattr(synthetic, name) != getattr(default, name):
                 args += [flag, str(getattr(synthetic, name))]
-    args += ["--out", f"flow_{dataset}.pt", "--minutes", f"{minutes:g}"]
-    return " ".join(shlex.quote(a) for a in args)
+    return args
 
 
 def flow_decode_size(flow: AdvFlow, asked: int | None) -> int | None:

@@ -262,7 +262,7 @@ def _build_run(cfg: PretrainConfig, out: Path, device: torch.device, rank: int, 
     if rank == 0 and flow is not None and cfg.mode == "s2vc" and cfg.alpha is None and cfg.strategy != "topk":
         from ..flow.alpha_clip import alpha_clip_note
         note = alpha_clip_note(flow, cfg.frames, cfg.stride, flow_path=cfg.flow, dataset=cfg.dataset, root=cfg.root,
-                               fold=cfg.fold, decode_size=cfg.decode_size)
+                               fold=cfg.fold, decode_size=cfg.decode_size, synthetic=cfg.synthetic)
         if note:
             tqdm.write(f"pretrain: {note}", file=sys.stderr)
     # the record says which alpha was used, so a resume with the flow's default compares to it

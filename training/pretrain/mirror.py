@@ -154,7 +154,8 @@ def mirror_generator(cfg: MirrorConfig):
         if cfg.alpha is None and cfg.strategy != "topk":
             from ..flow.alpha_clip import alpha_clip_note
             note = alpha_clip_note(flow, cfg.frames, cfg.stride, flow_path=cfg.flow, dataset=cfg.dataset,
-                                   root=cfg.root, fold=cfg.fold, decode_size=cfg.decode_size)
+                                   root=cfg.root, fold=cfg.fold, decode_size=cfg.decode_size,
+                                   synthetic=cfg.synthetic)
             if note:
                 print(f"generate: {note}", file=sys.stderr)
     else:
