@@ -90,7 +90,9 @@ class MotionPreservingGenerator(torch.nn.Module):
     about 1e-5 of NCHW's, the same masks on the tests' clips), so "auto" keeps NCHW on the CPU
     until the pre-registered study (docs/RESULTS.md), whose keys made each step keep one
     generator's numerics, has finished (the CPU chunk size changes nothing: bitwise the same).
-    The conversion runs on a copy of the flow's weights: the caller's flow is never changed.
+    The conversion runs on a copy of the flow's weights: the caller's flow is never changed, and
+    a later change of its weights does not reach this generator (build a new one, as after
+    ``prepare``).
     backend: "eager" (plain PyTorch, the reference), "ext" (the compiled ops of cpp_ext: fused
     temporal STD + suppression, fused coupling inverse), "compile" (torch.compile of the
     reference flow), "torchscript" (the scripted ``GeneratorGraph``, one per frame size),

@@ -419,7 +419,7 @@ def build_dataset(name: str = "synthetic", root: str | os.PathLike | None = None
     (``training/pretrain/mirror.py``) whose videos give the key clips, as {"path": MIRROR, "expect":
     {setting: value}} — the mirror must match ``expect`` and hold every video (else
     ``MirrorMismatchError``); videos it skipped as unusable stay listed as ``Skipped`` items (so
-    the sampler draws the order of an arm without the mirror, which skips them as unreadable).
+    the sampler draws the order of an arm without the mirror, whatever that arm reads of them).
     Raises ValueError for an unknown name or split and for a missing split file or annotation
     (naming the expected path), or when none of the listed videos exists.
     """
