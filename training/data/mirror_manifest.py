@@ -21,7 +21,7 @@ reads as lossless (what it is).
 
 The residual storage (``mirror_residual.py``) keeps no frames: its file ``<rel>.residual``
 (``mirror_file``) is composed with the source video, which must stay where the dataset root says
-and unchanged: checked by size and mtime when pretraining starts (``mirror_key_paths``, as for
+and unchanged: checked by size and mtime when pretraining starts (``mirror_keys``, as for
 every storage), by the size in the residual's header and the decoded frame count and size on
 every read (``mirror_residual.check_residual``).
 """
@@ -236,13 +236,6 @@ def source_stamp(path: Path) -> dict:
     """What identifies a source video's content cheaply: its size and mtime."""
     st = path.stat()
     return {"source_size": st.st_size, "source_mtime": st.st_mtime}
-
-
-def mirror_key_paths(mirror: str | os.PathLike, root: str | os.PathLike, records: list, *,
-                     expect: dict) -> tuple[list[Path], list[int]]:
-    """(paths, indices of the records the mirror skipped) of ``mirror_keys``."""
-    keys = mirror_keys(mirror, root, records, expect=expect)
-    return keys[0], sorted(keys[1])
 
 
 def mirror_keys(mirror: str | os.PathLike, root: str | os.PathLike, records: list, *,

@@ -70,15 +70,15 @@ def choose_variant(results_per_set: dict, step: int, candidates=VARIANT_CANDIDAT
     without UCF101-style groups of both parities has no motion probe): else ValueError naming
     what is missing, rather than a choice among nan sums."""
     scores: dict[str, dict] = {}
-    for name, results in results_per_set.items():
-        known = set().union(*(r.keys() for r in _rows(results))) - {"arm", "seed", "step"}
+    rows_of = {name: _rows(results) for name, results in results_per_set.items()}     # each file read once
+    for name, rows in rows_of.items():
+        known = set().union(*(r.keys() for r in rows)) - {"arm", "seed", "step"}
         unknown = [m for m in metrics if m not in known]
         if unknown:
             raise ValueError(f"set {name} has no metric {unknown[0]!r}; its metrics: {sorted(known)}")
     for arm in candidates:
         per_set = {}
-        for name, results in results_per_set.items():
-            rows = _rows(results)
+        for name, rows in rows_of.items():
             by_metric = [_scores(rows, arm, step, m) for m in metrics]
             seeds = sorted(set.intersection(*(set(d) for d in by_metric)))
             if not seeds:
